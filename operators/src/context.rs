@@ -1,0 +1,54 @@
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+/// Who is running: the names an operator puts in its messages and metadata.
+#[derive(Debug, Clone, Default)]
+pub struct TaskIdentity {
+    pub dag_id: String,
+    pub run_id: String,
+    pub task_id: String,
+    pub try_number: u32,
+}
+
+/// Where a try's log lines go (the task log in the database, or stdout for `dags test`).
+pub trait LogSink: Send + Sync {
+    fn write_line(&self, line: &str);
+}
+
+/// Prints lines to stdout, prefixed with the task id.
+pub struct StdoutLog {
+    pub prefix: String,
+}
+
+impl LogSink for StdoutLog {
+    fn write_line(&self, line: &str) {
+        println!("{}{line}", self.prefix);
+    }
+}
+
+/// Renders templates for fields an operator renders itself ([`crate::Operator::DEFERRED_FIELDS`]).
+///
+/// `locals` are extra names in scope (e.g. `item`). A string that is exactly one `{{ expr }}`
+/// renders to the expression's native JSON value; other strings render to strings; arrays and
+/// objects render element by element.
+pub trait Renderer: Send + Sync {
+    fn render(&self, template: &Value, locals: &Map<String, Value>) -> Result<Value, String>;
+}
+
+/// What an operator gets besides its config.
+#[derive(Clone)]
+pub struct TaskContext {
+    pub identity: TaskIdentity,
+    pub log: Arc<dyn LogSink>,
+    pub cancel: CancellationToken,
+    pub renderer: Arc<dyn Renderer>,
+}
+
+impl TaskContext {
+    /// Writes one line to the try's log.
+    pub fn log(&self, line: impl AsRef<str>) {
+        self.log.write_line(line.as_ref());
+    }
+}

@@ -1,0 +1,6 @@
+//! Updraft's orchestrator: YAML file → parsed `Dag` → `DagRun` → task instances claimed →
+//! operator executes → state stored.
+
+pub mod dag;
+pub mod store;
+pub mod task_runner;
