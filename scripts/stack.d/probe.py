@@ -3,6 +3,7 @@
 
   probe.py kafka HOST:PORT      -> prints the broker count of a Metadata (v4) response
   probe.py cassandra HOST:PORT  -> prints release_version from system.local (CQL protocol v4)
+  probe.py cql HOST:PORT QUERY  -> prints the rows of QUERY, one a line, columns tab-separated
 
 Exit 0 with the answer on stdout when the service really answers; exit 1 with the reason on
 stderr otherwise.
@@ -10,6 +11,7 @@ stderr otherwise.
 import socket
 import struct
 import sys
+import uuid
 
 TIMEOUT_SECONDS = 3
 
@@ -47,8 +49,17 @@ def cql_frame(opcode, body, stream=1):
 
 
 def cql_read(sock):
-    _version, _flags, _stream, opcode, length = struct.unpack(">BBhBi", read_exact(sock, 9))
-    return opcode, read_exact(sock, length)
+    _version, flags, _stream, opcode, length = struct.unpack(">BBhBi", read_exact(sock, 9))
+    body = read_exact(sock, length)
+    if flags & 0x02:  # tracing id
+        body = body[16:]
+    if flags & 0x08:  # warnings: a string list before the body
+        (count,) = struct.unpack(">h", body[:2])
+        offset = 2
+        for _ in range(count):
+            _, offset = cql_string(body, offset)
+        body = body[offset:]
+    return opcode, body
 
 
 def cql_string(data, offset):
@@ -56,9 +67,22 @@ def cql_string(data, offset):
     return data[offset + 2:offset + 2 + length].decode(), offset + 2 + length
 
 
-def cassandra_release_version(host, port):
+def cql_value(type_id, raw):
+    if raw is None:
+        return "null"
+    if type_id in (0x0002, 0x0009):  # bigint, int
+        return str(int.from_bytes(raw, "big", signed=True))
+    if type_id in (0x000C, 0x000F):  # uuid, timeuuid
+        return str(uuid.UUID(bytes=raw))
+    if type_id in (0x0001, 0x000D):  # ascii, varchar
+        return raw.decode()
+    return raw.hex()
+
+
+def cql_query(host, port, query):
+    """Runs one query at consistency ONE; returns the rows as lists of printable strings."""
     with socket.create_connection((host, port), TIMEOUT_SECONDS) as sock:
-        sock.settimeout(TIMEOUT_SECONDS)
+        sock.settimeout(TIMEOUT_SECONDS * 5)
         options = {b"CQL_VERSION": b"3.0.0"}
         body = struct.pack(">h", len(options))
         for key, value in options.items():
@@ -67,8 +91,8 @@ def cassandra_release_version(host, port):
         opcode, payload = cql_read(sock)
         if opcode != 0x02:
             raise RuntimeError(f"STARTUP answered with opcode {opcode:#x}, not READY: {payload[6:]!r}")
-        query = b"SELECT release_version FROM system.local"
-        body = struct.pack(">i", len(query)) + query + struct.pack(">hB", 0x0001, 0)
+        encoded = query.encode()
+        body = struct.pack(">i", len(encoded)) + encoded + struct.pack(">hB", 0x0001, 0)
         sock.sendall(cql_frame(0x07, body, stream=2))
         opcode, payload = cql_read(sock)
     if opcode != 0x08:
@@ -77,34 +101,62 @@ def cassandra_release_version(host, port):
     if kind != 2:
         raise RuntimeError(f"query returned result kind {kind}, not rows")
     offset = 12
-    if flags & 0x0004:  # has_more_pages: paging state
+    if flags & 0x0002:  # has_more_pages: paging state
         (length,) = struct.unpack(">i", payload[offset:offset + 4])
         offset += 4 + max(length, 0)
     if flags & 0x0001:  # global table spec
         _, offset = cql_string(payload, offset)
         _, offset = cql_string(payload, offset)
+    types = []
     for _ in range(column_count):
         if not flags & 0x0001:
             _, offset = cql_string(payload, offset)
             _, offset = cql_string(payload, offset)
         _, offset = cql_string(payload, offset)
-        offset += 2  # type id: varchar has no further option
+        (type_id,) = struct.unpack(">h", payload[offset:offset + 2])
+        offset += 2
+        if type_id in (0x0020, 0x0022):  # list, set: one element type (simple types only)
+            offset += 2
+        elif type_id == 0x0021:  # map
+            offset += 4
+        types.append(type_id)
     (row_count,) = struct.unpack(">i", payload[offset:offset + 4])
     offset += 4
-    if row_count < 1:
+    rows = []
+    for _ in range(row_count):
+        row = []
+        for type_id in types:
+            (length,) = struct.unpack(">i", payload[offset:offset + 4])
+            offset += 4
+            raw = None if length < 0 else payload[offset:offset + length]
+            offset += max(length, 0)
+            row.append(cql_value(type_id, raw))
+        rows.append(row)
+    return rows
+
+
+def cassandra_release_version(host, port):
+    rows = cql_query(host, port, "SELECT release_version FROM system.local")
+    if not rows:
         raise RuntimeError("system.local returned no row")
-    (length,) = struct.unpack(">i", payload[offset:offset + 4])
-    return payload[offset + 4:offset + 4 + length].decode()
+    return rows[0][0]
 
 
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("kafka", "cassandra"):
+    commands = {"kafka": 3, "cassandra": 3, "cql": 4}
+    if len(sys.argv) < 2 or commands.get(sys.argv[1]) != len(sys.argv):
         print(__doc__, file=sys.stderr)
         return 2
     host, _, port = sys.argv[2].rpartition(":")
-    probe = kafka_metadata if sys.argv[1] == "kafka" else cassandra_release_version
+    host = host or "127.0.0.1"
     try:
-        print(probe(host or "127.0.0.1", int(port)))
+        if sys.argv[1] == "kafka":
+            print(kafka_metadata(host, int(port)))
+        elif sys.argv[1] == "cassandra":
+            print(cassandra_release_version(host, int(port)))
+        else:
+            for row in cql_query(host, int(port), sys.argv[3]):
+                print("\t".join(row))
     except (OSError, RuntimeError, ConnectionError, struct.error, ValueError) as error:
         print(f"{sys.argv[1]} at {sys.argv[2]}: {error}", file=sys.stderr)
         return 1
