@@ -1,5 +1,7 @@
 use clap::{Parser, Subcommand};
 
+mod dags;
+
 /// Updraft: declarative YAML DAGs, scheduled on PostgreSQL.
 #[derive(Parser)]
 #[command(name = "updraft", version)]
@@ -10,6 +12,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// DAG files: validate, show, test.
+    Dags {
+        #[command(subcommand)]
+        command: dags::DagsCommand,
+    },
     /// Database maintenance.
     Db {
         #[command(subcommand)]
@@ -30,6 +37,7 @@ enum DbCommand {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     match Cli::parse().command {
+        Command::Dags { command } => dags::run(command).await?,
         Command::Db { command: DbCommand::Migrate { database_url } } => {
             let pool = sqlx::PgPool::connect(&database_url).await?;
             updraft_orchestrator::store::MIGRATOR.run(&pool).await?;

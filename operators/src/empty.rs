@@ -20,7 +20,11 @@ impl Operator for EmptyOperator {
     const NAME: &'static str = "empty";
     type Config = EmptyConfig;
 
-    async fn execute(&self, _config: EmptyConfig, _ctx: &TaskContext) -> Result<Value, OperatorError> {
+    async fn execute(
+        &self,
+        _config: EmptyConfig,
+        _ctx: &TaskContext,
+    ) -> Result<Value, OperatorError> {
         Ok(Value::Null)
     }
 }

@@ -8,6 +8,7 @@
 //! line to the `builtin_operators!` list below.
 
 mod context;
+pub mod fields;
 mod registry;
 
 pub use context::{LogSink, Renderer, StdoutLog, TaskContext, TaskIdentity};
@@ -29,8 +30,18 @@ pub trait Operator: Send + Sync + 'static {
     /// The operator's own YAML fields; `#[serde(deny_unknown_fields)]` so typos are errors.
     type Config: DeserializeOwned + JsonSchema + Send;
 
+    /// Checks across fields that serde cannot express (e.g. `command` or `script`, not both).
+    /// Runs at parse time on the unrendered config and again before each try.
+    fn check(_config: &Self::Config) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Runs one try.
-    async fn execute(&self, config: Self::Config, ctx: &TaskContext) -> Result<Value, OperatorError>;
+    async fn execute(
+        &self,
+        config: Self::Config,
+        ctx: &TaskContext,
+    ) -> Result<Value, OperatorError>;
 }
 
 /// Why a try failed. Every message names what it was doing (URL, topic, command).
@@ -61,4 +72,75 @@ macro_rules! builtin_operators {
 
 builtin_operators! {
     empty::EmptyOperator,
+    http::HttpOperator,
+    kafka_publish::KafkaPublishOperator,
+    shell::ShellOperator,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// A minimal valid config per operator; a new operator without one fails the test below.
+    fn minimal_config(name: &str) -> Option<Value> {
+        Some(match name {
+            "empty" => json!({}),
+            "http" => json!({"url": "http://127.0.0.1/"}),
+            "kafka_publish" => json!({"topic": "t", "value": {"a": 1}}),
+            "shell" => json!({"command": "true"}),
+            _ => return None,
+        })
+    }
+
+    #[test]
+    fn the_registry_lists_every_builtin_operator() {
+        assert_eq!(
+            builtin_registry().names(),
+            ["empty", "http", "kafka_publish", "shell"]
+        );
+    }
+
+    #[test]
+    fn every_config_schema_is_produced_and_unknown_fields_are_rejected() {
+        let registry = builtin_registry();
+        for name in registry.names() {
+            let operator = registry.get(name).unwrap();
+            let schema = operator.config_schema().to_value();
+            assert_eq!(schema["type"], "object", "{name}: {schema}");
+            assert_eq!(schema["additionalProperties"], false, "{name}: {schema}");
+
+            let mut config =
+                minimal_config(name).unwrap_or_else(|| panic!("add a minimal config for `{name}`"));
+            operator
+                .validate(&config)
+                .unwrap_or_else(|error| panic!("{name}: {error}"));
+            config["no_such_field"] = json!(1);
+            let error = operator.validate(&config).unwrap_err();
+            assert!(
+                error.contains("unknown field `no_such_field`"),
+                "{name}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn deferred_fields_are_config_fields() {
+        let registry = builtin_registry();
+        for name in registry.names() {
+            let operator = registry.get(name).unwrap();
+            let schema = operator.config_schema().to_value();
+            for field in operator.deferred_fields() {
+                assert!(
+                    schema["properties"].get(field).is_some(),
+                    "{name}: deferred `{field}` is not a field"
+                );
+            }
+        }
+        assert_eq!(
+            registry.get("kafka_publish").unwrap().deferred_fields(),
+            ["key", "value", "headers"]
+        );
+    }
 }

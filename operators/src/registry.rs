@@ -34,14 +34,15 @@ impl<O: Operator> OperatorKind for O {
     }
 
     fn validate(&self, config: &Value) -> Result<(), String> {
-        serde_json::from_value::<O::Config>(config.clone())
-            .map(drop)
-            .map_err(|error| error.to_string())
+        let config = serde_json::from_value::<O::Config>(config.clone())
+            .map_err(|error| error.to_string())?;
+        O::check(&config)
     }
 
     async fn execute(&self, config: Value, ctx: &TaskContext) -> Result<Value, OperatorError> {
         let config = serde_json::from_value::<O::Config>(config)
             .map_err(|error| OperatorError::Config(error.to_string()))?;
+        O::check(&config).map_err(OperatorError::Config)?;
         Operator::execute(self, config, ctx).await
     }
 }

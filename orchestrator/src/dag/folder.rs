@@ -1,12 +1,13 @@
 //! A folder of DAG files: each parsed on its own, so one bad file never hides the others.
-// INTERFACE STUB: the DAG-language engineer replaces the body; signatures are agreed.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
 use updraft_operators::Registry;
 
 use super::Dag;
-use super::parse::Diagnostic;
+use super::parse::{Diagnostic, parse_dag};
 
 /// One file that parsed.
 #[derive(Debug, Clone)]
@@ -33,15 +34,224 @@ pub struct FolderLoad {
     pub errors: Vec<ImportError>,
 }
 
-/// Every `*.yaml`/`*.yml` file under `folder` (recursively), parsed; a `dag_id` defined in
-/// two files is an error on both, naming the other.
+/// Every `*.yaml`/`*.yml` file under `folder` (recursively, hidden entries skipped, in path
+/// order), parsed; a `dag_id` defined in two files is an error on both, naming the other.
 pub fn load_folder(folder: &Path, registry: &Registry) -> FolderLoad {
-    let _ = (folder, registry);
-    FolderLoad::default()
+    let mut load = FolderLoad::default();
+    let mut files = Vec::new();
+    if let Err(error) = collect_files(folder, &mut files) {
+        load.errors.push(io_error(folder, &error));
+        return load;
+    }
+    files.sort();
+    for path in files {
+        match std::fs::read(&path) {
+            Ok(bytes) => match load_bytes(&path, &bytes, registry) {
+                Ok(dag) => load.dags.push(dag),
+                Err(error) => load.errors.push(error),
+            },
+            Err(error) => load.errors.push(io_error(&path, &error)),
+        }
+    }
+    reject_duplicate_ids(&mut load);
+    load
+}
+
+/// Files and folders given on a command line: folders are walked, files read as they are.
+pub fn load_paths(paths: &[PathBuf], registry: &Registry) -> FolderLoad {
+    let mut load = FolderLoad::default();
+    for path in paths {
+        if path.is_dir() {
+            let mut part = load_folder(path, registry);
+            load.dags.append(&mut part.dags);
+            load.errors.append(&mut part.errors);
+        } else {
+            match std::fs::read(path) {
+                Ok(bytes) => match load_bytes(path, &bytes, registry) {
+                    Ok(dag) => load.dags.push(dag),
+                    Err(error) => load.errors.push(error),
+                },
+                Err(error) => load.errors.push(io_error(path, &error)),
+            }
+        }
+    }
+    reject_duplicate_ids(&mut load);
+    load
 }
 
 /// One file (for the DAG processor's file events).
 pub fn load_file(path: &Path, source: &str, registry: &Registry) -> Result<LoadedDag, ImportError> {
-    let _ = registry;
-    Err(ImportError { path: path.to_path_buf(), source_hash: String::new(), diagnostics: vec![Diagnostic { file: path.display().to_string(), line: 1, column: 1, message: format!("parser not written yet ({} bytes)", source.len()) }] })
+    let source_hash = sha256_hex(source.as_bytes());
+    match parse_dag(&path.display().to_string(), source, registry) {
+        Ok(dag) => Ok(LoadedDag {
+            path: path.to_path_buf(),
+            source: source.to_string(),
+            source_hash,
+            dag,
+        }),
+        Err(diagnostics) => Err(ImportError {
+            path: path.to_path_buf(),
+            source_hash,
+            diagnostics,
+        }),
+    }
+}
+
+fn load_bytes(path: &Path, bytes: &[u8], registry: &Registry) -> Result<LoadedDag, ImportError> {
+    match std::str::from_utf8(bytes) {
+        Ok(source) => load_file(path, source, registry),
+        Err(error) => Err(ImportError {
+            path: path.to_path_buf(),
+            source_hash: sha256_hex(bytes),
+            diagnostics: vec![diagnostic(
+                path,
+                1,
+                1,
+                format!("the file is not UTF-8: {error}"),
+            )],
+        }),
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+fn collect_files(folder: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(folder)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            collect_files(&path, files)?;
+        } else if matches!(
+            path.extension().and_then(|ext| ext.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn io_error(path: &Path, error: &std::io::Error) -> ImportError {
+    ImportError {
+        path: path.to_path_buf(),
+        source_hash: String::new(),
+        diagnostics: vec![diagnostic(path, 1, 1, format!("cannot read: {error}"))],
+    }
+}
+
+fn diagnostic(path: &Path, line: usize, column: usize, message: String) -> Diagnostic {
+    Diagnostic {
+        file: path.display().to_string(),
+        line,
+        column,
+        message,
+    }
+}
+
+/// Moves every DAG whose id is also defined in another file to the errors.
+fn reject_duplicate_ids(load: &mut FolderLoad) {
+    let mut by_id: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (index, loaded) in load.dags.iter().enumerate() {
+        by_id
+            .entry(loaded.dag.dag_id.as_str())
+            .or_default()
+            .push(index);
+    }
+    let mut rejected: Vec<(usize, ImportError)> = Vec::new();
+    for (dag_id, indexes) in by_id.iter().filter(|(_, indexes)| indexes.len() > 1) {
+        for &index in indexes {
+            let loaded = &load.dags[index];
+            let others: Vec<String> = indexes
+                .iter()
+                .filter(|other| **other != index)
+                .map(|other| load.dags[*other].path.display().to_string())
+                .collect();
+            let (line, column) = dag_id_position(&loaded.source);
+            rejected.push((
+                index,
+                ImportError {
+                    path: loaded.path.clone(),
+                    source_hash: loaded.source_hash.clone(),
+                    diagnostics: vec![diagnostic(
+                        &loaded.path,
+                        line,
+                        column,
+                        format!(
+                            "duplicate dag_id `{dag_id}`: also defined in {}",
+                            others.join(", ")
+                        ),
+                    )],
+                },
+            ));
+        }
+    }
+    rejected.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
+    for (index, error) in rejected {
+        load.dags.remove(index);
+        load.errors.push(error);
+    }
+    load.errors.sort_by(|a, b| a.path.cmp(&b.path));
+}
+
+/// Where the value of the top-level `dag_id:` is (the file parsed, so it is there).
+fn dag_id_position(source: &str) -> (usize, usize) {
+    for (number, line) in source.lines().enumerate() {
+        if let Some(rest) = line.strip_prefix("dag_id")
+            && let Some(value) = rest.trim_start().strip_prefix(':')
+        {
+            let column = line.len() - value.trim_start().len() + 1;
+            return (number + 1, column);
+        }
+    }
+    (1, 1)
+}
+
+/// What `updraft dags test|show` mean by `DAG_ID_OR_FILE`: an existing file is parsed as is;
+/// anything else is a dag_id looked up in `folder`. `Err` lists the file's diagnostics, or says
+/// the id is unknown.
+pub fn resolve_dag(
+    id_or_file: &str,
+    folder: &Path,
+    registry: &Registry,
+) -> Result<LoadedDag, Vec<String>> {
+    let path = Path::new(id_or_file);
+    if path.is_file() {
+        let bytes = std::fs::read(path)
+            .map_err(|error| vec![format!("{}: cannot read: {error}", path.display())])?;
+        return load_bytes(path, &bytes, registry)
+            .map_err(|error| error.diagnostics.iter().map(ToString::to_string).collect());
+    }
+    let mut load = load_folder(folder, registry);
+    if let Some(index) = load
+        .dags
+        .iter()
+        .position(|loaded| loaded.dag.dag_id == id_or_file)
+    {
+        return Ok(load.dags.swap_remove(index));
+    }
+    // The DAG may be in a file that failed to parse: show that file's errors.
+    let mentioned: Vec<String> = load
+        .errors
+        .iter()
+        .filter(|error| {
+            std::fs::read_to_string(&error.path).is_ok_and(|text| text.contains(id_or_file))
+        })
+        .flat_map(|error| error.diagnostics.iter().map(ToString::to_string))
+        .collect();
+    if mentioned.is_empty() {
+        Err(vec![format!(
+            "no DAG with id `{id_or_file}` in {} (and no such file)",
+            folder.display()
+        )])
+    } else {
+        Err(mentioned)
+    }
 }

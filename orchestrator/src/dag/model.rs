@@ -104,7 +104,9 @@ impl Default for Dag {
 
 fn build_graph(tasks: &[Task]) -> TaskGraph {
     let mut graph = TaskGraph::with_capacity(tasks.len(), tasks.len());
-    let nodes: Vec<NodeIndex> = (0..tasks.len()).map(|index| graph.add_node(index)).collect();
+    let nodes: Vec<NodeIndex> = (0..tasks.len())
+        .map(|index| graph.add_node(index))
+        .collect();
     for (index, task) in tasks.iter().enumerate() {
         for upstream in &task.upstream {
             if let Some(up) = tasks.iter().position(|t| &t.task_id == upstream) {
@@ -124,7 +126,10 @@ pub enum Schedule {
     /// `@once`: one run, at `start_date`.
     Once,
     /// A 5-field crontab or a preset, as written, and its 6-field form for the `cron` crate.
-    Cron { expression: String, seconds_form: String },
+    Cron {
+        expression: String,
+        seconds_form: String,
+    },
 }
 
 impl Schedule {
@@ -237,14 +242,19 @@ mod duration_millis_opt {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
-    pub fn serialize<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         match value {
             Some(duration) => serializer.serialize_some(&(duration.as_millis() as u64)),
             None => serializer.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
         Option::<u64>::deserialize(deserializer).map(|millis| millis.map(Duration::from_millis))
     }
 }

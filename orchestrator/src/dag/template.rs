@@ -1,0 +1,365 @@
+//! The templating language (minijinja): syntax checks at parse time, rendering at run time.
+//!
+//! A string that is exactly one `{{ expr }}` renders to the expression's native JSON value (so
+//! `for_each: "{{ xcom('fetch').body.results }}"` is a list); other strings render to strings;
+//! lists and mappings render element by element. Undefined names are errors.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
+
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value as JinjaValue};
+use serde_json::{Map, Value};
+
+/// Names available in every template, besides those given per render (`item`, `index`).
+pub const TEMPLATE_NAMES: &[&str] = &[
+    "ds",
+    "ds_nodash",
+    "ts",
+    "logical_date",
+    "data_interval_start",
+    "data_interval_end",
+    "run_id",
+    "dag_id",
+    "task_id",
+    "try_number",
+    "params",
+    "conf",
+    "xcom(task_id)",
+    "var(name, default)",
+    "uuid4()",
+    "now()",
+];
+
+/// An environment with the run-time settings, used at parse time to compile templates only.
+static SYNTAX_ENV: LazyLock<Environment<'static>> = LazyLock::new(base_environment);
+
+fn base_environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    env
+}
+
+/// Whether a string holds template syntax at all (plain strings are not compiled).
+pub fn is_template(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%") || text.contains("{#")
+}
+
+/// Compiles one string; `Err` is the syntax error's message.
+pub fn check_syntax(text: &str) -> Result<(), String> {
+    if !is_template(text) {
+        return Ok(());
+    }
+    SYNTAX_ENV
+        .template_from_str(text)
+        .map(|_| ())
+        .map_err(|error| describe(&error))
+}
+
+/// A minijinja error as one line: kind, detail and the line within the template when useful.
+pub fn describe(error: &Error) -> String {
+    let mut message = match error.detail() {
+        Some(detail) => format!("{}: {detail}", error.kind()),
+        None => error.kind().to_string(),
+    };
+    if let Some(line) = error.line()
+        && line > 1
+    {
+        message.push_str(&format!(" (template line {line})"));
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
+}
+
+/// The expression inside a string that is exactly one `{{ expr }}`.
+fn native_expression(text: &str) -> Option<&str> {
+    let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = inner.strip_prefix('-').unwrap_or(inner);
+    let inner = inner.strip_suffix('-').unwrap_or(inner);
+    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") || inner.contains("{#")
+    {
+        return None;
+    }
+    Some(inner.trim())
+}
+
+/// Values and functions for one task try.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateScope {
+    /// Plain names: `ds`, `params`, `conf`, ...
+    pub names: Map<String, Value>,
+    /// Outputs of tasks of the same run (`xcom(task_id)`).
+    pub xcom: BTreeMap<String, Value>,
+    /// Variables from the store; `UPDRAFT_VAR_<NAME>` env vars take precedence.
+    pub variables: BTreeMap<String, String>,
+}
+
+/// Renders templates for one try; implements the operators' [`updraft_operators::Renderer`].
+pub struct TemplateRenderer {
+    env: Environment<'static>,
+    names: Map<String, Value>,
+}
+
+impl TemplateRenderer {
+    pub fn new(scope: TemplateScope) -> TemplateRenderer {
+        let mut env = base_environment();
+        let xcom = Arc::new(scope.xcom);
+        env.add_function("xcom", move |task_id: String| -> Result<JinjaValue, Error> {
+            xcom.get(&task_id).map(JinjaValue::from_serialize).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("xcom('{task_id}'): no output from task `{task_id}` in this run (is it upstream of this task?)"),
+                )
+            })
+        });
+        let variables = Arc::new(scope.variables);
+        env.add_function("var", move |name: String, default: Option<JinjaValue>| -> Result<JinjaValue, Error> {
+            let env_name = format!("UPDRAFT_VAR_{}", name.to_uppercase());
+            if let Ok(value) = std::env::var(&env_name) {
+                return Ok(JinjaValue::from(value));
+            }
+            if let Some(value) = variables.get(&name) {
+                return Ok(JinjaValue::from(value.clone()));
+            }
+            default.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("var('{name}'): variable `{name}` is not set (set env {env_name} or give a default)"),
+                )
+            })
+        });
+        env.add_function("uuid4", || uuid::Uuid::new_v4().to_string());
+        env.add_function("now", || chrono::Utc::now().to_rfc3339());
+        TemplateRenderer {
+            env,
+            names: scope.names,
+        }
+    }
+
+    /// Renders one string with extra `locals` in scope.
+    pub fn render_str(&self, text: &str, locals: &Map<String, Value>) -> Result<Value, String> {
+        if !is_template(text) {
+            return Ok(Value::String(text.to_string()));
+        }
+        let context = self.context(locals);
+        if let Some(expression) = native_expression(text) {
+            let compiled = self
+                .env
+                .compile_expression(expression)
+                .map_err(|error| describe(&error))?;
+            let value = compiled.eval(&context).map_err(|error| describe(&error))?;
+            if value.is_undefined() {
+                return Err(format!("undefined value: `{expression}` is undefined"));
+            }
+            return serde_json::to_value(&value)
+                .map_err(|error| format!("`{expression}`: {error}"));
+        }
+        self.env
+            .render_str(text, &context)
+            .map(Value::String)
+            .map_err(|error| describe(&error))
+    }
+
+    /// Renders a JSON value: strings as templates, lists and mappings element-wise.
+    pub fn render_value(
+        &self,
+        value: &Value,
+        locals: &Map<String, Value>,
+    ) -> Result<Value, String> {
+        match value {
+            Value::String(text) => self.render_str(text, locals),
+            Value::Array(items) => items
+                .iter()
+                .map(|item| self.render_value(item, locals))
+                .collect::<Result<_, _>>()
+                .map(Value::Array),
+            Value::Object(entries) => entries
+                .iter()
+                .map(|(key, item)| {
+                    self.render_value(item, locals)
+                        .map(|rendered| (key.clone(), rendered))
+                })
+                .collect::<Result<Map<_, _>, _>>()
+                .map(Value::Object),
+            other => Ok(other.clone()),
+        }
+    }
+
+    fn context(&self, locals: &Map<String, Value>) -> BTreeMap<String, JinjaValue> {
+        self.names
+            .iter()
+            .chain(locals.iter())
+            .map(|(name, value)| (name.clone(), JinjaValue::from_serialize(value)))
+            .collect()
+    }
+}
+
+impl updraft_operators::Renderer for TemplateRenderer {
+    fn render(&self, template: &Value, locals: &Map<String, Value>) -> Result<Value, String> {
+        self.render_value(template, locals)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn renderer() -> TemplateRenderer {
+        let mut names = Map::new();
+        names.insert("ds".into(), json!("2023-09-03"));
+        names.insert(
+            "params".into(),
+            json!({"results": 3, "topic": "users_created"}),
+        );
+        let mut xcom = BTreeMap::new();
+        xcom.insert(
+            "fetch".into(),
+            json!({"body": {"results": [{"name": "Zoë"}, {"name": "Ünal"}]}}),
+        );
+        let mut variables = BTreeMap::new();
+        variables.insert("from_store".into(), "stored".into());
+        TemplateRenderer::new(TemplateScope {
+            names,
+            xcom,
+            variables,
+        })
+    }
+
+    #[test]
+    fn a_single_expression_renders_to_its_native_value() {
+        let r = renderer();
+        let none = Map::new();
+        assert_eq!(
+            r.render_str("{{ xcom('fetch').body.results }}", &none)
+                .unwrap(),
+            json!([{"name": "Zoë"}, {"name": "Ünal"}])
+        );
+        assert_eq!(
+            r.render_str("{{ params.results }}", &none).unwrap(),
+            json!(3)
+        );
+        assert_eq!(
+            r.render_str(" {{- params.results -}} ", &none).unwrap(),
+            json!(3)
+        );
+        assert_eq!(
+            r.render_str("n={{ params.results }}", &none).unwrap(),
+            json!("n=3")
+        );
+        assert_eq!(
+            r.render_str("{{ ds }}/{{ ds }}", &none).unwrap(),
+            json!("2023-09-03/2023-09-03")
+        );
+        assert_eq!(r.render_str("plain", &none).unwrap(), json!("plain"));
+    }
+
+    #[test]
+    fn locals_are_in_scope_and_values_render_element_wise() {
+        let r = renderer();
+        let mut locals = Map::new();
+        locals.insert("item".into(), json!({"name": "Zoë", "postcode": 4021}));
+        let rendered = r
+            .render_value(&json!({"who": "{{ item.name }}", "code": "{{ item.postcode | string }}", "n": [1, "{{ params.results }}"]}), &locals)
+            .unwrap();
+        assert_eq!(rendered, json!({"who": "Zoë", "code": "4021", "n": [1, 3]}));
+    }
+
+    #[test]
+    fn undefined_names_are_errors() {
+        let r = renderer();
+        let none = Map::new();
+        assert!(
+            r.render_str("{{ nope }}", &none)
+                .unwrap_err()
+                .contains("undefined")
+        );
+        assert!(
+            r.render_str("x{{ nope }}", &none)
+                .unwrap_err()
+                .contains("undefined")
+        );
+        assert!(
+            r.render_str("{{ params.nope }}", &none)
+                .unwrap_err()
+                .contains("undefined")
+        );
+        let error = r.render_str("{{ xcom('missing') }}", &none).unwrap_err();
+        assert!(error.contains("no output from task `missing`"), "{error}");
+    }
+
+    #[test]
+    fn default_and_is_defined_work_on_missing_names() {
+        let r = renderer();
+        let none = Map::new();
+        assert_eq!(
+            r.render_str("{{ params.nope | default('none') }}", &none)
+                .unwrap(),
+            json!("none")
+        );
+        assert_eq!(
+            r.render_str(
+                "{% if params.nope is defined %}y{% else %}n{% endif %}",
+                &none
+            )
+            .unwrap(),
+            json!("n")
+        );
+    }
+
+    #[test]
+    fn var_reads_env_then_store_then_default() {
+        let r = renderer();
+        let none = Map::new();
+        // SAFETY: the variable name is unique to this test; no other thread reads it.
+        unsafe { std::env::set_var("UPDRAFT_VAR_TEMPLATE_TEST_URL", "http://from-env") };
+        assert_eq!(
+            r.render_str("{{ var('template_test_url', 'x') }}", &none)
+                .unwrap(),
+            json!("http://from-env")
+        );
+        assert_eq!(
+            r.render_str("{{ var('from_store') }}", &none).unwrap(),
+            json!("stored")
+        );
+        assert_eq!(
+            r.render_str("{{ var('unset_here', 'dflt') }}", &none)
+                .unwrap(),
+            json!("dflt")
+        );
+        let error = r.render_str("{{ var('unset_here') }}", &none).unwrap_err();
+        assert!(error.contains("UPDRAFT_VAR_UNSET_HERE"), "{error}");
+    }
+
+    #[test]
+    fn helpers_produce_fresh_values() {
+        let r = renderer();
+        let none = Map::new();
+        let a = r.render_str("{{ uuid4() }}", &none).unwrap();
+        let b = r.render_str("{{ uuid4() }}", &none).unwrap();
+        assert_ne!(a, b);
+        assert!(uuid::Uuid::parse_str(a.as_str().unwrap()).is_ok());
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(
+                r.render_str("{{ now() }}", &none)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_found_without_rendering() {
+        assert!(check_syntax("{{ params.x }}").is_ok());
+        assert!(check_syntax("no template").is_ok());
+        let error = check_syntax("{{ params.x ").unwrap_err();
+        assert!(error.contains("syntax error"), "{error}");
+    }
+}
