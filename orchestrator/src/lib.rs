@@ -2,5 +2,6 @@
 //! operator executes → state stored.
 
 pub mod dag;
+pub mod processor;
 pub mod store;
 pub mod task_runner;

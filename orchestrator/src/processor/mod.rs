@@ -1,0 +1,135 @@
+//! The DAG processor: keeps the database's DAGs in step with the YAML files of the DAGs folder.
+//!
+//! Parsing is pure (`dag::load_folder`); this module only does the I/O around it: it scans at
+//! start, then rescans on file events (with a periodic rescan as a safety net, since file events
+//! can be missed on network filesystems), and writes what changed (`sync.rs`).
+
+mod sync;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use notify::{RecursiveMode, Watcher};
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use updraft_operators::Registry;
+
+use crate::dag::load_folder;
+
+pub use sync::SyncReport;
+
+/// How often the folder is rescanned even without file events.
+const RESCAN_INTERVAL: Duration = Duration::from_secs(30);
+/// Editors save in several steps (write a temp file, rename): wait for the burst to end.
+const EVENT_SETTLE: Duration = Duration::from_millis(50);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    #[error("database error while syncing DAGs: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot watch the DAGs folder {folder}: {source}")]
+    Watch {
+        folder: PathBuf,
+        source: notify::Error,
+    },
+}
+
+pub struct DagProcessor {
+    pool: PgPool,
+    folder: PathBuf,
+    registry: Arc<Registry>,
+}
+
+impl DagProcessor {
+    /// `folder` is made absolute so that every process records the same file locations.
+    pub fn new(pool: PgPool, folder: PathBuf, registry: Arc<Registry>) -> DagProcessor {
+        let folder = std::path::absolute(&folder).unwrap_or(folder);
+        DagProcessor {
+            pool,
+            folder,
+            registry,
+        }
+    }
+
+    pub fn folder(&self) -> &Path {
+        &self.folder
+    }
+
+    /// Parses the whole folder now and writes what changed.
+    pub async fn sync_once(&self) -> Result<SyncReport, ProcessorError> {
+        let started = Instant::now();
+        let folder = self.folder.clone();
+        let registry = Arc::clone(&self.registry);
+        // Parsing is CPU work: keep it off the async workers.
+        let load = tokio::task::spawn_blocking(move || load_folder(&folder, &registry))
+            .await
+            .unwrap_or_default();
+        let parse_time = started.elapsed();
+        let mut report = sync::apply(&self.pool, &self.folder, &load).await?;
+        report.parse_time = parse_time;
+        report.total_time = started.elapsed();
+        tracing::debug!(
+            dags = report.dags,
+            changed = report.changed.len(),
+            import_errors = report.import_errors,
+            deactivated = report.deactivated.len(),
+            parse_ms = report.parse_time.as_millis() as u64,
+            total_ms = report.total_time.as_millis() as u64,
+            "DAG folder synced"
+        );
+        Ok(report)
+    }
+
+    /// Syncs, then keeps syncing on file events and every `RESCAN_INTERVAL` until cancelled.
+    /// Database errors are logged and retried with backoff: the processor never gives up.
+    pub async fn run(self, cancel: CancellationToken) -> Result<(), ProcessorError> {
+        let changed = Arc::new(Notify::new());
+        let _watcher = self.watch(Arc::clone(&changed))?;
+        let mut retry_delay = Duration::from_millis(500);
+        loop {
+            let wait = match self.sync_once().await {
+                Ok(_) => {
+                    retry_delay = Duration::from_millis(500);
+                    RESCAN_INTERVAL
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in_ms = retry_delay.as_millis() as u64, "DAG sync failed");
+                    let wait = retry_delay;
+                    retry_delay = (retry_delay * 2).min(MAX_RETRY_DELAY);
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = changed.notified() => {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(EVENT_SETTLE) => {}
+                    }
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    fn watch(&self, changed: Arc<Notify>) -> Result<notify::RecommendedWatcher, ProcessorError> {
+        let watch_error = |source| ProcessorError::Watch {
+            folder: self.folder.clone(),
+            source,
+        };
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let relevant = event.is_ok_and(|event| !event.kind.is_access());
+            if relevant {
+                changed.notify_one();
+            }
+        })
+        .map_err(watch_error)?;
+        watcher
+            .watch(&self.folder, RecursiveMode::Recursive)
+            .map_err(watch_error)?;
+        Ok(watcher)
+    }
+}
