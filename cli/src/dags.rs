@@ -23,6 +23,17 @@ pub enum DagsCommand {
     Show(ShowArgs),
     /// Run a DAG once in-process, in dependency order, without scheduler or database.
     Test(TestArgs),
+    /// DAGs in the database, with paused state and import errors.
+    List(crate::dag_runs::DbArgs),
+    /// Create a manual run.
+    Trigger(crate::dag_runs::TriggerArgs),
+    /// Stop creating scheduled runs (running ones finish).
+    Pause(crate::dag_runs::DagIdArgs),
+    Unpause(crate::dag_runs::DagIdArgs),
+    /// Print a run's state: queued, running, success or failed.
+    State(crate::dag_runs::StateArgs),
+    /// Create backfill runs for every interval between two dates.
+    Backfill(crate::dag_runs::BackfillArgs),
 }
 
 #[derive(Args)]
@@ -82,6 +93,12 @@ pub async fn run(command: DagsCommand) -> anyhow::Result<()> {
         DagsCommand::Validate(args) => validate(args),
         DagsCommand::Show(args) => show(args),
         DagsCommand::Test(args) => test(args).await,
+        DagsCommand::List(args) => crate::dag_runs::list(args).await,
+        DagsCommand::Trigger(args) => crate::dag_runs::trigger(args).await,
+        DagsCommand::Pause(args) => crate::dag_runs::pause(args, true).await,
+        DagsCommand::Unpause(args) => crate::dag_runs::pause(args, false).await,
+        DagsCommand::State(args) => crate::dag_runs::state(args).await,
+        DagsCommand::Backfill(args) => crate::dag_runs::backfill(args).await,
     }
 }
 

@@ -1,6 +1,8 @@
 use clap::{Parser, Subcommand};
 
+mod dag_runs;
 mod dags;
+mod serve;
 
 /// Updraft: declarative YAML DAGs, scheduled on PostgreSQL.
 #[derive(Parser)]
@@ -12,10 +14,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// DAG files: validate, show, test.
+    /// Everything in one process: migrations, DAG processor, scheduler, executor, web server.
+    Standalone(serve::StandaloneArgs),
+    /// DAG processor, scheduler and executor (add as many as you like on one database).
+    Scheduler(serve::SchedulerArgs),
+    /// DAGs: files (validate, show, test) and the database (list, trigger, pause, ...).
     Dags {
         #[command(subcommand)]
         command: dags::DagsCommand,
+    },
+    /// Task instances.
+    Tasks {
+        #[command(subcommand)]
+        command: TasksCommand,
+    },
+    /// Web users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
     },
     /// Database maintenance.
     Db {
@@ -25,21 +41,66 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum TasksCommand {
+    /// Run a finished task again (Airflow's Clear), optionally with its downstream tasks.
+    Clear(dag_runs::ClearArgs),
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create a web user.
+    Create {
+        #[arg(long)]
+        username: String,
+        /// admin, op or viewer.
+        #[arg(long)]
+        role: String,
+        /// Read the password from stdin (otherwise it is asked for... on stdin as well).
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        db: dag_runs::DbArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum DbCommand {
     /// Apply the schema migrations.
     Migrate {
-        #[arg(long, env = "DATABASE_URL", default_value = "postgres://updraft:updraft@127.0.0.1:5432/updraft")]
-        database_url: String,
+        #[command(flatten)]
+        db: dag_runs::DbArgs,
     },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
     match Cli::parse().command {
+        Command::Standalone(args) => serve::standalone(args).await?,
+        Command::Scheduler(args) => serve::scheduler(args).await?,
         Command::Dags { command } => dags::run(command).await?,
-        Command::Db { command: DbCommand::Migrate { database_url } } => {
-            let pool = sqlx::PgPool::connect(&database_url).await?;
+        Command::Tasks { command: TasksCommand::Clear(args) } => dag_runs::clear(args).await?,
+        Command::Users {
+            command: UsersCommand::Create { username, role, password_stdin, db },
+        } => {
+            let role: updraft_web::users::Role = role.parse()?;
+            if !password_stdin {
+                eprintln!("reading the password from stdin");
+            }
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let pool = db.pool().await?;
+            updraft_web::users::create_user(&pool, &username, role, password).await?;
+            println!("user `{username}` created");
+        }
+        Command::Db { command: DbCommand::Migrate { db } } => {
+            let pool = db.pool().await?;
             updraft_orchestrator::store::MIGRATOR.run(&pool).await?;
             println!("migrations applied");
         }

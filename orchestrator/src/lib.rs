@@ -2,6 +2,9 @@
 //! operator executes → state stored.
 
 pub mod dag;
+pub mod executor;
+pub mod metrics;
 pub mod processor;
+pub mod scheduler;
 pub mod store;
 pub mod task_runner;

@@ -26,7 +26,8 @@ fn env_or(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
-fn in_ci() -> bool {
+/// Whether `CI=true`: then a missing prerequisite is a failure, never a skip.
+pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|value| value.eq_ignore_ascii_case("true") || value == "1")
 }
 

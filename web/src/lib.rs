@@ -1,1 +1,114 @@
-//! The web UI and REST API.
+//! The web UI (server-rendered, askama) and the Airflow 2 compatible REST API.
+//!
+//! `app(state)` builds the whole router (tests drive it with `oneshot`); `serve` binds it.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod ui;
+pub mod users;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router, middleware};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+pub use error::AppError;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub dags_folder: PathBuf,
+    pub basic_cache: auth::BasicCache,
+    openapi: Arc<String>,
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, dags_folder: PathBuf) -> AppState {
+        let (_, openapi) = api::router();
+        let openapi = Arc::new(openapi.to_pretty_json().unwrap_or_else(|_| "{}".into()));
+        AppState {
+            pool,
+            dags_folder,
+            basic_cache: auth::BasicCache::default(),
+            openapi,
+        }
+    }
+}
+
+/// The OpenAPI document of `/api/v1`, generated from the handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api::router().1
+}
+
+async fn openapi_json(
+    State(state): State<AppState>,
+    _user: auth::CurrentUser,
+) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.openapi.as_str().to_owned(),
+    )
+}
+
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    Json(api::misc::health_of(&state).await)
+}
+
+async fn api_not_found() -> AppError {
+    AppError::NotFound("no such API endpoint".into())
+}
+
+pub fn app(state: AppState) -> Router {
+    let (api_router, _) = api::router();
+    let api_router = api_router
+        .route("/openapi.json", get(openapi_json))
+        .fallback(api_not_found);
+    Router::new()
+        .nest("/api/v1", api_router)
+        .route("/health", get(health))
+        .route("/metrics", get(metrics::metrics))
+        .merge(ui::router())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_user,
+        ))
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        .with_state(state)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot bind {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error("web server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Serves the UI and API on `bind` until `cancel` fires.
+pub async fn serve(
+    pool: PgPool,
+    bind: SocketAddr,
+    dags_folder: PathBuf,
+    cancel: CancellationToken,
+) -> Result<(), ServeError> {
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|error| ServeError::Bind(bind, error))?;
+    let local = listener.local_addr().unwrap_or(bind);
+    tracing::info!(address = %local, "web server listening");
+    axum::serve(listener, app(AppState::new(pool, dags_folder)))
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await
+        .map_err(ServeError::Serve)
+}

@@ -1,0 +1,215 @@
+//! `updraft dags list|trigger|pause|unpause|state|backfill` and `updraft tasks clear`:
+//! commands on the database, through the orchestrator's store API.
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use clap::Args;
+use serde_json::{Map, Value};
+use sqlx::PgPool;
+use updraft_orchestrator::dag::local_run::parse_logical_date;
+use updraft_orchestrator::store::{dags, runs, task_instances};
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://updraft:updraft@127.0.0.1:5432/updraft";
+
+#[derive(Args, Clone)]
+pub struct DbArgs {
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+}
+
+impl DbArgs {
+    pub async fn pool(&self) -> anyhow::Result<PgPool> {
+        PgPool::connect(&self.database_url)
+            .await
+            .with_context(|| "cannot connect to the database (DATABASE_URL)")
+    }
+}
+
+#[derive(Args)]
+pub struct DagIdArgs {
+    dag_id: String,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Args)]
+pub struct TriggerArgs {
+    dag_id: String,
+    /// The run's conf, a JSON object (validated against the DAG's params).
+    #[arg(long)]
+    conf: Option<String>,
+    #[arg(long)]
+    run_id: Option<String>,
+    /// Logical date (default now).
+    #[arg(long)]
+    logical_date: Option<String>,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Args)]
+pub struct StateArgs {
+    dag_id: String,
+    run_id: String,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Args)]
+pub struct BackfillArgs {
+    dag_id: String,
+    #[arg(long)]
+    start: String,
+    #[arg(long)]
+    end: String,
+    /// Wait until every backfill run has finished (a scheduler must be running).
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Args)]
+pub struct ClearArgs {
+    dag_id: String,
+    run_id: String,
+    task_id: String,
+    /// Also clear every task downstream of TASK_ID.
+    #[arg(long)]
+    downstream: bool,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+/// dag_id, paused, active, schedule, next run.
+type DagRow = (String, bool, bool, Option<String>, Option<DateTime<Utc>>);
+
+pub async fn list(args: DbArgs) -> anyhow::Result<()> {
+    let pool = args.pool().await?;
+    let rows: Vec<DagRow> = sqlx::query_as(
+        "SELECT dag_id, is_paused, is_active, schedule, next_dagrun FROM dag ORDER BY dag_id",
+    )
+    .fetch_all(&pool)
+    .await?;
+    println!("{:<32} {:<8} {:<20} next run", "dag_id", "paused", "schedule");
+    for (dag_id, paused, active, schedule, next) in rows {
+        let schedule = schedule.unwrap_or_else(|| "None".into());
+        let next = next.map(|n| n.to_rfc3339()).unwrap_or_default();
+        let inactive = if active { "" } else { " (file gone)" };
+        println!("{dag_id:<32} {paused:<8} {schedule:<20} {next}{inactive}");
+    }
+    let errors: Vec<(String, String)> =
+        sqlx::query_as("SELECT fileloc, message FROM import_error ORDER BY fileloc")
+            .fetch_all(&pool)
+            .await?;
+    if !errors.is_empty() {
+        println!("\nimport errors:");
+        for (file, message) in errors {
+            println!("{file}:\n  {}", message.replace('\n', "\n  "));
+        }
+    }
+    Ok(())
+}
+
+pub async fn trigger(args: TriggerArgs) -> anyhow::Result<()> {
+    let conf: Map<String, Value> = match &args.conf {
+        Some(text) => serde_json::from_str(text).context("--conf must be a JSON object")?,
+        None => Map::new(),
+    };
+    let logical_date = args
+        .logical_date
+        .as_deref()
+        .map(parse_logical_date)
+        .transpose()
+        .map_err(|message| anyhow::anyhow!("--logical-date: {message}"))?;
+    let pool = args.db.pool().await?;
+    let request = runs::TriggerRequest {
+        run_id: args.run_id,
+        logical_date,
+        conf,
+        note: None,
+    };
+    let run = runs::trigger_run(&pool, &args.dag_id, request).await?;
+    println!("{}", run.run_id);
+    Ok(())
+}
+
+pub async fn pause(args: DagIdArgs, paused: bool) -> anyhow::Result<()> {
+    let pool = args.db.pool().await?;
+    if !dags::set_paused(&pool, &args.dag_id, paused).await? {
+        bail!("DAG `{}` not found", args.dag_id);
+    }
+    println!("{} {}", args.dag_id, if paused { "paused" } else { "unpaused" });
+    Ok(())
+}
+
+pub async fn state(args: StateArgs) -> anyhow::Result<()> {
+    let pool = args.db.pool().await?;
+    match runs::get_run(&pool, &args.dag_id, &args.run_id).await? {
+        Some(run) => {
+            println!("{}", run.state);
+            Ok(())
+        }
+        None => bail!("run {}/{} not found", args.dag_id, args.run_id),
+    }
+}
+
+pub async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
+    let start = parse_logical_date(&args.start).map_err(|m| anyhow::anyhow!("--start: {m}"))?;
+    let end = parse_logical_date(&args.end).map_err(|m| anyhow::anyhow!("--end: {m}"))?;
+    if end < start {
+        bail!("--end is before --start");
+    }
+    let pool = args.db.pool().await?;
+    let created = runs::create_backfill(&pool, &args.dag_id, start, end).await?;
+    for run in &created {
+        println!("{}", run.run_id);
+    }
+    println!("{} backfill run(s) created", created.len());
+    if args.wait {
+        let ids: Vec<i64> = created.iter().map(|run| run.id).collect();
+        loop {
+            let unfinished: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM dag_run WHERE id = ANY($1) AND state IN ('queued', 'running')",
+            )
+            .bind(&ids)
+            .fetch_one(&pool)
+            .await?;
+            if unfinished == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        let failed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM dag_run WHERE id = ANY($1) AND state = 'failed'",
+        )
+        .bind(&ids)
+        .fetch_one(&pool)
+        .await?;
+        if failed > 0 {
+            bail!("{failed} backfill run(s) failed");
+        }
+    }
+    Ok(())
+}
+
+pub async fn clear(args: ClearArgs) -> anyhow::Result<()> {
+    let pool = args.db.pool().await?;
+    let cleared = task_instances::clear_task_instances(
+        &pool,
+        &args.dag_id,
+        Some(&args.run_id),
+        std::slice::from_ref(&args.task_id),
+        args.downstream,
+        false,
+        false,
+    )
+    .await?;
+    for task in &cleared {
+        println!("cleared {}/{}/{}", task.dag_id, task.run_id, task.task_id);
+    }
+    if cleared.is_empty() {
+        bail!("nothing to clear (unknown task, or it has not run yet)");
+    }
+    Ok(())
+}

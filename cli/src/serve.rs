@@ -1,0 +1,155 @@
+//! `updraft standalone` and `updraft scheduler`: long-running processes. Start-up applies the
+//! migrations; a database that is away is retried with backoff, never a reason to exit.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio_util::sync::CancellationToken;
+use updraft_orchestrator::processor::DagProcessor;
+use updraft_orchestrator::scheduler::{Scheduler, SchedulerConfig};
+use updraft_orchestrator::store::MIGRATOR;
+
+use crate::dag_runs::DbArgs;
+
+#[derive(Args)]
+pub struct SchedulerArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    #[arg(long, env = "UPDRAFT_DAGS_FOLDER", default_value = "dags")]
+    dags_folder: PathBuf,
+    /// Tries running at once in this process.
+    #[arg(long, env = "UPDRAFT_PARALLELISM", default_value_t = 32)]
+    parallelism: usize,
+    /// Do not parse the DAGs folder (another process does).
+    #[arg(long)]
+    no_processor: bool,
+}
+
+#[derive(Args)]
+pub struct StandaloneArgs {
+    #[command(flatten)]
+    scheduler: SchedulerArgs,
+    /// Web server address.
+    #[arg(long, env = "UPDRAFT_BIND", default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+}
+
+/// Connects and migrates, retrying with backoff until the database answers.
+pub async fn connect_and_migrate(url: &str, max_connections: u32) -> PgPool {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let attempt = async {
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .connect(url)
+                .await?;
+            MIGRATOR.run(&pool).await?;
+            anyhow::Ok(pool)
+        };
+        match attempt.await {
+            Ok(pool) => return pool,
+            Err(error) => {
+                tracing::warn!(error = %error, retry_in = ?delay, "database not ready");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Cancelled on SIGTERM or Ctrl-C.
+fn shutdown_token() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    tokio::spawn(async move {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::error!(%error, "cannot handle SIGTERM");
+                    let _ = tokio::signal::ctrl_c().await;
+                    token.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("stopping: no new claims; running tries get the grace period");
+        token.cancel();
+    });
+    cancel
+}
+
+fn spawn_components(
+    pool: &PgPool,
+    args: &SchedulerArgs,
+    cancel: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let registry = Arc::new(updraft_operators::builtin_registry());
+    let mut tasks = Vec::new();
+    if !args.no_processor {
+        let processor = DagProcessor::new(pool.clone(), args.dags_folder.clone(), Arc::clone(&registry));
+        let token = cancel.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = processor.run(token).await {
+                tracing::error!(%error, "DAG processor stopped");
+            }
+        }));
+    }
+    let mut config = SchedulerConfig::from_env();
+    config.parallelism = args.parallelism.max(1);
+    tracing::info!(owner = %config.owner, parallelism = config.parallelism, "scheduler starting");
+    let scheduler = Scheduler::new(pool.clone(), registry, config);
+    let token = cancel.clone();
+    tasks.push(tokio::spawn(async move {
+        if let Err(error) = scheduler.run(token).await {
+            tracing::error!(%error, "scheduler stopped");
+        }
+    }));
+    tasks
+}
+
+fn pool_size(args: &SchedulerArgs) -> u32 {
+    u32::try_from(args.parallelism).unwrap_or(64).clamp(4, 64) + 8
+}
+
+pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
+    let cancel = shutdown_token();
+    let pool = connect_and_migrate(&args.db.database_url, pool_size(&args)).await;
+    for task in spawn_components(&pool, &args, &cancel) {
+        let _ = task.await;
+    }
+    Ok(())
+}
+
+pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
+    let cancel = shutdown_token();
+    let pool = connect_and_migrate(&args.scheduler.db.database_url, pool_size(&args.scheduler)).await;
+    if let Some(password) = updraft_web::users::ensure_admin(&pool).await? {
+        println!("Created user `admin` with password: {password}");
+        println!("(shown once; set UPDRAFT_ADMIN_PASSWORD to choose it)");
+    }
+    let mut tasks = spawn_components(&pool, &args.scheduler, &cancel);
+    let web = updraft_web::serve(
+        pool.clone(),
+        args.bind,
+        args.scheduler.dags_folder.clone(),
+        cancel.clone(),
+    );
+    tasks.push(tokio::spawn(async move {
+        if let Err(error) = web.await {
+            tracing::error!(%error, "web server stopped");
+        }
+    }));
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(())
+}

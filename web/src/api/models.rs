@@ -1,0 +1,496 @@
+//! Airflow 2 REST API shapes, and the SQL rows they are built from.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+
+type Date = Option<DateTime<Utc>>;
+
+/// Columns of `dag` every DAG query selects (alias `d`), plus `has_import_errors`.
+pub const DAG_COLUMNS: &str = "d.dag_id, d.description, d.fileloc, d.is_active, d.is_paused, \
+    d.owners, d.tags, d.schedule, d.timezone, d.max_active_runs, d.max_active_tasks, \
+    d.next_dagrun, d.next_dagrun_interval_start, d.next_dagrun_interval_end, \
+    d.next_dagrun_create_after, d.last_parsed_at, \
+    EXISTS (SELECT 1 FROM import_error e WHERE e.fileloc = d.fileloc) AS has_import_errors";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DagRow {
+    pub dag_id: String,
+    pub description: Option<String>,
+    pub fileloc: String,
+    pub is_active: bool,
+    pub is_paused: bool,
+    pub owners: String,
+    pub tags: Vec<String>,
+    pub schedule: Option<String>,
+    pub timezone: String,
+    pub max_active_runs: i32,
+    pub max_active_tasks: i32,
+    pub next_dagrun: Date,
+    pub next_dagrun_interval_start: Date,
+    pub next_dagrun_interval_end: Date,
+    pub next_dagrun_create_after: Date,
+    pub last_parsed_at: DateTime<Utc>,
+    pub has_import_errors: bool,
+}
+
+impl DagRow {
+    pub fn owner_list(&self) -> Vec<String> {
+        self.owners
+            .split(',')
+            .map(str::trim)
+            .filter(|owner| !owner.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Airflow's words for a schedule.
+pub fn timetable_description(schedule: Option<&str>, timezone: &str) -> String {
+    match schedule {
+        None => "Never, external triggers only".to_string(),
+        Some("@once") => "Once, as soon as possible".to_string(),
+        Some(expression) => format!("{expression} ({timezone})"),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Tag {
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleInterval {
+    #[serde(rename = "__type")]
+    pub kind: String,
+    pub value: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DagJson {
+    pub dag_id: String,
+    pub dag_display_name: String,
+    pub root_dag_id: Option<String>,
+    pub is_paused: bool,
+    pub is_active: bool,
+    pub is_subdag: bool,
+    pub last_parsed_time: Date,
+    pub last_pickled: Date,
+    pub last_expired: Date,
+    pub scheduler_lock: Option<bool>,
+    pub pickle_id: Option<String>,
+    pub default_view: String,
+    pub fileloc: String,
+    pub file_token: String,
+    pub owners: Vec<String>,
+    pub description: Option<String>,
+    pub schedule_interval: Option<ScheduleInterval>,
+    pub timetable_description: String,
+    pub tags: Vec<Tag>,
+    pub max_active_tasks: i32,
+    pub max_active_runs: i32,
+    pub max_consecutive_failed_dag_runs: i32,
+    pub has_task_concurrency_limits: bool,
+    pub has_import_errors: bool,
+    pub next_dagrun: Date,
+    pub next_dagrun_data_interval_start: Date,
+    pub next_dagrun_data_interval_end: Date,
+    pub next_dagrun_create_after: Date,
+}
+
+impl From<&DagRow> for DagJson {
+    fn from(row: &DagRow) -> DagJson {
+        DagJson {
+            dag_id: row.dag_id.clone(),
+            dag_display_name: row.dag_id.clone(),
+            root_dag_id: None,
+            is_paused: row.is_paused,
+            is_active: row.is_active,
+            is_subdag: false,
+            last_parsed_time: Some(row.last_parsed_at),
+            last_pickled: None,
+            last_expired: None,
+            scheduler_lock: None,
+            pickle_id: None,
+            default_view: "grid".into(),
+            fileloc: row.fileloc.clone(),
+            file_token: URL_SAFE_NO_PAD.encode(row.fileloc.as_bytes()),
+            owners: row.owner_list(),
+            description: row.description.clone(),
+            schedule_interval: row.schedule.as_ref().map(|value| ScheduleInterval {
+                kind: "CronExpression".into(),
+                value: value.clone(),
+            }),
+            timetable_description: timetable_description(row.schedule.as_deref(), &row.timezone),
+            tags: row
+                .tags
+                .iter()
+                .map(|name| Tag { name: name.clone() })
+                .collect(),
+            max_active_tasks: row.max_active_tasks,
+            max_active_runs: row.max_active_runs,
+            max_consecutive_failed_dag_runs: 0,
+            has_task_concurrency_limits: false,
+            has_import_errors: row.has_import_errors,
+            next_dagrun: row.next_dagrun,
+            next_dagrun_data_interval_start: row.next_dagrun_interval_start,
+            next_dagrun_data_interval_end: row.next_dagrun_interval_end,
+            next_dagrun_create_after: row.next_dagrun_create_after,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DagCollection {
+    pub dags: Vec<DagJson>,
+    pub total_entries: i64,
+}
+
+/// `GET /dags/{dag_id}/details`: the DAG plus what its latest parsed version says.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DagDetailJson {
+    #[serde(flatten)]
+    pub dag: DagJson,
+    pub timezone: String,
+    pub catchup: bool,
+    pub orientation: String,
+    pub concurrency: i32,
+    pub start_date: Date,
+    pub end_date: Date,
+    pub dag_run_timeout: Option<Value>,
+    pub doc_md: Option<String>,
+    #[schema(value_type = Object)]
+    pub params: Value,
+    pub is_paused_upon_creation: Option<bool>,
+    pub last_parsed: Date,
+    pub template_search_path: Option<Vec<String>>,
+    pub render_template_as_native_obj: bool,
+    pub dataset_expression: Option<Value>,
+}
+
+/// Airflow's serialised `Param` objects from our params.
+pub fn airflow_params(dag: &updraft_orchestrator::dag::Dag) -> Value {
+    let mut out = Map::new();
+    for (name, param) in &dag.params {
+        let kind = serde_json::to_value(param.kind).unwrap_or(Value::Null);
+        out.insert(
+            name.clone(),
+            json!({
+                "__class": "airflow.models.param.Param",
+                "value": param.default.clone().unwrap_or(Value::Null),
+                "description": param.description,
+                "schema": if kind == json!("any") { json!({}) } else { json!({"type": kind}) },
+            }),
+        );
+    }
+    Value::Object(out)
+}
+
+pub const RUN_COLUMNS: &str = "r.dag_id, r.run_id, r.run_type, r.logical_date, \
+    r.data_interval_start, r.data_interval_end, r.state, r.conf, r.note, r.start_date, \
+    r.end_date, r.updated_at";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RunRow {
+    pub dag_id: String,
+    pub run_id: String,
+    pub run_type: String,
+    pub logical_date: DateTime<Utc>,
+    pub data_interval_start: DateTime<Utc>,
+    pub data_interval_end: DateTime<Utc>,
+    pub state: String,
+    pub conf: Value,
+    pub note: Option<String>,
+    pub start_date: Date,
+    pub end_date: Date,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DagRunJson {
+    pub dag_run_id: String,
+    pub dag_id: String,
+    pub logical_date: DateTime<Utc>,
+    pub execution_date: DateTime<Utc>,
+    pub start_date: Date,
+    pub end_date: Date,
+    pub data_interval_start: DateTime<Utc>,
+    pub data_interval_end: DateTime<Utc>,
+    pub last_scheduling_decision: Date,
+    pub run_type: String,
+    pub state: String,
+    pub external_trigger: bool,
+    #[schema(value_type = Object)]
+    pub conf: Value,
+    pub note: Option<String>,
+}
+
+impl From<RunRow> for DagRunJson {
+    fn from(row: RunRow) -> DagRunJson {
+        DagRunJson {
+            external_trigger: row.run_type == "manual",
+            dag_run_id: row.run_id,
+            dag_id: row.dag_id,
+            logical_date: row.logical_date,
+            execution_date: row.logical_date,
+            start_date: row.start_date,
+            end_date: row.end_date,
+            data_interval_start: row.data_interval_start,
+            data_interval_end: row.data_interval_end,
+            last_scheduling_decision: Some(row.updated_at),
+            run_type: row.run_type,
+            state: row.state,
+            conf: row.conf,
+            note: row.note,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DagRunCollection {
+    pub dag_runs: Vec<DagRunJson>,
+    pub total_entries: i64,
+}
+
+pub const TI_COLUMNS: &str = "ti.id, ti.task_id, ti.dag_id, ti.run_id, r.logical_date, \
+    ti.start_date, ti.end_date, ti.duration, ti.state, ti.try_number, ti.max_tries, ti.owner, \
+    ti.operator, ti.queued_at, ti.rendered_config";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TiRow {
+    pub id: i64,
+    pub task_id: String,
+    pub dag_id: String,
+    pub run_id: String,
+    pub logical_date: DateTime<Utc>,
+    pub start_date: Date,
+    pub end_date: Date,
+    pub duration: Option<f64>,
+    pub state: String,
+    pub try_number: i32,
+    pub max_tries: i32,
+    pub owner: Option<String>,
+    pub operator: String,
+    pub queued_at: Date,
+    pub rendered_config: Option<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskInstanceJson {
+    pub task_id: String,
+    pub task_display_name: String,
+    pub dag_id: String,
+    pub dag_run_id: String,
+    pub execution_date: DateTime<Utc>,
+    pub start_date: Date,
+    pub end_date: Date,
+    pub duration: Option<f64>,
+    /// `null` while the scheduler has not decided (our state `none`).
+    pub state: Option<String>,
+    pub try_number: i32,
+    pub map_index: i32,
+    pub max_tries: i32,
+    pub hostname: String,
+    pub unixname: String,
+    pub pool: String,
+    pub pool_slots: i32,
+    pub queue: Option<String>,
+    pub priority_weight: Option<i32>,
+    pub operator: Option<String>,
+    pub queued_when: Option<String>,
+    pub pid: Option<i32>,
+    pub executor: Option<String>,
+    pub executor_config: String,
+    pub sla_miss: Option<Value>,
+    pub rendered_map_index: Option<String>,
+    #[schema(value_type = Object)]
+    pub rendered_fields: Value,
+    pub trigger: Option<Value>,
+    pub triggerer_job: Option<Value>,
+    pub note: Option<String>,
+}
+
+impl From<TiRow> for TaskInstanceJson {
+    fn from(row: TiRow) -> TaskInstanceJson {
+        // `owner` is the claiming process, `hostname:pid:random`.
+        let mut owner = row.owner.as_deref().unwrap_or("").split(':');
+        let hostname = owner.next().unwrap_or("").to_string();
+        let pid = owner.next().and_then(|pid| pid.parse().ok());
+        TaskInstanceJson {
+            task_display_name: row.task_id.clone(),
+            task_id: row.task_id,
+            dag_id: row.dag_id,
+            dag_run_id: row.run_id,
+            execution_date: row.logical_date,
+            start_date: row.start_date,
+            end_date: row.end_date,
+            duration: row.duration,
+            state: (row.state != "none").then_some(row.state),
+            try_number: row.try_number,
+            map_index: -1,
+            max_tries: row.max_tries,
+            hostname,
+            unixname: std::env::var("USER").unwrap_or_default(),
+            pool: "default_pool".into(),
+            pool_slots: 1,
+            queue: Some("default".into()),
+            priority_weight: Some(1),
+            operator: Some(row.operator),
+            queued_when: row.queued_at.map(|date| date.to_rfc3339()),
+            pid,
+            executor: None,
+            executor_config: "{}".into(),
+            sla_miss: None,
+            rendered_map_index: None,
+            rendered_fields: row.rendered_config.unwrap_or_else(|| json!({})),
+            trigger: None,
+            triggerer_job: None,
+            note: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskInstanceCollection {
+    pub task_instances: Vec<TaskInstanceJson>,
+    pub total_entries: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskInstanceReference {
+    pub task_id: String,
+    pub dag_id: String,
+    pub dag_run_id: String,
+    pub execution_date: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskInstanceReferenceCollection {
+    pub task_instances: Vec<TaskInstanceReference>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportErrorJson {
+    pub import_error_id: i64,
+    pub timestamp: DateTime<Utc>,
+    pub filename: String,
+    pub stack_trace: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportErrorCollection {
+    pub import_errors: Vec<ImportErrorJson>,
+    pub total_entries: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct XComEntry {
+    pub key: String,
+    pub timestamp: DateTime<Utc>,
+    pub execution_date: DateTime<Utc>,
+    pub map_index: i32,
+    pub task_id: String,
+    pub dag_id: String,
+    /// The value as JSON text (Airflow returns a string); with `deserialize=true`, the JSON itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub value: Option<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct XComCollection {
+    pub xcom_entries: Vec<XComEntry>,
+    pub total_entries: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogJson {
+    pub content: String,
+    pub continuation_token: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusJson {
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SchedulerStatus {
+    pub status: Option<String>,
+    pub latest_scheduler_heartbeat: Date,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthJson {
+    pub metadatabase: StatusJson,
+    pub scheduler: SchedulerStatus,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionJson {
+    pub version: String,
+    pub git_version: Option<String>,
+}
+
+// ---- request bodies ----
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DagPatch {
+    pub is_paused: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DagRunCreate {
+    pub dag_run_id: Option<String>,
+    pub logical_date: Option<DateTime<Utc>>,
+    pub execution_date: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<Object>)]
+    pub conf: Option<Value>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DagRunStatePatch {
+    /// `success`, `failed` or `queued`.
+    pub state: String,
+}
+
+/// Airflow's `ClearTaskInstances`. Unsupported switches are refused when set, never ignored.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClearTaskInstancesBody {
+    #[serde(default = "yes")]
+    pub dry_run: bool,
+    pub task_ids: Option<Vec<String>>,
+    pub dag_run_id: Option<String>,
+    #[serde(default = "yes")]
+    pub only_failed: bool,
+    #[serde(default)]
+    pub only_running: bool,
+    #[serde(default)]
+    pub include_downstream: bool,
+    #[serde(default)]
+    pub include_upstream: bool,
+    #[serde(default)]
+    pub include_future: bool,
+    #[serde(default)]
+    pub include_past: bool,
+    #[serde(default)]
+    pub include_subdags: bool,
+    #[serde(default)]
+    pub include_parentdag: bool,
+    #[serde(default = "yes")]
+    pub reset_dag_runs: bool,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+}
+
+fn yes() -> bool {
+    true
+}

@@ -1,0 +1,281 @@
+//! Task instances, their logs and XComs.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgPool;
+
+use super::models::{
+    LogJson, TI_COLUMNS, TaskInstanceCollection, TaskInstanceJson, TiRow, XComCollection, XComEntry,
+};
+use super::runs::fetch_run;
+use crate::AppState;
+use crate::auth::CurrentUser;
+use crate::error::{ApiResult, AppError, Problem};
+use crate::extract::{ApiPath, Params};
+
+/// Most lines one log response carries; the continuation token fetches the rest.
+pub const LOG_PAGE_LINES: i64 = 5_000;
+
+pub async fn fetch_ti(
+    pool: &PgPool,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+) -> ApiResult<TiRow> {
+    sqlx::query_as::<_, TiRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {TI_COLUMNS} FROM task_instance ti JOIN dag_run r ON r.id = ti.dag_run_id
+          WHERE r.dag_id = $1 AND r.run_id = $2 AND ti.task_id = $3"
+    )))
+    .bind(dag_id)
+    .bind(run_id)
+    .bind(task_id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| {
+        AppError::not_found(format!(
+            "Task instance not found: dag_id '{dag_id}', dag_run_id '{run_id}', task_id '{task_id}'"
+        ))
+    })
+}
+
+/// Task instances of a run (`~` for all DAGs or all runs).
+#[utoipa::path(get, path = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances", tag = "TaskInstance",
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path),
+        ("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query), ("state" = Option<Vec<String>>, Query)),
+    responses((status = 200, body = TaskInstanceCollection), (status = 400, body = Problem),
+              (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn get_task_instances(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    ApiPath((dag_id, run_id)): ApiPath<(String, String)>,
+    params: Params,
+) -> ApiResult<Json<TaskInstanceCollection>> {
+    let (limit, offset) = params.page()?;
+    if dag_id != "~" && run_id != "~" {
+        fetch_run(&state.pool, &dag_id, &run_id).await?;
+    }
+    let dag_filter = (dag_id != "~").then_some(dag_id);
+    let run_filter = (run_id != "~").then_some(run_id);
+    // Airflow's `none` state filter means "no state yet" (null in JSON).
+    let states: Vec<String> = params.all("state");
+    // task_instance carries dag_id and run_id: filter and count without the join.
+    let filter = "($1::text IS NULL OR ti.dag_id = $1) AND ($2::text IS NULL OR ti.run_id = $2) \
+                  AND (cardinality($3::text[]) = 0 OR ti.state = ANY($3))";
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM task_instance ti WHERE {filter}"
+    )))
+    .bind(&dag_filter)
+    .bind(&run_filter)
+    .bind(&states)
+    .fetch_one(&state.pool)
+    .await?;
+    let rows = sqlx::query_as::<_, TiRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {TI_COLUMNS} FROM task_instance ti JOIN dag_run r ON r.id = ti.dag_run_id
+          WHERE {filter} ORDER BY ti.id LIMIT $4 OFFSET $5"
+    )))
+    .bind(&dag_filter)
+    .bind(&run_filter)
+    .bind(&states)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(TaskInstanceCollection {
+        task_instances: rows.into_iter().map(TaskInstanceJson::from).collect(),
+        total_entries: total,
+    }))
+}
+
+/// Get a task instance.
+#[utoipa::path(get, path = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}", tag = "TaskInstance",
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path)),
+    responses((status = 200, body = TaskInstanceJson), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn get_task_instance(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    ApiPath((dag_id, run_id, task_id)): ApiPath<(String, String, String)>,
+) -> ApiResult<Json<TaskInstanceJson>> {
+    Ok(Json(
+        fetch_ti(&state.pool, &dag_id, &run_id, &task_id)
+            .await?
+            .into(),
+    ))
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct LogLine {
+    pub id: i64,
+    pub logged_at: DateTime<Utc>,
+    pub line: String,
+}
+
+/// Lines of one try after log line id `after`, at most `limit`.
+pub async fn log_lines(
+    pool: &PgPool,
+    ti_id: i64,
+    try_number: i32,
+    after: i64,
+    limit: i64,
+) -> ApiResult<Vec<LogLine>> {
+    Ok(sqlx::query_as::<_, LogLine>(
+        "SELECT id, logged_at, line FROM task_log
+          WHERE task_instance_id = $1 AND try_number = $2 AND id > $3 ORDER BY id LIMIT $4",
+    )
+    .bind(ti_id)
+    .bind(try_number)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+pub fn format_line(line: &LogLine) -> String {
+    format!(
+        "[{}] {}",
+        line.logged_at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+        line.line
+    )
+}
+
+/// A try's log: JSON `{content, continuation_token}` for `Accept: application/json`, else text.
+#[utoipa::path(get, path = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{task_try_number}",
+    tag = "TaskInstance",
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path),
+        ("task_try_number" = i32, Path), ("full_content" = Option<bool>, Query),
+        ("token" = Option<String>, Query, description = "continuation token of a previous answer")),
+    responses((status = 200, body = LogJson), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 404, body = Problem)))]
+pub async fn get_log(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    ApiPath((dag_id, run_id, task_id, try_number)): ApiPath<(String, String, String, i32)>,
+    params: Params,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let ti = fetch_ti(&state.pool, &dag_id, &run_id, &task_id).await?;
+    if try_number < 1 || try_number > ti.try_number.max(1) {
+        return Err(AppError::not_found(format!(
+            "Task {task_id} has no try {try_number} (its tries: 1..={})",
+            ti.try_number
+        )));
+    }
+    let after = match params.get("token") {
+        None | Some("") => 0,
+        Some(text) => text
+            .parse::<i64>()
+            .map_err(|_| AppError::BadRequest(format!("invalid continuation token `{text}`")))?,
+    };
+    let full = params.bool("full_content")?.unwrap_or(false);
+    let limit = if full { i64::MAX } else { LOG_PAGE_LINES };
+    let lines = log_lines(&state.pool, ti.id, try_number, after, limit).await?;
+    let token = lines.last().map_or(after, |line| line.id).to_string();
+    let content = lines.iter().map(format_line).collect::<Vec<_>>().join("\n");
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json"));
+    if wants_json {
+        return Ok(Json(LogJson {
+            content,
+            continuation_token: Some(token),
+        })
+        .into_response());
+    }
+    let mut response = content.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct XComRow {
+    key: String,
+    value: Value,
+    created_at: DateTime<Utc>,
+}
+
+fn xcom_entry(ti: &TiRow, row: XComRow, with_value: bool, deserialize: bool) -> XComEntry {
+    let value = with_value.then(|| {
+        if deserialize {
+            row.value.clone()
+        } else {
+            Value::String(serde_json::to_string(&row.value).unwrap_or_default())
+        }
+    });
+    XComEntry {
+        key: row.key,
+        timestamp: row.created_at,
+        execution_date: ti.logical_date,
+        map_index: -1,
+        task_id: ti.task_id.clone(),
+        dag_id: ti.dag_id.clone(),
+        value,
+    }
+}
+
+/// XCom entries of a task instance.
+#[utoipa::path(get, path = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries",
+    tag = "XCom",
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path),
+        ("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)),
+    responses((status = 200, body = XComCollection), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn get_xcom_entries(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    ApiPath((dag_id, run_id, task_id)): ApiPath<(String, String, String)>,
+    params: Params,
+) -> ApiResult<Json<XComCollection>> {
+    let (limit, offset) = params.page()?;
+    let ti = fetch_ti(&state.pool, &dag_id, &run_id, &task_id).await?;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM xcom WHERE task_instance_id = $1")
+        .bind(ti.id)
+        .fetch_one(&state.pool)
+        .await?;
+    let rows = sqlx::query_as::<_, XComRow>(
+        "SELECT key, value, created_at FROM xcom WHERE task_instance_id = $1
+          ORDER BY key LIMIT $2 OFFSET $3",
+    )
+    .bind(ti.id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(XComCollection {
+        xcom_entries: rows
+            .into_iter()
+            .map(|row| xcom_entry(&ti, row, false, false))
+            .collect(),
+        total_entries: total,
+    }))
+}
+
+/// One XCom entry; `value` is JSON text unless `deserialize=true`.
+#[utoipa::path(get, path = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries/{xcom_key}",
+    tag = "XCom",
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path),
+        ("xcom_key" = String, Path), ("deserialize" = Option<bool>, Query)),
+    responses((status = 200, body = XComEntry), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn get_xcom_entry(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    ApiPath((dag_id, run_id, task_id, key)): ApiPath<(String, String, String, String)>,
+    params: Params,
+) -> ApiResult<Json<XComEntry>> {
+    let deserialize = params.bool("deserialize")?.unwrap_or(false);
+    let ti = fetch_ti(&state.pool, &dag_id, &run_id, &task_id).await?;
+    let row = sqlx::query_as::<_, XComRow>(
+        "SELECT key, value, created_at FROM xcom WHERE task_instance_id = $1 AND key = $2",
+    )
+    .bind(ti.id)
+    .bind(&key)
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or_else(|| AppError::not_found(format!("XCom entry not found: key '{key}'")))?;
+    Ok(Json(xcom_entry(&ti, row, true, deserialize)))
+}

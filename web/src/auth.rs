@@ -1,0 +1,300 @@
+//! Authentication: HTTP Basic for the API, a session cookie for the UI, CSRF tokens for forms,
+//! and the middleware that lets nothing but public routes through without a user.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+use crate::AppState;
+use crate::error::AppError;
+use crate::users::{self, Role, User};
+
+pub const SESSION_COOKIE: &str = "updraft_session";
+pub const SESSION_HOURS: i64 = 12;
+/// How long a verified Basic credential is remembered, so API clients do not pay argon2 per call.
+const BASIC_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// The user behind a request, and the CSRF token of their session when they came by cookie.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub user: User,
+    pub csrf: Option<String>,
+}
+
+impl CurrentUser {
+    /// 403 unless the user's role allows `needed`.
+    pub fn require(&self, needed: Role) -> Result<(), AppError> {
+        if self.user.role.allows(needed) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(format!(
+                "user `{}` has role {}; this needs role {} or higher",
+                self.user.username, self.user.role, needed
+            )))
+        }
+    }
+
+    /// Checks a form's CSRF token against the session's (constant time).
+    pub fn check_csrf(&self, submitted: &str) -> Result<(), AppError> {
+        let Some(expected) = &self.csrf else {
+            return Err(AppError::Forbidden("forms need a browser session".into()));
+        };
+        let same = expected.len() == submitted.len()
+            && expected
+                .bytes()
+                .zip(submitted.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if same {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(
+                "invalid or missing CSRF token; reload the page".into(),
+            ))
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AppError> {
+        parts
+            .extensions
+            .get::<CurrentUser>()
+            .cloned()
+            .ok_or_else(|| AppError::Unauthenticated("authentication required".into()))
+    }
+}
+
+/// Remembered Basic credentials: SHA-256 of the header value → user and when it was checked.
+#[derive(Default, Clone)]
+pub struct BasicCache(Arc<Mutex<HashMap<String, (User, Instant)>>>);
+
+impl BasicCache {
+    fn get(&self, key: &str) -> Option<User> {
+        let map = self.0.lock().ok()?;
+        map.get(key)
+            .filter(|(_, at)| at.elapsed() < BASIC_CACHE_TTL)
+            .map(|(user, _)| user.clone())
+    }
+
+    fn put(&self, key: String, user: User) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() > 10_000 {
+                map.retain(|_, (_, at)| at.elapsed() < BASIC_CACHE_TTL);
+            }
+            map.insert(key, (user, Instant::now()));
+        }
+    }
+}
+
+pub fn sha256_hex(text: &str) -> String {
+    format!("{:x}", Sha256::digest(text.as_bytes()))
+}
+
+pub fn random_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Routes answered without a user: login, health and static assets.
+pub fn is_public(method: &Method, path: &str) -> bool {
+    match path {
+        "/login" => method == Method::GET || method == Method::POST,
+        "/health" | "/api/v1/health" => method == Method::GET,
+        _ => path.starts_with("/static/") && method == Method::GET,
+    }
+}
+
+fn is_api(path: &str) -> bool {
+    path.starts_with("/api/") || path == "/metrics"
+}
+
+/// Middleware over the whole router: default deny.
+pub async fn require_user(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    if is_public(&method, &path) {
+        return next.run(request).await;
+    }
+    let api = is_api(&path);
+    let resolved = resolve_user(&state, request.headers(), api, &method).await;
+    match resolved {
+        Ok(Some(user)) => {
+            request.extensions_mut().insert(user);
+            next.run(request).await
+        }
+        Ok(None) if api => {
+            AppError::Unauthenticated("authentication required (HTTP Basic)".into()).into_response()
+        }
+        Ok(None) => {
+            let target = request
+                .uri()
+                .path_and_query()
+                .map(|pq| pq.as_str().to_string())
+                .unwrap_or_else(|| "/".into());
+            let encoded: String = form_urlencoded::byte_serialize(target.as_bytes()).collect();
+            Redirect::to(&format!("/login?next={encoded}")).into_response()
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn resolve_user(
+    state: &AppState,
+    headers: &HeaderMap,
+    api: bool,
+    method: &Method,
+) -> Result<Option<CurrentUser>, AppError> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let Ok(value) = value.to_str() else {
+            return Ok(None);
+        };
+        return Ok(basic_user(state, value)
+            .await?
+            .map(|user| CurrentUser { user, csrf: None }));
+    }
+    // The API takes the session cookie for reads only: writes by cookie would need CSRF tokens.
+    if api && !matches!(*method, Method::GET | Method::HEAD) {
+        return Ok(None);
+    }
+    match session_token(headers) {
+        Some(token) => session_user(&state.pool, &token).await,
+        None => Ok(None),
+    }
+}
+
+async fn basic_user(state: &AppState, header_value: &str) -> Result<Option<User>, AppError> {
+    let Some(encoded) = header_value
+        .strip_prefix("Basic ")
+        .or_else(|| header_value.strip_prefix("basic "))
+    else {
+        return Ok(None);
+    };
+    let key = sha256_hex(encoded.trim());
+    if let Some(user) = state.basic_cache.get(&key) {
+        return Ok(Some(user));
+    }
+    let Ok(decoded) = STANDARD.decode(encoded.trim()) else {
+        return Ok(None);
+    };
+    let Ok(text) = String::from_utf8(decoded) else {
+        return Ok(None);
+    };
+    let Some((username, password)) = text.split_once(':') else {
+        return Ok(None);
+    };
+    let user = users::authenticate(&state.pool, username, password)
+        .await
+        .map_err(|error| match error {
+            users::UserError::Database(db) => AppError::Database(db),
+            other => AppError::Internal(other.to_string()),
+        })?;
+    if let Some(user) = &user {
+        state.basic_cache.put(key, user.clone());
+    }
+    Ok(user)
+}
+
+pub fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+async fn session_user(pool: &PgPool, token: &str) -> Result<Option<CurrentUser>, AppError> {
+    let row: Option<(i64, String, String, String)> = sqlx::query_as(
+        "SELECT u.id, u.username, u.role, s.csrf_token
+           FROM web_session s JOIN users u ON u.id = s.user_id
+          WHERE s.token_hash = $1 AND s.expires_at > now() AND u.active",
+    )
+    .bind(sha256_hex(token))
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.and_then(|(id, username, role, csrf)| {
+        let role = role.parse().ok()?;
+        Some(CurrentUser {
+            user: User { id, username, role },
+            csrf: Some(csrf),
+        })
+    }))
+}
+
+/// Starts a session: returns the `Set-Cookie` value. Only the token's SHA-256 is stored.
+pub async fn start_session(pool: &PgPool, user: &User) -> Result<String, AppError> {
+    let token = random_token();
+    sqlx::query("DELETE FROM web_session WHERE expires_at < now()")
+        .execute(pool)
+        .await?;
+    sqlx::query(
+        "INSERT INTO web_session (token_hash, user_id, csrf_token, expires_at)
+         VALUES ($1, $2, $3, now() + make_interval(hours => $4::int))",
+    )
+    .bind(sha256_hex(&token))
+    .bind(user.id)
+    .bind(random_token())
+    .bind(SESSION_HOURS as i32)
+    .execute(pool)
+    .await?;
+    Ok(format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
+        SESSION_HOURS * 3600
+    ))
+}
+
+pub async fn end_session(pool: &PgPool, headers: &HeaderMap) -> Result<String, AppError> {
+    if let Some(token) = session_token(headers) {
+        sqlx::query("DELETE FROM web_session WHERE token_hash = $1")
+            .bind(sha256_hex(&token))
+            .execute(pool)
+            .await?;
+    }
+    Ok(format!(
+        "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_login_health_and_static_are_public() {
+        assert!(is_public(&Method::GET, "/login"));
+        assert!(is_public(&Method::GET, "/api/v1/health"));
+        assert!(is_public(&Method::GET, "/static/app.css"));
+        assert!(!is_public(&Method::POST, "/static/app.css"));
+        assert!(!is_public(&Method::GET, "/api/v1/dags"));
+        assert!(!is_public(&Method::GET, "/"));
+        assert!(!is_public(&Method::GET, "/metrics"));
+    }
+
+    #[test]
+    fn cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            "a=1; updraft_session=abc; b=2".parse().unwrap(),
+        );
+        assert_eq!(session_token(&headers).as_deref(), Some("abc"));
+    }
+}

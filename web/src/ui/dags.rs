@@ -1,0 +1,473 @@
+//! DAG list and DAG page (graph, grid, trigger form, source, details), pause and trigger.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::State;
+use axum::response::{IntoResponse, Redirect};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use updraft_orchestrator::dag::Dag;
+use updraft_orchestrator::store::runs::TriggerRequest;
+
+use super::graph::{GraphNode, render_svg};
+use super::{Frame, PageResult, enc, fmt_date, render, safe_next};
+use crate::AppState;
+use crate::api::dags::{DagFilter, fetch_dag, list_dag_rows, set_paused};
+use crate::api::models::timetable_description;
+use crate::auth::CurrentUser;
+use crate::error::AppError;
+use crate::extract::{ApiPath, Params};
+use crate::users::Role;
+
+const PAGE_SIZE: i64 = 50;
+const RECENT_RUNS: i64 = 10;
+const GRID_RUNS: i64 = 25;
+
+pub struct Mark {
+    pub state: String,
+    pub href: String,
+    pub title: String,
+}
+
+pub struct DagListRow {
+    pub dag_id: String,
+    pub enc_id: String,
+    pub paused: bool,
+    pub owners: String,
+    pub tags: Vec<String>,
+    pub schedule: String,
+    pub next_run: String,
+    pub runs: Vec<Mark>,
+    pub has_import_errors: bool,
+}
+
+#[derive(Template)]
+#[template(path = "dags.html")]
+struct DagListPage {
+    user: String,
+    role: String,
+    csrf: String,
+    rows: Vec<DagListRow>,
+    q: String,
+    tag: String,
+    all_tags: Vec<String>,
+    total: i64,
+    page: i64,
+    pages: i64,
+    prev_href: Option<String>,
+    next_href: Option<String>,
+    here: String,
+    import_errors: i64,
+}
+
+fn list_href(q: &str, tag: &str, page: i64) -> String {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("q", q)
+        .append_pair("tag", tag)
+        .append_pair("page", &page.to_string())
+        .finish();
+    format!("/dags?{query}")
+}
+
+#[derive(sqlx::FromRow)]
+struct RecentRun {
+    dag_id: String,
+    run_id: String,
+    state: String,
+    logical_date: DateTime<Utc>,
+}
+
+pub async fn list(State(state): State<AppState>, user: CurrentUser, params: Params) -> PageResult {
+    let q = params.get("q").unwrap_or("").trim().to_string();
+    let tag = params.get("tag").unwrap_or("").trim().to_string();
+    let page = params.int("page", 1, 1)?;
+    let filter = DagFilter {
+        paused: None,
+        only_active: true,
+        pattern: Some(q.clone()),
+        tags: if tag.is_empty() {
+            vec![]
+        } else {
+            vec![tag.clone()]
+        },
+    };
+    let offset = (page - 1).saturating_mul(PAGE_SIZE);
+    let (dags, total) = list_dag_rows(&state.pool, &filter, PAGE_SIZE, offset).await?;
+    let ids: Vec<String> = dags.iter().map(|d| d.dag_id.clone()).collect();
+    // One query for the recent runs of every DAG on the page (index dag_run_recent).
+    let recent: Vec<RecentRun> = sqlx::query_as(
+        "SELECT r.dag_id, r.run_id, r.state, r.logical_date FROM unnest($1::text[]) AS ids(dag_id)
+         CROSS JOIN LATERAL (SELECT dag_id, run_id, state, logical_date FROM dag_run
+                              WHERE dag_id = ids.dag_id ORDER BY logical_date DESC LIMIT $2) r",
+    )
+    .bind(&ids)
+    .bind(RECENT_RUNS)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(AppError::from)?;
+    let (import_errors, all_tags): (i64, Vec<String>) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM import_error),
+                ARRAY(SELECT DISTINCT unnest(tags) FROM dag WHERE is_active ORDER BY 1 LIMIT 500)",
+    )
+    .fetch_one(&state.pool)
+    .await
+    .map_err(AppError::from)?;
+    let mut runs_by_dag: HashMap<String, Vec<Mark>> = HashMap::new();
+    for run in recent {
+        runs_by_dag
+            .entry(run.dag_id.clone())
+            .or_default()
+            .push(Mark {
+                href: format!("/dags/{}/runs/{}", enc(&run.dag_id), enc(&run.run_id)),
+                title: format!(
+                    "{} · {} · {}",
+                    run.run_id,
+                    fmt_date(Some(run.logical_date)),
+                    run.state
+                ),
+                state: run.state,
+            });
+    }
+    let rows = dags
+        .iter()
+        .map(|d| {
+            let mut runs = runs_by_dag.remove(&d.dag_id).unwrap_or_default();
+            runs.reverse(); // oldest left, as Airflow
+            DagListRow {
+                dag_id: d.dag_id.clone(),
+                enc_id: enc(&d.dag_id),
+                paused: d.is_paused,
+                owners: d.owner_list().join(", "),
+                tags: d.tags.clone(),
+                schedule: d.schedule.clone().unwrap_or_else(|| "None".into()),
+                next_run: fmt_date(d.next_dagrun),
+                runs,
+                has_import_errors: d.has_import_errors,
+            }
+        })
+        .collect();
+    let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
+    let frame = Frame::of(&user);
+    render(&DagListPage {
+        user: frame.user,
+        role: frame.role,
+        csrf: frame.csrf,
+        rows,
+        here: list_href(&q, &tag, page),
+        prev_href: (page > 1).then(|| list_href(&q, &tag, page - 1)),
+        next_href: (page < pages).then(|| list_href(&q, &tag, page + 1)),
+        q,
+        tag,
+        all_tags,
+        total,
+        page,
+        pages,
+        import_errors,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct PauseForm {
+    csrf_token: String,
+    is_paused: String,
+    next: Option<String>,
+}
+
+pub async fn pause(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(dag_id): ApiPath<String>,
+    Form(form): Form<PauseForm>,
+) -> PageResult {
+    user.check_csrf(&form.csrf_token)?;
+    user.require(Role::Op)?;
+    let paused = match form.is_paused.as_str() {
+        "true" => true,
+        "false" => false,
+        other => {
+            return Err(AppError::BadRequest(format!(
+                "is_paused must be true or false, got `{other}`"
+            ))
+            .into());
+        }
+    };
+    set_paused(&state.pool, &dag_id, paused).await?;
+    Ok(Redirect::to(&safe_next(form.next.as_deref(), "/dags")).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct TriggerForm {
+    csrf_token: String,
+    conf: Option<String>,
+    run_id: Option<String>,
+}
+
+pub async fn trigger(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(dag_id): ApiPath<String>,
+    Form(form): Form<TriggerForm>,
+) -> PageResult {
+    user.check_csrf(&form.csrf_token)?;
+    user.require(Role::Op)?;
+    let text = form.conf.unwrap_or_default();
+    if text.contains('\0') || text.to_ascii_lowercase().contains("\\u0000") {
+        return Err(AppError::BadRequest("conf must not contain NUL characters".into()).into());
+    }
+    let conf = if text.trim().is_empty() {
+        Map::new()
+    } else {
+        match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => return Err(AppError::BadRequest("conf must be a JSON object".into()).into()),
+            Err(error) => {
+                return Err(
+                    AppError::BadRequest(format!("conf is not valid JSON: {error}")).into(),
+                );
+            }
+        }
+    };
+    let request = TriggerRequest {
+        run_id: form.run_id.filter(|id| !id.trim().is_empty()),
+        logical_date: None,
+        conf,
+        note: None,
+    };
+    let run_id = crate::api::runs::trigger(&state.pool, &dag_id, request).await?;
+    Ok(Redirect::to(&format!("/dags/{}/runs/{}", enc(&dag_id), enc(&run_id))).into_response())
+}
+
+pub struct GridRun {
+    pub state: String,
+    pub href: String,
+    pub title: String,
+}
+
+pub struct GridCell {
+    pub state: String,
+    pub href: Option<String>,
+    pub title: String,
+}
+
+pub struct GridRow {
+    pub task_id: String,
+    pub cells: Vec<GridCell>,
+}
+
+#[derive(Template)]
+#[template(path = "dag.html")]
+struct DagPage {
+    user: String,
+    role: String,
+    csrf: String,
+    dag_id: String,
+    enc_id: String,
+    paused: bool,
+    description: Option<String>,
+    svg: String,
+    graph_caption: String,
+    grid_runs: Vec<GridRun>,
+    grid_rows: Vec<GridRow>,
+    can_operate: bool,
+    trigger_conf: String,
+    fileloc: String,
+    source: String,
+    details: Vec<(String, String)>,
+}
+
+#[derive(sqlx::FromRow)]
+struct GridTi {
+    run_id: String,
+    task_id: String,
+    state: String,
+    try_number: i32,
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(dag_id): ApiPath<String>,
+) -> PageResult {
+    let dag = fetch_dag(&state.pool, &dag_id).await?;
+    let version: Option<(Value, String, i32)> = sqlx::query_as(
+        "SELECT v.snapshot, v.source, v.version_number FROM dag d
+           JOIN dag_version v ON v.id = d.latest_version_id WHERE d.dag_id = $1",
+    )
+    .bind(&dag_id)
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(AppError::from)?;
+    let parsed = version
+        .as_ref()
+        .and_then(|(snapshot, _, _)| Dag::from_snapshot(snapshot).ok());
+    // Latest runs, newest first in SQL, shown oldest → newest.
+    let mut runs: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT run_id, state, logical_date FROM dag_run WHERE dag_id = $1
+          ORDER BY logical_date DESC LIMIT $2",
+    )
+    .bind(&dag_id)
+    .bind(GRID_RUNS)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(AppError::from)?;
+    runs.reverse();
+    let run_ids: Vec<String> = runs.iter().map(|r| r.0.clone()).collect();
+    let tis: Vec<GridTi> = sqlx::query_as(
+        "SELECT ti.run_id, ti.task_id, ti.state, ti.try_number FROM dag_run r
+           JOIN task_instance ti ON ti.dag_run_id = r.id
+          WHERE r.dag_id = $1 AND r.run_id = ANY($2)",
+    )
+    .bind(&dag_id)
+    .bind(&run_ids)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(AppError::from)?;
+    let by_cell: HashMap<(&str, &str), &GridTi> = tis
+        .iter()
+        .map(|ti| ((ti.run_id.as_str(), ti.task_id.as_str()), ti))
+        .collect();
+
+    // Task rows: the latest version's tasks in order, then ids seen only in older runs.
+    let mut task_ids: Vec<String> = parsed
+        .as_ref()
+        .map(|d| {
+            d.topological_order()
+                .into_iter()
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    for ti in &tis {
+        if !task_ids.contains(&ti.task_id) {
+            task_ids.push(ti.task_id.clone());
+        }
+    }
+    let ti_href = |run_id: &str, task_id: &str| {
+        format!(
+            "/dags/{}/runs/{}/tasks/{}",
+            enc(&dag_id),
+            enc(run_id),
+            enc(task_id)
+        )
+    };
+    let grid_rows = task_ids
+        .iter()
+        .map(|task_id| GridRow {
+            task_id: task_id.clone(),
+            cells: runs
+                .iter()
+                .map(
+                    |(run_id, _, _)| match by_cell.get(&(run_id.as_str(), task_id.as_str())) {
+                        Some(ti) => GridCell {
+                            state: ti.state.clone(),
+                            href: Some(ti_href(run_id, task_id)),
+                            title: format!(
+                                "{task_id} · {run_id} · {} · try {}",
+                                ti.state, ti.try_number
+                            ),
+                        },
+                        None => GridCell {
+                            state: "none".into(),
+                            href: None,
+                            title: String::new(),
+                        },
+                    },
+                )
+                .collect(),
+        })
+        .collect();
+    let grid_runs = runs
+        .iter()
+        .map(|(run_id, run_state, date)| GridRun {
+            state: run_state.clone(),
+            href: format!("/dags/{}/runs/{}", enc(&dag_id), enc(run_id)),
+            title: format!("{run_id} · {} · {run_state}", fmt_date(Some(*date))),
+        })
+        .collect();
+
+    let latest = runs.last().map(|r| r.0.clone());
+    let nodes: Vec<GraphNode> = parsed
+        .as_ref()
+        .map(|d| {
+            d.tasks
+                .iter()
+                .map(|task| {
+                    let ti = latest
+                        .as_deref()
+                        .and_then(|run_id| by_cell.get(&(run_id, task.task_id.as_str())));
+                    GraphNode {
+                        task_id: task.task_id.clone(),
+                        upstream: task.upstream.clone(),
+                        state: ti.map_or("none".into(), |ti| ti.state.clone()),
+                        href: latest
+                            .as_deref()
+                            .filter(|_| ti.is_some())
+                            .map(|run| ti_href(run, &task.task_id)),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let graph_caption = match &latest {
+        Some(run_id) => format!("coloured by run {run_id}"),
+        None => "no runs yet".into(),
+    };
+    let trigger_conf = parsed
+        .as_ref()
+        .map(|d| {
+            let defaults: Map<String, Value> = d
+                .params
+                .iter()
+                .map(|(name, param)| (name.clone(), param.default.clone().unwrap_or(Value::Null)))
+                .collect();
+            serde_json::to_string_pretty(&Value::Object(defaults)).unwrap_or_else(|_| "{}".into())
+        })
+        .unwrap_or_else(|| "{}".into());
+    let mut details = vec![
+        (
+            "Schedule".to_string(),
+            timetable_description(dag.schedule.as_deref(), &dag.timezone),
+        ),
+        ("Next run".to_string(), fmt_date(dag.next_dagrun)),
+        ("Owners".to_string(), dag.owner_list().join(", ")),
+        ("Tags".to_string(), dag.tags.join(", ")),
+        (
+            "Max active runs / tasks".to_string(),
+            format!("{} / {}", dag.max_active_runs, dag.max_active_tasks),
+        ),
+        ("Active".to_string(), dag.is_active.to_string()),
+        (
+            "Last parsed".to_string(),
+            fmt_date(Some(dag.last_parsed_at)),
+        ),
+    ];
+    if let Some((_, _, number)) = &version {
+        details.push(("Version".to_string(), number.to_string()));
+    }
+    if let Some(d) = &parsed {
+        details.push(("Start date".to_string(), fmt_date(d.start_date)));
+        details.push(("Catchup".to_string(), d.catchup.to_string()));
+    }
+    let frame = Frame::of(&user);
+    render(&DagPage {
+        user: frame.user,
+        role: frame.role,
+        csrf: frame.csrf,
+        enc_id: enc(&dag_id),
+        paused: dag.is_paused,
+        description: dag.description.clone(),
+        svg: render_svg(&nodes),
+        graph_caption,
+        grid_runs,
+        grid_rows,
+        can_operate: user.user.role.allows(Role::Op),
+        trigger_conf,
+        fileloc: dag.fileloc.clone(),
+        source: version.map(|(_, source, _)| source).unwrap_or_default(),
+        details,
+        dag_id,
+    })
+}

@@ -1,0 +1,263 @@
+//! Server-rendered pages. Each page is one or two SQL queries with joins (no N+1) and paginated.
+
+mod dags;
+pub mod graph;
+mod runs;
+
+use askama::Template;
+use axum::Form;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::auth::{self, CurrentUser};
+use crate::error::{AppError, PageError};
+use crate::extract::Params;
+use crate::users;
+
+pub type PageResult = Result<Response, PageError>;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/dags") }))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/static/{file}", get(static_file))
+        .route("/dags", get(dags::list))
+        .route("/dags/{dag_id}", get(dags::page))
+        .route("/dags/{dag_id}/pause", post(dags::pause))
+        .route("/dags/{dag_id}/trigger", post(dags::trigger))
+        .route("/dags/{dag_id}/runs/{run_id}", get(runs::page))
+        .route("/dags/{dag_id}/runs/{run_id}/clear", post(runs::clear))
+        .route("/dags/{dag_id}/runs/{run_id}/mark", post(runs::mark))
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
+            get(runs::log_page),
+        )
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/log.json",
+            get(runs::log_json),
+        )
+        .route("/import-errors", get(runs::import_errors))
+}
+
+/// Every UI route as (method, path template), for the authentication test.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("POST", "/logout"),
+    ("GET", "/static/{file}"),
+    ("GET", "/dags"),
+    ("GET", "/dags/{dag_id}"),
+    ("POST", "/dags/{dag_id}/pause"),
+    ("POST", "/dags/{dag_id}/trigger"),
+    ("GET", "/dags/{dag_id}/runs/{run_id}"),
+    ("POST", "/dags/{dag_id}/runs/{run_id}/clear"),
+    ("POST", "/dags/{dag_id}/runs/{run_id}/mark"),
+    ("GET", "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}"),
+    (
+        "GET",
+        "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/log.json",
+    ),
+    ("GET", "/import-errors"),
+    ("GET", "/health"),
+    ("GET", "/metrics"),
+];
+
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes one path segment (run ids hold `:` and `+`).
+pub fn enc(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+pub fn fmt_date(date: Option<DateTime<Utc>>) -> String {
+    date.map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+pub fn fmt_duration(seconds: Option<f64>) -> String {
+    match seconds {
+        None => String::new(),
+        Some(s) if s < 60.0 => format!("{s:.2}s"),
+        Some(s) if s < 3600.0 => format!("{}m {:02}s", (s / 60.0) as u64, (s % 60.0) as u64),
+        Some(s) => format!(
+            "{}h {:02}m",
+            (s / 3600.0) as u64,
+            ((s % 3600.0) / 60.0) as u64
+        ),
+    }
+}
+
+pub fn render(template: &impl Template) -> PageResult {
+    template
+        .render()
+        .map(|html| Html(html).into_response())
+        .map_err(|error| PageError(AppError::Internal(format!("template: {error}"))))
+}
+
+/// What the layout shows of the signed-in user.
+pub struct Frame {
+    pub user: String,
+    pub role: String,
+    pub csrf: String,
+}
+
+impl Frame {
+    pub fn of(user: &CurrentUser) -> Frame {
+        Frame {
+            user: user.user.username.clone(),
+            role: user.user.role.to_string(),
+            csrf: user.csrf.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// A same-site path to go back to after a form; anything else becomes `fallback`.
+pub fn safe_next(next: Option<&str>, fallback: &str) -> String {
+    match next {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.contains('\\')
+                && !path.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+        {
+            path.to_string()
+        }
+        _ => fallback.to_string(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    error: Option<String>,
+    next: String,
+    username: String,
+}
+
+async fn login_page(params: Params) -> PageResult {
+    render(&LoginPage {
+        error: None,
+        next: safe_next(params.get("next"), "/dags"),
+        username: String::new(),
+    })
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    next: Option<String>,
+}
+
+async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> PageResult {
+    let next = safe_next(form.next.as_deref(), "/dags");
+    let user = users::authenticate(&state.pool, &form.username, &form.password)
+        .await
+        .map_err(|error| match error {
+            users::UserError::Database(db) => AppError::Database(db),
+            other => AppError::Internal(other.to_string()),
+        })?;
+    let Some(user) = user else {
+        tracing::info!(username = %form.username, "failed login");
+        let page = LoginPage {
+            error: Some("Wrong username or password.".into()),
+            next,
+            username: form.username,
+        };
+        let mut response = render(&page)?;
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return Ok(response);
+    };
+    let cookie = auth::start_session(&state.pool, &user).await?;
+    tracing::info!(username = %user.username, "login");
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response())
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf_token: String,
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> PageResult {
+    user.check_csrf(&form.csrf_token)?;
+    let cookie = auth::end_session(&state.pool, &headers).await?;
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response())
+}
+
+async fn static_file(Path(file): Path<String>) -> Response {
+    let (body, content_type) = match file.as_str() {
+        "app.css" => (
+            include_str!("../../static/app.css"),
+            "text/css; charset=utf-8",
+        ),
+        "app.js" => (
+            include_str!("../../static/app.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers() {
+        assert_eq!(
+            enc("manual__2024-01-01T00:00:00+00:00"),
+            "manual__2024-01-01T00%3A00%3A00%2B00%3A00"
+        );
+        assert_eq!(
+            escape_html("<a href='x'>&"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;"
+        );
+        assert_eq!(safe_next(Some("//evil.example"), "/dags"), "/dags");
+        assert_eq!(safe_next(Some("/dags/x"), "/dags"), "/dags/x");
+        assert_eq!(safe_next(Some("/dags\r\nSet-Cookie: x"), "/dags"), "/dags");
+        assert_eq!(safe_next(Some("/\0"), "/dags"), "/dags");
+        assert_eq!(fmt_duration(Some(75.0)), "1m 15s");
+    }
+}

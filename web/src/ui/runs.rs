@@ -1,0 +1,341 @@
+//! Run page (task instances, clear, mark), task log page with its JSON feed, import errors.
+
+use askama::Template;
+use axum::Form;
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Redirect};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use updraft_orchestrator::store::runs as store_runs;
+
+use super::{Frame, PageResult, enc, fmt_date, fmt_duration, render};
+use crate::AppState;
+use crate::api::models::{TI_COLUMNS, TiRow};
+use crate::api::runs::{fetch_run, parse_settable_state, store_error};
+use crate::api::task_instances::{fetch_ti, format_line, log_lines};
+use crate::auth::CurrentUser;
+use crate::error::{AppError, PageError};
+use crate::extract::{ApiPath, Params};
+use crate::users::Role;
+
+const LOG_PAGE_LINES: i64 = 5_000;
+
+pub struct TiView {
+    pub task_id: String,
+    pub operator: String,
+    pub state: String,
+    pub try_number: i32,
+    pub max_tries: i32,
+    pub start: String,
+    pub end: String,
+    pub duration: String,
+    pub rendered: String,
+    pub href: String,
+}
+
+#[derive(Template)]
+#[template(path = "run.html")]
+struct RunPage {
+    user: String,
+    role: String,
+    csrf: String,
+    dag_id: String,
+    enc_dag: String,
+    run_id: String,
+    enc_run: String,
+    state: String,
+    unfinished: bool,
+    details: Vec<(String, String)>,
+    tis: Vec<TiView>,
+    can_operate: bool,
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath((dag_id, run_id)): ApiPath<(String, String)>,
+) -> PageResult {
+    let run = fetch_run(&state.pool, &dag_id, &run_id).await?;
+    let rows: Vec<TiRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TI_COLUMNS} FROM dag_run r JOIN task_instance ti ON ti.dag_run_id = r.id
+          WHERE r.dag_id = $1 AND r.run_id = $2 ORDER BY ti.id"
+    )))
+    .bind(&dag_id)
+    .bind(&run_id)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(AppError::from)?;
+    let tis = rows
+        .into_iter()
+        .map(|ti| TiView {
+            href: format!(
+                "/dags/{}/runs/{}/tasks/{}",
+                enc(&dag_id),
+                enc(&run_id),
+                enc(&ti.task_id)
+            ),
+            rendered: ti
+                .rendered_config
+                .as_ref()
+                .map(|v| serde_json::to_string_pretty(v).unwrap_or_default())
+                .unwrap_or_else(|| "(not rendered yet)".into()),
+            task_id: ti.task_id,
+            operator: ti.operator,
+            state: ti.state,
+            try_number: ti.try_number,
+            max_tries: ti.max_tries,
+            start: fmt_date(ti.start_date),
+            end: fmt_date(ti.end_date),
+            duration: fmt_duration(ti.duration),
+        })
+        .collect();
+    let details = vec![
+        ("Run type".to_string(), run.run_type.clone()),
+        ("Logical date".to_string(), fmt_date(Some(run.logical_date))),
+        (
+            "Data interval".to_string(),
+            format!(
+                "{} → {}",
+                fmt_date(Some(run.data_interval_start)),
+                fmt_date(Some(run.data_interval_end))
+            ),
+        ),
+        ("Start".to_string(), fmt_date(run.start_date)),
+        ("End".to_string(), fmt_date(run.end_date)),
+        (
+            "Duration".to_string(),
+            fmt_duration(
+                run.start_date
+                    .zip(run.end_date)
+                    .map(|(s, e)| (e - s).num_milliseconds() as f64 / 1000.0),
+            ),
+        ),
+        ("Conf".to_string(), run.conf.to_string()),
+        ("Note".to_string(), run.note.clone().unwrap_or_default()),
+    ];
+    let frame = Frame::of(&user);
+    render(&RunPage {
+        user: frame.user,
+        role: frame.role,
+        csrf: frame.csrf,
+        enc_dag: enc(&dag_id),
+        enc_run: enc(&run_id),
+        unfinished: matches!(run.state.as_str(), "queued" | "running"),
+        state: run.state,
+        details,
+        tis,
+        can_operate: user.user.role.allows(Role::Op),
+        dag_id,
+        run_id,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ClearForm {
+    csrf_token: String,
+    task_id: String,
+    downstream: Option<String>,
+}
+
+pub async fn clear(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath((dag_id, run_id)): ApiPath<(String, String)>,
+    Form(form): Form<ClearForm>,
+) -> PageResult {
+    user.check_csrf(&form.csrf_token)?;
+    user.require(Role::Op)?;
+    if form.task_id.contains('\0') {
+        return Err(AppError::BadRequest("task_id must not contain NUL".into()).into());
+    }
+    fetch_ti(&state.pool, &dag_id, &run_id, &form.task_id).await?;
+    updraft_orchestrator::store::task_instances::clear_task_instances(
+        &state.pool,
+        &dag_id,
+        Some(&run_id),
+        std::slice::from_ref(&form.task_id),
+        form.downstream.as_deref() == Some("true"),
+        false,
+        false,
+    )
+    .await
+    .map_err(store_error)?;
+    Ok(Redirect::to(&format!("/dags/{}/runs/{}", enc(&dag_id), enc(&run_id))).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct MarkForm {
+    csrf_token: String,
+    state: String,
+}
+
+pub async fn mark(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath((dag_id, run_id)): ApiPath<(String, String)>,
+    Form(form): Form<MarkForm>,
+) -> PageResult {
+    user.check_csrf(&form.csrf_token)?;
+    user.require(Role::Op)?;
+    let target = parse_settable_state(&form.state)?;
+    fetch_run(&state.pool, &dag_id, &run_id).await?;
+    store_runs::set_run_state(&state.pool, &dag_id, &run_id, target)
+        .await
+        .map_err(store_error)?;
+    Ok(Redirect::to(&format!("/dags/{}/runs/{}", enc(&dag_id), enc(&run_id))).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "log.html")]
+struct LogPage {
+    user: String,
+    role: String,
+    csrf: String,
+    dag_id: String,
+    enc_dag: String,
+    run_id: String,
+    enc_run: String,
+    task_id: String,
+    state: String,
+    try_number: i32,
+    tries: Vec<(i32, String)>,
+    content: String,
+    after: i64,
+    running: bool,
+    follow_url: String,
+}
+
+fn wanted_try(params: &Params, ti: &TiRow) -> Result<i32, AppError> {
+    let wanted = params.int("try", i64::from(ti.try_number), 0)?;
+    if wanted > i64::from(ti.try_number) {
+        return Err(AppError::not_found(format!(
+            "task {} has no try {wanted}",
+            ti.task_id
+        )));
+    }
+    Ok(wanted as i32)
+}
+
+fn is_live(state: &str) -> bool {
+    matches!(
+        state,
+        "running" | "queued" | "scheduled" | "none" | "up_for_retry"
+    )
+}
+
+pub async fn log_page(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath((dag_id, run_id, task_id)): ApiPath<(String, String, String)>,
+    params: Params,
+) -> PageResult {
+    let ti = fetch_ti(&state.pool, &dag_id, &run_id, &task_id).await?;
+    let try_number = wanted_try(&params, &ti)?;
+    let lines = log_lines(&state.pool, ti.id, try_number, 0, LOG_PAGE_LINES).await?;
+    let after = lines.last().map_or(0, |line| line.id);
+    let base = format!(
+        "/dags/{}/runs/{}/tasks/{}",
+        enc(&dag_id),
+        enc(&run_id),
+        enc(&task_id)
+    );
+    // The latest try follows new lines while the task may still write some.
+    let running = try_number == ti.try_number && is_live(&ti.state);
+    let frame = Frame::of(&user);
+    render(&LogPage {
+        user: frame.user,
+        role: frame.role,
+        csrf: frame.csrf,
+        enc_dag: enc(&dag_id),
+        enc_run: enc(&run_id),
+        tries: (1..=ti.try_number)
+            .map(|n| (n, format!("{base}?try={n}")))
+            .collect(),
+        content: lines.iter().map(format_line).collect::<Vec<_>>().join("\n"),
+        follow_url: format!("{base}/log.json?try={try_number}"),
+        after,
+        running,
+        state: ti.state,
+        try_number,
+        dag_id,
+        run_id,
+        task_id,
+    })
+}
+
+/// New lines of a try after line id `after`, with the task's state, for the log page's poll.
+pub async fn log_json(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    ApiPath((dag_id, run_id, task_id)): ApiPath<(String, String, String)>,
+    params: Params,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let ti = fetch_ti(&state.pool, &dag_id, &run_id, &task_id).await?;
+    let try_number = wanted_try(&params, &ti)?;
+    let after = params.int("after", 0, 0)?;
+    let lines = log_lines(&state.pool, ti.id, try_number, after, LOG_PAGE_LINES).await?;
+    let next = lines.last().map_or(after, |line| line.id);
+    // Keep polling while a newer try may start, or while lines are still coming in pages.
+    let running =
+        (try_number == ti.try_number && is_live(&ti.state)) || lines.len() as i64 == LOG_PAGE_LINES;
+    Ok(Json(json!({
+        "lines": lines.iter().map(format_line).collect::<Vec<_>>(),
+        "next": next,
+        "state": ti.state,
+        "try_number": ti.try_number,
+        "running": running,
+    })))
+}
+
+#[derive(Template)]
+#[template(path = "import_errors.html")]
+struct ImportErrorsPage {
+    user: String,
+    role: String,
+    csrf: String,
+    errors: Vec<(String, String, String)>,
+    total: i64,
+    page: i64,
+    pages: i64,
+    prev_href: Option<String>,
+    next_href: Option<String>,
+}
+
+pub async fn import_errors(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    params: Params,
+) -> Result<axum::response::Response, PageError> {
+    const PAGE: i64 = 50;
+    let page = params.int("page", 1, 1)?;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM import_error")
+        .fetch_one(&state.pool)
+        .await
+        .map_err(AppError::from)?;
+    let rows: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT fileloc, message, created_at FROM import_error ORDER BY fileloc LIMIT $1 OFFSET $2",
+    )
+    .bind(PAGE)
+    .bind((page - 1).saturating_mul(PAGE))
+    .fetch_all(&state.pool)
+    .await
+    .map_err(AppError::from)?;
+    let pages = ((total + PAGE - 1) / PAGE).max(1);
+    let frame = Frame::of(&user);
+    render(&ImportErrorsPage {
+        user: frame.user,
+        role: frame.role,
+        csrf: frame.csrf,
+        errors: rows
+            .into_iter()
+            .map(|(file, message, at)| (file, message, fmt_date(Some(at))))
+            .collect(),
+        total,
+        page,
+        pages,
+        prev_href: (page > 1).then(|| format!("/import-errors?page={}", page - 1)),
+        next_href: (page < pages).then(|| format!("/import-errors?page={}", page + 1)),
+    })
+}
