@@ -1,0 +1,512 @@
+//! Throughput, ceiling and latency of the stream worker against the local Kafka and Cassandra.
+//!
+//! `cargo run --release -p stream-worker --example stream_bench -- [N] [--no-latency]`
+//!
+//! Throughput is measured so that the worker and the ceiling meet the same Cassandra:
+//! 1. warm-up: N fresh rows through the plain driver loop (JIT, memtables), not counted;
+//! 2. sweep: the plain loop at concurrencies 64..1024 picks the ceiling's best concurrency C
+//!    (unless `BENCH_CONCURRENCY` fixes it);
+//! 3. rounds (`BENCH_ROUNDS`, 3): ceiling, worker, ceiling, worker, ... each writing N *new* rows
+//!    into the *same* table, both at concurrency C with the same connections per host. The
+//!    ceiling writes pre-decoded rows (no Kafka, no JSON): an upper bound. The worker's clock runs
+//!    from its first consumed record (after the group join) to its N-th written row. Medians are
+//!    reported, and the ratio of the medians;
+//! 4. the worker binary drains one round's backlog again in a new group: its peak RSS;
+//! 5. latency: produces at a steady 2,000 records/s for 15 s and prints the p50/p99 of
+//!    Kafka record timestamp → row written (histogram bucket upper bounds).
+//!
+//! Env: KAFKA_BOOTSTRAP_SERVERS, CASSANDRA_CONTACT_POINTS, BENCH_CONCURRENCY (default: the
+//! ceiling's best), BENCH_CONNECTIONS (per host, 2), BENCH_PARTITIONS (4), BENCH_ROUNDS (3).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures::StreamExt as _;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use scylla::value::{CqlValue, MaybeUnset};
+use stream_worker::{Metrics, Stream, WorkerConfig};
+use tokio_util::sync::CancellationToken;
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}
+
+fn status_kb(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn record(i: usize) -> Vec<u8> {
+    const NAMES: [(&str, &str); 4] = [
+        ("Zoë", "Müller"),
+        ("Łukasz", "Wójcik"),
+        ("José", "Muñoz"),
+        ("Ольга", "Смирнова"),
+    ];
+    let (first, last) = NAMES[i % NAMES.len()];
+    serde_json::json!({
+        "id": uuid::Uuid::new_v4().to_string(), "first_name": first, "last_name": last,
+        "gender": "female", "address": format!("{i} Rue de l'Église, Montréal, Québec, Canada"),
+        "post_code": 10000 + i, "email": format!("user{i}@example.com"), "username": format!("user{i}"),
+        "dob": "1987-03-14T09:26:53.589Z", "registered_date": "2015-06-01T12:00:00.000Z",
+        "phone": "(555) 010-1234", "picture": "https://randomuser.me/api/portraits/med/women/1.jpg",
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn definition_text(topic: &str, keyspace: &str, group: &str) -> anyhow::Result<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../streams/users_created.yaml");
+    Ok(std::fs::read_to_string(&path)?
+        .replace("topic: users_created", &format!("topic: {topic}"))
+        .replace("group: updraft-stream-worker", &format!("group: {group}"))
+        .replace("keyspace: spark_streaming", &format!("keyspace: {keyspace}"))
+        .replace(
+            "dead_letter_topic: users_created.dlq",
+            &format!("dead_letter_topic: {topic}.dlq"),
+        ))
+}
+
+fn definition(topic: &str, keyspace: &str) -> anyhow::Result<Stream> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../streams/users_created.yaml");
+    let text = definition_text(topic, keyspace, &format!("{topic}_g"))?;
+    stream_worker::definition::parse(&path, &text).map_err(|errors| {
+        anyhow::anyhow!("{}", stream_worker::definition::DefinitionErrors(errors))
+    })
+}
+
+/// The worker binary's peak RSS (VmHWM) while it drains the same backlog in a new consumer
+/// group: the in-process figure above includes the bench's own payloads.
+async fn binary_rss(
+    figures: &mut serde_json::Map<String, serde_json::Value>,
+    topic: &str,
+    keyspace: &str,
+    config: &WorkerConfig,
+    n: usize,
+) -> anyhow::Result<()> {
+    let binary = std::env::current_exe()?
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("stream-worker"))
+        .context("target folder")?;
+    if !binary.exists() {
+        println!("{} is not built: binary RSS not measured", binary.display());
+        return Ok(());
+    }
+    let file = std::env::temp_dir().join(format!("{topic}_rss.yaml"));
+    std::fs::write(&file, definition_text(topic, keyspace, &format!("{topic}_rss"))?)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut child = tokio::process::Command::new(&binary)
+        .arg("--definitions")
+        .arg(&file)
+        .arg("--metrics-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--concurrency")
+        .arg(config.concurrency.to_string())
+        .arg("--connections-per-host")
+        .arg(config.connections_per_host.to_string())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().context("worker pid")?;
+    let started = Instant::now();
+    while written_by(port).await.unwrap_or(0) < n as u64 {
+        anyhow::ensure!(child.try_wait()?.is_none(), "the worker binary exited");
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "the worker binary is too slow");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm_kb: u64 = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0);
+    child.kill().await?;
+    println!("worker binary: peak RSS {} MB draining {n} records", hwm_kb / 1024);
+    figures.insert("worker_rss_mb".into(), ((hwm_kb as f64 / 1024.0 * 10.0).round() / 10.0).into());
+    Ok(())
+}
+
+/// `updraft_stream_records_written_total` from the worker's /metrics, over plain HTTP/1.0.
+async fn written_by(port: u16) -> Option<u64> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut connection = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    connection.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.ok()?;
+    let mut body = String::new();
+    connection.read_to_string(&mut body).await.ok()?;
+    body.lines()
+        .filter(|line| line.starts_with("updraft_stream_records_written_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|value| value as u64)
+        .max()
+}
+
+async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for result in admin.create_topics(&[new], &AdminOptions::new()).await? {
+        result.map_err(|(t, code)| anyhow::anyhow!("create topic {t}: {code}"))?;
+    }
+    Ok(())
+}
+
+fn producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "500000")
+        .create()?)
+}
+
+async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    payloads: &[Vec<u8>],
+) -> anyhow::Result<()> {
+    for chunk in payloads.chunks(50_000) {
+        let mut pending = Vec::with_capacity(chunk.len());
+        for payload in chunk {
+            let record: FutureRecord<'_, (), [u8]> =
+                FutureRecord::to(topic).payload(payload.as_slice());
+            pending.push(
+                producer
+                    .send_result(record)
+                    .map_err(|(e, _)| anyhow::anyhow!("queue: {e}"))?,
+            );
+        }
+        for delivery in pending {
+            delivery
+                .await?
+                .map_err(|(e, _)| anyhow::anyhow!("deliver: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(env_or("RUST_LOG", "warn"))
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(200_000);
+    let latency = !args.iter().any(|a| a == "--no-latency");
+    let latency_only = args.iter().any(|a| a == "--latency-only");
+    let bootstrap = env_or("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092");
+    let contact_points: Vec<String> = env_or("CASSANDRA_CONTACT_POINTS", "127.0.0.1:9042")
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    // Throughput replaces it with the ceiling's best unless BENCH_CONCURRENCY is set.
+    let concurrency: usize = env_or("BENCH_CONCURRENCY", "256").parse()?;
+    let connections: usize = env_or("BENCH_CONNECTIONS", "2").parse()?;
+    let partitions: i32 = env_or("BENCH_PARTITIONS", "4").parse()?;
+    let config = WorkerConfig {
+        kafka_bootstrap_servers: bootstrap.clone(),
+        cassandra_contact_points: contact_points.clone(),
+        concurrency,
+        connections_per_host: connections,
+        progress_interval: Duration::from_secs(5),
+        ..WorkerConfig::default()
+    };
+
+    // The last line is JSON for `scripts/bench`.
+    let mut figures = serde_json::Map::new();
+    figures.insert("bench".into(), "stream".into());
+    figures.insert("records".into(), n.into());
+    let mut config = config;
+    if !latency_only {
+        config = throughput(
+            &mut figures,
+            n,
+            &bootstrap,
+            &contact_points,
+            &config,
+            partitions,
+        )
+        .await?;
+    }
+    if latency {
+        steady_latency(&mut figures, &bootstrap, config, partitions).await?;
+    }
+    println!("{}", serde_json::Value::Object(figures));
+    Ok(())
+}
+
+type Row = Vec<MaybeUnset<Option<CqlValue>>>;
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        len if len % 2 == 1 => sorted[len / 2],
+        len => (sorted[len / 2 - 1] + sorted[len / 2]) / 2.0,
+    }
+}
+
+/// The plain driver loop: one prepared insert per row, `concurrency` in flight, no Kafka and no
+/// decoding in the timed part (the rows are decoded beforehand).
+struct Ceiling {
+    session: Arc<scylla::client::session::Session>,
+    insert: Arc<scylla::statement::prepared::PreparedStatement>,
+    stream: Stream,
+}
+
+impl Ceiling {
+    /// `n` fresh rows (new ids), decoded from seed-shaped JSON before the clock starts.
+    fn rows(&self, n: usize) -> anyhow::Result<Vec<Row>> {
+        Ok((0..n)
+            .map(|i| stream_worker::decode::decode(&self.stream, Some(&record(i))))
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn run(&self, rows: Vec<Row>, concurrency: usize) -> f64 {
+        let n = rows.len();
+        let started = Instant::now();
+        let failures = futures::stream::iter(rows)
+            .map(|mut row| {
+                let (session, insert) = (self.session.clone(), self.insert.clone());
+                async move {
+                    row.push(MaybeUnset::Set(Some(CqlValue::BigInt(
+                        1_700_000_000_000_000,
+                    ))));
+                    session.execute_unpaged(&insert, &row).await.is_err()
+                }
+            })
+            .buffer_unordered(concurrency)
+            .filter(|failed| futures::future::ready(*failed))
+            .count()
+            .await;
+        let rate = n as f64 / started.elapsed().as_secs_f64();
+        if failures > 0 {
+            println!("ceiling: {failures} writes failed");
+        }
+        rate
+    }
+}
+
+/// One worker run over a backlog of `n` records already in `topic`; rows/s from its first
+/// consumed record to its n-th written row (the consumer-group join is not throughput).
+async fn worker_run(config: &WorkerConfig, topic: &str, keyspace: &str, n: usize) -> anyhow::Result<f64> {
+    let stream = definition(topic, keyspace)?;
+    let metrics = Metrics::new();
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(stream_worker::run(
+        config.clone(),
+        vec![stream.clone()],
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let stats = metrics.stream(&stream.name);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while stats.consumed_total() == 0 {
+        anyhow::ensure!(!worker.is_finished(), "worker stopped early");
+        anyhow::ensure!(Instant::now() < deadline, "the worker consumed nothing");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let started = Instant::now();
+    while stats.written_total() < n as u64 {
+        anyhow::ensure!(!worker.is_finished(), "worker stopped early");
+        anyhow::ensure!(Instant::now() < deadline, "the worker is too slow");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    shutdown.cancel();
+    worker.await?.context("worker")?;
+    Ok(rate)
+}
+
+async fn throughput(
+    figures: &mut serde_json::Map<String, serde_json::Value>,
+    n: usize,
+    bootstrap: &str,
+    contact_points: &[String],
+    config: &WorkerConfig,
+    partitions: i32,
+) -> anyhow::Result<WorkerConfig> {
+    let rounds: usize = env_or("BENCH_ROUNDS", "3").parse()?;
+    // One table for everything: every run adds n new rows to the same table.
+    let keyspace = unique("bench");
+    let ceiling_stream = definition(&format!("{keyspace}_t"), &keyspace)?;
+    let session = Arc::new(
+        stream_worker::sink::connect(contact_points, config.connections_per_host).await?,
+    );
+    stream_worker::schema::ensure(&session, &ceiling_stream).await?;
+    let mut insert = session
+        .prepare(stream_worker::sink::insert_cql(&ceiling_stream))
+        .await?;
+    insert.set_is_idempotent(true);
+    let ceiling = Ceiling {
+        session,
+        insert: Arc::new(insert),
+        stream: ceiling_stream,
+    };
+
+    // 1. Warm-up, 2. the ceiling's best concurrency.
+    let sweep_rows = (n / 2).clamp(1, 100_000);
+    let rate = ceiling.run(ceiling.rows(n.min(200_000))?, 256).await;
+    println!("warm-up: {rate:.0} rows/s (not counted)");
+    let concurrency = match std::env::var("BENCH_CONCURRENCY").ok().filter(|v| !v.is_empty()) {
+        Some(fixed) => fixed.parse()?,
+        None => {
+            let mut best = (0.0f64, 256usize);
+            for c in [64, 128, 256, 512, 1024] {
+                let rate = ceiling.run(ceiling.rows(sweep_rows)?, c).await;
+                println!("sweep: ceiling at concurrency {c:>4}: {rate:.0} rows/s");
+                if rate > best.0 {
+                    best = (rate, c);
+                }
+            }
+            best.1
+        }
+    };
+    let config = WorkerConfig {
+        concurrency,
+        ..config.clone()
+    };
+
+    // 3. Alternating rounds at the same concurrency and connections.
+    let (mut ceilings, mut workers) = (Vec::new(), Vec::new());
+    let mut last_topic = String::new();
+    for round in 1..=rounds {
+        let topic = unique("bench");
+        create_topic(bootstrap, &topic, partitions).await?;
+        let payloads: Vec<Vec<u8>> = (0..n).map(record).collect();
+        produce(&producer(bootstrap)?, &topic, &payloads).await?;
+        drop(payloads);
+        let ceiling_rate = ceiling.run(ceiling.rows(n)?, concurrency).await;
+        let worker_rate = worker_run(&config, &topic, &keyspace, n).await?;
+        println!(
+            "round {round}: ceiling {ceiling_rate:.0} rows/s, worker {worker_rate:.0} rows/s \
+             ({:.0}%), concurrency {concurrency}, {} connections/host, {partitions} partitions",
+            100.0 * worker_rate / ceiling_rate,
+            config.connections_per_host
+        );
+        ceilings.push(ceiling_rate);
+        workers.push(worker_rate);
+        last_topic = topic;
+    }
+    let (worker_rate, ceiling_rate) = (median(&workers), median(&ceilings));
+    let round = |v: &[f64]| v.iter().map(|r| r.round()).collect::<Vec<_>>();
+    figures.insert("worker_rows_per_s".into(), worker_rate.round().into());
+    figures.insert("ceiling_rows_per_s".into(), ceiling_rate.round().into());
+    figures.insert("ratio".into(), ((worker_rate / ceiling_rate * 1000.0).round() / 1000.0).into());
+    figures.insert("worker_runs".into(), round(&workers).into());
+    figures.insert("ceiling_runs".into(), round(&ceilings).into());
+    figures.insert("concurrency".into(), concurrency.into());
+    figures.insert("connections_per_host".into(), config.connections_per_host.into());
+    println!(
+        "median of {rounds}: worker {worker_rate:.0} rows/s, ceiling {ceiling_rate:.0} rows/s; \
+         worker/ceiling = {:.0}%; bench process VmHWM {} MB",
+        100.0 * worker_rate / ceiling_rate,
+        status_kb("VmHWM:") / 1024
+    );
+    // 4. The worker binary's RSS on the same backlog.
+    if !last_topic.is_empty() {
+        binary_rss(figures, &last_topic, &keyspace, &config, n).await?;
+    }
+    Ok(config)
+}
+
+/// 3. End-to-end latency at a steady 2,000 records/s.
+async fn steady_latency(
+    figures: &mut serde_json::Map<String, serde_json::Value>,
+    bootstrap: &str,
+    config: WorkerConfig,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let bootstrap = bootstrap.to_string();
+    {
+        let topic = unique("bench_lat");
+        create_topic(&bootstrap, &topic, partitions).await?;
+        let stream = definition(&topic, &topic)?;
+        let metrics = Metrics::new();
+        let shutdown = CancellationToken::new();
+        let worker = tokio::spawn(stream_worker::run(
+            config,
+            vec![stream.clone()],
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+        let stats = metrics.stream(&stream.name);
+        while stats.assigned().len() < partitions as usize {
+            anyhow::ensure!(!worker.is_finished(), "worker stopped early");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let producer = producer(&bootstrap)?;
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let total = 30_000;
+        let mut pending = Vec::with_capacity(total);
+        for i in 0..total {
+            if i % 20 == 0 {
+                tick.tick().await;
+            }
+            let payload = record(i);
+            let message: FutureRecord<'_, (), [u8]> =
+                FutureRecord::to(&topic).payload(payload.as_slice());
+            pending.push(
+                producer
+                    .send_result(message)
+                    .map_err(|(e, _)| anyhow::anyhow!("queue: {e}"))?,
+            );
+        }
+        for delivery in pending {
+            delivery
+                .await?
+                .map_err(|(e, _)| anyhow::anyhow!("deliver: {e}"))?;
+        }
+        while stats.written_total() < total as u64 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let ms = |h: &stream_worker::metrics::Histogram, q: f64| {
+            h.quantile(q)
+                .map_or("n/a".to_string(), |s| format!("≤{:.1} ms", s * 1e3))
+        };
+        let upper_ms = |q: f64| stats.end_to_end.quantile(q).map(|s| (s * 1e4).round() / 10.0);
+        figures.insert(
+            "latency_ms".into(),
+            serde_json::json!({"p50": upper_ms(0.5), "p99": upper_ms(0.99), "records": total,
+                               "note": "histogram bucket upper bounds, produce → row written"}),
+        );
+        for (what, histogram) in [
+            ("produce → row written", &stats.end_to_end),
+            ("received → row written", &stats.write_latency),
+        ] {
+            println!(
+                "latency at 2000 records/s, {what} ({total} records): p50 {} p90 {} p99 {} p99.9 {}",
+                ms(histogram, 0.5),
+                ms(histogram, 0.9),
+                ms(histogram, 0.99),
+                ms(histogram, 0.999)
+            );
+        }
+        shutdown.cancel();
+        worker.await?.context("worker")?;
+    }
+    Ok(())
+}

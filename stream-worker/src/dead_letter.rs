@@ -1,0 +1,166 @@
+//! Bad records go, byte for byte, to the stream's dead-letter topic with headers saying why and
+//! where they came from. Sending is retried until Kafka accepts it: a record is only "done" (and
+//! its offset committable) once it is written or dead-lettered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::decode::RecordError;
+use crate::metrics::StreamMetrics;
+
+/// A record as received, kept for dead-lettering.
+#[derive(Debug, Clone)]
+pub struct SourceRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+}
+
+/// The headers of a dead letter, in order.
+pub fn headers(record: &SourceRecord, error: &RecordError) -> Vec<(&'static str, String)> {
+    let mut headers = vec![("error", error.kind().to_string())];
+    if let Some(field) = error.field() {
+        headers.push(("error.field", field.to_string()));
+    }
+    headers.push(("error.message", error.to_string()));
+    headers.push(("source.topic", record.topic.clone()));
+    headers.push(("source.partition", record.partition.to_string()));
+    headers.push(("source.offset", record.offset.to_string()));
+    headers
+}
+
+pub struct DeadLetters {
+    producer: FutureProducer,
+    topic: String,
+    metrics: Arc<StreamMetrics>,
+}
+
+impl DeadLetters {
+    pub fn new(
+        bootstrap: &str,
+        topic: &str,
+        metrics: Arc<StreamMetrics>,
+    ) -> Result<Self, KafkaError> {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            // No duplicates from producer retries; the record may still repeat on a replay.
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create()?;
+        Ok(Self {
+            producer,
+            topic: topic.to_string(),
+            metrics,
+        })
+    }
+
+    /// Sends `record` to the dead-letter topic, retrying until Kafka has it.
+    pub async fn send(&self, record: &SourceRecord, error: &RecordError) {
+        let headers = headers(record, error);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+            for (key, value) in &headers {
+                owned = owned.insert(Header {
+                    key,
+                    value: Some(value.as_bytes()),
+                });
+            }
+            let mut message: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&self.topic).headers(owned);
+            if let Some(key) = &record.key {
+                message = message.key(key.as_slice());
+            }
+            if let Some(payload) = &record.payload {
+                message = message.payload(payload.as_slice());
+            }
+            match self.producer.send(message, Duration::from_secs(30)).await {
+                Ok(_) => {
+                    self.metrics.dead_lettered(error.kind());
+                    tracing::warn!(
+                        stream = %self.metrics.stream, topic = %record.topic, partition = record.partition,
+                        offset = record.offset, error = error.kind(), field = error.field(),
+                        message = %error, dead_letter_topic = %self.topic, "record dead-lettered"
+                    );
+                    return;
+                }
+                Err((kafka_error, _)) => {
+                    tracing::warn!(
+                        stream = %self.metrics.stream, topic = %self.topic, error = %kafka_error,
+                        "cannot send a dead letter; retrying"
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+/// Creates the topics that do not exist yet, with the broker's default partitions and
+/// replication. An existing topic is left as it is.
+pub async fn ensure_topics(bootstrap: &str, topics: &[String]) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, -1, TopicReplication::Fixed(-1)))
+        .collect();
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+    for result in admin.create_topics(&new_topics, &options).await? {
+        match result {
+            Ok(topic) => tracing::info!(%topic, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::AdminOp(code)).inspect_err(|_| {
+                    tracing::error!(%topic, %code, "cannot create topic");
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_name_error_field_and_source() {
+        let record = SourceRecord {
+            topic: "users_created".into(),
+            partition: 3,
+            offset: 42,
+            key: None,
+            payload: Some(b"{}".to_vec()),
+        };
+        let error = RecordError::MissingField { field: "id".into() };
+        let headers = headers(&record, &error);
+        let names: Vec<&str> = headers.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            names,
+            [
+                "error",
+                "error.field",
+                "error.message",
+                "source.topic",
+                "source.partition",
+                "source.offset"
+            ]
+        );
+        assert_eq!(headers[0].1, "missing_field");
+        assert_eq!(headers[1].1, "id");
+        assert_eq!(headers[4].1, "3");
+        assert_eq!(headers[5].1, "42");
+    }
+}

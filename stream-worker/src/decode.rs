@@ -1,0 +1,331 @@
+//! JSON record → row values, following the stream's columns.
+
+use scylla::value::{CqlTimestamp, CqlTimeuuid, CqlValue, MaybeUnset};
+use serde_json::Value;
+
+use crate::definition::{Column, CqlType, Stream};
+
+/// One value bound to the prepared INSERT: unset (the field was absent: no tombstone, nothing
+/// overwritten), null (explicit JSON `null`), or a value.
+pub type Bound = MaybeUnset<Option<CqlValue>>;
+
+/// Why a record cannot be written. Each kind is a dead-letter `error` header value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RecordError {
+    #[error("record is not JSON: {message}")]
+    NotJson { message: String },
+    #[error("record is not a JSON object")]
+    NotObject,
+    #[error("required field `{field}` is missing or null")]
+    MissingField { field: String },
+    #[error("field `{field}` is not a valid UUID: {value:?}")]
+    InvalidUuid { field: String, value: String },
+    #[error("field `{field}` should be {expected}, found {found}")]
+    WrongType {
+        field: String,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("record is {bytes} bytes, over the limit of {limit}")]
+    TooLarge { bytes: usize, limit: usize },
+    /// Cassandra refused the row itself (e.g. a value it considers invalid): retrying cannot help.
+    #[error("Cassandra rejected the row: {message}")]
+    Rejected { message: String },
+}
+
+impl RecordError {
+    /// The short name used in the `error` header and the metrics label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RecordError::NotJson { .. } => "not_json",
+            RecordError::NotObject => "not_object",
+            RecordError::MissingField { .. } => "missing_field",
+            RecordError::InvalidUuid { .. } => "invalid_uuid",
+            RecordError::WrongType { .. } => "wrong_type",
+            RecordError::TooLarge { .. } => "too_large",
+            RecordError::Rejected { .. } => "rejected",
+        }
+    }
+
+    /// The JSON field concerned, if any (the `error.field` header).
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            RecordError::MissingField { field }
+            | RecordError::InvalidUuid { field, .. }
+            | RecordError::WrongType { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+/// Decodes `payload` into one bound value per column of `stream`, in column order.
+pub fn decode(stream: &Stream, payload: Option<&[u8]>) -> Result<Vec<Bound>, RecordError> {
+    let payload = payload.unwrap_or_default();
+    if payload.len() > stream.max_record_bytes {
+        return Err(RecordError::TooLarge {
+            bytes: payload.len(),
+            limit: stream.max_record_bytes,
+        });
+    }
+    let value: Value = serde_json::from_slice(payload).map_err(|error| RecordError::NotJson {
+        message: error.to_string(),
+    })?;
+    let Value::Object(_) = &value else {
+        return Err(RecordError::NotObject);
+    };
+    stream
+        .columns
+        .iter()
+        .map(|column| bind(column, lookup(&value, &column.field)))
+        .collect()
+}
+
+/// Finds `field` in the record: a literal key first, else a dotted path through objects.
+fn lookup<'a>(record: &'a Value, field: &str) -> Option<&'a Value> {
+    if let Some(found) = record.get(field) {
+        return Some(found);
+    }
+    field
+        .split('.')
+        .try_fold(record, |node, part| node.get(part))
+}
+
+fn bind(column: &Column, value: Option<&Value>) -> Result<Bound, RecordError> {
+    let value = match value {
+        None | Some(Value::Null) if column.required => {
+            return Err(RecordError::MissingField {
+                field: column.field.clone(),
+            });
+        }
+        None => return Ok(MaybeUnset::Unset),
+        Some(Value::Null) => return Ok(MaybeUnset::Set(None)),
+        Some(value) => value,
+    };
+    convert(column, value).map(|v| MaybeUnset::Set(Some(v)))
+}
+
+fn convert(column: &Column, value: &Value) -> Result<CqlValue, RecordError> {
+    let wrong = |expected: &'static str| RecordError::WrongType {
+        field: column.field.clone(),
+        expected,
+        found: json_kind(value),
+    };
+    Ok(match column.cql_type {
+        // Numbers and booleans become their JSON text: a numeric post_code is "12345".
+        CqlType::Text => CqlValue::Text(scalar_text(value).ok_or_else(|| wrong("a string"))?),
+        CqlType::Ascii => match scalar_text(value) {
+            Some(text) if text.is_ascii() => CqlValue::Ascii(text),
+            _ => return Err(wrong("an ASCII string")),
+        },
+        CqlType::Uuid | CqlType::Timeuuid => {
+            let Value::String(text) = value else {
+                return Err(wrong("a UUID string"));
+            };
+            let invalid = || RecordError::InvalidUuid {
+                field: column.field.clone(),
+                value: text.clone(),
+            };
+            let uuid = uuid::Uuid::parse_str(text.trim()).map_err(|_| invalid())?;
+            if column.cql_type == CqlType::Uuid {
+                CqlValue::Uuid(uuid)
+            } else if uuid.get_version_num() == 1 {
+                CqlValue::Timeuuid(CqlTimeuuid::from(uuid))
+            } else {
+                return Err(invalid());
+            }
+        }
+        CqlType::Int => {
+            let n = integer(value).ok_or_else(|| wrong("a 32-bit integer"))?;
+            CqlValue::Int(i32::try_from(n).map_err(|_| wrong("a 32-bit integer"))?)
+        }
+        CqlType::Bigint => CqlValue::BigInt(integer(value).ok_or_else(|| wrong("an integer"))?),
+        CqlType::Boolean => match value {
+            Value::Bool(b) => CqlValue::Boolean(*b),
+            Value::String(s) if s == "true" || s == "false" => CqlValue::Boolean(s == "true"),
+            _ => return Err(wrong("a boolean")),
+        },
+        CqlType::Double => CqlValue::Double(float(value).ok_or_else(|| wrong("a number"))?),
+        // Narrowing to f32 is what the column type asks for.
+        CqlType::Float => CqlValue::Float(float(value).ok_or_else(|| wrong("a number"))? as f32),
+        CqlType::Timestamp => {
+            let millis = match value {
+                Value::String(s) => chrono::DateTime::parse_from_rfc3339(s.trim())
+                    .map(|t| t.timestamp_millis())
+                    .ok(),
+                Value::Number(n) => n.as_i64(),
+                _ => None,
+            };
+            let millis = millis.ok_or_else(|| wrong("an RFC 3339 time or epoch milliseconds"))?;
+            CqlValue::Timestamp(CqlTimestamp(millis))
+        }
+    })
+}
+
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn integer(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn float(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn stream() -> Stream {
+        let text = "\
+source: {topic: t, group: g}
+columns:
+  - {name: id, cql_type: uuid}
+  - {name: first_name, cql_type: text, required: true}
+  - {name: post_code, cql_type: text}
+  - {name: city, cql_type: text, field: location.city}
+  - {name: age, cql_type: int}
+  - {name: active, cql_type: boolean}
+target: {keyspace: ks, table: t, primary_key: [id]}
+max_record_bytes: 300
+";
+        crate::definition::parse(Path::new("t.yaml"), text).expect("valid test definition")
+    }
+
+    const ID: &str = "6f1c2a44-9f1e-4a7e-9a53-5b8e2e4f0c11";
+
+    fn decode_json(json: &str) -> Result<Vec<Bound>, RecordError> {
+        decode(&stream(), Some(json.as_bytes()))
+    }
+
+    /// `MaybeUnset` has no `PartialEq`: compare as nested options (outer `None` = unset).
+    fn plain(row: &[Bound]) -> Vec<Option<Option<CqlValue>>> {
+        row.iter()
+            .map(|b| match b {
+                MaybeUnset::Unset => None,
+                MaybeUnset::Set(v) => Some(v.clone()),
+            })
+            .collect()
+    }
+
+    fn set(value: CqlValue) -> Option<Option<CqlValue>> {
+        Some(Some(value))
+    }
+
+    #[test]
+    fn a_good_record_decodes_with_conversions() {
+        let json = format!(
+            r#"{{"id":"{ID}","first_name":"Zoë","post_code":12345,"location":{{"city":"Łódź"}},"age":"41","active":null}}"#
+        );
+        let row = plain(&decode_json(&json).expect("good record"));
+        let uuid = uuid::Uuid::parse_str(ID).expect("uuid");
+        assert_eq!(row[0], set(CqlValue::Uuid(uuid)));
+        assert_eq!(row[1], set(CqlValue::Text("Zoë".into())));
+        assert_eq!(row[2], set(CqlValue::Text("12345".into())));
+        assert_eq!(row[3], set(CqlValue::Text("Łódź".into())));
+        assert_eq!(row[4], set(CqlValue::Int(41)));
+        assert_eq!(row[5], Some(None));
+    }
+
+    #[test]
+    fn an_absent_optional_field_is_left_unset() {
+        let row =
+            plain(&decode_json(&format!(r#"{{"id":"{ID}","first_name":"A"}}"#)).expect("good"));
+        assert_eq!(row[2], None);
+    }
+
+    #[test]
+    fn each_bad_kind_is_named() {
+        let cases = [
+            ("{not json".to_string(), "not_json", None),
+            ("[1,2]".to_string(), "not_object", None),
+            (
+                format!(r#"{{"id":"{ID}"}}"#),
+                "missing_field",
+                Some("first_name"),
+            ),
+            (
+                r#"{"first_name":"A"}"#.to_string(),
+                "missing_field",
+                Some("id"),
+            ),
+            (
+                r#"{"id":"nope","first_name":"A"}"#.to_string(),
+                "invalid_uuid",
+                Some("id"),
+            ),
+            (
+                r#"{"id":7,"first_name":"A"}"#.to_string(),
+                "wrong_type",
+                Some("id"),
+            ),
+            (
+                format!(r#"{{"id":"{ID}","first_name":{{"a":1}}}}"#),
+                "wrong_type",
+                Some("first_name"),
+            ),
+            (
+                format!(r#"{{"id":"{ID}","first_name":"A","age":3000000000}}"#),
+                "wrong_type",
+                Some("age"),
+            ),
+            (
+                format!(r#"{{"id":"{ID}","first_name":"{}"}}"#, "x".repeat(400)),
+                "too_large",
+                None,
+            ),
+        ];
+        for (json, kind, field) in cases {
+            let error = decode_json(&json).expect_err(&json);
+            assert_eq!(
+                (error.kind(), error.field()),
+                (kind, field),
+                "{json}: {error}"
+            );
+        }
+        assert_eq!(
+            decode(&stream(), None).expect_err("empty").kind(),
+            "not_json"
+        );
+    }
+
+    #[test]
+    fn messages_name_the_field() {
+        let error = decode_json(r#"{"id":"nope","first_name":"A"}"#).expect_err("bad uuid");
+        assert_eq!(
+            error.to_string(),
+            "field `id` is not a valid UUID: \"nope\""
+        );
+        let error = decode_json(&format!(r#"{{"id":"{ID}","first_name":[1]}}"#)).expect_err("bad");
+        assert_eq!(
+            error.to_string(),
+            "field `first_name` should be a string, found an array"
+        );
+    }
+}

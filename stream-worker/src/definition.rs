@@ -1,0 +1,506 @@
+//! Stream definitions: a YAML file per stream (`streams/*.yaml`) that says where records come from,
+//! how a JSON record maps to columns, and which Cassandra table they go to.
+//!
+//! Parsing is pure (no network): `parse(path, text)` returns the validated [`Stream`] or every
+//! error found, each located as `file:line:col`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::yaml_marks::Marks;
+
+/// Records larger than this go to the dead-letter topic unless the definition says otherwise.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+// ---- the loose spec, mirroring the YAML ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Spec {
+    name: Option<String>,
+    source: SourceSpec,
+    columns: Vec<ColumnSpec>,
+    target: TargetSpec,
+    dead_letter_topic: Option<String>,
+    max_record_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceSpec {
+    topic: String,
+    group: String,
+    #[serde(default)]
+    start_offset: StartOffset,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ColumnSpec {
+    name: String,
+    cql_type: String,
+    field: Option<String>,
+    #[serde(default)]
+    required: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetSpec {
+    keyspace: String,
+    table: String,
+    primary_key: Vec<String>,
+    #[serde(default)]
+    clustering_key: Vec<String>,
+    replication: Option<BTreeMap<String, serde_yaml_ng::Value>>,
+}
+
+// ---- the validated model ----
+
+/// Where to start reading a partition that has no committed offset for the group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartOffset {
+    /// From the oldest retained record (the seed's `startingOffsets=earliest`).
+    #[default]
+    Earliest,
+    /// Only records produced after the worker joined.
+    Latest,
+}
+
+impl StartOffset {
+    /// The value of librdkafka's `auto.offset.reset`.
+    pub fn as_kafka(self) -> &'static str {
+        match self {
+            StartOffset::Earliest => "earliest",
+            StartOffset::Latest => "latest",
+        }
+    }
+}
+
+/// The CQL column types a stream can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CqlType {
+    Text,
+    Ascii,
+    Uuid,
+    Timeuuid,
+    Int,
+    Bigint,
+    Boolean,
+    Double,
+    Float,
+    Timestamp,
+}
+
+impl CqlType {
+    /// Parses a type as written in a definition (`varchar` is `text`, as in CQL).
+    pub fn parse(name: &str) -> Option<CqlType> {
+        Some(match name.trim().to_ascii_lowercase().as_str() {
+            "text" | "varchar" => CqlType::Text,
+            "ascii" => CqlType::Ascii,
+            "uuid" => CqlType::Uuid,
+            "timeuuid" => CqlType::Timeuuid,
+            "int" => CqlType::Int,
+            "bigint" => CqlType::Bigint,
+            "boolean" => CqlType::Boolean,
+            "double" => CqlType::Double,
+            "float" => CqlType::Float,
+            "timestamp" => CqlType::Timestamp,
+            _ => return None,
+        })
+    }
+
+    /// The name used in CQL and in `system_schema.columns.type`.
+    pub fn cql_name(self) -> &'static str {
+        match self {
+            CqlType::Text => "text",
+            CqlType::Ascii => "ascii",
+            CqlType::Uuid => "uuid",
+            CqlType::Timeuuid => "timeuuid",
+            CqlType::Int => "int",
+            CqlType::Bigint => "bigint",
+            CqlType::Boolean => "boolean",
+            CqlType::Double => "double",
+            CqlType::Float => "float",
+            CqlType::Timestamp => "timestamp",
+        }
+    }
+
+    const ALL: &'static str =
+        "text, varchar, ascii, uuid, timeuuid, int, bigint, boolean, double, float, timestamp";
+}
+
+/// One column of the target table and the JSON field it is read from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub cql_type: CqlType,
+    /// The JSON field as written (`name` or a dotted path such as `location.postcode`).
+    pub field: String,
+    pub required: bool,
+}
+
+/// A validated stream definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stream {
+    /// `name:` or the file stem; used in metrics labels and logs.
+    pub name: String,
+    pub topic: String,
+    pub group: String,
+    pub start_offset: StartOffset,
+    pub columns: Vec<Column>,
+    pub keyspace: String,
+    pub table: String,
+    /// Partition key columns.
+    pub primary_key: Vec<String>,
+    pub clustering_key: Vec<String>,
+    /// Keyspace replication options, e.g. `class: SimpleStrategy, replication_factor: "1"`.
+    pub replication: BTreeMap<String, String>,
+    pub dead_letter_topic: String,
+    pub max_record_bytes: usize,
+}
+
+/// One problem in one definition file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefinitionError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for DefinitionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
+/// Every error found in a set of definition files.
+#[derive(Debug, thiserror::Error)]
+pub struct DefinitionErrors(pub Vec<DefinitionError>);
+
+impl fmt::Display for DefinitionErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        write!(
+            f,
+            "{} error(s) in stream definitions:\n{}",
+            self.0.len(),
+            lines.join("\n")
+        )
+    }
+}
+
+/// Loads every `*.yaml`/`*.yml` file of the given files and directories (directories are not
+/// recursed into), collecting the errors of all files before failing.
+pub fn load(paths: &[PathBuf]) -> Result<Vec<Stream>, DefinitionErrors> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            match std::fs::read_dir(path) {
+                Ok(entries) => {
+                    let mut found: Vec<PathBuf> = entries
+                        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                        .collect();
+                    found.sort();
+                    files.extend(found);
+                }
+                Err(error) => errors.push(file_error(path, format!("cannot read: {error}"))),
+            }
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let mut streams = Vec::new();
+    for file in &files {
+        match std::fs::read_to_string(file) {
+            Ok(text) => match parse(file, &text) {
+                Ok(stream) => streams.push((file.clone(), stream)),
+                Err(mut found) => errors.append(&mut found),
+            },
+            Err(error) => errors.push(file_error(file, format!("cannot read: {error}"))),
+        }
+    }
+    if streams.is_empty() && errors.is_empty() {
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        errors.push(file_error(
+            paths.first().map_or(Path::new("."), PathBuf::as_path),
+            format!(
+                "no stream definitions (*.yaml) found in {}",
+                shown.join(", ")
+            ),
+        ));
+    }
+    // Names label metrics and logs: two streams with one name would be indistinguishable.
+    let mut names: HashMap<String, PathBuf> = HashMap::new();
+    for (file, stream) in &streams {
+        if let Some(first) = names.insert(stream.name.clone(), file.clone()) {
+            errors.push(file_error(
+                file,
+                format!(
+                    "duplicate stream name `{}` (also in {})",
+                    stream.name,
+                    first.display()
+                ),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(streams.into_iter().map(|(_, stream)| stream).collect())
+    } else {
+        Err(DefinitionErrors(errors))
+    }
+}
+
+fn file_error(file: &Path, message: String) -> DefinitionError {
+    DefinitionError {
+        file: file.to_path_buf(),
+        line: 1,
+        column: 1,
+        message,
+    }
+}
+
+/// Parses and validates one definition. `file` is used for error locations and the default name.
+pub fn parse(file: &Path, text: &str) -> Result<Stream, Vec<DefinitionError>> {
+    let spec: Spec = match serde_yaml_ng::from_str(text) {
+        Ok(spec) => spec,
+        Err(error) => {
+            let (line, column) = error.location().map_or((1, 1), |l| (l.line(), l.column()));
+            let message = strip_location(&error.to_string());
+            return Err(vec![DefinitionError {
+                file: file.to_path_buf(),
+                line,
+                column,
+                message,
+            }]);
+        }
+    };
+    let marks = Marks::of(text);
+    let mut errors = Vec::new();
+    let mut error_at = |path: &str, message: String| {
+        let (line, column) = marks.find(path);
+        errors.push(DefinitionError {
+            file: file.to_path_buf(),
+            line,
+            column,
+            message,
+        });
+    };
+
+    let name = spec.name.clone().unwrap_or_else(|| {
+        file.file_stem().map_or_else(
+            || "stream".to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        )
+    });
+    if spec.source.topic.trim().is_empty() {
+        error_at("source.topic", "source.topic must not be empty".into());
+    }
+    if spec.source.group.trim().is_empty() {
+        error_at("source.group", "source.group must not be empty".into());
+    }
+    for (key, value) in [
+        ("keyspace", &spec.target.keyspace),
+        ("table", &spec.target.table),
+    ] {
+        if let Err(why) = check_identifier(value) {
+            error_at(
+                &format!("target.{key}"),
+                format!("target.{key} `{value}` {why}"),
+            );
+        }
+    }
+    if spec.columns.is_empty() {
+        error_at("columns", "a stream needs at least one column".into());
+    }
+
+    let mut columns = Vec::new();
+    let mut seen = HashMap::new();
+    for (index, column) in spec.columns.iter().enumerate() {
+        if let Err(why) = check_identifier(&column.name) {
+            error_at(
+                &format!("columns[{index}].name"),
+                format!("column `{}` {why}", column.name),
+            );
+        }
+        if let Some(first) = seen.insert(column.name.clone(), index) {
+            error_at(
+                &format!("columns[{index}].name"),
+                format!(
+                    "duplicate column `{}` (first defined as columns[{first}])",
+                    column.name
+                ),
+            );
+        }
+        let cql_type = CqlType::parse(&column.cql_type);
+        if cql_type.is_none() {
+            error_at(
+                &format!("columns[{index}].cql_type"),
+                format!(
+                    "unknown cql_type `{}` for column `{}` (expected one of: {})",
+                    column.cql_type,
+                    column.name,
+                    CqlType::ALL
+                ),
+            );
+        }
+        let field = column.field.clone().unwrap_or_else(|| column.name.clone());
+        if field.trim().is_empty() || field.split('.').any(str::is_empty) {
+            error_at(
+                &format!("columns[{index}].field"),
+                format!("invalid field path `{field}`"),
+            );
+        }
+        if let Some(cql_type) = cql_type {
+            columns.push(Column {
+                name: column.name.clone(),
+                cql_type,
+                field,
+                required: column.required,
+            });
+        }
+    }
+
+    if spec.target.primary_key.is_empty() {
+        error_at(
+            "target.primary_key",
+            "target.primary_key needs at least one column".into(),
+        );
+    }
+    let keys = spec.target.primary_key.iter().map(|k| ("primary_key", k));
+    let all_keys: Vec<_> = keys
+        .chain(
+            spec.target
+                .clustering_key
+                .iter()
+                .map(|k| ("clustering_key", k)),
+        )
+        .collect();
+    let mut key_index: HashMap<&str, usize> = HashMap::new();
+    for (kind, key) in all_keys {
+        let index = key_index.entry(kind).or_default();
+        if !seen.contains_key(key) {
+            error_at(
+                &format!("target.{kind}[{index}]"),
+                format!("{kind} column `{key}` is not one of the columns"),
+            );
+        }
+        *index += 1;
+    }
+    // Key columns can never be null in Cassandra: a record without one is a bad record.
+    for column in &mut columns {
+        if spec.target.primary_key.contains(&column.name)
+            || spec.target.clustering_key.contains(&column.name)
+        {
+            column.required = true;
+        }
+    }
+
+    let replication = match &spec.target.replication {
+        None => BTreeMap::from([
+            ("class".to_string(), "SimpleStrategy".to_string()),
+            ("replication_factor".to_string(), "1".to_string()),
+        ]),
+        Some(map) => {
+            let mut out = BTreeMap::new();
+            for (key, value) in map {
+                let text = match value {
+                    serde_yaml_ng::Value::String(s) => Some(s.clone()),
+                    serde_yaml_ng::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                };
+                match text {
+                    Some(text) if !text.contains('\'') && !key.contains('\'') => {
+                        out.insert(key.clone(), text);
+                    }
+                    _ => error_at(
+                        &format!("target.replication.{key}"),
+                        format!("replication option `{key}` must be a plain string or number"),
+                    ),
+                }
+            }
+            if !out.contains_key("class") {
+                error_at(
+                    "target.replication",
+                    "target.replication needs a `class`".into(),
+                );
+            }
+            out
+        }
+    };
+
+    let max_record_bytes = spec.max_record_bytes.unwrap_or(DEFAULT_MAX_RECORD_BYTES);
+    if max_record_bytes == 0 {
+        error_at(
+            "max_record_bytes",
+            "max_record_bytes must be greater than 0".into(),
+        );
+    }
+    let dead_letter_topic = spec
+        .dead_letter_topic
+        .clone()
+        .unwrap_or_else(|| format!("{}.dlq", spec.source.topic));
+    if dead_letter_topic == spec.source.topic {
+        error_at(
+            "dead_letter_topic",
+            "dead_letter_topic must differ from source.topic".into(),
+        );
+    }
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Stream {
+        name,
+        topic: spec.source.topic,
+        group: spec.source.group,
+        start_offset: spec.source.start_offset,
+        columns,
+        keyspace: spec.target.keyspace,
+        table: spec.target.table,
+        primary_key: spec.target.primary_key,
+        clustering_key: spec.target.clustering_key,
+        replication,
+        dead_letter_topic,
+        max_record_bytes,
+    })
+}
+
+/// Unquoted CQL identifiers are folded to lower case; we accept only names that mean the same
+/// quoted or not, so the schema check compares like with like.
+fn check_identifier(name: &str) -> Result<(), &'static str> {
+    let mut chars = name.chars();
+    let starts_well = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+    if !starts_well || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        return Err("must be a lower-case identifier ([a-z][a-z0-9_]*)");
+    }
+    if name.len() > 48 {
+        return Err("is longer than 48 characters");
+    }
+    Ok(())
+}
+
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_string(),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+#[path = "definition_tests.rs"]
+mod tests;

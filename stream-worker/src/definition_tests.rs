@@ -1,0 +1,176 @@
+use super::*;
+
+const GOOD: &str = "\
+source:
+  topic: users_created
+  group: g
+columns:
+  - {name: id, cql_type: uuid}
+  - name: post_code
+    cql_type: text
+    field: location.postcode
+target:
+  keyspace: ks
+  table: t
+  primary_key: [id]
+";
+
+fn errors_of(text: &str) -> Vec<String> {
+    parse(Path::new("s.yaml"), text)
+        .expect_err("definition should be rejected")
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn a_good_definition_gets_defaults() {
+    let stream = parse(Path::new("dir/users.yaml"), GOOD).expect("valid");
+    assert_eq!(stream.name, "users");
+    assert_eq!(stream.dead_letter_topic, "users_created.dlq");
+    assert_eq!(stream.start_offset, StartOffset::Earliest);
+    assert_eq!(stream.max_record_bytes, DEFAULT_MAX_RECORD_BYTES);
+    assert_eq!(
+        stream.replication.get("class").map(String::as_str),
+        Some("SimpleStrategy")
+    );
+    // A primary key column is always required.
+    assert!(stream.columns[0].required);
+    assert_eq!(stream.columns[1].field, "location.postcode");
+    assert!(!stream.columns[1].required);
+}
+
+#[test]
+fn the_shipped_definition_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../streams/users_created.yaml");
+    let streams = load(&[path]).expect("streams/users_created.yaml is valid");
+    let stream = &streams[0];
+    assert_eq!(
+        (stream.keyspace.as_str(), stream.table.as_str()),
+        ("spark_streaming", "created_users")
+    );
+    let names: Vec<&str> = stream.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "id",
+            "first_name",
+            "last_name",
+            "gender",
+            "address",
+            "post_code",
+            "email",
+            "username",
+            "dob",
+            "registered_date",
+            "phone",
+            "picture"
+        ]
+    );
+    assert_eq!(
+        stream
+            .replication
+            .get("replication_factor")
+            .map(String::as_str),
+        Some("1")
+    );
+}
+
+#[test]
+fn a_syntax_error_has_its_location() {
+    let errors = errors_of("source:\n  topic: [unclosed\n");
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].starts_with("s.yaml:"), "{errors:?}");
+}
+
+#[test]
+fn an_unknown_key_is_rejected_with_its_line() {
+    let text = GOOD.replace("  group: g\n", "  group: g\n  partitions: 4\n");
+    let errors = errors_of(&text);
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].starts_with("s.yaml:4:"), "{errors:?}");
+    assert!(
+        errors[0].contains("unknown field `partitions`"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn every_semantic_error_is_reported_with_line_and_column() {
+    let text = "\
+source:
+  topic: t
+  group: g
+columns:
+  - {name: id, cql_type: uuid}
+  - {name: id, cql_type: text}
+  - name: age
+    cql_type: integer
+target:
+  keyspace: Bad-Name
+  table: t
+  primary_key: [id, missing]
+max_record_bytes: 0
+";
+    let errors = errors_of(text);
+    assert_eq!(
+        errors,
+        [
+            "s.yaml:10:13: target.keyspace `Bad-Name` must be a lower-case identifier ([a-z][a-z0-9_]*)",
+            "s.yaml:6:12: duplicate column `id` (first defined as columns[0])",
+            "s.yaml:8:15: unknown cql_type `integer` for column `age` (expected one of: text, varchar, \
+             ascii, uuid, timeuuid, int, bigint, boolean, double, float, timestamp)",
+            "s.yaml:12:21: primary_key column `missing` is not one of the columns",
+            "s.yaml:13:19: max_record_bytes must be greater than 0",
+        ]
+    );
+}
+
+#[test]
+fn load_collects_errors_of_all_files() {
+    let dir = std::env::temp_dir().join(format!("streams_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("a.yaml"), "source: {topic: t}\n").expect("write");
+    std::fs::write(
+        dir.join("b.yaml"),
+        GOOD.replace("cql_type: uuid", "cql_type: blob"),
+    )
+    .expect("write");
+    std::fs::write(dir.join("notes.txt"), "ignored").expect("write");
+    let errors = load(std::slice::from_ref(&dir))
+        .expect_err("both files are bad")
+        .0;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0]
+            .to_string()
+            .contains("a.yaml:1:9: source: missing field `group`"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1]
+            .to_string()
+            .contains("b.yaml:5:26: unknown cql_type `blob`"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn two_streams_with_one_name_are_rejected() {
+    let dir = std::env::temp_dir().join(format!("streams_dup_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("a.yaml"), format!("name: users\n{GOOD}")).expect("write");
+    std::fs::write(dir.join("b.yaml"), format!("name: users\n{GOOD}")).expect("write");
+    let errors = load(std::slice::from_ref(&dir))
+        .expect_err("duplicate names")
+        .0;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0]
+            .to_string()
+            .contains("b.yaml:1:1: duplicate stream name `users`"),
+        "{errors:?}"
+    );
+}

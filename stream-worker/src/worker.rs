@@ -1,0 +1,515 @@
+//! The consume loop: Kafka → decode → Cassandra (or dead letters) → commit what is done.
+//!
+//! Back-pressure: a record is taken from Kafka only with a write permit in hand (`concurrency`
+//! permits). When no permit frees up for a while (Cassandra down or slow) the assigned
+//! partitions are paused so librdkafka stops fetching too; nothing is buffered without bound.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use scylla::client::session::Session;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::dead_letter::{self, DeadLetters, SourceRecord};
+use crate::decode::decode;
+use crate::definition::Stream;
+use crate::metrics::{Metrics, StreamMetrics};
+use crate::offsets::OffsetTracker;
+use crate::schema::{self, SchemaError};
+use crate::sink::{self, Sink, SinkError};
+
+/// How the worker connects and how hard it pushes.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub kafka_bootstrap_servers: String,
+    pub cassandra_contact_points: Vec<String>,
+    /// Writes (and dead-letter sends) in flight per stream.
+    pub concurrency: usize,
+    /// Replaces every definition's consumer group when set.
+    pub group_override: Option<String>,
+    /// Kafka consumer session timeout: how soon a dead worker's partitions move to others.
+    pub session_timeout: Duration,
+    pub commit_interval: Duration,
+    pub progress_interval: Duration,
+    /// How long shutdown and partition revocation wait for in-flight writes.
+    pub drain_timeout: Duration,
+    /// How long every permit must stay busy before partitions are paused.
+    pub pause_after: Duration,
+    pub connections_per_host: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            kafka_bootstrap_servers: "127.0.0.1:9092".into(),
+            cassandra_contact_points: vec!["127.0.0.1:9042".into()],
+            concurrency: 256,
+            group_override: None,
+            session_timeout: Duration::from_secs(10),
+            commit_interval: Duration::from_secs(1),
+            progress_interval: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
+            pause_after: Duration::from_millis(500),
+            connections_per_host: 2,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error("Kafka: cannot {what}: {source}")]
+    Kafka {
+        what: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("stream task failed: {0}")]
+    Task(String),
+}
+
+fn kafka(what: impl Into<String>) -> impl FnOnce(KafkaError) -> WorkerError {
+    let what = what.into();
+    move |source| WorkerError::Kafka { what, source }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs every stream until `shutdown` is cancelled, then drains and commits. Creates keyspaces,
+/// tables and topics first and refuses to start when a table does not match its definition.
+pub async fn run(
+    config: WorkerConfig,
+    streams: Vec<Stream>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let session = Arc::new(
+        sink::connect(
+            &config.cassandra_contact_points,
+            config.connections_per_host,
+        )
+        .await?,
+    );
+    for stream in &streams {
+        schema::ensure(&session, stream).await?;
+    }
+    let topics: Vec<String> = streams
+        .iter()
+        .flat_map(|s| [s.topic.clone(), s.dead_letter_topic.clone()])
+        .collect();
+    dead_letter::ensure_topics(&config.kafka_bootstrap_servers, &topics)
+        .await
+        .map_err(kafka("create topics"))?;
+
+    let mut tasks = JoinSet::new();
+    for stream in streams {
+        let task = run_stream(
+            config.clone(),
+            stream,
+            session.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(task);
+    }
+    metrics.set_ready(true);
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined
+            .map_err(|e| WorkerError::Task(e.to_string()))
+            .and_then(|r| r);
+        if let Err(error) = result {
+            // One failed stream stops the others: a half-running worker is hard to notice.
+            shutdown.cancel();
+            first_error.get_or_insert(error);
+        }
+    }
+    metrics.set_ready(false);
+    first_error.map_or(Ok(()), Err)
+}
+
+/// The consumer's callbacks: commit what is done before partitions go away, and record lag.
+struct StreamContext {
+    tracker: Arc<Mutex<OffsetTracker>>,
+    metrics: Arc<StreamMetrics>,
+    drain_timeout: Duration,
+}
+
+impl ClientContext for StreamContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut lag = BTreeMap::new();
+        let assigned = self.metrics.assigned();
+        for (topic, stats) in statistics.topics {
+            for (partition, p) in stats.partitions {
+                if assigned.contains(&(topic.clone(), partition)) && p.consumer_lag >= 0 {
+                    lag.insert((topic.clone(), partition), p.consumer_lag);
+                }
+            }
+        }
+        self.metrics.set_lag(lag);
+    }
+}
+
+impl ConsumerContext for StreamContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let parts: Vec<(String, i32)> = revoked
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        // Give in-flight writes of these partitions a bounded time to finish, so the next owner
+        // replays as little as possible. Runs on the polling task; writes run on other tasks.
+        let deadline = Instant::now() + self.drain_timeout;
+        while lock(&self.tracker).in_flight(Some(&parts)) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let commits = lock(&self.tracker).take_commits_for(&parts);
+        if !commits.is_empty() {
+            match consumer.commit(&to_list(&commits), CommitMode::Sync) {
+                Ok(()) => {
+                    tracing::info!(stream = %self.metrics.stream, ?commits, "committed before revoke")
+                }
+                Err(error) => {
+                    tracing::warn!(stream = %self.metrics.stream, %error, "commit before revoke failed")
+                }
+            }
+        }
+        let mut tracker = lock(&self.tracker);
+        for (topic, partition) in &parts {
+            tracker.revoke(topic, *partition);
+        }
+        let mut assigned = self.metrics.assigned();
+        assigned.retain(|p| !parts.contains(p));
+        self.metrics.set_assigned(assigned);
+        tracing::info!(stream = %self.metrics.stream, partitions = ?parts, "partitions revoked");
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let mut tracker = lock(&self.tracker);
+                for element in list.elements() {
+                    tracker.assign(element.topic(), element.partition());
+                }
+                drop(tracker);
+                let assigned: BTreeSet<(String, i32)> = consumer
+                    .assignment()
+                    .map(|l| {
+                        l.elements()
+                            .iter()
+                            .map(|e| (e.topic().to_string(), e.partition()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                tracing::info!(stream = %self.metrics.stream, partitions = ?assigned, "partitions assigned");
+                self.metrics.set_assigned(assigned);
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(error) => {
+                tracing::warn!(stream = %self.metrics.stream, %error, "rebalance error")
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(error) = result {
+            tracing::warn!(stream = %self.metrics.stream, %error, "offset commit failed");
+        }
+    }
+}
+
+fn to_list(commits: &[(String, i32, i64)]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for (topic, partition, offset) in commits {
+        // Offsets come from records we received, so they are valid for the partition.
+        let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+    }
+    list
+}
+
+type Consumer_ = StreamConsumer<StreamContext>;
+
+/// What a record's write task needs.
+struct Shared {
+    stream: Stream,
+    sink: Sink,
+    dead_letters: DeadLetters,
+    tracker: Arc<Mutex<OffsetTracker>>,
+    metrics: Arc<StreamMetrics>,
+}
+
+async fn run_stream(
+    config: WorkerConfig,
+    stream: Stream,
+    session: Arc<Session>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let metrics = metrics.stream(&stream.name);
+    let sink = Sink::prepare(session, &stream, metrics.clone()).await?;
+    let dead_letters = DeadLetters::new(
+        &config.kafka_bootstrap_servers,
+        &stream.dead_letter_topic,
+        metrics.clone(),
+    )
+    .map_err(kafka("create the dead-letter producer"))?;
+    let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
+    let context = StreamContext {
+        tracker: tracker.clone(),
+        metrics: metrics.clone(),
+        drain_timeout: config.drain_timeout,
+    };
+    let group = config
+        .group_override
+        .clone()
+        .unwrap_or_else(|| stream.group.clone());
+    let consumer: Consumer_ = ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka_bootstrap_servers)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", stream.start_offset.as_kafka())
+        .set(
+            "session.timeout.ms",
+            config.session_timeout.as_millis().to_string(),
+        )
+        .set("statistics.interval.ms", "5000")
+        // Bound librdkafka's prefetch buffer (default 64 MiB per partition set).
+        .set("queued.max.messages.kbytes", "8192")
+        .set("queued.min.messages", "20000")
+        .create_with_context(context)
+        .map_err(kafka("create the consumer"))?;
+    consumer
+        .subscribe(&[&stream.topic])
+        .map_err(kafka(format!("subscribe to {}", stream.topic)))?;
+    tracing::info!(stream = %stream.name, topic = %stream.topic, %group, table = %format!("{}.{}", stream.keyspace, stream.table), "stream started");
+
+    let shared = Arc::new(Shared {
+        stream,
+        sink,
+        dead_letters,
+        tracker,
+        metrics,
+    });
+    let semaphore = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let mut commit_tick = tokio::time::interval(config.commit_interval);
+    let mut progress = Progress::new(config.progress_interval);
+    let mut paused = false;
+
+    'consume: loop {
+        let permit = match semaphore.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let pause_at = tokio::time::Instant::now() + config.pause_after;
+                loop {
+                    tokio::select! {
+                        permit = semaphore.clone().acquire_owned() => match permit {
+                            Ok(permit) => break permit,
+                            Err(_) => break 'consume,
+                        },
+                        _ = shutdown.cancelled() => break 'consume,
+                        _ = commit_tick.tick() => commit(&consumer, &shared.tracker, CommitMode::Async),
+                        _ = progress.tick() => progress.log(&shared.metrics, paused),
+                        _ = tokio::time::sleep_until(pause_at), if !paused => {
+                            paused = set_paused(&consumer, &shared, true);
+                        }
+                        // Paused: keep polling so rebalances and heartbeats are served. A record
+                        // that was already fetched still gets written, after waiting for a permit.
+                        message = consumer.recv(), if paused => {
+                            let Ok(permit) = semaphore.clone().acquire_owned().await else { break 'consume };
+                            handle(&shared, message, permit);
+                        }
+                    }
+                }
+            }
+        };
+        if paused {
+            paused = set_paused(&consumer, &shared, false);
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break 'consume,
+            _ = commit_tick.tick() => commit(&consumer, &shared.tracker, CommitMode::Async),
+            _ = progress.tick() => progress.log(&shared.metrics, paused),
+            message = consumer.recv() => handle(&shared, message, permit),
+        }
+    }
+
+    // Shutdown: no more records; wait for in-flight writes, then commit synchronously.
+    let in_flight = shared.metrics.in_flight();
+    tracing::info!(stream = %shared.stream.name, in_flight, "stopping: draining in-flight writes");
+    let all = u32::try_from(config.concurrency.max(1)).unwrap_or(u32::MAX);
+    if tokio::time::timeout(config.drain_timeout, semaphore.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            stream = %shared.stream.name, in_flight = shared.metrics.in_flight(),
+            "drain timed out; unfinished records stay uncommitted and will be replayed"
+        );
+    }
+    commit(&consumer, &shared.tracker, CommitMode::Sync);
+    progress.log(&shared.metrics, paused);
+    consumer.unsubscribe();
+    tracing::info!(stream = %shared.stream.name, "stream stopped");
+    Ok(())
+}
+
+fn set_paused(consumer: &Consumer_, shared: &Shared, pause: bool) -> bool {
+    let Ok(assignment) = consumer.assignment() else {
+        return !pause;
+    };
+    let result = if pause {
+        consumer.pause(&assignment)
+    } else {
+        consumer.resume(&assignment)
+    };
+    match result {
+        Ok(()) => {
+            let in_flight = shared.metrics.in_flight();
+            if pause {
+                tracing::warn!(stream = %shared.stream.name, in_flight, "all writes busy: pausing consumption");
+            } else {
+                tracing::info!(stream = %shared.stream.name, "resuming consumption");
+            }
+            pause
+        }
+        Err(error) => {
+            tracing::warn!(stream = %shared.stream.name, %error, pause, "cannot pause/resume partitions");
+            !pause
+        }
+    }
+}
+
+fn commit(consumer: &Consumer_, tracker: &Mutex<OffsetTracker>, mode: CommitMode) {
+    let commits = lock(tracker).take_commits();
+    if commits.is_empty() {
+        return;
+    }
+    if let Err(error) = consumer.commit(&to_list(&commits), mode) {
+        tracing::warn!(%error, "offset commit failed; will retry");
+        lock(tracker).forget_commits(&commits);
+    }
+}
+
+fn handle(
+    shared: &Arc<Shared>,
+    message: Result<BorrowedMessage<'_>, KafkaError>,
+    permit: OwnedSemaphorePermit,
+) {
+    let message = match message {
+        Ok(message) => message,
+        Err(error) => {
+            // librdkafka reconnects by itself; a consume error is informational.
+            tracing::warn!(stream = %shared.stream.name, %error, "Kafka consume error");
+            return;
+        }
+    };
+    shared.metrics.consumed();
+    let record = SourceRecord {
+        topic: message.topic().to_string(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().map(<[u8]>::to_vec),
+    };
+    let generation = lock(&shared.tracker).start(&record.topic, record.partition, record.offset);
+    // The Kafka record time is the write time: a replay never overwrites a newer row.
+    let record_millis = message.timestamp().to_millis().filter(|ms| *ms >= 0);
+    let timestamp_micros = record_millis.map_or_else(now_micros, |ms| ms.saturating_mul(1000));
+    let decoded = decode(&shared.stream, record.payload.as_deref());
+    shared.metrics.add_in_flight(1);
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let outcome = match decoded {
+            Ok(row) => shared.sink.write(row, timestamp_micros).await,
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(()) => {
+                let end_to_end = record_millis.and_then(|ms| {
+                    let now = now_micros() / 1000;
+                    u64::try_from(now - ms).ok().map(Duration::from_millis)
+                });
+                shared.metrics.written(started.elapsed(), end_to_end);
+            }
+            Err(error) => shared.dead_letters.send(&record, &error).await,
+        }
+        lock(&shared.tracker).finish(&record.topic, record.partition, record.offset, generation);
+        shared.metrics.add_in_flight(-1);
+        drop(permit);
+    });
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// The periodic one-line summary.
+struct Progress {
+    tick: tokio::time::Interval,
+    last: Instant,
+    last_written: u64,
+}
+
+impl Progress {
+    fn new(every: Duration) -> Self {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            tick,
+            last: Instant::now(),
+            last_written: 0,
+        }
+    }
+
+    async fn tick(&mut self) {
+        self.tick.tick().await;
+    }
+
+    fn log(&mut self, metrics: &StreamMetrics, paused: bool) {
+        let written = metrics.written_total();
+        let seconds = self.last.elapsed().as_secs_f64().max(0.001);
+        let rate = (written.saturating_sub(self.last_written)) as f64 / seconds;
+        self.last = Instant::now();
+        self.last_written = written;
+        tracing::info!(
+            stream = %metrics.stream,
+            rate = format!("{rate:.0}/s"),
+            consumed = metrics.consumed_total(),
+            written,
+            dead_lettered = metrics.dead_lettered_total(),
+            retries = metrics.retries_total(),
+            in_flight = metrics.in_flight(),
+            lag = metrics.total_lag(),
+            partitions = metrics.assigned().len(),
+            paused,
+            "progress"
+        );
+    }
+}
