@@ -39,11 +39,20 @@ pub struct StandaloneArgs {
     bind: SocketAddr,
 }
 
-/// Connects and migrates, retrying with backoff until the database answers.
-pub async fn connect_and_migrate(url: &str, max_connections: u32) -> PgPool {
+/// Connects and migrates, retrying with backoff until the database answers; `None` when
+/// stopped (SIGTERM) before that.
+pub async fn connect_and_migrate(
+    url: &str,
+    max_connections: u32,
+    cancel: &CancellationToken,
+) -> Option<PgPool> {
     let mut delay = Duration::from_millis(250);
     loop {
         let attempt = async {
+            // One plain connection first: it fails at once, where the pool would keep trying
+            // for its whole acquire timeout before saying anything.
+            sqlx::Connection::close(<sqlx::PgConnection as sqlx::Connection>::connect(url).await?)
+                .await?;
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .connect(url)
@@ -52,10 +61,13 @@ pub async fn connect_and_migrate(url: &str, max_connections: u32) -> PgPool {
             anyhow::Ok(pool)
         };
         match attempt.await {
-            Ok(pool) => return pool,
+            Ok(pool) => return Some(pool),
             Err(error) => {
                 tracing::warn!(error = %error, retry_in = ?delay, "database not ready");
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    _ = cancel.cancelled() => return None,
+                    _ = tokio::time::sleep(delay) => {}
+                }
                 delay = (delay * 2).min(Duration::from_secs(30));
             }
         }
@@ -122,7 +134,10 @@ fn pool_size(args: &SchedulerArgs) -> u32 {
 
 pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     let cancel = shutdown_token();
-    let pool = connect_and_migrate(&args.db.database_url, pool_size(&args)).await;
+    let Some(pool) = connect_and_migrate(&args.db.database_url, pool_size(&args), &cancel).await
+    else {
+        return Ok(());
+    };
     for task in spawn_components(&pool, &args, &cancel) {
         let _ = task.await;
     }
@@ -131,7 +146,10 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
 
 pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     let cancel = shutdown_token();
-    let pool = connect_and_migrate(&args.scheduler.db.database_url, pool_size(&args.scheduler)).await;
+    let url = &args.scheduler.db.database_url;
+    let Some(pool) = connect_and_migrate(url, pool_size(&args.scheduler), &cancel).await else {
+        return Ok(());
+    };
     if let Some(password) = updraft_web::users::ensure_admin(&pool).await? {
         println!("Created user `admin` with password: {password}");
         println!("(shown once; set UPDRAFT_ADMIN_PASSWORD to choose it)");

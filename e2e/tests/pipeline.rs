@@ -23,20 +23,23 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the two binaries (a no-op when `cargo test --workspace` already did) and returns the
-/// folder they are in.
+/// The folder of `updraft` and `stream-worker`: `cargo test --workspace` (as `scripts/test` runs
+/// it) builds them beside this test's own executable. Run alone, this test builds them first.
 fn built_binaries() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(repo_root())
-        .args(["build", "-q", "-p", "updraft-cli", "-p", "stream-worker"])
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "building updraft and stream-worker failed");
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join("target"));
-    target.join("debug")
+    let folder = std::env::current_exe()
+        .ok()
+        .and_then(|test| Some(test.parent()?.parent()?.to_path_buf()))
+        .expect("the test executable lies in target/<profile>/deps");
+    if !(folder.join("updraft").exists() && folder.join("stream-worker").exists()) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(repo_root())
+            .args(["build", "-q", "-p", "updraft-cli", "-p", "stream-worker"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building updraft and stream-worker failed");
+    }
+    folder
 }
 
 fn free_port() -> u16 {

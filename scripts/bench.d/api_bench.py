@@ -138,7 +138,7 @@ def run(root, profile, smoke, progress):
                                        start_date, end_date, duration)
             SELECT r.id, r.dag_id, r.run_id, 't' || t, 'empty', 'success', 1, now(), now(), 0.01
               FROM dag_run r, generate_series(0, 9) t;
-            ANALYZE;""")
+            ANALYZE dag, dag_version, dag_run, task_instance;""")
         client.login()
         pages = {
             "UI DAG list": ("/dags", False),

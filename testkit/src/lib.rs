@@ -1,6 +1,8 @@
 //! Service addresses for integration tests, and the rule for a missing service:
 //! with `CI=true` it is a test failure, elsewhere the test is skipped with a message.
 
+pub mod proxy;
+
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 

@@ -211,13 +211,32 @@ async fn basic_user(state: &AppState, header_value: &str) -> Result<Option<User>
 }
 
 pub fn session_token(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, SESSION_COOKIE)
+}
+
+/// The login form's CSRF token travels twice: in this cookie and in a hidden field. Another
+/// site can make a browser post the form but can neither read nor set the cookie.
+pub const LOGIN_CSRF_COOKIE: &str = "updraft_login_csrf";
+
+pub fn login_csrf_cookie(token: &str) -> String {
+    format!("{LOGIN_CSRF_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600")
+}
+
+/// The login CSRF token of this browser, when it has a well-formed one.
+pub fn login_csrf_token(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, LOGIN_CSRF_COOKIE).filter(|token| {
+        token.len() == 43 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+fn cookie(headers: &HeaderMap, wanted: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value.to_string())
 }
 

@@ -190,13 +190,15 @@ fn cookie_of(reply: &common::Reply) -> String {
 }
 
 async fn login(ctx: &Ctx, user: &str) -> String {
+    let (csrf_cookie, csrf) = ctx.login_csrf().await;
     let body = format!(
-        "username={user}&password={}&next=%2Fdags",
+        "username={user}&password={}&next=%2Fdags&csrf_token={csrf}",
         common::password(user)
     );
     let reply = ctx
         .raw(
             Request::post("/login")
+                .header(header::COOKIE, csrf_cookie)
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .body(Body::from(body))
                 .unwrap(),
@@ -244,9 +246,34 @@ async fn sessions_csrf_and_roles_on_forms() {
     };
     let login_page = ctx.send(Method::GET, "/login", None, None).await;
     assert_eq!(login_page.status, StatusCode::OK);
-    let wrong = form(&ctx, "", "/login", "username=op&password=nope".into()).await;
+    let (csrf_cookie, csrf) = ctx.login_csrf().await;
+    let wrong = form(
+        &ctx,
+        &csrf_cookie,
+        "/login",
+        format!("username=op&password=nope&csrf_token={csrf}"),
+    )
+    .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-    assert!(!wrong.headers.contains_key(header::SET_COOKIE));
+    let no_session = |reply: &common::Reply| {
+        reply
+            .headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .all(|value| !value.to_str().unwrap_or("").starts_with("updraft_session"))
+    };
+    assert!(no_session(&wrong));
+    // Login CSRF: the right password without the form's token (a cross-site post) is refused.
+    let password = common::password("op");
+    for (cookie, body) in [
+        ("", format!("username=op&password={password}")),
+        (csrf_cookie.as_str(), format!("username=op&password={password}")),
+        (csrf_cookie.as_str(), format!("username=op&password={password}&csrf_token=forged")),
+    ] {
+        let forged = form(&ctx, cookie, "/login", body).await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN);
+        assert!(no_session(&forged));
+    }
 
     let cookie = login(&ctx, "op").await;
     let token = cookie.split_once('=').unwrap().1.to_string();

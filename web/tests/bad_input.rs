@@ -202,13 +202,15 @@ async fn injection_strings_in_paths_and_queries() {
         .await;
     reply.assert_problem(401);
     // Forms with bad values.
+    let (csrf_cookie, csrf) = ctx.login_csrf().await;
     let login = ctx
         .raw(
             Request::post("/login")
+                .header(header::COOKIE, csrf_cookie)
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(Body::from(
-                    "username=a%00b&password=x&next=%2F%0D%0ASet-Cookie%3A%20x",
-                ))
+                .body(Body::from(format!(
+                    "username=a%00b&password=x&next=%2F%0D%0ASet-Cookie%3A%20x&csrf_token={csrf}"
+                )))
                 .unwrap(),
         )
         .await;

@@ -161,14 +161,28 @@ struct LoginPage {
     error: Option<String>,
     next: String,
     username: String,
+    csrf: String,
 }
 
-async fn login_page(params: Params) -> PageResult {
-    render(&LoginPage {
+/// Renders the login form with `status`, (re)setting the login CSRF cookie to the form's token.
+fn login_form(page: LoginPage, status: StatusCode) -> PageResult {
+    let cookie = auth::login_csrf_cookie(&page.csrf);
+    let mut response = render(&page)?;
+    *response.status_mut() = status;
+    if let Ok(value) = header::HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+async fn login_page(headers: HeaderMap, params: Params) -> PageResult {
+    let page = LoginPage {
         error: None,
         next: safe_next(params.get("next"), "/dags"),
         username: String::new(),
-    })
+        csrf: auth::login_csrf_token(&headers).unwrap_or_else(auth::random_token),
+    };
+    login_form(page, StatusCode::OK)
 }
 
 #[derive(Deserialize)]
@@ -176,10 +190,26 @@ struct LoginForm {
     username: String,
     password: String,
     next: Option<String>,
+    csrf_token: Option<String>,
 }
 
-async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> PageResult {
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> PageResult {
     let next = safe_next(form.next.as_deref(), "/dags");
+    let expected = auth::login_csrf_token(&headers);
+    if expected.is_none() || expected != form.csrf_token {
+        tracing::info!(username = %form.username, "login refused: missing or wrong CSRF token");
+        let page = LoginPage {
+            error: Some("The login form expired. Please log in again.".into()),
+            next,
+            username: form.username,
+            csrf: auth::random_token(),
+        };
+        return login_form(page, StatusCode::FORBIDDEN);
+    }
     let user = users::authenticate(&state.pool, &form.username, &form.password)
         .await
         .map_err(|error| match error {
@@ -192,10 +222,9 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Pa
             error: Some("Wrong username or password.".into()),
             next,
             username: form.username,
+            csrf: expected.unwrap_or_else(auth::random_token),
         };
-        let mut response = render(&page)?;
-        *response.status_mut() = StatusCode::UNAUTHORIZED;
-        return Ok(response);
+        return login_form(page, StatusCode::UNAUTHORIZED);
     };
     let cookie = auth::start_session(&state.pool, &user).await?;
     tracing::info!(username = %user.username, "login");

@@ -171,6 +171,20 @@ impl Ctx {
         self.raw(builder.body(body).expect("request")).await
     }
 
+    /// GET /login as a browser would: the login CSRF cookie (`name=value`) and the form's token.
+    pub async fn login_csrf(&self) -> (String, String) {
+        let reply = self.send(Method::GET, "/login", None, None).await;
+        let set = reply.headers[axum::http::header::SET_COOKIE].to_str().expect("cookie");
+        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+        let cookie = set.split(';').next().expect("cookie pair").to_string();
+        let html = String::from_utf8_lossy(&reply.body).to_string();
+        let field = "name=\"csrf_token\" value=\"";
+        let start = html.find(field).expect("csrf field on the login form") + field.len();
+        let token = html[start..start + html[start..].find('"').expect("end")].to_string();
+        assert_eq!(cookie.split_once('=').map(|(_, v)| v), Some(token.as_str()));
+        (cookie, token)
+    }
+
     pub async fn raw(&self, request: Request<Body>) -> Reply {
         let response = self.app.clone().oneshot(request).await.expect("infallible");
         let status = response.status();
