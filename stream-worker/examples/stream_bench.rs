@@ -5,7 +5,7 @@
 //! Throughput is measured so that the worker and the ceiling meet the same Cassandra:
 //! 1. warm-up: N fresh rows through the plain driver loop (JIT, memtables), not counted;
 //! 2. sweep: the plain loop at concurrencies 64..1024 picks the ceiling's best concurrency C
-//!    (unless `BENCH_CONCURRENCY` fixes it);
+//!    (unless `BENCH_CONCURRENCY` fixes it), then its best shape at C (one task or two);
 //! 3. rounds (`BENCH_ROUNDS`, 3): ceiling, worker, ceiling, worker, ... each writing N *new* rows
 //!    into the *same* table, both at concurrency C with the same connections per host. The
 //!    ceiling writes pre-decoded rows (no Kafka, no JSON): an upper bound. The worker's clock runs
@@ -57,6 +57,68 @@ fn status_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) used so far by process `pid` ("self" for this one).
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the `(comm)`; utime and stime are fields 14 and 15 (clock ticks, 100/s).
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The local Cassandra's pid (`BENCH_CASSANDRA_PID`, else found by its main class), to report
+/// its CPU per row next to ours.
+fn cassandra_pid() -> Option<String> {
+    if let Ok(pid) = std::env::var("BENCH_CASSANDRA_PID") {
+        return Some(pid);
+    }
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            name.parse::<u32>().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .contains("CassandraDaemon")
+                .then_some(name)
+        })
+}
+
+/// CPU µs per row of this process and of Cassandra over one run.
+struct CpuMeter {
+    cassandra: Option<String>,
+    own: f64,
+    db: f64,
+}
+
+impl CpuMeter {
+    fn start(cassandra: &Option<String>) -> Self {
+        let db = cassandra.as_deref().map_or(0.0, cpu_secs);
+        Self {
+            cassandra: cassandra.clone(),
+            own: cpu_secs("self"),
+            db,
+        }
+    }
+
+    fn per_row(&self, rows: usize) -> String {
+        let db = self.cassandra.as_deref().map_or(0.0, cpu_secs);
+        let rows = rows.max(1) as f64;
+        format!(
+            "CPU/row: bench process {:.1} µs, Cassandra {:.1} µs",
+            (cpu_secs("self") - self.own) * 1e6 / rows,
+            (db - self.db) * 1e6 / rows
+        )
+    }
+}
+
 fn record(i: usize) -> Vec<u8> {
     const NAMES: [(&str, &str); 4] = [
         ("Zoë", "Müller"),
@@ -81,7 +143,10 @@ fn definition_text(topic: &str, keyspace: &str, group: &str) -> anyhow::Result<S
     Ok(std::fs::read_to_string(&path)?
         .replace("topic: users_created", &format!("topic: {topic}"))
         .replace("group: updraft-stream-worker", &format!("group: {group}"))
-        .replace("keyspace: spark_streaming", &format!("keyspace: {keyspace}"))
+        .replace(
+            "keyspace: spark_streaming",
+            &format!("keyspace: {keyspace}"),
+        )
         .replace(
             "dead_letter_topic: users_created.dlq",
             &format!("dead_letter_topic: {topic}.dlq"),
@@ -115,8 +180,13 @@ async fn binary_rss(
         return Ok(());
     }
     let file = std::env::temp_dir().join(format!("{topic}_rss.yaml"));
-    std::fs::write(&file, definition_text(topic, keyspace, &format!("{topic}_rss"))?)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    std::fs::write(
+        &file,
+        definition_text(topic, keyspace, &format!("{topic}_rss"))?,
+    )?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let mut child = tokio::process::Command::new(&binary)
         .arg("--definitions")
         .arg(&file)
@@ -133,7 +203,10 @@ async fn binary_rss(
     let started = Instant::now();
     while written_by(port).await.unwrap_or(0) < n as u64 {
         anyhow::ensure!(child.try_wait()?.is_none(), "the worker binary exited");
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "the worker binary is too slow");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "the worker binary is too slow"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -144,16 +217,27 @@ async fn binary_rss(
         .and_then(|value| value.parse().ok())
         .unwrap_or(0);
     child.kill().await?;
-    println!("worker binary: peak RSS {} MB draining {n} records", hwm_kb / 1024);
-    figures.insert("worker_rss_mb".into(), ((hwm_kb as f64 / 1024.0 * 10.0).round() / 10.0).into());
+    println!(
+        "worker binary: peak RSS {} MB draining {n} records",
+        hwm_kb / 1024
+    );
+    figures.insert(
+        "worker_rss_mb".into(),
+        ((hwm_kb as f64 / 1024.0 * 10.0).round() / 10.0).into(),
+    );
     Ok(())
 }
 
 /// `updraft_stream_records_written_total` from the worker's /metrics, over plain HTTP/1.0.
 async fn written_by(port: u16) -> Option<u64> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut connection = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    connection.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.ok()?;
+    let mut connection = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    connection
+        .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .await
+        .ok()?;
     let mut body = String::new();
     connection.read_to_string(&mut body).await.ok()?;
     body.lines()
@@ -275,6 +359,7 @@ struct Ceiling {
     session: Arc<scylla::client::session::Session>,
     insert: Arc<scylla::statement::prepared::PreparedStatement>,
     stream: Stream,
+    cassandra: Option<String>,
 }
 
 impl Ceiling {
@@ -285,34 +370,64 @@ impl Ceiling {
             .collect::<Result<_, _>>()?)
     }
 
-    async fn run(&self, rows: Vec<Row>, concurrency: usize) -> f64 {
+    /// Writes `rows` with `concurrency` requests in flight, split over `tasks` tasks (one task
+    /// polls every request itself; two let both runtime threads issue requests, which holds up
+    /// better when other processes take CPU).
+    async fn run(&self, rows: Vec<Row>, concurrency: usize, tasks: usize) -> anyhow::Result<f64> {
         let n = rows.len();
+        let tasks = tasks.max(1);
+        let mut chunks: Vec<Vec<Row>> = (0..tasks)
+            .map(|_| Vec::with_capacity(n / tasks + 1))
+            .collect();
+        for (i, row) in rows.into_iter().enumerate() {
+            chunks[i % tasks].push(row);
+        }
+        let meter = CpuMeter::start(&self.cassandra);
         let started = Instant::now();
-        let failures = futures::stream::iter(rows)
-            .map(|mut row| {
-                let (session, insert) = (self.session.clone(), self.insert.clone());
-                async move {
-                    row.push(MaybeUnset::Set(Some(CqlValue::BigInt(
-                        1_700_000_000_000_000,
-                    ))));
-                    session.execute_unpaged(&insert, &row).await.is_err()
-                }
-            })
-            .buffer_unordered(concurrency)
-            .filter(|failed| futures::future::ready(*failed))
-            .count()
-            .await;
+        let mut running = tokio::task::JoinSet::new();
+        for chunk in chunks {
+            let (session, insert) = (self.session.clone(), self.insert.clone());
+            running.spawn(async move {
+                futures::stream::iter(chunk)
+                    .map(|mut row| {
+                        let (session, insert) = (session.clone(), insert.clone());
+                        async move {
+                            row.push(MaybeUnset::Set(Some(CqlValue::BigInt(
+                                1_700_000_000_000_000,
+                            ))));
+                            session.execute_unpaged(&insert, &row).await.is_err()
+                        }
+                    })
+                    .buffer_unordered((concurrency / tasks).max(1))
+                    .filter(|failed| futures::future::ready(*failed))
+                    .count()
+                    .await
+            });
+        }
+        let mut failures = 0;
+        while let Some(count) = running.join_next().await {
+            failures += count?;
+        }
         let rate = n as f64 / started.elapsed().as_secs_f64();
         if failures > 0 {
             println!("ceiling: {failures} writes failed");
         }
-        rate
+        println!(
+            "  ceiling at {concurrency} ({tasks} task(s)): {rate:.0} rows/s; {}",
+            meter.per_row(n)
+        );
+        Ok(rate)
     }
 }
 
 /// One worker run over a backlog of `n` records already in `topic`; rows/s from its first
 /// consumed record to its n-th written row (the consumer-group join is not throughput).
-async fn worker_run(config: &WorkerConfig, topic: &str, keyspace: &str, n: usize) -> anyhow::Result<f64> {
+async fn worker_run(
+    config: &WorkerConfig,
+    topic: &str,
+    keyspace: &str,
+    n: usize,
+) -> anyhow::Result<f64> {
     let stream = definition(topic, keyspace)?;
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();
@@ -329,6 +444,7 @@ async fn worker_run(config: &WorkerConfig, topic: &str, keyspace: &str, n: usize
         anyhow::ensure!(Instant::now() < deadline, "the worker consumed nothing");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    let meter = CpuMeter::start(&cassandra_pid());
     let started = Instant::now();
     while stats.written_total() < n as u64 {
         anyhow::ensure!(!worker.is_finished(), "worker stopped early");
@@ -336,6 +452,11 @@ async fn worker_run(config: &WorkerConfig, topic: &str, keyspace: &str, n: usize
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "  worker at {}: {rate:.0} rows/s; {}",
+        config.concurrency,
+        meter.per_row(n)
+    );
     shutdown.cancel();
     worker.await?.context("worker")?;
     Ok(rate)
@@ -353,9 +474,8 @@ async fn throughput(
     // One table for everything: every run adds n new rows to the same table.
     let keyspace = unique("bench");
     let ceiling_stream = definition(&format!("{keyspace}_t"), &keyspace)?;
-    let session = Arc::new(
-        stream_worker::sink::connect(contact_points, config.connections_per_host).await?,
-    );
+    let session =
+        Arc::new(stream_worker::sink::connect(contact_points, config.connections_per_host).await?);
     stream_worker::schema::ensure(&session, &ceiling_stream).await?;
     let mut insert = session
         .prepare(stream_worker::sink::insert_cql(&ceiling_stream))
@@ -365,19 +485,22 @@ async fn throughput(
         session,
         insert: Arc::new(insert),
         stream: ceiling_stream,
+        cassandra: cassandra_pid(),
     };
 
     // 1. Warm-up, 2. the ceiling's best concurrency.
     let sweep_rows = (n / 2).clamp(1, 100_000);
-    let rate = ceiling.run(ceiling.rows(n.min(200_000))?, 256).await;
+    let rate = ceiling.run(ceiling.rows(n.min(200_000))?, 256, 1).await?;
     println!("warm-up: {rate:.0} rows/s (not counted)");
-    let concurrency = match std::env::var("BENCH_CONCURRENCY").ok().filter(|v| !v.is_empty()) {
+    let concurrency = match std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
         Some(fixed) => fixed.parse()?,
         None => {
             let mut best = (0.0f64, 256usize);
             for c in [64, 128, 256, 512, 1024] {
-                let rate = ceiling.run(ceiling.rows(sweep_rows)?, c).await;
-                println!("sweep: ceiling at concurrency {c:>4}: {rate:.0} rows/s");
+                let rate = ceiling.run(ceiling.rows(sweep_rows)?, c, 1).await?;
                 if rate > best.0 {
                     best = (rate, c);
                 }
@@ -385,6 +508,14 @@ async fn throughput(
             best.1
         }
     };
+    // The loop's best shape at that concurrency: one task or two.
+    let one = ceiling
+        .run(ceiling.rows(sweep_rows)?, concurrency, 1)
+        .await?;
+    let two = ceiling
+        .run(ceiling.rows(sweep_rows)?, concurrency, 2)
+        .await?;
+    let tasks = if two > one { 2 } else { 1 };
     let config = WorkerConfig {
         concurrency,
         ..config.clone()
@@ -399,7 +530,7 @@ async fn throughput(
         let payloads: Vec<Vec<u8>> = (0..n).map(record).collect();
         produce(&producer(bootstrap)?, &topic, &payloads).await?;
         drop(payloads);
-        let ceiling_rate = ceiling.run(ceiling.rows(n)?, concurrency).await;
+        let ceiling_rate = ceiling.run(ceiling.rows(n)?, concurrency, tasks).await?;
         let worker_rate = worker_run(&config, &topic, &keyspace, n).await?;
         println!(
             "round {round}: ceiling {ceiling_rate:.0} rows/s, worker {worker_rate:.0} rows/s \
@@ -415,15 +546,30 @@ async fn throughput(
     let round = |v: &[f64]| v.iter().map(|r| r.round()).collect::<Vec<_>>();
     figures.insert("worker_rows_per_s".into(), worker_rate.round().into());
     figures.insert("ceiling_rows_per_s".into(), ceiling_rate.round().into());
-    figures.insert("ratio".into(), ((worker_rate / ceiling_rate * 1000.0).round() / 1000.0).into());
+    figures.insert(
+        "ratio".into(),
+        ((worker_rate / ceiling_rate * 1000.0).round() / 1000.0).into(),
+    );
+    // Each round pairs two neighbouring runs, so its ratio is the least disturbed by a load
+    // change on a shared machine.
+    let ratios: Vec<f64> = workers.iter().zip(&ceilings).map(|(w, c)| w / c).collect();
+    figures.insert(
+        "round_ratio_median".into(),
+        ((median(&ratios) * 1000.0).round() / 1000.0).into(),
+    );
     figures.insert("worker_runs".into(), round(&workers).into());
     figures.insert("ceiling_runs".into(), round(&ceilings).into());
     figures.insert("concurrency".into(), concurrency.into());
-    figures.insert("connections_per_host".into(), config.connections_per_host.into());
+    figures.insert("ceiling_tasks".into(), tasks.into());
+    figures.insert(
+        "connections_per_host".into(),
+        config.connections_per_host.into(),
+    );
     println!(
         "median of {rounds}: worker {worker_rate:.0} rows/s, ceiling {ceiling_rate:.0} rows/s; \
-         worker/ceiling = {:.0}%; bench process VmHWM {} MB",
+         worker/ceiling = {:.0}% (median of the rounds' ratios {:.0}%); bench process VmHWM {} MB",
         100.0 * worker_rate / ceiling_rate,
+        100.0 * median(&ratios),
         status_kb("VmHWM:") / 1024
     );
     // 4. The worker binary's RSS on the same backlog.
@@ -487,7 +633,12 @@ async fn steady_latency(
             h.quantile(q)
                 .map_or("n/a".to_string(), |s| format!("≤{:.1} ms", s * 1e3))
         };
-        let upper_ms = |q: f64| stats.end_to_end.quantile(q).map(|s| (s * 1e4).round() / 10.0);
+        let upper_ms = |q: f64| {
+            stats
+                .end_to_end
+                .quantile(q)
+                .map(|s| (s * 1e4).round() / 10.0)
+        };
         figures.insert(
             "latency_ms".into(),
             serde_json::json!({"p50": upper_ms(0.5), "p99": upper_ms(0.99), "records": total,

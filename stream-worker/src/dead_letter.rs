@@ -18,7 +18,8 @@ use crate::metrics::StreamMetrics;
 /// A record as received, kept for dead-lettering.
 #[derive(Debug, Clone)]
 pub struct SourceRecord {
-    pub topic: String,
+    /// Shared: every record of a stream has the same topic, no copy per record.
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<Vec<u8>>,
@@ -32,7 +33,7 @@ pub fn headers(record: &SourceRecord, error: &RecordError) -> Vec<(&'static str,
         headers.push(("error.field", field.to_string()));
     }
     headers.push(("error.message", error.to_string()));
-    headers.push(("source.topic", record.topic.clone()));
+    headers.push(("source.topic", record.topic.to_string()));
     headers.push(("source.partition", record.partition.to_string()));
     headers.push(("source.offset", record.offset.to_string()));
     headers

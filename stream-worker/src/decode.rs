@@ -1,6 +1,10 @@
 //! JSON record → row values, following the stream's columns.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use scylla::value::{CqlTimestamp, CqlTimeuuid, CqlValue, MaybeUnset};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::definition::{Column, CqlType, Stream};
@@ -58,6 +62,137 @@ impl RecordError {
     }
 }
 
+/// One top-level field of a record. Strings borrow from the payload where they have no escapes,
+/// so a seed-shaped record is decoded without building a `Value` tree (one less allocation per
+/// field); nested objects and arrays, rare here, are kept as `Value` for dotted paths.
+#[derive(Debug)]
+enum Field<'a> {
+    Str(Cow<'a, str>),
+    Other(Value),
+}
+
+/// A record's top-level fields in payload order, or the fact that it is not an object.
+enum Record<'a> {
+    Object(Vec<(Cow<'a, str>, Field<'a>)>),
+    NotObject,
+}
+
+struct StrVisitor;
+
+impl<'de> Visitor<'de> for StrVisitor {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(StrVisitor).map(Key)
+    }
+}
+
+struct FieldVisitor;
+
+impl<'de> Visitor<'de> for FieldVisitor {
+    type Value = Field<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Field::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Field::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Field::Str(Cow::Owned(v)))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Field::Other(Value::Bool(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Field::Other(Value::from(v)))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Field::Other(Value::from(v)))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Field::Other(Value::from(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Field::Other(Value::Null))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Field::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Field::Other)
+    }
+}
+
+impl<'de> Deserialize<'de> for Field<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FieldVisitor)
+    }
+}
+
+struct RecordVisitor;
+
+impl<'de> Visitor<'de> for RecordVisitor {
+    type Value = Record<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(16));
+        while let Some((Key(key), value)) = map.next_entry::<Key<'de>, Field<'de>>()? {
+            fields.push((key, value));
+        }
+        Ok(Record::Object(fields))
+    }
+    // Anything else is valid JSON but not an object: consume it, then say so.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(Record::NotObject)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Record::NotObject)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Record::NotObject)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Record::NotObject)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Record::NotObject)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Record::NotObject)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Record::NotObject)
+    }
+}
+
+impl<'de> Deserialize<'de> for Record<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RecordVisitor)
+    }
+}
+
 /// Decodes `payload` into one bound value per column of `stream`, in column order.
 pub fn decode(stream: &Stream, payload: Option<&[u8]>) -> Result<Vec<Bound>, RecordError> {
     let payload = payload.unwrap_or_default();
@@ -67,44 +202,77 @@ pub fn decode(stream: &Stream, payload: Option<&[u8]>) -> Result<Vec<Bound>, Rec
             limit: stream.max_record_bytes,
         });
     }
-    let value: Value = serde_json::from_slice(payload).map_err(|error| RecordError::NotJson {
-        message: error.to_string(),
-    })?;
-    let Value::Object(_) = &value else {
+    let record: Record<'_> =
+        serde_json::from_slice(payload).map_err(|error| RecordError::NotJson {
+            message: error.to_string(),
+        })?;
+    let Record::Object(fields) = record else {
         return Err(RecordError::NotObject);
     };
-    stream
-        .columns
-        .iter()
-        .map(|column| bind(column, lookup(&value, &column.field)))
-        .collect()
-}
-
-/// Finds `field` in the record: a literal key first, else a dotted path through objects.
-fn lookup<'a>(record: &'a Value, field: &str) -> Option<&'a Value> {
-    if let Some(found) = record.get(field) {
-        return Some(found);
+    let mut row = Vec::with_capacity(stream.columns.len() + 1);
+    for column in &stream.columns {
+        row.push(bind(column, lookup(&fields, &column.field))?);
     }
-    field
-        .split('.')
-        .try_fold(record, |node, part| node.get(part))
+    Ok(row)
 }
 
-fn bind(column: &Column, value: Option<&Value>) -> Result<Bound, RecordError> {
+/// A value found in a record: a top-level field, or a node inside a nested object.
+#[derive(Clone, Copy)]
+enum Found<'r> {
+    Str(&'r str),
+    Value(&'r Value),
+}
+
+/// Finds `field` in the record: a literal key first, else a dotted path through objects. The
+/// last of duplicate keys wins, as with `serde_json::Value`.
+fn lookup<'r>(fields: &'r [(Cow<'_, str>, Field<'_>)], field: &str) -> Option<Found<'r>> {
+    let top = |key: &str| fields.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v);
+    if let Some(found) = top(field) {
+        return Some(match found {
+            Field::Str(s) => Found::Str(s),
+            Field::Other(v) => Found::Value(v),
+        });
+    }
+    let mut parts = field.split('.');
+    let Some(Field::Other(first)) = top(parts.next()?) else {
+        return None;
+    };
+    parts
+        .try_fold(first, |node, part| node.get(part))
+        .map(Found::Value)
+}
+
+fn bind(column: &Column, value: Option<Found<'_>>) -> Result<Bound, RecordError> {
     let value = match value {
-        None | Some(Value::Null) if column.required => {
+        None | Some(Found::Value(Value::Null)) if column.required => {
             return Err(RecordError::MissingField {
                 field: column.field.clone(),
             });
         }
         None => return Ok(MaybeUnset::Unset),
-        Some(Value::Null) => return Ok(MaybeUnset::Set(None)),
+        Some(Found::Value(Value::Null)) => return Ok(MaybeUnset::Set(None)),
         Some(value) => value,
     };
     convert(column, value).map(|v| MaybeUnset::Set(Some(v)))
 }
 
-fn convert(column: &Column, value: &Value) -> Result<CqlValue, RecordError> {
+fn convert(column: &Column, found: Found<'_>) -> Result<CqlValue, RecordError> {
+    // The common case: a string into a text column, copied once from the payload.
+    if let (CqlType::Text, Found::Str(text)) = (column.cql_type, found) {
+        return Ok(CqlValue::Text(text.to_owned()));
+    }
+    let owned;
+    let value = match found {
+        Found::Str(text) => {
+            owned = Value::String(text.to_owned());
+            &owned
+        }
+        Found::Value(value) => value,
+    };
+    convert_value(column, value)
+}
+
+fn convert_value(column: &Column, value: &Value) -> Result<CqlValue, RecordError> {
     let wrong = |expected: &'static str| RecordError::WrongType {
         field: column.field.clone(),
         expected,
@@ -313,6 +481,31 @@ max_record_bytes: 300
             decode(&stream(), None).expect_err("empty").kind(),
             "not_json"
         );
+    }
+
+    #[test]
+    fn escapes_duplicates_and_scalars_decode_like_a_value_tree() {
+        // An escaped string is unescaped; of duplicate keys the last wins (as in `Value`).
+        let json = format!(
+            r#"{{"id":"{ID}","first_name":"first","first_name":"Zo\u00eb \"Z\"","location":{{"city":null}}}}"#
+        );
+        let row = plain(&decode_json(&json).expect("good record"));
+        assert_eq!(row[1], set(CqlValue::Text("Zoë \"Z\"".into())));
+        assert_eq!(row[3], Some(None), "a nested null is an explicit null");
+        for json in ["42", "\"text\"", "null", "true", "-1.5", "[{\"a\":[1]}]"] {
+            assert_eq!(
+                decode_json(json).expect_err(json).kind(),
+                "not_object",
+                "{json}"
+            );
+        }
+        for json in ["", "{\"id\":", "{} {}", "{\"a\":1,}"] {
+            assert_eq!(
+                decode_json(json).expect_err(json).kind(),
+                "not_json",
+                "{json}"
+            );
+        }
     }
 
     #[test]

@@ -17,9 +17,11 @@ const LATENCY_BUCKETS: [f64; 19] = [
     0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// A Prometheus histogram of durations.
+/// A Prometheus histogram of durations. Each observation bumps one bucket (the cumulative counts
+/// are summed when read), so a write costs three atomic adds, not one per bucket.
 #[derive(Debug, Default)]
 pub struct Histogram {
+    /// Observations per bucket, not cumulative; beyond the last bound they are only counted.
     buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
@@ -28,10 +30,9 @@ pub struct Histogram {
 impl Histogram {
     pub fn observe(&self, latency: Duration) {
         let seconds = latency.as_secs_f64();
-        for (bucket, bound) in self.buckets.iter().zip(LATENCY_BUCKETS) {
-            if seconds <= bound {
-                bucket.fetch_add(1, Relaxed);
-            }
+        let index = LATENCY_BUCKETS.partition_point(|bound| *bound < seconds);
+        if let Some(bucket) = self.buckets.get(index) {
+            bucket.fetch_add(1, Relaxed);
         }
         self.count.fetch_add(1, Relaxed);
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
@@ -42,6 +43,17 @@ impl Histogram {
         self.count.load(Relaxed)
     }
 
+    /// (upper bound, cumulative count) per bucket.
+    fn cumulative(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        self.buckets
+            .iter()
+            .zip(LATENCY_BUCKETS)
+            .scan(0u64, |total, (bucket, bound)| {
+                *total += bucket.load(Relaxed);
+                Some((bound, *total))
+            })
+    }
+
     /// The upper bound (seconds) of the bucket holding quantile `q`; `None` when empty or
     /// beyond the last bucket.
     pub fn quantile(&self, q: f64) -> Option<f64> {
@@ -50,20 +62,14 @@ impl Histogram {
             return None;
         }
         let rank = (q * count as f64).ceil() as u64;
-        self.buckets
-            .iter()
-            .zip(LATENCY_BUCKETS)
-            .find(|(b, _)| b.load(Relaxed) >= rank)
-            .map(|(_, bound)| bound)
+        self.cumulative()
+            .find(|(_, total)| *total >= rank)
+            .map(|(bound, _)| bound)
     }
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
-        for (bucket, bound) in self.buckets.iter().zip(LATENCY_BUCKETS) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels},le=\"{bound}\"}} {}",
-                bucket.load(Relaxed)
-            );
+        for (bound, total) in self.cumulative() {
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {total}");
         }
         let count = self.count();
         let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;

@@ -24,10 +24,11 @@ impl PartitionState {
     }
 }
 
-/// Tracks received and finished offsets for every partition of one consumer.
+/// Tracks received and finished offsets for every partition of one consumer. Keyed by topic, then
+/// partition, so the per-record calls look up by `&str` without allocating.
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
-    partitions: HashMap<(String, i32), PartitionState>,
+    partitions: HashMap<String, HashMap<i32, PartitionState>>,
     next_generation: Generation,
 }
 
@@ -44,21 +45,39 @@ impl OffsetTracker {
             ..Default::default()
         };
         self.partitions
-            .insert((topic.to_string(), partition), state);
+            .entry(topic.to_string())
+            .or_default()
+            .insert(partition, state);
+    }
+
+    fn state(&mut self, topic: &str, partition: i32) -> Option<&mut PartitionState> {
+        self.partitions.get_mut(topic)?.get_mut(&partition)
+    }
+
+    /// Every partition state, with its topic and partition.
+    fn all(&mut self) -> impl Iterator<Item = (&str, i32, &mut PartitionState)> {
+        self.partitions.iter_mut().flat_map(|(topic, partitions)| {
+            partitions
+                .iter_mut()
+                .map(move |(partition, state)| (topic.as_str(), *partition, state))
+        })
     }
 
     /// A partition was revoked: later completions of its records are ignored.
     pub fn revoke(&mut self, topic: &str, partition: i32) {
-        self.partitions.remove(&(topic.to_string(), partition));
+        if let Some(partitions) = self.partitions.get_mut(topic) {
+            partitions.remove(&partition);
+        }
     }
 
     /// A record was received and is about to be written; returns the ticket to finish it with.
     pub fn start(&mut self, topic: &str, partition: i32, offset: i64) -> Generation {
-        let key = (topic.to_string(), partition);
-        if !self.partitions.contains_key(&key) {
+        if self.state(topic, partition).is_none() {
             self.assign(topic, partition);
         }
-        let state = self.partitions.entry(key).or_default();
+        let Some(state) = self.state(topic, partition) else {
+            return Generation::MAX; // unreachable: assigned just above
+        };
         state.in_flight.insert(offset);
         state.next = Some(state.next.map_or(offset + 1, |next| next.max(offset + 1)));
         state.generation
@@ -66,7 +85,7 @@ impl OffsetTracker {
 
     /// The record at `offset` was written or dead-lettered.
     pub fn finish(&mut self, topic: &str, partition: i32, offset: i64, generation: Generation) {
-        if let Some(state) = self.partitions.get_mut(&(topic.to_string(), partition))
+        if let Some(state) = self.state(topic, partition)
             && state.generation == generation
         {
             state.in_flight.remove(&offset);
@@ -87,15 +106,15 @@ impl OffsetTracker {
 
     fn commits_where(&mut self, wanted: impl Fn(&str, i32) -> bool) -> Vec<(String, i32, i64)> {
         let mut out = Vec::new();
-        for ((topic, partition), state) in &mut self.partitions {
-            if !wanted(topic, *partition) {
+        for (topic, partition, state) in self.all() {
+            if !wanted(topic, partition) {
                 continue;
             }
             if let Some(position) = state.position()
                 && state.committed.is_none_or(|done| position > done)
             {
                 state.committed = Some(position);
-                out.push((topic.clone(), *partition, position));
+                out.push((topic.to_string(), partition, position));
             }
         }
         out.sort();
@@ -105,7 +124,7 @@ impl OffsetTracker {
     /// Commits handed out by `take_commits` failed: offer them again next time.
     pub fn forget_commits(&mut self, failed: &[(String, i32, i64)]) {
         for (topic, partition, _) in failed {
-            if let Some(state) = self.partitions.get_mut(&(topic.clone(), *partition)) {
+            if let Some(state) = self.state(topic, *partition) {
                 state.committed = None;
             }
         }
@@ -115,10 +134,11 @@ impl OffsetTracker {
     pub fn in_flight(&self, only: Option<&[(String, i32)]>) -> usize {
         self.partitions
             .iter()
-            .filter(|((topic, partition), _)| {
-                only.is_none_or(|wanted| wanted.iter().any(|(t, p)| t == topic && p == partition))
+            .flat_map(|(topic, partitions)| partitions.iter().map(move |(p, s)| (topic, p, s)))
+            .filter(|(topic, partition, _)| {
+                only.is_none_or(|wanted| wanted.iter().any(|(t, p)| t == *topic && p == *partition))
             })
-            .map(|(_, state)| state.in_flight.len())
+            .map(|(_, _, state)| state.in_flight.len())
             .sum()
     }
 }

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use futures::{FutureExt as _, StreamExt as _};
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
@@ -251,9 +252,14 @@ fn to_list(commits: &[(String, i32, i64)]) -> TopicPartitionList {
 
 type Consumer_ = StreamConsumer<StreamContext>;
 
+/// Records taken from the consumer's queue per wake-up of the consume loop, at most.
+const BURST: usize = 64;
+
 /// What a record's write task needs.
 struct Shared {
     stream: Stream,
+    /// The stream's topic, shared by every record's `SourceRecord`.
+    topic: Arc<str>,
     sink: Sink,
     dead_letters: DeadLetters,
     tracker: Arc<Mutex<OffsetTracker>>,
@@ -299,6 +305,9 @@ async fn run_stream(
         // Bound librdkafka's prefetch buffer (default 64 MiB per partition set).
         .set("queued.max.messages.kbytes", "8192")
         .set("queued.min.messages", "20000")
+        // Once that buffer is full librdkafka waits this long before fetching again (default
+        // 1 s): the buffer drains in ~0.3 s at full speed, so the default stalled the backlog.
+        .set("fetch.queue.backoff.ms", "10")
         .create_with_context(context)
         .map_err(kafka("create the consumer"))?;
     consumer
@@ -307,6 +316,7 @@ async fn run_stream(
     tracing::info!(stream = %stream.name, topic = %stream.topic, %group, table = %format!("{}.{}", stream.keyspace, stream.table), "stream started");
 
     let shared = Arc::new(Shared {
+        topic: Arc::from(stream.topic.as_str()),
         stream,
         sink,
         dead_letters,
@@ -317,19 +327,35 @@ async fn run_stream(
     let mut commit_tick = tokio::time::interval(config.commit_interval);
     let mut progress = Progress::new(config.progress_interval);
     let mut paused = false;
+    // One message stream and one cancellation future for the whole loop: `recv()` and
+    // `cancelled()` per record would each register and unregister a waker under a lock.
+    let mut messages = consumer.stream();
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
+
+    // When every permit is taken, wait for a batch of them: the loop then wakes once per
+    // `batch` finished writes instead of once per write. Spare permits are held in `spare`.
+    let batch = u32::try_from((config.concurrency / 16).clamp(1, 16)).unwrap_or(1);
+    let mut spare: Option<OwnedSemaphorePermit> = None;
 
     'consume: loop {
-        let permit = match semaphore.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
+        let permit = match take_permit(&mut spare, &semaphore) {
+            Some(permit) => permit,
+            None => {
                 let pause_at = tokio::time::Instant::now() + config.pause_after;
                 loop {
                     tokio::select! {
-                        permit = semaphore.clone().acquire_owned() => match permit {
-                            Ok(permit) => break permit,
+                        permits = semaphore.clone().acquire_many_owned(batch) => match permits {
+                            Ok(mut permits) => match permits.split(1) {
+                                Some(one) => {
+                                    spare = Some(permits);
+                                    break one;
+                                }
+                                None => continue,
+                            },
                             Err(_) => break 'consume,
                         },
-                        _ = shutdown.cancelled() => break 'consume,
+                        _ = &mut cancelled => break 'consume,
                         _ = commit_tick.tick() => commit(&consumer, &shared.tracker, CommitMode::Async),
                         _ = progress.tick() => progress.log(&shared.metrics, paused),
                         _ = tokio::time::sleep_until(pause_at), if !paused => {
@@ -337,7 +363,7 @@ async fn run_stream(
                         }
                         // Paused: keep polling so rebalances and heartbeats are served. A record
                         // that was already fetched still gets written, after waiting for a permit.
-                        message = consumer.recv(), if paused => {
+                        Some(message) = messages.next(), if paused => {
                             let Ok(permit) = semaphore.clone().acquire_owned().await else { break 'consume };
                             handle(&shared, message, permit);
                         }
@@ -350,12 +376,25 @@ async fn run_stream(
         }
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break 'consume,
+            _ = &mut cancelled => break 'consume,
             _ = commit_tick.tick() => commit(&consumer, &shared.tracker, CommitMode::Async),
             _ = progress.tick() => progress.log(&shared.metrics, paused),
-            message = consumer.recv() => handle(&shared, message, permit),
+            Some(message) = messages.next() => {
+                handle(&shared, message, permit);
+                // Take what librdkafka already has queued without another trip through the
+                // select: a backlog is consumed in bursts of up to BURST records.
+                for _ in 1..BURST {
+                    let Some(permit) = take_permit(&mut spare, &semaphore) else { break };
+                    match messages.next().now_or_never() {
+                        Some(Some(message)) => handle(&shared, message, permit),
+                        _ => break,
+                    }
+                }
+            }
         }
     }
+    drop(messages);
+    drop(spare); // or the drain below would wait for permits this loop holds
 
     // Shutdown: no more records; wait for in-flight writes, then commit synchronously.
     let in_flight = shared.metrics.in_flight();
@@ -375,6 +414,20 @@ async fn run_stream(
     consumer.unsubscribe();
     tracing::info!(stream = %shared.stream.name, "stream stopped");
     Ok(())
+}
+
+/// One write permit: from the batch held in `spare`, else a free one, else `None`.
+fn take_permit(
+    spare: &mut Option<OwnedSemaphorePermit>,
+    semaphore: &Arc<Semaphore>,
+) -> Option<OwnedSemaphorePermit> {
+    if let Some(permits) = spare {
+        if let Some(one) = permits.split(1) {
+            return Some(one);
+        }
+        *spare = None;
+    }
+    semaphore.clone().try_acquire_owned().ok()
 }
 
 fn set_paused(consumer: &Consumer_, shared: &Shared, pause: bool) -> bool {
@@ -428,8 +481,13 @@ fn handle(
         }
     };
     shared.metrics.consumed();
+    let topic = if message.topic() == &*shared.topic {
+        shared.topic.clone()
+    } else {
+        Arc::from(message.topic())
+    };
     let record = SourceRecord {
-        topic: message.topic().to_string(),
+        topic,
         partition: message.partition(),
         offset: message.offset(),
         key: message.key().map(<[u8]>::to_vec),
