@@ -1,7 +1,6 @@
 //! The worker run in-process against real Kafka and Cassandra.
 
 mod common;
-mod proxy;
 
 use std::time::Duration;
 
@@ -290,7 +289,7 @@ async fn a_cassandra_outage_loses_nothing_and_the_worker_recovers() {
     }
     let names = Names::new("sw_outage");
     create_topic(&names.topic, 1).await;
-    let proxy = proxy::Proxy::start(&testkit::cassandra_contact_points()).await;
+    let proxy = testkit::proxy::TcpProxy::start(&testkit::cassandra_contact_points()).await;
     let mut config = config();
     config.cassandra_contact_points = vec![proxy.addr.to_string()];
     config.concurrency = 32;
