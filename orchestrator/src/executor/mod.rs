@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use updraft_operators::Registry;
 
@@ -54,8 +54,10 @@ pub struct Claimed {
 /// The claim: one statement, as short as possible; the run's columns come with it.
 /// The pick is a materialised CTE so it runs exactly once: an `IN (subquery LIMIT n)` may be
 /// re-evaluated by the planner and claim more than `n` rows.
+/// Oldest run first (then oldest task): a running run's next task does not wait behind a newer
+/// run's wide fan-out.
 pub const CLAIM_SQL: &str = "WITH picked AS MATERIALIZED ( \
-      SELECT id FROM task_instance WHERE state = 'queued' ORDER BY queued_at, id \
+      SELECT id FROM task_instance WHERE state = 'queued' ORDER BY dag_run_id, id \
       LIMIT $2 FOR UPDATE SKIP LOCKED) \
     UPDATE task_instance t SET state = 'running', owner = $1, \
     heartbeat_at = now(), try_number = t.try_number + 1, start_date = now(), end_date = NULL, \
@@ -86,6 +88,8 @@ pub struct Executor {
     running: Mutex<HashMap<i64, CancellationToken>>,
     /// Cancelled when the grace period is over: running tries stop and are released.
     release: CancellationToken,
+    /// Cancelled when the process stops claiming (hand-offs claim nothing either).
+    stopping: CancellationToken,
 }
 
 impl Executor {
@@ -108,12 +112,21 @@ impl Executor {
             logs,
             running: Mutex::new(HashMap::new()),
             release: CancellationToken::new(),
+            stopping: CancellationToken::new(),
         })
     }
 
     /// Claims and runs tries until `cancel`, then stops gracefully.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let heartbeat = tokio::spawn(Arc::clone(&self).heartbeat_loop(cancel.clone()));
+        let stopping = self.stopping.clone();
+        let stop_forwarder = tokio::spawn({
+            let cancel = cancel.clone();
+            async move {
+                cancel.cancelled().await;
+                stopping.cancel();
+            }
+        });
         let mut backoff = Duration::from_millis(100);
         while !cancel.is_cancelled() {
             // Take the free slots first, so a claim never exceeds them.
@@ -135,11 +148,7 @@ impl Executor {
                     backoff = Duration::from_millis(100);
                     let full = claimed.len() == available;
                     for (item, permit) in claimed.into_iter().zip(permits.drain(..)) {
-                        let executor = Arc::clone(&self);
-                        tokio::spawn(async move {
-                            executor.run_claimed(item).await;
-                            drop(permit);
-                        });
+                        self.spawn_try(item, permit);
                     }
                     drop(permits);
                     if full {
@@ -162,8 +171,16 @@ impl Executor {
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
             }
         }
+        self.stopping.cancel();
+        stop_forwarder.abort();
         self.shutdown().await;
         heartbeat.abort();
+    }
+
+    /// Runs a claimed try on its own task; `permit` is its parallelism slot.
+    fn spawn_try(self: &Arc<Self>, item: Claimed, permit: OwnedSemaphorePermit) {
+        let executor = Arc::clone(self);
+        tokio::spawn(async move { executor.run_claimed(item, permit).await });
     }
 
     /// Stop: wait for running tries up to the grace period, then release the rest.
@@ -176,7 +193,10 @@ impl Executor {
             return;
         }
         let remaining = self.running.lock().map(|r| r.len()).unwrap_or(0);
-        tracing::warn!(remaining, "grace period over; releasing running tries for retry");
+        tracing::warn!(
+            remaining,
+            "grace period over; releasing running tries for retry"
+        );
         self.release.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.permits.acquire_many(all)).await;
     }

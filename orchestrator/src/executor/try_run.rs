@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -12,8 +13,9 @@ use super::logs::DbLogSink;
 use super::{Claimed, Executor};
 use crate::dag::{Dag, RetryPolicy, Task};
 use crate::metrics;
-use crate::scheduler::decide::advance_run;
-use crate::store::{StoreError, TaskState, channels, notify};
+use crate::scheduler::decide::advance_dag;
+use crate::scheduler::handoff::{advance_after_try, end_try};
+use crate::store::{StoreError, TaskState};
 use crate::task_runner::{TemplateInputs, TryError, render_config, resolve_params, run_try};
 
 /// Airflow's retry delay: `retry_delay`, doubled per try with exponential backoff, capped by
@@ -36,7 +38,11 @@ enum Outcome {
 }
 
 impl Executor {
-    pub(super) async fn run_claimed(self: &Arc<Self>, claimed: Claimed) {
+    pub(super) async fn run_claimed(
+        self: &Arc<Self>,
+        claimed: Claimed,
+        permit: OwnedSemaphorePermit,
+    ) {
         let token = CancellationToken::new();
         if let Ok(mut running) = self.running.lock() {
             running.insert(claimed.id, token.clone());
@@ -54,7 +60,10 @@ impl Executor {
             updraft_operators::LogSink::write_line(&*sink, &format!("ERROR: {message}"));
         }
         sink.flush().await;
-        if let Err(error) = self.complete(&claimed, outcome, rendered, task.as_ref()).await {
+        let completed = self
+            .complete(&claimed, outcome, rendered, task.as_ref(), permit)
+            .await;
+        if let Err(error) = completed {
             // The row stays running; the reaper hands it to retry once our heartbeat stops.
             tracing::error!(%error, task_instance_id = claimed.id, "cannot complete try");
         }
@@ -157,13 +166,16 @@ impl Executor {
         })
     }
 
-    /// Stores the try's end (only if the row is still ours) and hands off downstream at once.
+    /// Stores the try's end (only if the row is still ours) and hands off downstream at once:
+    /// the run's next tasks are decided, queued and, within free slots (`permit`, this try's,
+    /// plus any idle ones), claimed and started here without a claim pass or NOTIFY.
     async fn complete(
-        &self,
+        self: &Arc<Self>,
         claimed: &Claimed,
         outcome: Outcome,
         rendered: Option<Value>,
         task: Option<&Task>,
+        permit: OwnedSemaphorePermit,
     ) -> Result<(), StoreError> {
         let ended = Instant::now();
         let try_number = u32::try_from(claimed.try_number).unwrap_or(0);
@@ -183,42 +195,101 @@ impl Executor {
                 return Ok(());
             }
         };
-        let done: Option<i64> = sqlx::query_scalar(
-            "WITH done AS ( \
-               UPDATE task_instance SET state = $3, end_date = now(), \
-                 duration = extract(epoch FROM now() - start_date), rendered_config = $4, \
-                 next_retry_at = $5, updated_at = now() \
-               WHERE id = $1 AND owner = $2 AND state = 'running' RETURNING id, dag_run_id), \
-             out AS ( \
-               INSERT INTO xcom (task_instance_id, key, value) \
-               SELECT id, 'return_value', $6 FROM done WHERE $6::jsonb IS NOT NULL \
-               ON CONFLICT (task_instance_id, key) DO UPDATE SET value = EXCLUDED.value) \
-             SELECT dag_run_id FROM done",
-        )
-        .bind(claimed.id)
-        .bind(&self.config.owner)
-        .bind(state.as_str())
-        .bind(rendered)
-        .bind(next_retry)
-        .bind((!output.is_null()).then_some(output))
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(dag_run_id) = done else {
-            tracing::info!(task_instance_id = claimed.id, "try ended but the row is no longer ours");
+        let output = (!output.is_null()).then_some(output);
+        // The end is retried through a database outage (the row guard makes a repeat
+        // harmless): failing here would leave the row running, heartbeated, forever.
+        let mut delay = Duration::from_millis(100);
+        let rows = loop {
+            let attempt = end_try(
+                &self.pool,
+                claimed.id,
+                &self.config.owner,
+                state,
+                rendered.clone(),
+                next_retry,
+                output.clone(),
+            )
+            .await;
+            match attempt {
+                Err(StoreError::Database(error)) if is_transient(&error) => {
+                    if self.release.is_cancelled() {
+                        return Err(StoreError::Database(error));
+                    }
+                    tracing::warn!(%error, task_instance_id = claimed.id, retry_in = ?delay,
+                        "cannot store the try's end; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                other => break other?,
+            }
+        };
+        let Some(rows) = rows else {
+            tracing::info!(
+                task_instance_id = claimed.id,
+                "try ended but the row is no longer ours"
+            );
             return Ok(());
         };
         if state == TaskState::UpForRetry {
-            // Wake the schedulers so one of them promotes the retry when it is due.
-            notify(&self.pool, channels::TASKS, &claimed.dag_id).await?;
+            // updraft_end_try woke the schedulers; one promotes the retry when it is due.
             return Ok(());
         }
-        let queued = advance_run(&self.pool, &self.cache, dag_run_id, &claimed.dag_id).await?;
+        let dag = self.cache.get(&self.pool, claimed.dag_version_id).await?;
+        // Slots for the tasks this end may make ready: ours, plus idle ones (never waited for).
+        let mut permits = Vec::new();
+        if !self.stopping.is_cancelled() {
+            permits.push(permit);
+            let wanted = dag.downstream(&claimed.task_id).len();
+            while permits.len() < wanted {
+                match Arc::clone(&self.permits).try_acquire_owned() {
+                    Ok(extra) => permits.push(extra),
+                    Err(_) => break,
+                }
+            }
+        } else {
+            drop(permit);
+        }
+        let claim = i32::try_from(permits.len()).unwrap_or(i32::MAX);
+        let advanced = advance_after_try(
+            &self.pool,
+            &dag,
+            claimed.dag_run_id,
+            rows,
+            &self.config.owner,
+            claim,
+        )
+        .await?;
         metrics::HANDOFF.observe(ended.elapsed());
-        if queued > 0 {
-            self.wake.notify_one();
+        for ((id, task_id, try_number, max_tries), permit) in
+            advanced.claimed.into_iter().zip(permits.drain(..))
+        {
+            let next = Claimed {
+                id,
+                task_id,
+                try_number,
+                max_tries,
+                ..claimed.clone()
+            };
+            self.spawn_try(next, permit);
+        }
+        // Slots not used here go back before the DAG's next runs are started and claimed.
+        drop(permits);
+        if advanced.finished.is_some() {
+            // The run ended: the DAG's next queued runs may start.
+            if advance_dag(&self.pool, &self.cache, &claimed.dag_id, false).await? > 0 {
+                self.wake.notify_one();
+            }
         }
         Ok(())
     }
+}
+
+/// Connection-level failures (the database or the network away), not errors in the SQL.
+fn is_transient(error: &sqlx::Error) -> bool {
+    !matches!(
+        error,
+        sqlx::Error::Database(_) | sqlx::Error::RowNotFound | sqlx::Error::ColumnDecode { .. }
+    )
 }
 
 #[cfg(test)]

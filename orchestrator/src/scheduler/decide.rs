@@ -11,6 +11,7 @@ use sqlx::PgPool;
 
 use super::timetable::{LastRun, next_run};
 use super::trigger_rules::{Decision, UpstreamCounts, evaluate};
+use crate::dag::Dag;
 use crate::store::runs::RunType;
 use crate::store::task_instances::create_for_run;
 use crate::store::{DagCache, RunState, StoreError, TaskState, channels, notify};
@@ -22,6 +23,69 @@ pub struct RunStep {
     pub scheduled: usize,
     /// The run ended with this state.
     pub finished: Option<RunState>,
+}
+
+/// The decisions for one run, from its task instances' states.
+#[derive(Debug, Default)]
+pub(crate) struct Decided {
+    /// Task instances leaving `none`, and their new states.
+    pub ids: Vec<i64>,
+    pub states: Vec<&'static str>,
+    /// How many of them became `scheduled`.
+    pub scheduled: usize,
+    /// The run's end state, when every task is finished.
+    pub finished: Option<RunState>,
+}
+
+/// Trigger rules over `(id, task_id, state)` rows, in topological order so `skipped` and
+/// `upstream_failed` propagate in one pass; the run ends when all its tasks are finished:
+/// failed if a leaf task failed or was upstream_failed, else success.
+pub(crate) fn decide_run(dag: &Dag, rows: &[(i64, String, String)]) -> Decided {
+    let mut states: HashMap<&str, (i64, TaskState)> = HashMap::with_capacity(rows.len());
+    for (id, task_id, state) in rows {
+        let state = TaskState::from_str(state).unwrap_or(TaskState::Removed);
+        states.insert(task_id.as_str(), (*id, state));
+    }
+    let mut decided = Decided::default();
+    // Only `none` tasks are decided: skip the topological sort when there are none.
+    if states.values().any(|(_, state)| *state == TaskState::None) {
+        for task_id in dag.topological_order() {
+            let Some(task) = dag.task(task_id) else {
+                continue;
+            };
+            let Some(&(id, TaskState::None)) = states.get(task_id) else {
+                continue;
+            };
+            let mut counts = UpstreamCounts::default();
+            for up in &task.upstream {
+                counts.add(states.get(up.as_str()).map_or(TaskState::Removed, |s| s.1));
+            }
+            let decision = evaluate(task.trigger_rule, counts);
+            if let Some(state) = decision.state() {
+                if decision == Decision::Run {
+                    decided.scheduled += 1;
+                }
+                states.insert(task_id, (id, state));
+                decided.ids.push(id);
+                decided.states.push(state.as_str());
+            }
+        }
+    }
+    if states.values().all(|(_, state)| state.is_finished()) {
+        let leaf_failed = dag.tasks.iter().any(|task| {
+            dag.downstream(&task.task_id).is_empty()
+                && matches!(
+                    states.get(task.task_id.as_str()).map(|s| s.1),
+                    Some(TaskState::Failed | TaskState::UpstreamFailed)
+                )
+        });
+        decided.finished = Some(if leaf_failed {
+            RunState::Failed
+        } else {
+            RunState::Success
+        });
+    }
+    decided
 }
 
 /// Decides the `none` task instances of a running run (trigger rules, in topological order so
@@ -51,55 +115,21 @@ pub async fn schedule_run(
             .bind(dag_run_id)
             .fetch_all(&mut *tx)
             .await?;
-    let mut states: HashMap<&str, (i64, TaskState)> = HashMap::with_capacity(rows.len());
-    for (id, task_id, state) in &rows {
-        let state = TaskState::from_str(state).unwrap_or(TaskState::Removed);
-        states.insert(task_id.as_str(), (*id, state));
-    }
-    let mut ids = Vec::new();
-    let mut new_states = Vec::new();
-    let mut scheduled = 0;
-    for task_id in dag.topological_order() {
-        let Some(task) = dag.task(task_id) else { continue };
-        let Some(&(id, TaskState::None)) = states.get(task_id) else {
-            continue;
-        };
-        let mut counts = UpstreamCounts::default();
-        for up in &task.upstream {
-            counts.add(states.get(up.as_str()).map_or(TaskState::Removed, |s| s.1));
-        }
-        let decision = evaluate(task.trigger_rule, counts);
-        if let Some(state) = decision.state() {
-            if decision == Decision::Run {
-                scheduled += 1;
-            }
-            states.insert(task_id, (id, state));
-            ids.push(id);
-            new_states.push(state.as_str());
-        }
-    }
-    if !ids.is_empty() {
+    let decided = decide_run(&dag, &rows);
+    if !decided.ids.is_empty() {
         sqlx::query(
             "UPDATE task_instance t SET state = d.state, updated_at = now(), \
              end_date = CASE WHEN d.state = 'scheduled' THEN NULL ELSE now() END \
              FROM unnest($1::bigint[], $2::text[]) AS d(id, state) \
              WHERE t.id = d.id AND t.state = 'none'",
         )
-        .bind(&ids)
-        .bind(&new_states)
+        .bind(&decided.ids)
+        .bind(&decided.states)
         .execute(&mut *tx)
         .await?;
     }
-    let mut finished = None;
-    if states.values().all(|(_, state)| state.is_finished()) {
-        let leaf_failed = dag.tasks.iter().any(|task| {
-            dag.downstream(&task.task_id).is_empty()
-                && matches!(
-                    states.get(task.task_id.as_str()).map(|s| s.1),
-                    Some(TaskState::Failed | TaskState::UpstreamFailed)
-                )
-        });
-        let state = if leaf_failed { RunState::Failed } else { RunState::Success };
+    let finished = decided.finished;
+    if let Some(state) = finished {
         sqlx::query(
             "UPDATE dag_run SET state = $2, end_date = now(), updated_at = now() \
              WHERE id = $1 AND state = 'running'",
@@ -110,13 +140,15 @@ pub async fn schedule_run(
         .await?;
         // Other processes may start the DAG's next queued run.
         notify(&mut *tx, channels::RUNS, &dag_id).await?;
-        finished = Some(state);
     }
     tx.commit().await?;
     if let Some(state) = finished {
         tracing::info!(dag_id, dag_run_id, state = %state, "run finished");
     }
-    Ok(RunStep { scheduled, finished })
+    Ok(RunStep {
+        scheduled: decided.scheduled,
+        finished,
+    })
 }
 
 /// Moves the DAG's `scheduled` task instances to `queued` within `max_active_tasks`
@@ -136,12 +168,11 @@ pub async fn start_queued_runs(
     dag_id: &str,
 ) -> Result<Vec<i64>, StoreError> {
     let mut tx = pool.begin().await?;
-    let dag: Option<(bool, i32)> = sqlx::query_as(
-        "SELECT is_paused, max_active_runs FROM dag WHERE dag_id = $1 FOR UPDATE",
-    )
-    .bind(dag_id)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let dag: Option<(bool, i32)> =
+        sqlx::query_as("SELECT is_paused, max_active_runs FROM dag WHERE dag_id = $1 FOR UPDATE")
+            .bind(dag_id)
+            .fetch_optional(&mut *tx)
+            .await?;
     let Some((false, max_active_runs)) = dag else {
         return Ok(Vec::new());
     };

@@ -7,6 +7,7 @@
 //! (`decide::advance_run`), so task-to-task latency does not wait for this loop.
 
 pub mod decide;
+pub mod handoff;
 mod sweep;
 pub mod timetable;
 pub mod trigger_rules;
