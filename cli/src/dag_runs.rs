@@ -91,7 +91,10 @@ pub async fn list(args: DbArgs) -> anyhow::Result<()> {
     )
     .fetch_all(&pool)
     .await?;
-    println!("{:<32} {:<8} {:<20} next run", "dag_id", "paused", "schedule");
+    println!(
+        "{:<32} {:<8} {:<20} next run",
+        "dag_id", "paused", "schedule"
+    );
     for (dag_id, paused, active, schedule, next) in rows {
         let schedule = schedule.unwrap_or_else(|| "None".into());
         let next = next.map(|n| n.to_rfc3339()).unwrap_or_default();
@@ -139,7 +142,11 @@ pub async fn pause(args: DagIdArgs, paused: bool) -> anyhow::Result<()> {
     if !dags::set_paused(&pool, &args.dag_id, paused).await? {
         bail!("DAG `{}` not found", args.dag_id);
     }
-    println!("{} {}", args.dag_id, if paused { "paused" } else { "unpaused" });
+    println!(
+        "{} {}",
+        args.dag_id,
+        if paused { "paused" } else { "unpaused" }
+    );
     Ok(())
 }
 

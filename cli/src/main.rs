@@ -84,9 +84,17 @@ async fn main() -> anyhow::Result<()> {
         Command::Standalone(args) => serve::standalone(args).await?,
         Command::Scheduler(args) => serve::scheduler(args).await?,
         Command::Dags { command } => dags::run(command).await?,
-        Command::Tasks { command: TasksCommand::Clear(args) } => dag_runs::clear(args).await?,
+        Command::Tasks {
+            command: TasksCommand::Clear(args),
+        } => dag_runs::clear(args).await?,
         Command::Users {
-            command: UsersCommand::Create { username, role, password_stdin, db },
+            command:
+                UsersCommand::Create {
+                    username,
+                    role,
+                    password_stdin,
+                    db,
+                },
         } => {
             let role: updraft_web::users::Role = role.parse()?;
             if !password_stdin {
@@ -99,7 +107,9 @@ async fn main() -> anyhow::Result<()> {
             updraft_web::users::create_user(&pool, &username, role, password).await?;
             println!("user `{username}` created");
         }
-        Command::Db { command: DbCommand::Migrate { db } } => {
+        Command::Db {
+            command: DbCommand::Migrate { db },
+        } => {
             let pool = db.pool().await?;
             updraft_orchestrator::store::MIGRATOR.run(&pool).await?;
             println!("migrations applied");

@@ -107,7 +107,11 @@ fn spawn_components(
     let registry = Arc::new(updraft_operators::builtin_registry());
     let mut tasks = Vec::new();
     if !args.no_processor {
-        let processor = DagProcessor::new(pool.clone(), args.dags_folder.clone(), Arc::clone(&registry));
+        let processor = DagProcessor::new(
+            pool.clone(),
+            args.dags_folder.clone(),
+            Arc::clone(&registry),
+        );
         let token = cancel.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(error) = processor.run(token).await {

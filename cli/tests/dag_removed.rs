@@ -29,25 +29,59 @@ async fn a_run_outlives_the_deletion_of_its_dag_file() {
     };
     let log = folder.path().join("scheduler.log");
     let mut scheduler = Scheduler::start(&url, folder.path(), &[], Some(&log));
-    trigger_run(&pool, "vanishing", TriggerRequest { run_id: Some("r1".into()), ..Default::default() })
-        .await
-        .expect("trigger");
-    wait_until("the first task to run", Duration::from_secs(30), Some(&log), || async {
-        scalar(&pool, "SELECT state FROM task_instance WHERE task_id = 'first'").await.as_deref()
-            == Some("running")
-    })
+    trigger_run(
+        &pool,
+        "vanishing",
+        TriggerRequest {
+            run_id: Some("r1".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("trigger");
+    wait_until(
+        "the first task to run",
+        Duration::from_secs(30),
+        Some(&log),
+        || async {
+            scalar(
+                &pool,
+                "SELECT state FROM task_instance WHERE task_id = 'first'",
+            )
+            .await
+            .as_deref()
+                == Some("running")
+        },
+    )
     .await;
 
     std::fs::remove_file(folder.path().join("vanishing.yaml")).expect("delete the DAG file");
-    wait_until("the DAG to be deactivated", Duration::from_secs(10), Some(&log), || async {
-        scalar(&pool, "SELECT is_active::text FROM dag WHERE dag_id = 'vanishing'").await.as_deref()
-            == Some("false")
-    })
+    wait_until(
+        "the DAG to be deactivated",
+        Duration::from_secs(10),
+        Some(&log),
+        || async {
+            scalar(
+                &pool,
+                "SELECT is_active::text FROM dag WHERE dag_id = 'vanishing'",
+            )
+            .await
+            .as_deref()
+                == Some("false")
+        },
+    )
     .await;
-    wait_until("the run to succeed", Duration::from_secs(30), Some(&log), || async {
-        scalar(&pool, "SELECT state FROM dag_run WHERE run_id = 'r1'").await.as_deref()
-            == Some("success")
-    })
+    wait_until(
+        "the run to succeed",
+        Duration::from_secs(30),
+        Some(&log),
+        || async {
+            scalar(&pool, "SELECT state FROM dag_run WHERE run_id = 'r1'")
+                .await
+                .as_deref()
+                == Some("success")
+        },
+    )
     .await;
     scheduler.assert_alive("after its DAG disappeared");
 }

@@ -28,7 +28,9 @@ tasks:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_scheduler_outlives_a_database_outage() {
-    let Some((pool, url, folder)) = setup("outage", "outage.yaml", DAG).await else { return };
+    let Some((pool, url, folder)) = setup("outage", "outage.yaml", DAG).await else {
+        return;
+    };
     // The scheduler reaches PostgreSQL only through the proxy, which starts cut.
     let server = url
         .split_once('@')
@@ -39,23 +41,48 @@ async fn the_scheduler_outlives_a_database_outage() {
     let proxied_url = url.replacen(&server, &proxy.addr.to_string(), 1);
     proxy.cut();
     let log = folder.path().join("scheduler.log");
-    let settings = [("UPDRAFT_REAPER_THRESHOLD_MS", "3000"), ("UPDRAFT_POLL_INTERVAL_MS", "500")];
+    let settings = [
+        ("UPDRAFT_REAPER_THRESHOLD_MS", "3000"),
+        ("UPDRAFT_POLL_INTERVAL_MS", "500"),
+    ];
     let mut scheduler = Scheduler::start(&proxied_url, folder.path(), &settings, Some(&log));
 
-    wait_until("a retry at start-up", Duration::from_secs(30), Some(&log), || async {
-        std::fs::read_to_string(&log).is_ok_and(|text| text.contains("database not ready"))
-    })
+    wait_until(
+        "a retry at start-up",
+        Duration::from_secs(30),
+        Some(&log),
+        || async {
+            std::fs::read_to_string(&log).is_ok_and(|text| text.contains("database not ready"))
+        },
+    )
     .await;
     scheduler.assert_alive("while the database was down at start-up");
     proxy.restore();
 
-    trigger_run(&pool, "outage", TriggerRequest { run_id: Some("r1".into()), ..Default::default() })
-        .await
-        .expect("trigger");
-    wait_until("the first task to run", Duration::from_secs(30), Some(&log), || async {
-        scalar(&pool, "SELECT state FROM task_instance WHERE task_id = 'first'").await.as_deref()
-            == Some("running")
-    })
+    trigger_run(
+        &pool,
+        "outage",
+        TriggerRequest {
+            run_id: Some("r1".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("trigger");
+    wait_until(
+        "the first task to run",
+        Duration::from_secs(30),
+        Some(&log),
+        || async {
+            scalar(
+                &pool,
+                "SELECT state FROM task_instance WHERE task_id = 'first'",
+            )
+            .await
+            .as_deref()
+                == Some("running")
+        },
+    )
     .await;
 
     // The outage itself: longer than the running task, so its completion meets no database.
@@ -64,10 +91,17 @@ async fn the_scheduler_outlives_a_database_outage() {
     scheduler.assert_alive("during the outage");
     proxy.restore();
 
-    wait_until("the run to succeed", Duration::from_secs(60), Some(&log), || async {
-        scalar(&pool, "SELECT state FROM dag_run WHERE run_id = 'r1'").await.as_deref()
-            == Some("success")
-    })
+    wait_until(
+        "the run to succeed",
+        Duration::from_secs(60),
+        Some(&log),
+        || async {
+            scalar(&pool, "SELECT state FROM dag_run WHERE run_id = 'r1'")
+                .await
+                .as_deref()
+                == Some("success")
+        },
+    )
     .await;
     scheduler.assert_alive("after the outage");
     let stuck: i64 = sqlx::query_scalar(

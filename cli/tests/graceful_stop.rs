@@ -25,13 +25,30 @@ async fn task_state(pool: &PgPool) -> Option<(String, i32, i32)> {
 
 /// Triggers a run and waits until its task is running under `scheduler`.
 async fn run_until_working(pool: &PgPool) {
-    trigger_run(pool, "slow", TriggerRequest { run_id: Some("r1".into()), ..Default::default() })
-        .await
-        .expect("trigger");
-    wait_until("the task to start", Duration::from_secs(30), None, || async {
-        scalar(pool, "SELECT state FROM task_instance WHERE task_id = 'work'").await.as_deref()
-            == Some("running")
-    })
+    trigger_run(
+        pool,
+        "slow",
+        TriggerRequest {
+            run_id: Some("r1".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("trigger");
+    wait_until(
+        "the task to start",
+        Duration::from_secs(30),
+        None,
+        || async {
+            scalar(
+                pool,
+                "SELECT state FROM task_instance WHERE task_id = 'work'",
+            )
+            .await
+            .as_deref()
+                == Some("running")
+        },
+    )
     .await;
 }
 
@@ -44,14 +61,19 @@ fn terminate_and_wait(scheduler: &mut Scheduler, limit: Duration) -> std::proces
         if let Some(status) = scheduler.0.try_wait().expect("wait") {
             return status;
         }
-        assert!(Instant::now() < deadline, "still running {limit:?} after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "still running {limit:?} after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_running_try_finishes_within_the_grace_period() {
-    let Some((pool, url, folder)) = setup("stop_grace", "slow.yaml", &dag(2)).await else { return };
+    let Some((pool, url, folder)) = setup("stop_grace", "slow.yaml", &dag(2)).await else {
+        return;
+    };
     let grace = [("UPDRAFT_GRACE_PERIOD_MS", "30000")];
     let mut scheduler = Scheduler::start(&url, folder.path(), &grace, None);
     run_until_working(&pool).await;
@@ -75,5 +97,8 @@ async fn a_try_longer_than_the_grace_period_is_released_for_retry() {
     // Released, not failed, and the stop did not use up a retry (the DAG has none).
     let (state, try_number, max_tries) = task_state(&pool).await.expect("task instance");
     assert_eq!(state, "up_for_retry");
-    assert!(try_number <= max_tries, "try {try_number} of max {max_tries}: no retry left");
+    assert!(
+        try_number <= max_tries,
+        "try {try_number} of max {max_tries}: no retry left"
+    );
 }

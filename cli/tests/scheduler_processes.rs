@@ -36,7 +36,10 @@ fn scheduler(url: &str, folder: &Path, reaper_ms: u64) -> Process {
 async fn setup(prefix: &str, yaml: &str) -> (PgPool, String, PathBuf) {
     let url = testkit::fresh_database(prefix).await;
     let pool = PgPool::connect(&url).await.unwrap();
-    updraft_orchestrator::store::MIGRATOR.run(&pool).await.unwrap();
+    updraft_orchestrator::store::MIGRATOR
+        .run(&pool)
+        .await
+        .unwrap();
     let folder = std::env::temp_dir().join(testkit::unique_name(prefix));
     std::fs::create_dir_all(&folder).unwrap();
     std::fs::write(folder.join("dag.yaml"), yaml).unwrap();
@@ -94,7 +97,11 @@ async fn two_scheduler_processes_execute_every_try_exactly_once() {
          max_active_tasks: 64\ntasks:\n",
     );
     for task in 0..10 {
-        let upstream = if task >= 5 { format!("\n    upstream: [t{}]", task - 5) } else { String::new() };
+        let upstream = if task >= 5 {
+            format!("\n    upstream: [t{}]", task - 5)
+        } else {
+            String::new()
+        };
         yaml.push_str(&format!(
             "  - id: t{task}\n    operator: shell{upstream}\n    command: \"echo {{{{ run_id }}}} {{{{ task_id }}}} {{{{ try_number }}}} >> {}\"\n",
             journal.display()
@@ -104,14 +111,27 @@ async fn two_scheduler_processes_execute_every_try_exactly_once() {
     let _a = scheduler(&url, &folder, 30_000);
     let _b = scheduler(&url, &folder, 30_000);
     trigger_many(&pool, "many", 50).await;
-    wait_for(&pool, "SELECT count(*) FROM dag_run WHERE state = 'success'", 50, Duration::from_secs(240)).await;
+    wait_for(
+        &pool,
+        "SELECT count(*) FROM dag_run WHERE state = 'success'",
+        50,
+        Duration::from_secs(240),
+    )
+    .await;
     let text = std::fs::read_to_string(&journal).unwrap();
     let mut lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 500, "every try ran once");
     lines.sort_unstable();
     lines.dedup();
     assert_eq!(lines.len(), 500, "no try ran twice");
-    assert_eq!(count(&pool, "SELECT count(*) FROM task_instance WHERE state = 'success' AND try_number = 1").await, 500);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM task_instance WHERE state = 'success' AND try_number = 1"
+        )
+        .await,
+        500
+    );
     // Both processes took part.
     let owners = count(&pool, "SELECT count(DISTINCT owner) FROM task_instance").await;
     assert_eq!(owners, 2, "both schedulers executed tasks");
@@ -129,18 +149,51 @@ async fn a_killed_scheduler_leaves_nothing_stuck() {
     let (pool, url, folder) = setup("proc_kill", yaml).await;
     let mut victim = scheduler(&url, &folder, 1_500);
     trigger_many(&pool, "slow", 5).await;
-    wait_for(&pool, "SELECT count(*) FROM task_instance WHERE state = 'running'", 5, Duration::from_secs(30)).await;
+    wait_for(
+        &pool,
+        "SELECT count(*) FROM task_instance WHERE state = 'running'",
+        5,
+        Duration::from_secs(30),
+    )
+    .await;
     // SIGKILL: no chance to release anything.
     victim.0.kill().unwrap();
     victim.0.wait().unwrap();
-    assert_eq!(count(&pool, "SELECT count(*) FROM task_instance WHERE state = 'running'").await, 5);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM task_instance WHERE state = 'running'"
+        )
+        .await,
+        5
+    );
     let _rescuer = scheduler(&url, &folder, 1_500);
-    wait_for(&pool, "SELECT count(*) FROM dag_run WHERE state = 'success'", 5, Duration::from_secs(60)).await;
+    wait_for(
+        &pool,
+        "SELECT count(*) FROM dag_run WHERE state = 'success'",
+        5,
+        Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(
         count(&pool, "SELECT count(*) FROM task_instance WHERE state IN ('running', 'queued', 'scheduled', 'none', 'up_for_retry')").await,
         0
     );
     // The interrupted tries were retried: try 2 of `first`, by the second process.
-    assert_eq!(count(&pool, "SELECT count(*) FROM task_instance WHERE task_id = 'first' AND try_number = 2").await, 5);
-    assert_eq!(count(&pool, "SELECT count(*) FROM task_log WHERE line LIKE 'try abandoned%'").await, 5);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM task_instance WHERE task_id = 'first' AND try_number = 2"
+        )
+        .await,
+        5
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM task_log WHERE line LIKE 'try abandoned%'"
+        )
+        .await,
+        5
+    );
 }

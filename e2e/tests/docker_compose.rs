@@ -11,7 +11,8 @@ fn repo_root() -> PathBuf {
 }
 
 fn read(path: &str) -> String {
-    std::fs::read_to_string(repo_root().join(path)).unwrap_or_else(|error| panic!("{path}: {error}"))
+    std::fs::read_to_string(repo_root().join(path))
+        .unwrap_or_else(|error| panic!("{path}: {error}"))
 }
 
 fn compose() -> Value {
@@ -32,14 +33,21 @@ fn env<'a>(service: &'a Value, name: &str) -> &'a str {
 
 fn host_of(url: &str) -> &str {
     let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let after_user = after_scheme.rsplit_once('@').map_or(after_scheme, |(_, rest)| rest);
+    let after_user = after_scheme
+        .rsplit_once('@')
+        .map_or(after_scheme, |(_, rest)| rest);
     after_user.split([':', '/']).next().unwrap_or(after_user)
 }
 
 fn published_ports(service: &Value) -> Vec<String> {
     service["ports"]
         .as_sequence()
-        .map(|ports| ports.iter().filter_map(|port| port.as_str().map(String::from)).collect())
+        .map(|ports| {
+            ports
+                .iter()
+                .filter_map(|port| port.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -60,7 +68,14 @@ fn every_service_of_the_pipeline_is_there() {
         .keys()
         .filter_map(Value::as_str)
         .collect();
-    let expected = ["cassandra", "kafka", "kafka-ui", "postgres", "stream-worker", "updraft"];
+    let expected = [
+        "cassandra",
+        "kafka",
+        "kafka-ui",
+        "postgres",
+        "stream-worker",
+        "updraft",
+    ];
     assert_eq!(names, expected.into_iter().collect());
 }
 
@@ -76,7 +91,10 @@ fn ports_match_the_documented_ones() {
         ("stream-worker", "9108:9108"),
     ] {
         let ports = published_ports(service(&compose, name));
-        assert!(ports.iter().any(|p| p == port), "{name} should publish {port}, has {ports:?}");
+        assert!(
+            ports.iter().any(|p| p == port),
+            "{name} should publish {port}, has {ports:?}"
+        );
     }
     let readme = read("README.md");
     for url in ["http://localhost:8080", "http://localhost:8085"] {
@@ -100,7 +118,10 @@ fn every_dependency_waits_for_a_health_check() {
                 "{name} should wait for {dependency} to be healthy"
             );
             let test = &service(&compose, dependency)["healthcheck"]["test"];
-            assert!(test.is_sequence(), "{dependency} has no health check for {name} to wait on");
+            assert!(
+                test.is_sequence(),
+                "{dependency} has no health check for {name} to wait on"
+            );
         }
     }
     for name in ["postgres", "kafka", "cassandra", "updraft", "stream-worker"] {
@@ -112,22 +133,46 @@ fn every_dependency_waits_for_a_health_check() {
     let waits = |name: &str| -> BTreeSet<String> {
         service(&compose, name)["depends_on"]
             .as_mapping()
-            .map(|m| m.keys().filter_map(|k| k.as_str().map(String::from)).collect())
+            .map(|m| {
+                m.keys()
+                    .filter_map(|k| k.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     };
-    assert_eq!(waits("updraft"), ["kafka", "postgres"].map(String::from).into());
-    assert_eq!(waits("stream-worker"), ["cassandra", "kafka"].map(String::from).into());
+    assert_eq!(
+        waits("updraft"),
+        ["kafka", "postgres"].map(String::from).into()
+    );
+    assert_eq!(
+        waits("stream-worker"),
+        ["cassandra", "kafka"].map(String::from).into()
+    );
 }
 
 #[test]
 fn images_are_pinned_and_match_the_local_stack() {
     let compose = compose();
-    let image = |name: &str| service(&compose, name)["image"].as_str().unwrap().to_string();
-    assert_eq!(image("kafka"), format!("apache/kafka:{}", stack_setting("KAFKA_VERSION")));
-    assert_eq!(image("cassandra"), format!("cassandra:{}", stack_setting("CASSANDRA_VERSION")));
+    let image = |name: &str| {
+        service(&compose, name)["image"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        image("kafka"),
+        format!("apache/kafka:{}", stack_setting("KAFKA_VERSION"))
+    );
+    assert_eq!(
+        image("cassandra"),
+        format!("cassandra:{}", stack_setting("CASSANDRA_VERSION"))
+    );
     assert!(image("postgres").starts_with("postgres:"));
     for name in ["postgres", "kafka", "cassandra", "kafka-ui"] {
-        assert!(!image(name).ends_with(":latest"), "{name} should pin a version");
+        assert!(
+            !image(name).ends_with(":latest"),
+            "{name} should pin a version"
+        );
     }
 }
 
@@ -138,7 +183,9 @@ fn our_services_are_built_from_the_dockerfile_targets() {
     for name in ["updraft", "stream-worker"] {
         let target = service(&compose, name)["build"]["target"].as_str().unwrap();
         assert!(
-            dockerfile.lines().any(|line| line.starts_with("FROM ") && line.ends_with(&format!(" AS {target}"))),
+            dockerfile
+                .lines()
+                .any(|line| line.starts_with("FROM ") && line.ends_with(&format!(" AS {target}"))),
             "Dockerfile has no stage `{target}` for {name}"
         );
     }
@@ -152,12 +199,21 @@ fn connection_settings_point_at_the_services() {
     assert_eq!(host_of(env(updraft, "DATABASE_URL")), "postgres");
     assert_eq!(host_of(env(updraft, "KAFKA_BOOTSTRAP_SERVERS")), "kafka");
     assert_eq!(host_of(env(worker, "KAFKA_BOOTSTRAP_SERVERS")), "kafka");
-    assert_eq!(host_of(env(worker, "CASSANDRA_CONTACT_POINTS")), "cassandra");
+    assert_eq!(
+        host_of(env(worker, "CASSANDRA_CONTACT_POINTS")),
+        "cassandra"
+    );
     assert_eq!(env(updraft, "UPDRAFT_BIND"), "0.0.0.0:8080");
 
     let internal = env(updraft, "KAFKA_BOOTSTRAP_SERVERS");
     let advertised = env(service(&compose, "kafka"), "KAFKA_ADVERTISED_LISTENERS");
-    assert!(advertised.contains(internal), "Kafka does not advertise {internal}: {advertised}");
-    let ui_brokers = env(service(&compose, "kafka-ui"), "KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS");
+    assert!(
+        advertised.contains(internal),
+        "Kafka does not advertise {internal}: {advertised}"
+    );
+    let ui_brokers = env(
+        service(&compose, "kafka-ui"),
+        "KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS",
+    );
     assert_eq!(ui_brokers, internal);
 }

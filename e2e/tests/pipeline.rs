@@ -37,7 +37,10 @@ fn built_binaries() -> PathBuf {
             .args(["build", "-q", "-p", "updraft-cli", "-p", "stream-worker"])
             .status()
             .expect("run cargo build");
-        assert!(status.success(), "building updraft and stream-worker failed");
+        assert!(
+            status.success(),
+            "building updraft and stream-worker failed"
+        );
     }
     folder
 }
@@ -92,7 +95,12 @@ impl Drop for Process {
 }
 
 /// Polls `check` until it returns `Some`, keeping an eye on the processes.
-async fn wait_for<T, F, Fut>(what: &str, limit: Duration, processes: &mut [&mut Process], mut check: F) -> T
+async fn wait_for<T, F, Fut>(
+    what: &str,
+    limit: Duration,
+    processes: &mut [&mut Process],
+    mut check: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -105,7 +113,10 @@ where
         for process in processes.iter_mut() {
             process.assert_running();
         }
-        assert!(Instant::now() < deadline, "gave up waiting for {what} after {limit:?}");
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting for {what} after {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -116,7 +127,12 @@ struct Api {
 }
 
 impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Option<(u16, Value)> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Option<(u16, Value)> {
         let mut request = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -162,7 +178,11 @@ fn topic_records(topic: &str) -> Vec<Value> {
             records.push(serde_json::from_slice(payload).expect("records are JSON"));
         }
     }
-    assert_eq!(records.len() as i64, remaining, "could not read back every record of {topic}");
+    assert_eq!(
+        records.len() as i64,
+        remaining,
+        "could not read back every record of {topic}"
+    );
     records
 }
 
@@ -199,26 +219,49 @@ fn expected_record(user: &Value) -> BTreeMap<&'static str, String> {
 }
 
 const COLUMNS: [&str; 11] = [
-    "first_name", "last_name", "gender", "address", "post_code", "email", "username", "dob",
-    "registered_date", "phone", "picture",
+    "first_name",
+    "last_name",
+    "gender",
+    "address",
+    "post_code",
+    "email",
+    "username",
+    "dob",
+    "registered_date",
+    "phone",
+    "picture",
 ];
 
 async fn cassandra_rows(
     session: &scylla::client::session::Session,
     keyspace: &str,
 ) -> Option<BTreeMap<uuid::Uuid, BTreeMap<&'static str, String>>> {
-    let query = format!("SELECT id, {} FROM {keyspace}.created_users", COLUMNS.join(", "));
+    let query = format!(
+        "SELECT id, {} FROM {keyspace}.created_users",
+        COLUMNS.join(", ")
+    );
     let result = session.query_unpaged(query, &[]).await.ok()?;
     let rows = result.into_rows_result().ok()?;
     let mut by_id = BTreeMap::new();
     type Row = (
         uuid::Uuid,
-        Option<String>, Option<String>, Option<String>, Option<String>, Option<String>,
-        Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
     );
     for row in rows.rows::<Row>().ok()? {
         let row = row.ok()?;
-        let values = [row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11];
+        let values = [
+            row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11,
+        ];
         let fields = COLUMNS
             .iter()
             .zip(values)
@@ -242,11 +285,19 @@ async fn user_automation_lands_every_published_record_in_cassandra() {
     // The DAG and the stream definition as shipped, pointed at this test's topic and keyspace.
     let dags = work.path().join("dags");
     std::fs::create_dir(&dags).expect("dags folder");
-    let dag = std::fs::read_to_string(repo_root().join("dags/user_automation.yaml")).expect("the DAG");
-    assert!(dag.contains("default: users_created"), "the DAG's topic param moved");
-    std::fs::write(dags.join("user_automation.yaml"), dag.replace("default: users_created", &format!("default: {topic}")))
-        .expect("write DAG");
-    let stream = std::fs::read_to_string(repo_root().join("streams/users_created.yaml")).expect("the stream");
+    let dag =
+        std::fs::read_to_string(repo_root().join("dags/user_automation.yaml")).expect("the DAG");
+    assert!(
+        dag.contains("default: users_created"),
+        "the DAG's topic param moved"
+    );
+    std::fs::write(
+        dags.join("user_automation.yaml"),
+        dag.replace("default: users_created", &format!("default: {topic}")),
+    )
+    .expect("write DAG");
+    let stream = std::fs::read_to_string(repo_root().join("streams/users_created.yaml"))
+        .expect("the stream");
     let definition = work.path().join("users_created.yaml");
     std::fs::write(
         &definition,
@@ -257,7 +308,8 @@ async fn user_automation_lands_every_published_record_in_cassandra() {
     )
     .expect("write stream definition");
 
-    let fixture: Value = serde_json::from_str(include_str!("../testdata/randomuser_response.json")).expect("fixture");
+    let fixture: Value = serde_json::from_str(include_str!("../testdata/randomuser_response.json"))
+        .expect("fixture");
     let randomuser = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/api/"))
@@ -277,8 +329,14 @@ async fn user_automation_lands_every_published_record_in_cassandra() {
             .env("UPDRAFT_DAGS_FOLDER", &dags)
             .env("UPDRAFT_BIND", &bind)
             .env("UPDRAFT_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("UPDRAFT_VAR_RANDOMUSER_URL", format!("{}/api/", randomuser.uri()))
-            .env("KAFKA_BOOTSTRAP_SERVERS", testkit::kafka_bootstrap_servers())
+            .env(
+                "UPDRAFT_VAR_RANDOMUSER_URL",
+                format!("{}/api/", randomuser.uri()),
+            )
+            .env(
+                "KAFKA_BOOTSTRAP_SERVERS",
+                testkit::kafka_bootstrap_servers(),
+            )
             .stdin(Stdio::null()),
         logs,
     );
@@ -289,8 +347,14 @@ async fn user_automation_lands_every_published_record_in_cassandra() {
             .arg(&definition)
             .arg("--metrics-addr")
             .arg(&metrics)
-            .env("KAFKA_BOOTSTRAP_SERVERS", testkit::kafka_bootstrap_servers())
-            .env("CASSANDRA_CONTACT_POINTS", testkit::cassandra_contact_points())
+            .env(
+                "KAFKA_BOOTSTRAP_SERVERS",
+                testkit::kafka_bootstrap_servers(),
+            )
+            .env(
+                "CASSANDRA_CONTACT_POINTS",
+                testkit::cassandra_contact_points(),
+            )
             .stdin(Stdio::null()),
         logs,
     );
@@ -299,14 +363,23 @@ async fn user_automation_lands_every_published_record_in_cassandra() {
         client: reqwest::Client::new(),
         base: format!("http://{bind}/api/v1"),
     };
-    wait_for("the DAG in the API", Duration::from_secs(60), &mut [&mut updraft, &mut worker], || async {
-        api.call(reqwest::Method::GET, "/dags/user_automation", None)
-            .await
-            .filter(|(status, _)| *status == 200)
-    })
+    wait_for(
+        "the DAG in the API",
+        Duration::from_secs(60),
+        &mut [&mut updraft, &mut worker],
+        || async {
+            api.call(reqwest::Method::GET, "/dags/user_automation", None)
+                .await
+                .filter(|(status, _)| *status == 200)
+        },
+    )
     .await;
     let (status, _) = api
-        .call(reqwest::Method::PATCH, "/dags/user_automation?update_mask=is_paused", Some(json!({"is_paused": false})))
+        .call(
+            reqwest::Method::PATCH,
+            "/dags/user_automation?update_mask=is_paused",
+            Some(json!({"is_paused": false})),
+        )
         .await
         .expect("unpause");
     assert_eq!(status, 200);
@@ -321,11 +394,16 @@ async fn user_automation_lands_every_published_record_in_cassandra() {
     assert_eq!(status, 200, "trigger answered {created}");
 
     let run_path = format!("/dags/user_automation/dagRuns/{RUN_ID}");
-    let state = wait_for("the run to finish", Duration::from_secs(120), &mut [&mut updraft, &mut worker], || async {
-        let (_, run) = api.call(reqwest::Method::GET, &run_path, None).await?;
-        let state = run["state"].as_str()?.to_string();
-        (state == "success" || state == "failed").then_some(state)
-    })
+    let state = wait_for(
+        "the run to finish",
+        Duration::from_secs(120),
+        &mut [&mut updraft, &mut worker],
+        || async {
+            let (_, run) = api.call(reqwest::Method::GET, &run_path, None).await?;
+            let state = run["state"].as_str()?.to_string();
+            (state == "success" || state == "failed").then_some(state)
+        },
+    )
     .await;
     assert_eq!(state, "success", "the run failed; see the updraft log");
 
@@ -335,28 +413,58 @@ async fn user_automation_lands_every_published_record_in_cassandra() {
         .build()
         .await
         .expect("cassandra session");
-    let (records, rows) = wait_for("every record in Cassandra", Duration::from_secs(120), &mut [&mut updraft, &mut worker], || async {
-        let records = topic_records(&topic);
-        let rows = cassandra_rows(&session, &keyspace).await?;
-        (!records.is_empty() && rows.len() >= records.len()).then_some((records, rows))
-    })
+    let (records, rows) = wait_for(
+        "every record in Cassandra",
+        Duration::from_secs(120),
+        &mut [&mut updraft, &mut worker],
+        || async {
+            let records = topic_records(&topic);
+            let rows = cassandra_rows(&session, &keyspace).await?;
+            (!records.is_empty() && rows.len() >= records.len()).then_some((records, rows))
+        },
+    )
     .await;
 
     let users = fixture["results"].as_array().expect("results");
     let expected: Vec<BTreeMap<&str, String>> = users.iter().map(expected_record).collect();
-    assert!(records.len() >= users.len(), "the manual run alone publishes {} records", users.len());
-    assert_eq!(rows.len(), records.len(), "every published record is one row");
+    assert!(
+        records.len() >= users.len(),
+        "the manual run alone publishes {} records",
+        users.len()
+    );
+    assert_eq!(
+        rows.len(),
+        records.len(),
+        "every published record is one row"
+    );
     for record in &records {
-        let id: uuid::Uuid = record["id"].as_str().and_then(|id| id.parse().ok()).expect("record id is a uuid");
-        let row = rows.get(&id).unwrap_or_else(|| panic!("record {id} is not in Cassandra"));
+        let id: uuid::Uuid = record["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("record id is a uuid");
+        let row = rows
+            .get(&id)
+            .unwrap_or_else(|| panic!("record {id} is not in Cassandra"));
         for column in COLUMNS {
-            assert_eq!(record[column].as_str(), Some(row[column].as_str()), "column {column} of {id}");
+            assert_eq!(
+                record[column].as_str(),
+                Some(row[column].as_str()),
+                "column {column} of {id}"
+            );
         }
-        assert!(expected.contains(row), "row {id} is not the seed's mapping of any user: {row:?}");
+        assert!(
+            expected.contains(row),
+            "row {id} is not the seed's mapping of any user: {row:?}"
+        );
     }
     // The fixture's awkward cases made it through: numeric post codes and non-ASCII names.
-    assert!(rows.values().any(|row| row["post_code"] == "2826" && row["first_name"] == "Jürgen"));
+    assert!(
+        rows.values()
+            .any(|row| row["post_code"] == "2826" && row["first_name"] == "Jürgen")
+    );
     assert!(rows.values().any(|row| row["first_name"] == "Øyvind"));
 
-    let _ = session.query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), &[]).await;
+    let _ = session
+        .query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), &[])
+        .await;
 }

@@ -21,20 +21,31 @@ use updraft_orchestrator::store::{DagCache, MIGRATOR};
 
 fn dags() -> Vec<(&'static str, String)> {
     let head = |id: &str| {
-        format!("dag_id: {id}\nschedule: null\nis_paused_upon_creation: false\nmax_active_runs: 1000\nmax_active_tasks: 10000\ntasks:\n")
+        format!(
+            "dag_id: {id}\nschedule: null\nis_paused_upon_creation: false\nmax_active_runs: 1000\nmax_active_tasks: 10000\ntasks:\n"
+        )
     };
     let mut chain = head("chain10");
     for i in 0..10 {
-        let up = if i > 0 { format!("\n    upstream: [t{}]", i - 1) } else { String::new() };
+        let up = if i > 0 {
+            format!("\n    upstream: [t{}]", i - 1)
+        } else {
+            String::new()
+        };
         chain.push_str(&format!("  - id: t{i}\n    operator: empty{up}\n"));
     }
     let mut fan = head("fan");
     fan.push_str("  - id: start\n    operator: empty\n");
     for i in 0..8 {
-        fan.push_str(&format!("  - id: m{i}\n    operator: empty\n    upstream: [start]\n"));
+        fan.push_str(&format!(
+            "  - id: m{i}\n    operator: empty\n    upstream: [start]\n"
+        ));
     }
     let all: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
-    fan.push_str(&format!("  - id: end\n    operator: empty\n    upstream: [{}]\n", all.join(", ")));
+    fan.push_str(&format!(
+        "  - id: end\n    operator: empty\n    upstream: [{}]\n",
+        all.join(", ")
+    ));
     let mut wide = head("wide100");
     for i in 0..100 {
         wide.push_str(&format!("  - id: w{i}\n    operator: empty\n"));
@@ -57,7 +68,10 @@ async fn main() -> anyhow::Result<()> {
     let schedulers: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1);
     let mode = args.get(3).cloned().unwrap_or_else(|| "e2e".into());
     let url = testkit::fresh_database("bench").await;
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(40).connect(&url).await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(40)
+        .connect(&url)
+        .await?;
     MIGRATOR.run(&pool).await?;
     let folder = std::env::temp_dir().join(testkit::unique_name("bench_dags"));
     std::fs::create_dir_all(&folder)?;
@@ -65,7 +79,9 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(folder.join(format!("{name}.yaml")), yaml)?;
     }
     let registry = Arc::new(updraft_operators::builtin_registry());
-    DagProcessor::new(pool.clone(), folder, Arc::clone(&registry)).sync_once().await?;
+    DagProcessor::new(pool.clone(), folder, Arc::clone(&registry))
+        .sync_once()
+        .await?;
     if mode == "limit" {
         return limit(&pool, runs).await;
     }
@@ -80,16 +96,22 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     for index in 0..runs {
         // `chain` mode: chains only, to measure hand-off without queueing behind wide DAGs.
-        let dag_id = if mode == "chain" { "chain10" } else { ["chain10", "fan", "wide100"][index % 3] };
-        let request = TriggerRequest { run_id: Some(format!("r{index}")), ..Default::default() };
+        let dag_id = if mode == "chain" {
+            "chain10"
+        } else {
+            ["chain10", "fan", "wide100"][index % 3]
+        };
+        let request = TriggerRequest {
+            run_id: Some(format!("r{index}")),
+            ..Default::default()
+        };
         trigger_run(&pool, dag_id, request).await?;
     }
     loop {
-        let unfinished: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM dag_run WHERE state IN ('queued', 'running')",
-        )
-        .fetch_one(&pool)
-        .await?;
+        let unfinished: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM dag_run WHERE state IN ('queued', 'running')")
+                .fetch_one(&pool)
+                .await?;
         if unfinished == 0 {
             break;
         }
@@ -145,7 +167,12 @@ async fn handoffs(pool: &PgPool) -> anyhow::Result<Vec<f64>> {
     for (run, tasks) in &by_run {
         let dag = cache.get(pool, versions[run]).await?;
         for task in &dag.tasks {
-            let Some(latest_up) = task.upstream.iter().filter_map(|u| tasks.get(u).map(|t| t.1)).max() else {
+            let Some(latest_up) = task
+                .upstream
+                .iter()
+                .filter_map(|u| tasks.get(u).map(|t| t.1))
+                .max()
+            else {
                 continue;
             };
             if let Some((start, _)) = tasks.get(&task.task_id) {
@@ -160,11 +187,17 @@ async fn handoffs(pool: &PgPool) -> anyhow::Result<Vec<f64>> {
 /// The store's ceiling: claim 64 queued rows, complete each, repeat.
 async fn limit(pool: &PgPool, runs: usize) -> anyhow::Result<()> {
     for index in 0..runs {
-        let request = TriggerRequest { run_id: Some(format!("l{index}")), ..Default::default() };
+        let request = TriggerRequest {
+            run_id: Some(format!("l{index}")),
+            ..Default::default()
+        };
         let run = trigger_run(pool, "wide100", request).await?;
         let dag = DagCache::new();
         let dag = dag.get(pool, run.dag_version_id).await?;
-        sqlx::query("UPDATE dag_run SET state = 'running' WHERE id = $1").bind(run.id).execute(pool).await?;
+        sqlx::query("UPDATE dag_run SET state = 'running' WHERE id = $1")
+            .bind(run.id)
+            .execute(pool)
+            .await?;
         let ids: Vec<&str> = dag.tasks.iter().map(|t| t.task_id.as_str()).collect();
         sqlx::query(
             "INSERT INTO task_instance (dag_run_id, dag_id, run_id, task_id, operator, state, queued_at) \
@@ -179,7 +212,11 @@ async fn limit(pool: &PgPool, runs: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut done = 0usize;
     loop {
-        let claimed: Vec<Claimed> = sqlx::query_as(CLAIM_SQL).bind("bench").bind(64i64).fetch_all(pool).await?;
+        let claimed: Vec<Claimed> = sqlx::query_as(CLAIM_SQL)
+            .bind("bench")
+            .bind(64i64)
+            .fetch_all(pool)
+            .await?;
         if claimed.is_empty() {
             break;
         }
@@ -199,6 +236,9 @@ async fn limit(pool: &PgPool, runs: usize) -> anyhow::Result<()> {
         done += claimed.len();
     }
     let elapsed = started.elapsed().as_secs_f64();
-    println!("{}", json!({"mode": "limit", "task_instances": done, "elapsed_s": elapsed, "ti_per_s": done as f64 / elapsed}));
+    println!(
+        "{}",
+        json!({"mode": "limit", "task_instances": done, "elapsed_s": elapsed, "ti_per_s": done as f64 / elapsed})
+    );
     Ok(())
 }

@@ -7,9 +7,15 @@ async fn migrations_run_and_a_query_round_trips() {
     }
     let url = testkit::fresh_database("smoke").await;
     let pool = sqlx::PgPool::connect(&url).await.expect("connect");
-    updraft_orchestrator::store::MIGRATOR.run(&pool).await.expect("migrate");
+    updraft_orchestrator::store::MIGRATOR
+        .run(&pool)
+        .await
+        .expect("migrate");
     // Running them again is a no-op, as `updraft db migrate` on every start relies on.
-    updraft_orchestrator::store::MIGRATOR.run(&pool).await.expect("migrate again");
+    updraft_orchestrator::store::MIGRATOR
+        .run(&pool)
+        .await
+        .expect("migrate again");
 
     sqlx::query("INSERT INTO variable (key, val) VALUES ($1, $2)")
         .bind("greeting")

@@ -83,7 +83,10 @@ async fn new_dags_start_paused_unless_asked_and_unchanged_files_are_skipped() {
     assert_eq!(dag_row(&pool, "eager").await, Some((false, true, 1)));
 
     let second = processor.sync_once().await.expect("sync");
-    assert!(second.changed.is_empty(), "unchanged files were rewritten: {second:?}");
+    assert!(
+        second.changed.is_empty(),
+        "unchanged files were rewritten: {second:?}"
+    );
 }
 
 #[tokio::test]
@@ -99,7 +102,11 @@ async fn an_edit_makes_a_new_version_and_reverting_reuses_the_old_one() {
         .await
         .expect("unpause");
 
-    std::fs::write(&file, format!("{CHAIN}  - id: three\n    operator: empty\n")).expect("edit");
+    std::fs::write(
+        &file,
+        format!("{CHAIN}  - id: three\n    operator: empty\n"),
+    )
+    .expect("edit");
     let report = processor.sync_once().await.expect("sync");
     assert_eq!(report.changed, vec!["chain".to_string()]);
     // An edit keeps the pause state the user chose.
@@ -121,8 +128,11 @@ async fn a_bad_file_is_an_import_error_that_hides_nothing_and_clears_when_fixed(
     let folder = tempfile::tempdir().expect("tempdir");
     std::fs::write(folder.path().join("chain.yaml"), CHAIN).expect("write");
     let broken = folder.path().join("broken.yaml");
-    std::fs::write(&broken, "dag_id: broken\nschedule: null\ntasks:\n  - id: a\n    operator: empty\n    retires: 2\n")
-        .expect("write");
+    std::fs::write(
+        &broken,
+        "dag_id: broken\nschedule: null\ntasks:\n  - id: a\n    operator: empty\n    retires: 2\n",
+    )
+    .expect("write");
     let processor = processor(&pool, folder.path());
 
     let report = processor.sync_once().await.expect("sync");
@@ -137,8 +147,11 @@ async fn a_bad_file_is_an_import_error_that_hides_nothing_and_clears_when_fixed(
         errors[0].1
     );
 
-    std::fs::write(&broken, "dag_id: broken\nschedule: null\ntasks:\n  - id: a\n    operator: empty\n")
-        .expect("fix");
+    std::fs::write(
+        &broken,
+        "dag_id: broken\nschedule: null\ntasks:\n  - id: a\n    operator: empty\n",
+    )
+    .expect("fix");
     processor.sync_once().await.expect("sync");
     assert!(import_errors(&pool).await.is_empty());
     assert!(dag_row(&pool, "broken").await.is_some());
@@ -150,7 +163,10 @@ async fn a_duplicate_dag_id_names_both_files() {
     let folder = tempfile::tempdir().expect("tempdir");
     std::fs::write(folder.path().join("a.yaml"), CHAIN).expect("write");
     std::fs::write(folder.path().join("b.yaml"), CHAIN).expect("write");
-    processor(&pool, folder.path()).sync_once().await.expect("sync");
+    processor(&pool, folder.path())
+        .sync_once()
+        .await
+        .expect("sync");
     let errors = import_errors(&pool).await;
     assert_eq!(errors.len(), 2);
     assert!(errors[0].1.contains("b.yaml") && errors[1].1.contains("a.yaml"));
@@ -191,7 +207,10 @@ async fn a_new_file_is_live_within_two_seconds_while_watching() {
 async fn wait_for(pool: &PgPool, dag_id: &str, limit: Duration) {
     let deadline = Instant::now() + limit;
     while dag_row(pool, dag_id).await.is_none() {
-        assert!(Instant::now() < deadline, "{dag_id} not in the database after {limit:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{dag_id} not in the database after {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -66,15 +66,23 @@ async fn max_active_tasks_holds_with_two_schedulers() {
     let mut highest = 0;
     while env.scalar_i64(done).await < 5 {
         let now = env.scalar_i64(active).await;
-        assert!(now <= 3, "{now} task instances active; max_active_tasks is 3");
+        assert!(
+            now <= 3,
+            "{now} task instances active; max_active_tasks is 3"
+        );
         highest = highest.max(now);
-        assert!(tokio::time::Instant::now() < deadline, "runs did not finish in time");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "runs did not finish in time"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(highest, 3, "the limit was reached, so it was tested");
     assert_eq!(
-        env.scalar_i64("SELECT count(*) FROM task_instance WHERE state = 'success' AND try_number = 1")
-            .await,
+        env.scalar_i64(
+            "SELECT count(*) FROM task_instance WHERE state = 'success' AND try_number = 1"
+        )
+        .await,
         30
     );
     env.stop().await;

@@ -40,12 +40,22 @@ async fn a_chain_runs_with_xcom_and_logs_per_try() {
     env.start_scheduler(config());
     let mut conf = Map::new();
     conf.insert("who".into(), json!("updraft"));
-    let run = trigger_run(&env.pool, "chain", TriggerRequest { conf, ..Default::default() })
-        .await
-        .unwrap();
+    let run = trigger_run(
+        &env.pool,
+        "chain",
+        TriggerRequest {
+            conf,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert!(run.run_id.starts_with("manual__"));
     env.wait_for(
-        &format!("SELECT count(*) FROM dag_run WHERE id = {} AND state = 'success'", run.id),
+        &format!(
+            "SELECT count(*) FROM dag_run WHERE id = {} AND state = 'success'",
+            run.id
+        ),
         1,
         Duration::from_secs(30),
     )
@@ -65,19 +75,32 @@ async fn a_chain_runs_with_xcom_and_logs_per_try() {
     .fetch_all(&env.pool)
     .await
     .unwrap();
-    assert!(lines.contains(&("one".into(), 1, "hello updraft".into())), "{lines:?}");
-    assert!(lines.contains(&("one".into(), 1, "second line".into())), "{lines:?}");
-    let rendered: serde_json::Value = sqlx::query_scalar(
-        "SELECT rendered_config FROM task_instance WHERE task_id = 'two'",
-    )
-    .fetch_one(&env.pool)
-    .await
-    .unwrap();
+    assert!(
+        lines.contains(&("one".into(), 1, "hello updraft".into())),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&("one".into(), 1, "second line".into())),
+        "{lines:?}"
+    );
+    let rendered: serde_json::Value =
+        sqlx::query_scalar("SELECT rendered_config FROM task_instance WHERE task_id = 'two'")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
     assert_eq!(rendered["command"], json!("echo got second line"));
     // Clear `two` with downstream: both run again with try 2, `one` keeps try 1.
-    let cleared = clear_task_instances(&env.pool, "chain", Some(&run.run_id), &["two".into()], true, false, false)
-        .await
-        .unwrap();
+    let cleared = clear_task_instances(
+        &env.pool,
+        "chain",
+        Some(&run.run_id),
+        &["two".into()],
+        true,
+        false,
+        false,
+    )
+    .await
+    .unwrap();
     assert_eq!(cleared.len(), 2);
     env.wait_for(
         "SELECT count(*) FROM task_instance WHERE state = 'success' AND \
@@ -86,8 +109,12 @@ async fn a_chain_runs_with_xcom_and_logs_per_try() {
         Duration::from_secs(30),
     )
     .await;
-    env.wait_for("SELECT count(*) FROM dag_run WHERE state = 'success'", 1, Duration::from_secs(10))
-        .await;
+    env.wait_for(
+        "SELECT count(*) FROM dag_run WHERE state = 'success'",
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
     env.stop().await;
 }
 
@@ -114,16 +141,25 @@ tasks:
     );
     env.write_dag("flaky", &yaml).await;
     env.start_scheduler(config());
-    trigger_run(&env.pool, "flaky", TriggerRequest::default()).await.unwrap();
-    env.wait_for("SELECT count(*) FROM dag_run WHERE state = 'success'", 1, Duration::from_secs(30))
-        .await;
-    assert_eq!(env.scalar_i64("SELECT try_number::bigint FROM task_instance").await, 3);
-    let tries: Vec<i32> = sqlx::query_scalar(
-        "SELECT DISTINCT try_number FROM task_log ORDER BY try_number",
+    trigger_run(&env.pool, "flaky", TriggerRequest::default())
+        .await
+        .unwrap();
+    env.wait_for(
+        "SELECT count(*) FROM dag_run WHERE state = 'success'",
+        1,
+        Duration::from_secs(30),
     )
-    .fetch_all(&env.pool)
-    .await
-    .unwrap();
+    .await;
+    assert_eq!(
+        env.scalar_i64("SELECT try_number::bigint FROM task_instance")
+            .await,
+        3
+    );
+    let tries: Vec<i32> =
+        sqlx::query_scalar("SELECT DISTINCT try_number FROM task_log ORDER BY try_number")
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
     assert_eq!(tries, vec![1, 2], "the failing tries log their error");
     // Three executions, spaced by at least the retry delay.
     assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 3);
@@ -140,7 +176,10 @@ tasks:
     .fetch_one(&env.pool)
     .await
     .unwrap();
-    assert!(first_start >= 1.9, "two retry delays of 1 s elapsed before the third try: {first_start}");
+    assert!(
+        first_start >= 1.9,
+        "two retry delays of 1 s elapsed before the third try: {first_start}"
+    );
     env.stop().await;
 }
 
@@ -180,9 +219,15 @@ tasks:
     )
     .await;
     env.start_scheduler(config());
-    trigger_run(&env.pool, "rules", TriggerRequest::default()).await.unwrap();
-    env.wait_for("SELECT count(*) FROM dag_run WHERE state IN ('success', 'failed')", 1, Duration::from_secs(30))
-        .await;
+    trigger_run(&env.pool, "rules", TriggerRequest::default())
+        .await
+        .unwrap();
+    env.wait_for(
+        "SELECT count(*) FROM dag_run WHERE state IN ('success', 'failed')",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
     let states: Vec<(String, String)> =
         sqlx::query_as("SELECT task_id, state FROM task_instance ORDER BY task_id")
             .fetch_all(&env.pool)
@@ -196,10 +241,16 @@ tasks:
         ("ok", "success"),
         ("one_failed", "success"),
     ];
-    let expected: Vec<(String, String)> =
-        expected.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
     assert_eq!(states, expected);
     // Leaves are cleanup (success) and one_failed (success): the run succeeds, as in Airflow.
-    assert_eq!(env.scalar_i64("SELECT count(*) FROM dag_run WHERE state = 'success'").await, 1);
+    assert_eq!(
+        env.scalar_i64("SELECT count(*) FROM dag_run WHERE state = 'success'")
+            .await,
+        1
+    );
     env.stop().await;
 }

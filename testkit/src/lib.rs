@@ -8,7 +8,10 @@ use std::time::Duration;
 
 /// `DATABASE_URL`, defaulting to the local stack's PostgreSQL.
 pub fn database_url() -> String {
-    env_or("DATABASE_URL", "postgres://updraft:updraft@127.0.0.1:5432/updraft")
+    env_or(
+        "DATABASE_URL",
+        "postgres://updraft:updraft@127.0.0.1:5432/updraft",
+    )
 }
 
 /// `KAFKA_BOOTSTRAP_SERVERS`, defaulting to the local stack's broker.
@@ -58,9 +61,8 @@ fn check_service(service: &str, address: &str, in_ci: bool) -> bool {
     if reachable {
         return true;
     }
-    let message = format!(
-        "{service} is not reachable at {host_port}; start it with `scripts/stack up`"
-    );
+    let message =
+        format!("{service} is not reachable at {host_port}; start it with `scripts/stack up`");
     if in_ci {
         panic!("{message} (CI=true: a missing service is a failure)");
     }

@@ -18,8 +18,15 @@ pub struct TcpProxy {
 impl TcpProxy {
     /// Forwards a new loopback port to `upstream` (`host:port`; for a list, the first entry).
     pub async fn start(upstream: &str) -> TcpProxy {
-        let upstream = upstream.split(',').next().unwrap_or(upstream).trim().to_string();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let upstream = upstream
+            .split(',')
+            .next()
+            .unwrap_or(upstream)
+            .trim()
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
         let addr = listener.local_addr().expect("the proxy's address");
         let cut = Arc::new(AtomicBool::new(false));
         let (epoch, _) = watch::channel(0u64);

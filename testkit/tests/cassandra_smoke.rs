@@ -34,13 +34,21 @@ async fn cassandra_round_trip() {
 
     let id = uuid::Uuid::new_v4();
     let insert = session
-        .prepare(format!("INSERT INTO {keyspace}.people (id, name) VALUES (?, ?)"))
+        .prepare(format!(
+            "INSERT INTO {keyspace}.people (id, name) VALUES (?, ?)"
+        ))
         .await
         .unwrap();
-    session.execute_unpaged(&insert, (id, "Zoë Ünal")).await.unwrap();
+    session
+        .execute_unpaged(&insert, (id, "Zoë Ünal"))
+        .await
+        .unwrap();
 
     let rows = session
-        .query_unpaged(format!("SELECT id, name FROM {keyspace}.people WHERE id = ?"), (id,))
+        .query_unpaged(
+            format!("SELECT id, name FROM {keyspace}.people WHERE id = ?"),
+            (id,),
+        )
         .await
         .unwrap()
         .into_rows_result()

@@ -28,7 +28,10 @@ async fn kafka_round_trip_in_a_consumer_group() {
         )
         .await
         .unwrap();
-    assert!(created.iter().all(Result::is_ok), "create topic: {created:?}");
+    assert!(
+        created.iter().all(Result::is_ok),
+        "create topic: {created:?}"
+    );
 
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
@@ -37,7 +40,9 @@ async fn kafka_round_trip_in_a_consumer_group() {
         .unwrap();
     let delivery = producer
         .send(
-            FutureRecord::to(&topic).key("k1").payload("hello from updraft"),
+            FutureRecord::to(&topic)
+                .key("k1")
+                .payload("hello from updraft"),
             Duration::from_secs(10),
         )
         .await
@@ -64,8 +69,13 @@ async fn kafka_round_trip_in_a_consumer_group() {
     consumer.commit_message(&message, CommitMode::Sync).unwrap();
     let mut wanted = TopicPartitionList::new();
     wanted.add_partition(&topic, partition);
-    let committed = consumer.committed_offsets(wanted, Duration::from_secs(10)).unwrap();
-    let stored = committed.find_partition(&topic, partition).unwrap().offset();
+    let committed = consumer
+        .committed_offsets(wanted, Duration::from_secs(10))
+        .unwrap();
+    let stored = committed
+        .find_partition(&topic, partition)
+        .unwrap()
+        .offset();
     assert_eq!(stored, Offset::Offset(offset + 1));
 
     admin

@@ -225,7 +225,10 @@ pub fn login_csrf_cookie(token: &str) -> String {
 /// The login CSRF token of this browser, when it has a well-formed one.
 pub fn login_csrf_token(headers: &HeaderMap) -> Option<String> {
     cookie(headers, LOGIN_CSRF_COOKIE).filter(|token| {
-        token.len() == 43 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        token.len() == 43
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     })
 }
 

@@ -267,8 +267,14 @@ async fn sessions_csrf_and_roles_on_forms() {
     let password = common::password("op");
     for (cookie, body) in [
         ("", format!("username=op&password={password}")),
-        (csrf_cookie.as_str(), format!("username=op&password={password}")),
-        (csrf_cookie.as_str(), format!("username=op&password={password}&csrf_token=forged")),
+        (
+            csrf_cookie.as_str(),
+            format!("username=op&password={password}"),
+        ),
+        (
+            csrf_cookie.as_str(),
+            format!("username=op&password={password}&csrf_token=forged"),
+        ),
     ] {
         let forged = form(&ctx, cookie, "/login", body).await;
         assert_eq!(forged.status, StatusCode::FORBIDDEN);

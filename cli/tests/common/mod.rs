@@ -37,7 +37,9 @@ impl Scheduler {
         match log {
             Some(path) => {
                 let file = std::fs::File::create(path).expect("log file");
-                command.stdout(file.try_clone().expect("log file")).stderr(file);
+                command
+                    .stdout(file.try_clone().expect("log file"))
+                    .stderr(file);
             }
             None => {
                 command.stdout(Stdio::null());
@@ -54,13 +56,20 @@ impl Scheduler {
 }
 
 /// A fresh, migrated database with `yaml` loaded from a temporary DAGs folder.
-pub async fn setup(prefix: &str, file: &str, yaml: &str) -> Option<(PgPool, String, tempfile::TempDir)> {
+pub async fn setup(
+    prefix: &str,
+    file: &str,
+    yaml: &str,
+) -> Option<(PgPool, String, tempfile::TempDir)> {
     if !testkit::require_postgres() {
         return None;
     }
     let url = testkit::fresh_database(prefix).await;
     let pool = PgPool::connect(&url).await.expect("connect");
-    updraft_orchestrator::store::MIGRATOR.run(&pool).await.expect("migrate");
+    updraft_orchestrator::store::MIGRATOR
+        .run(&pool)
+        .await
+        .expect("migrate");
     let folder = tempfile::tempdir().expect("tempdir");
     std::fs::write(folder.path().join(file), yaml).expect("write DAG");
     let registry = Arc::new(updraft_operators::builtin_registry());
@@ -73,7 +82,11 @@ pub async fn setup(prefix: &str, file: &str, yaml: &str) -> Option<(PgPool, Stri
 
 /// The first column of the first row of `sql`, if any.
 pub async fn scalar(pool: &PgPool, sql: &'static str) -> Option<String> {
-    sqlx::query_scalar(sql).fetch_optional(pool).await.ok().flatten()
+    sqlx::query_scalar(sql)
+        .fetch_optional(pool)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Polls `check` every 50 ms until it holds; on timeout, fails with `what` and the log's tail.
@@ -85,7 +98,9 @@ where
     let deadline = Instant::now() + limit;
     while !check().await {
         if Instant::now() >= deadline {
-            let text = log.and_then(|path| std::fs::read_to_string(path).ok()).unwrap_or_default();
+            let text = log
+                .and_then(|path| std::fs::read_to_string(path).ok())
+                .unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let tail = lines[lines.len().saturating_sub(30)..].join("\n");
             panic!("gave up waiting for {what} after {limit:?}\n{tail}");

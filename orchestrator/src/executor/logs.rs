@@ -85,7 +85,10 @@ async fn write_batch(pool: &PgPool, ids: &[i64], tries: &[i32], lines: &[String]
             }
         }
     }
-    tracing::error!(lines = lines.len(), "task log lines dropped after 5 attempts");
+    tracing::error!(
+        lines = lines.len(),
+        "task log lines dropped after 5 attempts"
+    );
 }
 
 /// The sink of one try.

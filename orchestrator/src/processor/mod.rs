@@ -120,13 +120,14 @@ impl DagProcessor {
             folder: self.folder.clone(),
             source,
         };
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let relevant = event.is_ok_and(|event| !event.kind.is_access());
-            if relevant {
-                changed.notify_one();
-            }
-        })
-        .map_err(watch_error)?;
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let relevant = event.is_ok_and(|event| !event.kind.is_access());
+                if relevant {
+                    changed.notify_one();
+                }
+            })
+            .map_err(watch_error)?;
         watcher
             .watch(&self.folder, RecursiveMode::Recursive)
             .map_err(watch_error)?;

@@ -204,7 +204,11 @@ async fn deactivate_missing(
     folder: &Path,
     load: &FolderLoad,
 ) -> Result<Vec<String>, sqlx::Error> {
-    let present: Vec<String> = load.dags.iter().map(|loaded| loaded.dag.dag_id.clone()).collect();
+    let present: Vec<String> = load
+        .dags
+        .iter()
+        .map(|loaded| loaded.dag.dag_id.clone())
+        .collect();
     let failing: Vec<String> = load
         .errors
         .iter()

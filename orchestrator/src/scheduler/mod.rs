@@ -138,7 +138,9 @@ impl Scheduler {
             Arc::clone(&wake_executor),
             cancel.clone(),
         ));
-        sweep::register_process(&self.pool, &self.config.owner).await.ok();
+        sweep::register_process(&self.pool, &self.config.owner)
+            .await
+            .ok();
         let mut backoff = Duration::from_millis(200);
         let mut next_sweep = tokio::time::Instant::now();
         loop {
@@ -196,7 +198,8 @@ impl Scheduler {
             }
             if !dags.is_empty() {
                 // A DAG event may move the next due time (unpause, new schedule, retry).
-                next_sweep = next_sweep.min(tokio::time::Instant::now() + Duration::from_millis(50));
+                next_sweep =
+                    next_sweep.min(tokio::time::Instant::now() + Duration::from_millis(50));
                 metrics::SCHEDULER_LOOP.observe(started.elapsed());
             }
             if queued > 0 {
@@ -208,7 +211,9 @@ impl Scheduler {
         if let Some(executor) = executor {
             let _ = executor.await;
         }
-        sweep::unregister_process(&self.pool, &self.config.owner).await.ok();
+        sweep::unregister_process(&self.pool, &self.config.owner)
+            .await
+            .ok();
         Ok(())
     }
 }

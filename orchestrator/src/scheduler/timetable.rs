@@ -78,7 +78,9 @@ pub fn next_run(dag: &Dag, last: Option<LastRun>, now: DateTime<Utc>) -> Option<
         Schedule::Cron { .. } => {
             let cron = dag.schedule.cron()?;
             let tz = dag.timezone;
-            let earliest = dag.start_date.and_then(|start| align_next(&cron, tz, start));
+            let earliest = dag
+                .start_date
+                .and_then(|start| align_next(&cron, tz, start));
             let mut start = match (last, earliest) {
                 (Some(last), Some(earliest)) => last.interval_end.max(earliest),
                 (Some(last), None) => last.interval_end,
@@ -120,7 +122,9 @@ pub fn manual_interval(dag: &Dag, logical_date: DateTime<Utc>) -> (DateTime<Utc>
         return (logical_date, logical_date);
     };
     let tz = dag.timezone;
-    match align_prev(&cron, tz, logical_date).and_then(|end| Some((prev_tick(&cron, tz, end)?, end))) {
+    match align_prev(&cron, tz, logical_date)
+        .and_then(|end| Some((prev_tick(&cron, tz, end)?, end)))
+    {
         Some(interval) => interval,
         None => (logical_date, logical_date),
     }
@@ -128,7 +132,10 @@ pub fn manual_interval(dag: &Dag, logical_date: DateTime<Utc>) -> (DateTime<Utc>
 
 /// The data interval of a backfill run at `logical_date`: the schedule's interval starting
 /// there (the instant itself for non-cron schedules).
-pub fn interval_starting_at(dag: &Dag, logical_date: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+pub fn interval_starting_at(
+    dag: &Dag,
+    logical_date: DateTime<Utc>,
+) -> (DateTime<Utc>, DateTime<Utc>) {
     match dag.schedule.cron() {
         Some(cron) => match next_tick(&cron, dag.timezone, logical_date) {
             Some(end) => (logical_date, end),
@@ -178,10 +185,16 @@ mod tests {
         assert_eq!(first.logical_date, t("2024-01-01T00:00:00Z"));
         assert_eq!(first.interval_end, t("2024-01-02T00:00:00Z"));
         assert_eq!(first.create_after, first.interval_end);
-        let last = LastRun { interval_start: first.interval_start, interval_end: first.interval_end };
+        let last = LastRun {
+            interval_start: first.interval_start,
+            interval_end: first.interval_end,
+        };
         let second = next_run(&dag, Some(last), now).unwrap();
         assert_eq!(second.logical_date, t("2024-01-02T00:00:00Z"));
-        let last = LastRun { interval_start: second.interval_start, interval_end: second.interval_end };
+        let last = LastRun {
+            interval_start: second.interval_start,
+            interval_end: second.interval_end,
+        };
         let third = next_run(&dag, Some(last), now).unwrap();
         // Not yet due: its interval ends tomorrow.
         assert_eq!(third.create_after, t("2024-01-04T00:00:00Z"));
@@ -218,16 +231,25 @@ mod tests {
         let once = dag("@once", "2024-01-01T00:00:00Z", true);
         let next = next_run(&once, None, t("2024-02-01T00:00:00Z")).unwrap();
         assert_eq!(next.logical_date, t("2024-01-01T00:00:00Z"));
-        let last = LastRun { interval_start: next.interval_start, interval_end: next.interval_end };
+        let last = LastRun {
+            interval_start: next.interval_start,
+            interval_end: next.interval_end,
+        };
         assert_eq!(next_run(&once, Some(last), t("2024-02-01T00:00:00Z")), None);
-        assert_eq!(next_run(&Dag::default(), None, t("2024-02-01T00:00:00Z")), None);
+        assert_eq!(
+            next_run(&Dag::default(), None, t("2024-02-01T00:00:00Z")),
+            None
+        );
     }
 
     #[test]
     fn manual_runs_cover_the_latest_complete_interval() {
         let dag = dag("@daily", "2024-01-01T00:00:00Z", true);
         let (start, end) = manual_interval(&dag, t("2024-01-05T10:00:00Z"));
-        assert_eq!((start, end), (t("2024-01-04T00:00:00Z"), t("2024-01-05T00:00:00Z")));
+        assert_eq!(
+            (start, end),
+            (t("2024-01-04T00:00:00Z"), t("2024-01-05T00:00:00Z"))
+        );
         let at = t("2024-01-05T10:00:00Z");
         assert_eq!(manual_interval(&Dag::default(), at), (at, at));
     }

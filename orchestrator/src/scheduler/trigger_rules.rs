@@ -150,8 +150,8 @@ pub fn evaluate(rule: TriggerRule, up: UpstreamCounts) -> Decision {
 mod tests {
     use super::Decision::*;
     use super::*;
-    use proptest::prelude::*;
     use TaskState as S;
+    use proptest::prelude::*;
 
     fn counts(states: &[TaskState]) -> UpstreamCounts {
         let mut counts = UpstreamCounts::default();
@@ -191,7 +191,11 @@ mod tests {
         ];
         for (rule, expected) in table {
             for ((name, states), want) in combos.iter().zip(expected) {
-                assert_eq!(evaluate(*rule, counts(states)), *want, "{rule:?} over {name}");
+                assert_eq!(
+                    evaluate(*rule, counts(states)),
+                    *want,
+                    "{rule:?} over {name}"
+                );
             }
         }
         // A task without upstream runs whatever its rule.
@@ -200,16 +204,30 @@ mod tests {
 
     fn state() -> impl Strategy<Value = TaskState> {
         prop::sample::select(vec![
-            S::None, S::Scheduled, S::Queued, S::Running, S::UpForRetry,
-            S::Success, S::Failed, S::UpstreamFailed, S::Skipped,
+            S::None,
+            S::Scheduled,
+            S::Queued,
+            S::Running,
+            S::UpForRetry,
+            S::Success,
+            S::Failed,
+            S::UpstreamFailed,
+            S::Skipped,
         ])
     }
 
     fn rule() -> impl Strategy<Value = TriggerRule> {
         use TriggerRule::*;
         prop::sample::select(vec![
-            AllSuccess, AllFailed, AllDone, OneSuccess, OneFailed, NoneFailed,
-            NoneFailedMinOneSuccess, NoneSkipped, Always,
+            AllSuccess,
+            AllFailed,
+            AllDone,
+            OneSuccess,
+            OneFailed,
+            NoneFailed,
+            NoneFailedMinOneSuccess,
+            NoneSkipped,
+            Always,
         ])
     }
 

@@ -130,7 +130,9 @@ where
     match result {
         Ok(record) => Ok(Ok(record)),
         Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
-            let on_date = error.constraint().is_some_and(|c| c.contains("logical_date"));
+            let on_date = error
+                .constraint()
+                .is_some_and(|c| c.contains("logical_date"));
             Ok(Err(if on_date {
                 TriggerError::DuplicateLogicalDate(run.logical_date)
             } else {

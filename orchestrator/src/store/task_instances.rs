@@ -97,7 +97,10 @@ pub async fn clear_task_instances(
     }
     let to_none = TaskState::sources_of(TaskState::None);
     let states: Vec<&str> = if only_failed {
-        vec![TaskState::Failed.as_str(), TaskState::UpstreamFailed.as_str()]
+        vec![
+            TaskState::Failed.as_str(),
+            TaskState::UpstreamFailed.as_str(),
+        ]
     } else {
         to_none.clone()
     };
@@ -125,7 +128,12 @@ pub async fn clear_task_instances(
         let retries: HashMap<&str, i32> = dag
             .tasks
             .iter()
-            .map(|t| (t.task_id.as_str(), i32::try_from(t.retry.retries).unwrap_or(i32::MAX)))
+            .map(|t| {
+                (
+                    t.task_id.as_str(),
+                    i32::try_from(t.retry.retries).unwrap_or(i32::MAX),
+                )
+            })
             .collect();
         let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
         let task_retries: Vec<i32> = rows

@@ -174,8 +174,13 @@ impl Ctx {
     /// GET /login as a browser would: the login CSRF cookie (`name=value`) and the form's token.
     pub async fn login_csrf(&self) -> (String, String) {
         let reply = self.send(Method::GET, "/login", None, None).await;
-        let set = reply.headers[axum::http::header::SET_COOKIE].to_str().expect("cookie");
-        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+        let set = reply.headers[axum::http::header::SET_COOKIE]
+            .to_str()
+            .expect("cookie");
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
         let cookie = set.split(';').next().expect("cookie pair").to_string();
         let html = String::from_utf8_lossy(&reply.body).to_string();
         let field = "name=\"csrf_token\" value=\"";
