@@ -27,6 +27,17 @@ const CASES: &[(&str, &[Expected])] = &[
         ],
     ),
     (
+        "missing_operator",
+        &[
+            (4, 7, "task `a`: missing required key `operator`"),
+            (
+                5,
+                5,
+                "unknown key `operatr` in task `a`; did you mean `operator`?",
+            ),
+        ],
+    ),
+    (
         "wrong_type",
         &[
             (2, 10, "`catchup`: expected true or false, found a string"),

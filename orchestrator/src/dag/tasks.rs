@@ -182,10 +182,20 @@ pub fn build_tasks(
                     }
                 }
             }
-            None => reader.error(
-                item.pos,
-                format!("{context}: missing required key `operator`"),
-            ),
+            None => {
+                reader.error(
+                    item.pos,
+                    format!("{context}: missing required key `operator`"),
+                );
+                // Without an operator its fields are unknown, but a typo of a task key
+                // (`operatr`, `upstreams`) is still worth naming.
+                for entry in fields
+                    .iter()
+                    .filter(|entry| suggest(&entry.key, TASK_KEYS).is_some())
+                {
+                    reader.unknown_key(entry, &context, TASK_KEYS);
+                }
+            }
         }
         check_templates(reader, &context, &fields);
         if task_id.is_some() {
