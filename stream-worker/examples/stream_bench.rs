@@ -6,7 +6,8 @@
 //! 1. warm-up: N fresh rows through the plain driver loop (JIT, memtables), not counted;
 //! 2. sweep: the plain loop at concurrencies 64..1024 picks the ceiling's best concurrency C
 //!    (unless `BENCH_CONCURRENCY` fixes it), then its best shape at C (one task or two);
-//! 3. rounds (`BENCH_ROUNDS`, 3): ceiling, worker, ceiling, worker, ... each writing N *new* rows
+//! 3. rounds (`BENCH_ROUNDS`, 4): ceiling then worker, then worker then ceiling, and so on (the
+//!    second run of a pair meets the compactions the first set off), each writing N *new* rows
 //!    into the *same* table, both at concurrency C with the same connections per host. The
 //!    ceiling writes pre-decoded rows (no Kafka, no JSON): an upper bound. The worker's clock runs
 //!    from its first consumed record (after the group join) to its N-th written row. Medians are
@@ -16,7 +17,7 @@
 //!    Kafka record timestamp → row written (histogram bucket upper bounds).
 //!
 //! Env: KAFKA_BOOTSTRAP_SERVERS, CASSANDRA_CONTACT_POINTS, BENCH_CONCURRENCY (default: the
-//! ceiling's best), BENCH_CONNECTIONS (per host, 2), BENCH_PARTITIONS (4), BENCH_ROUNDS (3).
+//! ceiling's best), BENCH_CONNECTIONS (per host, 2), BENCH_PARTITIONS (4), BENCH_ROUNDS (4).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -470,7 +471,7 @@ async fn throughput(
     config: &WorkerConfig,
     partitions: i32,
 ) -> anyhow::Result<WorkerConfig> {
-    let rounds: usize = env_or("BENCH_ROUNDS", "3").parse()?;
+    let rounds: usize = env_or("BENCH_ROUNDS", "4").parse()?;
     // One table for everything: every run adds n new rows to the same table.
     let keyspace = unique("bench");
     let ceiling_stream = definition(&format!("{keyspace}_t"), &keyspace)?;
@@ -521,7 +522,7 @@ async fn throughput(
         ..config.clone()
     };
 
-    // 3. Alternating rounds at the same concurrency and connections.
+    // 3. Rounds at the same concurrency and connections, alternating which runs first.
     let (mut ceilings, mut workers) = (Vec::new(), Vec::new());
     let mut last_topic = String::new();
     for round in 1..=rounds {
@@ -530,8 +531,21 @@ async fn throughput(
         let payloads: Vec<Vec<u8>> = (0..n).map(record).collect();
         produce(&producer(bootstrap)?, &topic, &payloads).await?;
         drop(payloads);
-        let ceiling_rate = ceiling.run(ceiling.rows(n)?, concurrency, tasks).await?;
-        let worker_rate = worker_run(&config, &topic, &keyspace, n).await?;
+        // Swap who goes first every round: the second run of a pair meets the flushes and
+        // compactions the first one's writes set off.
+        let (ceiling_rate, worker_rate) = if round % 2 == 1 {
+            let ceiling_rate = ceiling.run(ceiling.rows(n)?, concurrency, tasks).await?;
+            (
+                ceiling_rate,
+                worker_run(&config, &topic, &keyspace, n).await?,
+            )
+        } else {
+            let worker_rate = worker_run(&config, &topic, &keyspace, n).await?;
+            (
+                ceiling.run(ceiling.rows(n)?, concurrency, tasks).await?,
+                worker_rate,
+            )
+        };
         println!(
             "round {round}: ceiling {ceiling_rate:.0} rows/s, worker {worker_rate:.0} rows/s \
              ({:.0}%), concurrency {concurrency}, {} connections/host, {partitions} partitions",
