@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Scheduler, scalar, setup, wait_until};
+use common::{Scheduler, setup, wait_for_value};
 use updraft_orchestrator::store::runs::{TriggerRequest, trigger_run};
 
 const DAG: &str = "\
@@ -39,48 +39,33 @@ async fn a_run_outlives_the_deletion_of_its_dag_file() {
     )
     .await
     .expect("trigger");
-    wait_until(
+    wait_for_value(
+        &pool,
         "the first task to run",
+        "SELECT state FROM task_instance WHERE task_id = 'first'",
+        "running",
         Duration::from_secs(30),
         Some(&log),
-        || async {
-            scalar(
-                &pool,
-                "SELECT state FROM task_instance WHERE task_id = 'first'",
-            )
-            .await
-            .as_deref()
-                == Some("running")
-        },
     )
     .await;
 
     std::fs::remove_file(folder.path().join("vanishing.yaml")).expect("delete the DAG file");
-    wait_until(
+    wait_for_value(
+        &pool,
         "the DAG to be deactivated",
+        "SELECT is_active::text FROM dag WHERE dag_id = 'vanishing'",
+        "false",
         Duration::from_secs(10),
         Some(&log),
-        || async {
-            scalar(
-                &pool,
-                "SELECT is_active::text FROM dag WHERE dag_id = 'vanishing'",
-            )
-            .await
-            .as_deref()
-                == Some("false")
-        },
     )
     .await;
-    wait_until(
+    wait_for_value(
+        &pool,
         "the run to succeed",
+        "SELECT state FROM dag_run WHERE run_id = 'r1'",
+        "success",
         Duration::from_secs(30),
         Some(&log),
-        || async {
-            scalar(&pool, "SELECT state FROM dag_run WHERE run_id = 'r1'")
-                .await
-                .as_deref()
-                == Some("success")
-        },
     )
     .await;
     scheduler.assert_alive("after its DAG disappeared");

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Scheduler, scalar, setup, wait_until};
+use common::{Scheduler, setup, wait_for_value, wait_until};
 use testkit::proxy::TcpProxy;
 use updraft_orchestrator::store::runs::{TriggerRequest, trigger_run};
 
@@ -69,19 +69,13 @@ async fn the_scheduler_outlives_a_database_outage() {
     )
     .await
     .expect("trigger");
-    wait_until(
+    wait_for_value(
+        &pool,
         "the first task to run",
+        "SELECT state FROM task_instance WHERE task_id = 'first'",
+        "running",
         Duration::from_secs(30),
         Some(&log),
-        || async {
-            scalar(
-                &pool,
-                "SELECT state FROM task_instance WHERE task_id = 'first'",
-            )
-            .await
-            .as_deref()
-                == Some("running")
-        },
     )
     .await;
 
@@ -91,16 +85,13 @@ async fn the_scheduler_outlives_a_database_outage() {
     scheduler.assert_alive("during the outage");
     proxy.restore();
 
-    wait_until(
+    wait_for_value(
+        &pool,
         "the run to succeed",
+        "SELECT state FROM dag_run WHERE run_id = 'r1'",
+        "success",
         Duration::from_secs(60),
         Some(&log),
-        || async {
-            scalar(&pool, "SELECT state FROM dag_run WHERE run_id = 'r1'")
-                .await
-                .as_deref()
-                == Some("success")
-        },
     )
     .await;
     scheduler.assert_alive("after the outage");

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Scheduler, scalar, setup, wait_until};
+use common::{Scheduler, setup, wait_for_value};
 use sqlx::PgPool;
 use updraft_orchestrator::store::runs::{TriggerRequest, trigger_run};
 
@@ -35,19 +35,13 @@ async fn run_until_working(pool: &PgPool) {
     )
     .await
     .expect("trigger");
-    wait_until(
+    wait_for_value(
+        pool,
         "the task to start",
+        "SELECT state FROM task_instance WHERE task_id = 'work'",
+        "running",
         Duration::from_secs(30),
         None,
-        || async {
-            scalar(
-                pool,
-                "SELECT state FROM task_instance WHERE task_id = 'work'",
-            )
-            .await
-            .as_deref()
-                == Some("running")
-        },
     )
     .await;
 }

@@ -89,6 +89,21 @@ pub async fn scalar(pool: &PgPool, sql: &'static str) -> Option<String> {
         .flatten()
 }
 
+/// Waits until `sql` (one text value) reads `want`.
+pub async fn wait_for_value(
+    pool: &PgPool,
+    what: &str,
+    sql: &'static str,
+    want: &str,
+    limit: Duration,
+    log: Option<&Path>,
+) {
+    wait_until(what, limit, log, || async {
+        scalar(pool, sql).await.as_deref() == Some(want)
+    })
+    .await;
+}
+
 /// Polls `check` every 50 ms until it holds; on timeout, fails with `what` and the log's tail.
 pub async fn wait_until<F, Fut>(what: &str, limit: Duration, log: Option<&Path>, mut check: F)
 where

@@ -217,18 +217,11 @@ mod tests {
     }
 
     fn rule() -> impl Strategy<Value = TriggerRule> {
-        use TriggerRule::*;
-        prop::sample::select(vec![
-            AllSuccess,
-            AllFailed,
-            AllDone,
-            OneSuccess,
-            OneFailed,
-            NoneFailed,
-            NoneFailedMinOneSuccess,
-            NoneSkipped,
-            Always,
-        ])
+        let rules: Vec<TriggerRule> = crate::dag::tasks::TRIGGER_RULES
+            .iter()
+            .map(|(_, rule)| *rule)
+            .collect();
+        prop::sample::select(rules)
     }
 
     proptest! {
