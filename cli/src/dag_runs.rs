@@ -2,12 +2,13 @@
 //! commands on the database, through the orchestrator's store API.
 
 use anyhow::{Context, bail};
-use chrono::{DateTime, Utc};
 use clap::Args;
 use serde_json::{Map, Value};
 use sqlx::PgPool;
-use updraft_orchestrator::dag::local_run::parse_logical_date;
-use updraft_orchestrator::store::{dags, runs, task_instances};
+use updraft_orchestrator::dag::{RunState, parse_logical_date};
+use updraft_orchestrator::engine::clear::{ClearRequest, clear_task_instances};
+use updraft_orchestrator::engine::trigger::{TriggerRequest, create_backfill, trigger_run};
+use updraft_orchestrator::store::{dags, import_errors, runs};
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://updraft:updraft@127.0.0.1:5432/updraft";
 
@@ -81,34 +82,28 @@ pub struct ClearArgs {
     db: DbArgs,
 }
 
-/// dag_id, paused, active, schedule, next run.
-type DagRow = (String, bool, bool, Option<String>, Option<DateTime<Utc>>);
-
 pub async fn list(args: DbArgs) -> anyhow::Result<()> {
     let pool = args.pool().await?;
-    let rows: Vec<DagRow> = sqlx::query_as(
-        "SELECT dag_id, is_paused, is_active, schedule, next_dagrun FROM dag ORDER BY dag_id",
-    )
-    .fetch_all(&pool)
-    .await?;
     println!(
         "{:<32} {:<8} {:<20} next run",
         "dag_id", "paused", "schedule"
     );
-    for (dag_id, paused, active, schedule, next) in rows {
-        let schedule = schedule.unwrap_or_else(|| "None".into());
-        let next = next.map(|n| n.to_rfc3339()).unwrap_or_default();
-        let inactive = if active { "" } else { " (file gone)" };
+    for dag in dags::list(&pool).await? {
+        let schedule = dag.schedule.unwrap_or_else(|| "None".into());
+        let next = dag.next_dagrun.map(|n| n.to_rfc3339()).unwrap_or_default();
+        let inactive = if dag.is_active { "" } else { " (file gone)" };
+        let (dag_id, paused) = (dag.dag_id, dag.is_paused);
         println!("{dag_id:<32} {paused:<8} {schedule:<20} {next}{inactive}");
     }
-    let errors: Vec<(String, String)> =
-        sqlx::query_as("SELECT fileloc, message FROM import_error ORDER BY fileloc")
-            .fetch_all(&pool)
-            .await?;
+    let errors = import_errors::all(&pool).await?;
     if !errors.is_empty() {
         println!("\nimport errors:");
-        for (file, message) in errors {
-            println!("{file}:\n  {}", message.replace('\n', "\n  "));
+        for error in errors {
+            println!(
+                "{}:\n  {}",
+                error.fileloc,
+                error.message.replace('\n', "\n  ")
+            );
         }
     }
     Ok(())
@@ -126,13 +121,13 @@ pub async fn trigger(args: TriggerArgs) -> anyhow::Result<()> {
         .transpose()
         .map_err(|message| anyhow::anyhow!("--logical-date: {message}"))?;
     let pool = args.db.pool().await?;
-    let request = runs::TriggerRequest {
+    let request = TriggerRequest {
         run_id: args.run_id,
         logical_date,
         conf,
         note: None,
     };
-    let run = runs::trigger_run(&pool, &args.dag_id, request).await?;
+    let run = trigger_run(&pool, &args.dag_id, request).await?;
     println!("{}", run.run_id);
     Ok(())
 }
@@ -152,7 +147,7 @@ pub async fn pause(args: DagIdArgs, paused: bool) -> anyhow::Result<()> {
 
 pub async fn state(args: StateArgs) -> anyhow::Result<()> {
     let pool = args.db.pool().await?;
-    match runs::get_run(&pool, &args.dag_id, &args.run_id).await? {
+    match runs::get(&pool, &args.dag_id, &args.run_id).await? {
         Some(run) => {
             println!("{}", run.state);
             Ok(())
@@ -168,31 +163,21 @@ pub async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
         bail!("--end is before --start");
     }
     let pool = args.db.pool().await?;
-    let created = runs::create_backfill(&pool, &args.dag_id, start, end).await?;
+    let created = create_backfill(&pool, &args.dag_id, start, end).await?;
     for run in &created {
         println!("{}", run.run_id);
     }
     println!("{} backfill run(s) created", created.len());
     if args.wait {
         let ids: Vec<i64> = created.iter().map(|run| run.id).collect();
-        loop {
-            let unfinished: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM dag_run WHERE id = ANY($1) AND state IN ('queued', 'running')",
-            )
-            .bind(&ids)
-            .fetch_one(&pool)
-            .await?;
-            if unfinished == 0 {
-                break;
+        let states = loop {
+            let states = runs::states(&pool, &ids).await?;
+            if states.iter().all(|state| state.is_finished()) {
+                break states;
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        }
-        let failed: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM dag_run WHERE id = ANY($1) AND state = 'failed'",
-        )
-        .bind(&ids)
-        .fetch_one(&pool)
-        .await?;
+        };
+        let failed = states.iter().filter(|s| **s == RunState::Failed).count();
         if failed > 0 {
             bail!("{failed} backfill run(s) failed");
         }
@@ -202,16 +187,16 @@ pub async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
 
 pub async fn clear(args: ClearArgs) -> anyhow::Result<()> {
     let pool = args.db.pool().await?;
-    let cleared = task_instances::clear_task_instances(
-        &pool,
-        &args.dag_id,
-        Some(&args.run_id),
-        std::slice::from_ref(&args.task_id),
-        args.downstream,
-        false,
-        false,
-    )
-    .await?;
+    let request = ClearRequest {
+        dag_id: &args.dag_id,
+        run_id: Some(&args.run_id),
+        task_ids: std::slice::from_ref(&args.task_id),
+        include_downstream: args.downstream,
+        only_failed: false,
+        dry_run: false,
+        reset_dag_runs: true,
+    };
+    let cleared = clear_task_instances(&pool, &request).await?;
     for task in &cleared {
         println!("cleared {}/{}/{}", task.dag_id, task.run_id, task.task_id);
     }

@@ -7,13 +7,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
 use updraft_orchestrator::dag::folder::{load_paths, resolve_dag};
-use updraft_orchestrator::dag::local_run::{
-    CancellationToken, LocalRunOptions, LocalState, LocalTaskResult, parse_logical_date,
-    run_locally,
-};
 use updraft_orchestrator::dag::tasks::TRIGGER_RULES;
-use updraft_orchestrator::dag::{Dag, Schedule};
+use updraft_orchestrator::dag::{Dag, Schedule, TaskState, parse_logical_date};
+use updraft_orchestrator::engine::local::{LocalRunOptions, LocalTaskResult, run_locally};
 
 #[derive(Subcommand)]
 pub enum DagsCommand {
@@ -260,13 +258,11 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
     });
     println!("testing DAG `{}` ({} tasks)", dag.dag_id, dag.tasks.len());
     let registry = updraft_operators::builtin_registry();
-    let run = run_locally(&dag, &registry, options, cancel)
-        .await
-        .map_err(|message| anyhow::anyhow!(message))?;
+    let run = run_locally(&dag, &registry, options, cancel).await?;
     let failed = run
         .tasks
         .iter()
-        .filter(|task| matches!(task.state, LocalState::Failed | LocalState::UpstreamFailed))
+        .filter(|task| matches!(task.state, TaskState::Failed | TaskState::UpstreamFailed))
         .count();
     println!(
         "run {}: {} task(s), {failed} failed or upstream_failed",
@@ -288,7 +284,7 @@ fn print_result(result: &LocalTaskResult) {
     println!(
         "== {} {} in {:.2}s {detail}",
         result.task_id,
-        result.state.as_str(),
+        result.state,
         result.duration.as_secs_f64()
     );
     let _ = std::io::stdout().flush();

@@ -10,8 +10,8 @@ use clap::Args;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
+use updraft_orchestrator::engine::{Scheduler, SchedulerConfig};
 use updraft_orchestrator::processor::DagProcessor;
-use updraft_orchestrator::scheduler::{Scheduler, SchedulerConfig};
 use updraft_orchestrator::store::MIGRATOR;
 
 use crate::dag_runs::DbArgs;

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Scheduler, setup, wait_for_value};
-use updraft_orchestrator::store::runs::{TriggerRequest, trigger_run};
+use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
 
 const DAG: &str = "\
 dag_id: vanishing

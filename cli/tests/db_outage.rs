@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{Scheduler, setup, wait_for_value, wait_until};
 use testkit::proxy::TcpProxy;
-use updraft_orchestrator::store::runs::{TriggerRequest, trigger_run};
+use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
 
 const DAG: &str = "\
 dag_id: outage

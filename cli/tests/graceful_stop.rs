@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{Scheduler, setup, wait_for_value};
 use sqlx::PgPool;
-use updraft_orchestrator::store::runs::{TriggerRequest, trigger_run};
+use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
 
 fn dag(seconds: u32) -> String {
     format!(

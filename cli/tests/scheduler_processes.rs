@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
+use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
 use updraft_orchestrator::processor::DagProcessor;
-use updraft_orchestrator::store::runs::{TriggerRequest, trigger_run};
 
 struct Process(Child);
 

@@ -1,9 +1,17 @@
 //! Scheduler benchmark: empty-task DAGs through in-process schedulers on a fresh database.
 //!
-//! `cargo run --release -p updraft-orchestrator --example scheduler_bench -- [RUNS] [SCHEDULERS] [e2e|limit]`
-//! Prints JSON: task instances per second and handoff latency percentiles (downstream
-//! start_date − max(upstream end_date), from the database). `limit` runs only the claim and
-//! completion statements in a tight loop (the store's ceiling).
+//! `cargo run --release -p updraft-orchestrator --example scheduler_bench -- RUNS SCHEDULERS MODE`
+//! with MODE one of
+//! - `e2e`: RUNS runs mixing a 10-task chain, a fan-out/fan-in of 10 and 100 parallel tasks,
+//!   all triggered at once;
+//! - `chain`: RUNS runs of the 10-task chain, all at once;
+//! - `chain1`: RUNS runs of the 10-task chain, one after the other (a lone chain's hand-off);
+//! - `limit`: the engine's own claim and end-of-try statements in a tight loop over RUNS runs of
+//!   100 queued tasks, without decisions or hand-offs (what PostgreSQL can do here).
+//!
+//! Prints JSON: task instances per second, hand-off latency percentiles (downstream start_date
+//! − latest upstream end_date, from the database), and the CPU time PostgreSQL and this process
+//! spent per task instance.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,11 +21,14 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use updraft_orchestrator::executor::{CLAIM_SQL, Claimed};
+use updraft_orchestrator::dag::{Dag, RunState, TaskState};
+use updraft_orchestrator::engine::advance::start_queued_runs;
+use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
+use updraft_orchestrator::engine::{Scheduler, SchedulerConfig};
 use updraft_orchestrator::processor::DagProcessor;
-use updraft_orchestrator::scheduler::{Scheduler, SchedulerConfig};
-use updraft_orchestrator::store::runs::{TriggerRequest, trigger_run};
-use updraft_orchestrator::store::{DagCache, MIGRATOR};
+use updraft_orchestrator::store::runs::DagRunRow;
+use updraft_orchestrator::store::task_instances::{self, TryEnd};
+use updraft_orchestrator::store::{DagCache, MIGRATOR, runs};
 
 fn dags() -> Vec<(&'static str, String)> {
     let head = |id: &str| {
@@ -61,16 +72,49 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)]
 }
 
+/// CPU seconds (user + system) of this process, and of every PostgreSQL process of this
+/// machine (backends, and the ones that ended, through the postmaster's children times).
+fn cpu_seconds() -> (f64, f64) {
+    let ticks = 100.0; // USER_HZ on Linux
+    let fields = |stat: &str| -> Option<(String, Vec<u64>)> {
+        let open = stat.find('(')?;
+        let close = stat.rfind(')')?;
+        let comm = stat[open + 1..close].to_string();
+        let rest: Vec<u64> = stat[close + 2..]
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        Some((comm, rest))
+    };
+    let own = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| fields(&stat))
+        .map_or(0.0, |(_, f)| (f[11] + f[12]) as f64 / ticks);
+    let mut postgres = 0.0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if let Some((comm, f)) = fields(&stat)
+            && comm.starts_with("postgres")
+            && f.len() > 14
+        {
+            postgres += (f[11] + f[12] + f[13] + f[14]) as f64 / ticks;
+        }
+    }
+    (own, postgres)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let runs: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(60);
     let schedulers: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1);
     let mode = args.get(3).cloned().unwrap_or_else(|| "e2e".into());
-    let url = testkit::fresh_database("bench").await;
+    let database = testkit::fresh_database("bench").await;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(40)
-        .connect(&url)
+        .connect(&database)
         .await?;
     MIGRATOR.run(&pool).await?;
     let folder = std::env::temp_dir().join(testkit::unique_name("bench_dags"));
@@ -93,89 +137,100 @@ async fn main() -> anyhow::Result<()> {
         let scheduler = Scheduler::new(pool.clone(), Arc::clone(&registry), config);
         handles.push(tokio::spawn(scheduler.run(cancel.clone())));
     }
+    let (own_before, postgres_before) = cpu_seconds();
     let started = Instant::now();
+    let mut created: Vec<DagRunRow> = Vec::new();
     for index in 0..runs {
-        // `chain` mode: chains only, to measure hand-off without queueing behind wide DAGs.
-        let dag_id = if mode == "chain" {
-            "chain10"
-        } else {
-            ["chain10", "fan", "wide100"][index % 3]
+        let dag_id = match mode.as_str() {
+            // Chains only: hand-off without queueing behind wide DAGs.
+            "chain" | "chain1" => "chain10",
+            _ => ["chain10", "fan", "wide100"][index % 3],
         };
         let request = TriggerRequest {
             run_id: Some(format!("r{index}")),
             ..Default::default()
         };
-        trigger_run(&pool, dag_id, request).await?;
-    }
-    loop {
-        let unfinished: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM dag_run WHERE state IN ('queued', 'running')")
-                .fetch_one(&pool)
-                .await?;
-        if unfinished == 0 {
-            break;
+        created.push(trigger_run(&pool, dag_id, request).await?);
+        if mode == "chain1" {
+            wait_finished(&pool, &[created[index].id]).await?;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let ids: Vec<i64> = created.iter().map(|run| run.id).collect();
+    wait_finished(&pool, &ids).await?;
     let elapsed = started.elapsed().as_secs_f64();
+    let (own_after, postgres_after) = cpu_seconds();
     cancel.cancel();
     for handle in handles {
         let _ = handle.await;
     }
-    let tis: i64 = sqlx::query_scalar("SELECT count(*) FROM task_instance WHERE state = 'success'")
-        .fetch_one(&pool)
-        .await?;
-    let handoff = handoffs(&pool).await?;
-    let first_to_last: f64 = sqlx::query_scalar(
-        "SELECT extract(epoch FROM max(end_date) - min(start_date))::float8 FROM task_instance",
-    )
-    .fetch_one(&pool)
-    .await?;
+    let rows = task_instances::of_runs(&pool, &ids).await?;
+    let tis = rows
+        .iter()
+        .filter(|row| row.state == TaskState::Success)
+        .count();
+    let handoff = handoffs(&pool, &created, &rows).await?;
+    let cpu_ms = |seconds: f64| seconds * 1000.0 / tis.max(1) as f64;
     println!(
         "{}",
         json!({
             "mode": mode, "schedulers": schedulers, "runs": runs, "task_instances": tis,
             "elapsed_s": elapsed, "ti_per_s": tis as f64 / elapsed,
-            "ti_per_s_db_span": tis as f64 / first_to_last,
             "handoff_ms": {"count": handoff.len(), "p50": percentile(&handoff, 0.5),
                 "p95": percentile(&handoff, 0.95), "p99": percentile(&handoff, 0.99),
                 "max": percentile(&handoff, 1.0)},
+            "postgres_cpu_ms_per_ti": cpu_ms(postgres_after - postgres_before),
+            "updraft_cpu_ms_per_ti": cpu_ms(own_after - own_before),
         })
     );
     Ok(())
 }
 
-type Span = (DateTime<Utc>, DateTime<Utc>);
-type TiRow = (i64, String, DateTime<Utc>, DateTime<Utc>, i64);
+async fn wait_finished(pool: &PgPool, ids: &[i64]) -> anyhow::Result<()> {
+    loop {
+        let states = runs::states(pool, ids).await?;
+        if states.iter().all(|state| state.is_finished()) {
+            anyhow::ensure!(
+                states.iter().all(|state| *state == RunState::Success),
+                "a run failed"
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+type Span = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
 /// Downstream start − max(upstream end), in ms, for every task with upstream tasks.
-async fn handoffs(pool: &PgPool) -> anyhow::Result<Vec<f64>> {
+async fn handoffs(
+    pool: &PgPool,
+    created: &[DagRunRow],
+    rows: &[task_instances::TaskInstanceRow],
+) -> anyhow::Result<Vec<f64>> {
     let cache = DagCache::new();
-    let rows: Vec<TiRow> = sqlx::query_as(
-        "SELECT t.dag_run_id, t.task_id, t.start_date, t.end_date, r.dag_version_id \
-         FROM task_instance t JOIN dag_run r ON r.id = t.dag_run_id",
-    )
-    .fetch_all(pool)
-    .await?;
-    let mut by_run: HashMap<i64, HashMap<String, Span>> = HashMap::new();
-    let mut versions = HashMap::new();
-    for (run, task, start, end, version) in rows {
-        by_run.entry(run).or_default().insert(task, (start, end));
-        versions.insert(run, version);
+    let mut by_run: HashMap<i64, HashMap<&str, Span>> = HashMap::new();
+    for row in rows {
+        by_run
+            .entry(row.dag_run_id)
+            .or_default()
+            .insert(&row.task_id, (row.start_date, row.end_date));
     }
     let mut out = Vec::new();
-    for (run, tasks) in &by_run {
-        let dag = cache.get(pool, versions[run]).await?;
+    for run in created {
+        let dag: Arc<Dag> = cache.get(pool, run.dag_version_id).await?;
+        let Some(tasks) = by_run.get(&run.id) else {
+            continue;
+        };
         for task in &dag.tasks {
             let Some(latest_up) = task
                 .upstream
                 .iter()
-                .filter_map(|u| tasks.get(u).map(|t| t.1))
+                .filter_map(|u| tasks.get(u.as_str()).and_then(|t| t.1))
                 .max()
             else {
                 continue;
             };
-            if let Some((start, _)) = tasks.get(&task.task_id) {
+            if let Some((Some(start), _)) = tasks.get(task.task_id.as_str()) {
                 out.push((*start - latest_up).num_microseconds().unwrap_or(0) as f64 / 1000.0);
             }
         }
@@ -184,61 +239,53 @@ async fn handoffs(pool: &PgPool) -> anyhow::Result<Vec<f64>> {
     Ok(out)
 }
 
-/// The store's ceiling: claim 64 queued rows, complete each, repeat.
+/// The store's ceiling: the engine's claim of 64 queued task instances and its end of each
+/// try (`store::task_instances::claim` and `end_try`), repeated, with no decision or hand-off.
 async fn limit(pool: &PgPool, runs: usize) -> anyhow::Result<()> {
+    let cache = DagCache::new();
     for index in 0..runs {
         let request = TriggerRequest {
             run_id: Some(format!("l{index}")),
             ..Default::default()
         };
-        let run = trigger_run(pool, "wide100", request).await?;
-        let dag = DagCache::new();
-        let dag = dag.get(pool, run.dag_version_id).await?;
-        sqlx::query("UPDATE dag_run SET state = 'running' WHERE id = $1")
-            .bind(run.id)
-            .execute(pool)
-            .await?;
-        let ids: Vec<&str> = dag.tasks.iter().map(|t| t.task_id.as_str()).collect();
-        sqlx::query(
-            "INSERT INTO task_instance (dag_run_id, dag_id, run_id, task_id, operator, state, queued_at) \
-             SELECT $1, 'wide100', $2, t, 'empty', 'queued', now() FROM unnest($3::text[]) t",
-        )
-        .bind(run.id)
-        .bind(&run.run_id)
-        .bind(&ids)
-        .execute(pool)
-        .await?;
+        trigger_run(pool, "wide100", request).await?;
     }
+    // Starting the runs queues their tasks; no executor runs here.
+    start_queued_runs(pool, &cache, "wide100").await?;
+    let (own_before, postgres_before) = cpu_seconds();
     let started = Instant::now();
     let mut done = 0usize;
     loop {
-        let claimed: Vec<Claimed> = sqlx::query_as(CLAIM_SQL)
-            .bind("bench")
-            .bind(64i64)
-            .fetch_all(pool)
-            .await?;
+        let claimed = task_instances::claim(pool, "bench", 64).await?;
         if claimed.is_empty() {
             break;
         }
-        let tasks = claimed.iter().map(|c| {
-            sqlx::query(
-                "UPDATE task_instance SET state = 'success', end_date = now(), \
-                 duration = extract(epoch FROM now() - start_date), updated_at = now() \
-                 WHERE id = $1 AND owner = $2 AND state = 'running'",
-            )
-            .bind(c.id)
-            .bind("bench")
-            .execute(pool)
+        let ends = claimed.iter().map(|try_| async move {
+            let end = TryEnd {
+                task_instance_id: try_.id,
+                owner: "bench",
+                state: TaskState::Success,
+                rendered_config: None,
+                next_retry_at: None,
+                output: None,
+                read_back: &[],
+            };
+            task_instances::end_try(pool, &end).await
         });
-        for result in futures::future::join_all(tasks).await {
+        for result in futures::future::join_all(ends).await {
             result?;
         }
         done += claimed.len();
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let (own_after, postgres_after) = cpu_seconds();
+    let cpu_ms = |seconds: f64| seconds * 1000.0 / done.max(1) as f64;
     println!(
         "{}",
-        json!({"mode": "limit", "task_instances": done, "elapsed_s": elapsed, "ti_per_s": done as f64 / elapsed})
+        json!({"mode": "limit", "task_instances": done, "elapsed_s": elapsed,
+               "ti_per_s": done as f64 / elapsed,
+               "postgres_cpu_ms_per_ti": cpu_ms(postgres_after - postgres_before),
+               "updraft_cpu_ms_per_ti": cpu_ms(own_after - own_before)})
     );
     Ok(())
 }

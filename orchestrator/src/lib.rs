@@ -1,10 +1,9 @@
-//! Updraft's orchestrator: YAML file → parsed `Dag` → `DagRun` → task instances claimed →
-//! operator executes → state stored.
+//! Updraft's orchestrator: YAML file → parsed `Dag` (`dag/`) → DAG processor (`processor/`) →
+//! `DagRun` → task instances claimed → operator executes → state stored (`engine/`), all state
+//! in PostgreSQL (`store/`).
 
 pub mod dag;
-pub mod executor;
+pub mod engine;
 pub mod metrics;
 pub mod processor;
-pub mod scheduler;
 pub mod store;
-pub mod task_runner;

@@ -11,11 +11,11 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
 use updraft_operators::LogSink;
+use updraft_orchestrator::dag::TaskState;
 use updraft_orchestrator::dag::folder::resolve_dag;
-use updraft_orchestrator::dag::local_run::{
-    CancellationToken, LocalRunOptions, LocalState, run_locally,
-};
+use updraft_orchestrator::engine::local::{LocalRunOptions, run_locally};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -194,7 +194,7 @@ async fn user_automation_publishes_records_of_exactly_the_seeds_shape() {
         .await
         .unwrap();
 
-    let states: Vec<(&str, LocalState)> = run
+    let states: Vec<(&str, TaskState)> = run
         .tasks
         .iter()
         .map(|task| (task.task_id.as_str(), task.state))
@@ -202,8 +202,8 @@ async fn user_automation_publishes_records_of_exactly_the_seeds_shape() {
     assert_eq!(
         states,
         [
-            ("fetch_users", LocalState::Success),
-            ("stream_users", LocalState::Success)
+            ("fetch_users", TaskState::Success),
+            ("stream_users", TaskState::Success)
         ],
         "{:#?}\nlog: {:#?}",
         run.tasks,

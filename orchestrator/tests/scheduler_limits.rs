@@ -5,7 +5,7 @@ mod scheduler_support;
 
 use std::time::Duration;
 
-use updraft_orchestrator::store::runs::{TriggerRequest, trigger_run};
+use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
 
 use scheduler_support::{config, env};
 

@@ -5,8 +5,8 @@ mod scheduler_support;
 use std::time::Duration;
 
 use serde_json::{Map, json};
-use updraft_orchestrator::store::runs::{TriggerRequest, trigger_run};
-use updraft_orchestrator::store::task_instances::clear_task_instances;
+use updraft_orchestrator::engine::clear::{ClearRequest, clear_task_instances};
+use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
 
 use scheduler_support::{config, env};
 
@@ -90,17 +90,16 @@ async fn a_chain_runs_with_xcom_and_logs_per_try() {
             .unwrap();
     assert_eq!(rendered["command"], json!("echo got second line"));
     // Clear `two` with downstream: both run again with try 2, `one` keeps try 1.
-    let cleared = clear_task_instances(
-        &env.pool,
-        "chain",
-        Some(&run.run_id),
-        &["two".into()],
-        true,
-        false,
-        false,
-    )
-    .await
-    .unwrap();
+    let request = ClearRequest {
+        dag_id: "chain",
+        run_id: Some(&run.run_id),
+        task_ids: &["two".into()],
+        include_downstream: true,
+        only_failed: false,
+        dry_run: false,
+        reset_dag_runs: true,
+    };
+    let cleared = clear_task_instances(&env.pool, &request).await.unwrap();
     assert_eq!(cleared.len(), 2);
     env.wait_for(
         "SELECT count(*) FROM task_instance WHERE state = 'success' AND \

@@ -5,9 +5,9 @@ mod scheduler_support;
 use std::time::Duration;
 
 use chrono::{Days, Utc};
-use updraft_orchestrator::scheduler::Scheduler;
+use updraft_orchestrator::engine::Scheduler;
+use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
 use updraft_orchestrator::store::dags::set_paused;
-use updraft_orchestrator::store::runs::{TriggerRequest, trigger_run};
 
 use scheduler_support::{config, env};
 
@@ -211,7 +211,7 @@ async fn trigger_errors_are_typed() {
     if !testkit::require_postgres() {
         return;
     }
-    use updraft_orchestrator::store::runs::TriggerError;
+    use updraft_orchestrator::engine::trigger::TriggerError;
     let env = env("sched_trigger").await;
     env.write_dag(
         "p",

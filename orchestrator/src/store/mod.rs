@@ -1,27 +1,40 @@
-//! The PostgreSQL run store: typed reads and writes of DAGs, runs and task instances.
+//! The PostgreSQL run store: the only module that speaks SQL. One module per table or aggregate;
+//! rows are typed structs, states are the model's enums (mapped once, in `types.rs`), and every
+//! statement is checked against the schema at compile time (`sqlx::query!`, with the offline
+//! data in the workspace's `.sqlx/`).
+//!
+//! The store applies decisions; it does not make them. Which task runs next, when a run ends,
+//! when a run is due: those rules live in `crate::dag` and `crate::engine`, and reach the
+//! statements here as parameters.
 //!
 //! Every write that other processes must react to also runs `pg_notify` on one of the
 //! [`channels`], in the same transaction, so schedulers wake at once.
 
 pub mod dags;
+pub mod import_errors;
+pub mod logs;
+pub mod processes;
 pub mod runs;
-pub mod state;
 pub mod task_instances;
+mod types;
+pub mod variables;
 pub mod versions;
+pub mod xcom;
 
-pub use state::{RunState, TaskState, allowed, run_allowed};
 pub use versions::DagCache;
 
 /// The schema migrations in the workspace's `migrations/`, shared by the binary and the tests.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
-/// NOTIFY channels. Payloads are short texts named below.
+/// NOTIFY channels. Payloads are short texts named below. SQL never spells these names: they
+/// are bound from here.
 pub mod channels {
     /// A DAG changed (parsed, paused, unpaused): payload `dag_id`.
     pub const DAGS: &str = "updraft_dags";
-    /// A run was created, cleared or marked: payload `dag_id`.
+    /// A run was created, cleared or marked, or ended: payload `dag_id`.
     pub const RUNS: &str = "updraft_runs";
-    /// A task try ended without a local follow-up (retry due later, reaped): payload `dag_id`.
+    /// A task try ended without a local follow-up (retry due later, reaped, a slot freed in a
+    /// DAG with tasks waiting for one): payload `dag_id`.
     pub const TASKS: &str = "updraft_tasks";
     /// Task instances became `queued`: payload `dag_id`. Executors claim.
     pub const QUEUED: &str = "updraft_queued";
@@ -44,15 +57,44 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
+impl StoreError {
+    /// A connection-level failure (the database or the network away), not an error in the SQL:
+    /// worth retrying.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(error) => !matches!(
+                error,
+                sqlx::Error::Database(_)
+                    | sqlx::Error::RowNotFound
+                    | sqlx::Error::ColumnDecode { .. }
+                    | sqlx::Error::TypeNotFound { .. }
+                    | sqlx::Error::ColumnNotFound(_)
+                    | sqlx::Error::ColumnIndexOutOfBounds { .. }
+                    | sqlx::Error::Decode(_)
+                    | sqlx::Error::Encode(_)
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// `pg_notify(channel, payload)` on any executor (pool, connection or transaction).
 pub async fn notify<'e, E>(executor: E, channel: &str, payload: &str) -> Result<(), sqlx::Error>
 where
     E: sqlx::PgExecutor<'e>,
 {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(channel)
-        .bind(payload)
+    sqlx::query!("SELECT pg_notify($1, $2)", channel, payload)
         .execute(executor)
         .await
         .map(|_| ())
+}
+
+/// Waits for notifications on `channels` (a dedicated connection from `pool`'s options).
+pub async fn listen(
+    pool: &sqlx::PgPool,
+    channels: &[&str],
+) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen_all(channels.iter().copied()).await?;
+    Ok(listener)
 }

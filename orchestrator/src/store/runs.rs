@@ -1,83 +1,23 @@
-//! DAG runs: manual triggers, "mark success/failed", and run rows for the scheduler.
+//! `dag_run` rows: creation (scheduled, manual, backfill), starting within `max_active_runs`,
+//! the locks under which a run's tasks are decided, ends, marks and clears.
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
-use super::state::{TaskState, run_allowed};
-use super::{DagCache, StoreError, channels, notify};
-use crate::scheduler::timetable::manual_interval;
-use crate::task_runner::resolve_params;
+use crate::dag::{RunState, RunType, TaskState};
 
-pub use super::state::RunState;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunType {
-    Scheduled,
-    Manual,
-    Backfill,
-}
-
-impl RunType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunType::Scheduled => "scheduled",
-            RunType::Manual => "manual",
-            RunType::Backfill => "backfill",
-        }
-    }
-
-    /// Airflow's run id: `<type>__<logical date, RFC 3339>`.
-    pub fn run_id(self, logical_date: DateTime<Utc>) -> String {
-        format!("{}__{}", self.as_str(), logical_date.to_rfc3339())
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct TriggerRequest {
-    /// Default `manual__<logical_date RFC 3339>`.
-    pub run_id: Option<String>,
-    /// Default now.
-    pub logical_date: Option<DateTime<Utc>>,
-    /// Validated against the DAG's params (types); stored as given.
-    pub conf: Map<String, Value>,
-    pub note: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum TriggerError {
-    #[error("DAG `{0}` not found")]
-    UnknownDag(String),
-    #[error("a run with run_id `{0}` already exists")]
-    DuplicateRunId(String),
-    #[error("a run with logical date {0} already exists")]
-    DuplicateLogicalDate(DateTime<Utc>),
-    #[error("invalid conf: {0}")]
-    InvalidConf(String),
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-}
-
-impl From<StoreError> for TriggerError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Database(error) => TriggerError::Database(error),
-            // A DAG whose stored version cannot be read cannot be triggered.
-            other => TriggerError::UnknownDag(other.to_string()),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
-pub struct DagRunRecord {
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DagRunRow {
     pub id: i64,
     pub dag_id: String,
     pub run_id: String,
-    pub run_type: String,
+    pub run_type: RunType,
     pub logical_date: DateTime<Utc>,
     pub data_interval_start: DateTime<Utc>,
     pub data_interval_end: DateTime<Utc>,
-    pub state: String,
+    pub state: RunState,
     pub conf: Value,
     pub note: Option<String>,
     pub dag_version_id: i64,
@@ -86,231 +26,341 @@ pub struct DagRunRecord {
     pub end_date: Option<DateTime<Utc>>,
 }
 
-pub(crate) const RUN_COLUMNS: &str = "id, dag_id, run_id, run_type, logical_date, \
-    data_interval_start, data_interval_end, state, conf, note, dag_version_id, queued_at, \
-    start_date, end_date";
-
 /// A new run row, always `queued`: the scheduler starts it when `max_active_runs` allows.
 pub struct NewRun<'a> {
     pub dag_id: &'a str,
     pub run_id: &'a str,
     pub run_type: RunType,
     pub logical_date: DateTime<Utc>,
-    pub interval: (DateTime<Utc>, DateTime<Utc>),
+    pub data_interval: (DateTime<Utc>, DateTime<Utc>),
     pub conf: &'a Map<String, Value>,
     pub note: Option<&'a str>,
     pub dag_version_id: i64,
 }
 
-/// Inserts a run; `Ok(None)` when the run id or logical date is taken (unique constraints).
-pub(crate) async fn insert_run<'e, E>(
-    executor: E,
+#[derive(Debug, thiserror::Error)]
+pub enum InsertRunError {
+    #[error("a run with run_id `{0}` already exists")]
+    DuplicateRunId(String),
+    #[error("a run with logical date {0} already exists")]
+    DuplicateLogicalDate(DateTime<Utc>),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Inserts a run; a taken run id or logical date (unique constraints) is a typed error.
+pub async fn insert(
+    conn: &mut PgConnection,
     run: &NewRun<'_>,
-) -> Result<Result<DagRunRecord, TriggerError>, sqlx::Error>
-where
-    E: sqlx::PgExecutor<'e>,
-{
-    let sql = format!(
-        "INSERT INTO dag_run (dag_id, run_id, run_type, logical_date, data_interval_start, \
-         data_interval_end, state, conf, note, dag_version_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9) RETURNING {RUN_COLUMNS}"
-    );
-    let result = sqlx::query_as::<_, DagRunRecord>(sqlx::AssertSqlSafe(sql))
-        .bind(run.dag_id)
-        .bind(run.run_id)
-        .bind(run.run_type.as_str())
-        .bind(run.logical_date)
-        .bind(run.interval.0)
-        .bind(run.interval.1)
-        .bind(Value::Object(run.conf.clone()))
-        .bind(run.note)
-        .bind(run.dag_version_id)
-        .fetch_one(executor)
-        .await;
+) -> Result<DagRunRow, InsertRunError> {
+    let result = sqlx::query_as!(
+        DagRunRow,
+        r#"INSERT INTO dag_run (dag_id, run_id, run_type, logical_date, data_interval_start,
+                               data_interval_end, state, conf, note, dag_version_id)
+           VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9)
+           RETURNING id, dag_id, run_id, run_type AS "run_type: RunType", logical_date,
+                     data_interval_start, data_interval_end, state AS "state: RunState", conf,
+                     note, dag_version_id, queued_at, start_date, end_date"#,
+        run.dag_id,
+        run.run_id,
+        run.run_type as _,
+        run.logical_date,
+        run.data_interval.0,
+        run.data_interval.1,
+        Value::Object(run.conf.clone()),
+        run.note,
+        run.dag_version_id,
+    )
+    .fetch_one(conn)
+    .await;
     match result {
-        Ok(record) => Ok(Ok(record)),
+        Ok(row) => Ok(row),
         Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
             let on_date = error
                 .constraint()
-                .is_some_and(|c| c.contains("logical_date"));
-            Ok(Err(if on_date {
-                TriggerError::DuplicateLogicalDate(run.logical_date)
+                .is_some_and(|constraint| constraint.contains("logical_date"));
+            Err(if on_date {
+                InsertRunError::DuplicateLogicalDate(run.logical_date)
             } else {
-                TriggerError::DuplicateRunId(run.run_id.to_string())
-            }))
+                InsertRunError::DuplicateRunId(run.run_id.to_string())
+            })
         }
-        Err(error) => Err(error),
+        Err(error) => Err(error.into()),
     }
 }
 
-/// Creates a manual run (queued) pinned to the DAG's latest version, and wakes the schedulers.
-/// Paused DAGs accept triggers; their runs start once unpaused (as Airflow).
-pub async fn trigger_run(
-    pool: &PgPool,
-    dag_id: &str,
-    request: TriggerRequest,
-) -> Result<DagRunRecord, TriggerError> {
-    trigger_with_type(pool, dag_id, request, RunType::Manual).await
-}
-
-pub(crate) async fn trigger_with_type(
-    pool: &PgPool,
-    dag_id: &str,
-    request: TriggerRequest,
-    run_type: RunType,
-) -> Result<DagRunRecord, TriggerError> {
-    let cache = DagCache::new();
-    let (version_id, dag) = super::versions::latest(pool, &cache, dag_id)
-        .await?
-        .ok_or_else(|| TriggerError::UnknownDag(dag_id.to_string()))?;
-    resolve_params(&dag, &request.conf).map_err(TriggerError::InvalidConf)?;
-    // PostgreSQL keeps microseconds: round now so the run id matches the stored date.
-    let logical_date = request
-        .logical_date
-        .unwrap_or_else(|| Utc::now().trunc_subsecs(6));
-    let run_id = request
-        .run_id
-        .clone()
-        .filter(|id| !id.trim().is_empty())
-        .unwrap_or_else(|| run_type.run_id(logical_date));
-    let interval = match run_type {
-        RunType::Manual => manual_interval(&dag, logical_date),
-        // Backfill runs cover the schedule's interval starting at the logical date.
-        _ => crate::scheduler::timetable::interval_starting_at(&dag, logical_date),
-    };
-    let mut tx = pool.begin().await?;
-    let record = insert_run(
-        &mut *tx,
-        &NewRun {
-            dag_id,
-            run_id: &run_id,
-            run_type,
-            logical_date,
-            interval,
-            conf: &request.conf,
-            note: request.note.as_deref(),
-            dag_version_id: version_id,
-        },
+/// Inserts a scheduled run unless its logical date is taken (another scheduler created it, or
+/// a manual run holds that date); whether it was inserted.
+pub async fn insert_scheduled(
+    conn: &mut PgConnection,
+    run: &NewRun<'_>,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query!(
+        "INSERT INTO dag_run (dag_id, run_id, run_type, logical_date, data_interval_start,
+                              data_interval_end, state, dag_version_id)
+         VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7) ON CONFLICT DO NOTHING",
+        run.dag_id,
+        run.run_id,
+        run.run_type as _,
+        run.logical_date,
+        run.data_interval.0,
+        run.data_interval.1,
+        run.dag_version_id,
     )
-    .await??;
-    notify(&mut *tx, channels::RUNS, dag_id).await?;
-    tx.commit().await?;
-    tracing::info!(dag_id, run_id = %record.run_id, "run triggered");
-    Ok(record)
-}
-
-pub async fn get_run(
-    pool: &PgPool,
-    dag_id: &str,
-    run_id: &str,
-) -> Result<Option<DagRunRecord>, StoreError> {
-    let sql = format!("SELECT {RUN_COLUMNS} FROM dag_run WHERE dag_id = $1 AND run_id = $2");
-    Ok(sqlx::query_as::<_, DagRunRecord>(sqlx::AssertSqlSafe(sql))
-        .bind(dag_id)
-        .bind(run_id)
-        .fetch_optional(pool)
-        .await?)
-}
-
-/// Airflow's "mark success/failed/queued": success sets every unfinished task to success;
-/// failed sets running tries to failed and other unfinished tasks to skipped; queued only
-/// changes the run. `Ok(None)` when the run does not exist.
-pub async fn set_run_state(
-    pool: &PgPool,
-    dag_id: &str,
-    run_id: &str,
-    state: RunState,
-) -> Result<Option<DagRunRecord>, StoreError> {
-    let mut tx = pool.begin().await?;
-    let current: Option<(i64, String)> = sqlx::query_as(
-        "SELECT id, state FROM dag_run WHERE dag_id = $1 AND run_id = $2 FOR UPDATE",
-    )
-    .bind(dag_id)
-    .bind(run_id)
-    .fetch_optional(&mut *tx)
+    .execute(conn)
     .await?;
-    let Some((id, current)) = current else {
-        return Ok(None);
-    };
-    let from: RunState = current.parse().map_err(|_| StoreError::InvalidTransition {
-        what: format!("run {dag_id}/{run_id}"),
-        from: current.clone(),
-        to: state.to_string(),
-    })?;
-    if from != state && !run_allowed(from, state) {
-        return Err(StoreError::InvalidTransition {
-            what: format!("run {dag_id}/{run_id}"),
-            from: current,
-            to: state.to_string(),
-        });
-    }
-    let unfinished: Vec<&str> = TaskState::ALL
-        .into_iter()
-        .filter(|s| !s.is_finished())
-        .map(TaskState::as_str)
-        .collect();
-    match state {
-        RunState::Success => {
-            sqlx::query(
-                "UPDATE task_instance SET state = 'success', end_date = now(), owner = NULL, \
-                 updated_at = now() WHERE dag_run_id = $1 AND state = ANY($2)",
-            )
-            .bind(id)
-            .bind(&unfinished)
-            .execute(&mut *tx)
-            .await?;
-        }
-        RunState::Failed => {
-            sqlx::query(
-                "UPDATE task_instance SET state = CASE WHEN state = 'running' THEN 'failed' \
-                 ELSE 'skipped' END, end_date = now(), owner = NULL, updated_at = now() \
-                 WHERE dag_run_id = $1 AND state = ANY($2)",
-            )
-            .bind(id)
-            .bind(&unfinished)
-            .execute(&mut *tx)
-            .await?;
-        }
-        RunState::Queued | RunState::Running => {}
-    }
-    let end = if state.is_finished() { "now()" } else { "NULL" };
-    let sql = format!(
-        "UPDATE dag_run SET state = $2, end_date = {end}, updated_at = now() WHERE id = $1 \
-         RETURNING {RUN_COLUMNS}"
-    );
-    let record = sqlx::query_as::<_, DagRunRecord>(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .bind(state.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-    notify(&mut *tx, channels::RUNS, dag_id).await?;
-    tx.commit().await?;
-    Ok(Some(record))
+    Ok(inserted.rows_affected() > 0)
 }
 
-/// Creates `backfill` runs for every scheduled interval starting in `[start, end]` (logical
-/// dates already taken are skipped), pinned to the latest version; schedulers run them.
-pub async fn create_backfill(
+pub async fn get(
     pool: &PgPool,
     dag_id: &str,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> Result<Vec<DagRunRecord>, TriggerError> {
-    let cache = DagCache::new();
-    let (_, dag) = super::versions::latest(pool, &cache, dag_id)
-        .await?
-        .ok_or_else(|| TriggerError::UnknownDag(dag_id.to_string()))?;
-    let mut created = Vec::new();
-    for logical_date in crate::scheduler::timetable::ticks_between(&dag, start, end) {
-        let request = TriggerRequest {
-            logical_date: Some(logical_date),
-            ..TriggerRequest::default()
-        };
-        match trigger_with_type(pool, dag_id, request, RunType::Backfill).await {
-            Ok(record) => created.push(record),
-            Err(TriggerError::DuplicateLogicalDate(_) | TriggerError::DuplicateRunId(_)) => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(created)
+    run_id: &str,
+) -> Result<Option<DagRunRow>, sqlx::Error> {
+    sqlx::query_as!(
+        DagRunRow,
+        r#"SELECT id, dag_id, run_id, run_type AS "run_type: RunType", logical_date,
+                  data_interval_start, data_interval_end, state AS "state: RunState", conf, note,
+                  dag_version_id, queued_at, start_date, end_date
+             FROM dag_run WHERE dag_id = $1 AND run_id = $2"#,
+        dag_id,
+        run_id,
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// The states of the given runs (by id), for waiting on them.
+pub async fn states(pool: &PgPool, ids: &[i64]) -> Result<Vec<RunState>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT state AS "state: RunState" FROM dag_run WHERE id = ANY($1)"#,
+        ids
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// The data interval of the DAG's latest scheduled run.
+pub async fn last_scheduled_interval(
+    conn: &mut PgConnection,
+    dag_id: &str,
+) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, sqlx::Error> {
+    let row = sqlx::query!(
+        "SELECT data_interval_start, data_interval_end FROM dag_run
+          WHERE dag_id = $1 AND run_type = 'scheduled' ORDER BY logical_date DESC LIMIT 1",
+        dag_id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|row| (row.data_interval_start, row.data_interval_end)))
+}
+
+/// A run that has just started.
+#[derive(Debug, Clone)]
+pub struct StartedRun {
+    pub id: i64,
+    pub run_id: String,
+    pub dag_version_id: i64,
+}
+
+/// Starts the DAG's oldest queued runs, up to `max_active_runs` running at once. The caller
+/// holds the DAG row's lock.
+pub async fn start_queued(
+    conn: &mut PgConnection,
+    dag_id: &str,
+    max_active_runs: i32,
+) -> Result<Vec<StartedRun>, sqlx::Error> {
+    sqlx::query_as!(
+        StartedRun,
+        "UPDATE dag_run SET state = 'running', start_date = coalesce(start_date, now()),
+                updated_at = now()
+          WHERE id IN (
+            SELECT id FROM dag_run WHERE dag_id = $1 AND state = 'queued'
+             ORDER BY logical_date
+             LIMIT greatest(0, $2 - (SELECT count(*) FROM dag_run
+                                      WHERE dag_id = $1 AND state = 'running')))
+          RETURNING id, run_id, dag_version_id",
+        dag_id,
+        i64::from(max_active_runs),
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// A run locked while its tasks are decided from scratch.
+#[derive(Debug, Clone)]
+pub struct LockedRun {
+    pub dag_id: String,
+    pub run_id: String,
+    pub state: RunState,
+    pub clear_number: i32,
+    pub dag_version_id: i64,
+    /// The DAG's current limits.
+    pub max_active_tasks: i32,
+    pub max_active_runs: i32,
+}
+
+/// Locks a run (`FOR UPDATE`): hand-offs, clears and marks of it wait until the caller commits.
+pub async fn lock(conn: &mut PgConnection, id: i64) -> Result<Option<LockedRun>, sqlx::Error> {
+    sqlx::query_as!(
+        LockedRun,
+        r#"SELECT r.dag_id, r.run_id, r.state AS "state: RunState", r.clear_number,
+                  r.dag_version_id, d.max_active_tasks, d.max_active_runs
+             FROM dag_run r JOIN dag d ON d.dag_id = r.dag_id
+            WHERE r.id = $1 FOR UPDATE OF r"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Stores how many of a locked run's task instances are unfinished.
+pub async fn set_unfinished(
+    conn: &mut PgConnection,
+    id: i64,
+    unfinished: i32,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE dag_run SET unfinished_tasks = $2 WHERE id = $1",
+        id,
+        unfinished
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Ends a locked running run with `state`.
+pub async fn finish(
+    conn: &mut PgConnection,
+    id: i64,
+    state: RunState,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE dag_run SET state = $2, end_date = now(), updated_at = now(), unfinished_tasks = 0
+          WHERE id = $1 AND state = 'running'",
+        id,
+        state as _,
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Locks a run by its ids for a user's mark: its row id and state.
+pub async fn lock_by_run_id(
+    conn: &mut PgConnection,
+    dag_id: &str,
+    run_id: &str,
+) -> Result<Option<(i64, RunState)>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT id, state AS "state: RunState" FROM dag_run
+            WHERE dag_id = $1 AND run_id = $2 FOR UPDATE"#,
+        dag_id,
+        run_id,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|row| (row.id, row.state)))
+}
+
+/// Sets a locked run's state (a user's mark): a finished state ends it, `queued` reopens it.
+pub async fn set_state(
+    conn: &mut PgConnection,
+    id: i64,
+    state: RunState,
+) -> Result<DagRunRow, sqlx::Error> {
+    sqlx::query_as!(
+        DagRunRow,
+        r#"UPDATE dag_run SET state = $2, updated_at = now(), clear_number = clear_number + 1,
+                  end_date = CASE WHEN $3 THEN now() END
+            WHERE id = $1
+        RETURNING id, dag_id, run_id, run_type AS "run_type: RunType", logical_date,
+                  data_interval_start, data_interval_end, state AS "state: RunState", conf, note,
+                  dag_version_id, queued_at, start_date, end_date"#,
+        id,
+        state as _,
+        state.is_finished(),
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// A run locked for a clear.
+#[derive(Debug, Clone)]
+pub struct RunToClear {
+    pub id: i64,
+    pub run_id: String,
+    pub state: RunState,
+    pub dag_version_id: i64,
+}
+
+/// Locks the DAG's runs (one, or all when `run_id` is `None`) in id order, as schedulers lock a
+/// run before deciding its tasks.
+pub async fn lock_for_clear(
+    conn: &mut PgConnection,
+    dag_id: &str,
+    run_id: Option<&str>,
+) -> Result<Vec<RunToClear>, sqlx::Error> {
+    sqlx::query_as!(
+        RunToClear,
+        r#"SELECT id, run_id, state AS "state: RunState", dag_version_id FROM dag_run
+            WHERE dag_id = $1 AND ($2::text IS NULL OR run_id = $2) ORDER BY id FOR UPDATE"#,
+        dag_id,
+        run_id,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// After a clear: decisions taken before it are void (`clear_number`), and with `requeue` the
+/// runs go back to `queued` so the scheduler runs the cleared tasks (Airflow's
+/// `reset_dag_runs`).
+pub async fn mark_cleared(
+    conn: &mut PgConnection,
+    ids: &[i64],
+    requeue: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE dag_run SET clear_number = clear_number + 1, updated_at = now(),
+                state = CASE WHEN $2 THEN 'queued' ELSE state END,
+                end_date = CASE WHEN $2 THEN NULL ELSE end_date END
+          WHERE id = ANY($1)",
+        ids,
+        requeue,
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// DAGs with runs waiting to start.
+pub async fn dags_with_queued_runs(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar!("SELECT DISTINCT dag_id FROM dag_run WHERE state = 'queued'")
+        .fetch_all(pool)
+        .await
+}
+
+/// A run the sweep looks at.
+#[derive(Debug, Clone)]
+pub struct RunRef {
+    pub id: i64,
+    pub dag_id: String,
+}
+
+/// Running runs with nothing in flight: a hand-off was lost (a process died between a try's
+/// end and its downstream decision), or the run is over and not ended yet.
+pub async fn stalled(pool: &PgPool) -> Result<Vec<RunRef>, sqlx::Error> {
+    let in_flight: Vec<TaskState> = TaskState::ALL
+        .into_iter()
+        .filter(|state| state.is_in_flight())
+        .collect();
+    sqlx::query_as!(
+        RunRef,
+        "SELECT r.id, r.dag_id FROM dag_run r WHERE r.state = 'running' AND NOT EXISTS (
+           SELECT 1 FROM task_instance t WHERE t.dag_run_id = r.id AND t.state = ANY($1))",
+        &in_flight as _,
+    )
+    .fetch_all(pool)
+    .await
 }

@@ -1,9 +1,11 @@
-//! Parsed DAG versions, cached by id: a version never changes once written.
+//! `dag_version` rows: every distinct parsed form of a DAG. Runs point at the version they
+//! started with; a version never changes once written, so parsed versions are cached by id.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use sqlx::PgPool;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
 
 use super::StoreError;
 use crate::dag::Dag;
@@ -26,18 +28,12 @@ impl DagCache {
         if let Some(dag) = self.cached(version_id) {
             return Ok(dag);
         }
-        let snapshot: Option<serde_json::Value> =
-            sqlx::query_scalar("SELECT snapshot FROM dag_version WHERE id = $1")
-                .bind(version_id)
-                .fetch_optional(executor)
-                .await?;
         let snapshot =
-            snapshot.ok_or_else(|| StoreError::NotFound(format!("DAG version {version_id}")))?;
-        let dag = Dag::from_snapshot(&snapshot).map_err(|error| StoreError::Snapshot {
-            version_id,
-            message: error.to_string(),
-        })?;
-        let dag = Arc::new(dag);
+            sqlx::query_scalar!("SELECT snapshot FROM dag_version WHERE id = $1", version_id)
+                .fetch_optional(executor)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("DAG version {version_id}")))?;
+        let dag = Arc::new(parse_snapshot(version_id, &snapshot)?);
         if let Ok(mut versions) = self.versions.lock() {
             versions.insert(version_id, Arc::clone(&dag));
         }
@@ -52,19 +48,80 @@ impl DagCache {
     }
 }
 
-/// The latest version of a DAG: (version id, parsed DAG).
+fn parse_snapshot(version_id: i64, snapshot: &Value) -> Result<Dag, StoreError> {
+    Dag::from_snapshot(snapshot).map_err(|error| StoreError::Snapshot {
+        version_id,
+        message: error.to_string(),
+    })
+}
+
+/// The latest version of a DAG: (version id, parsed DAG); `None` for an unknown DAG.
 pub async fn latest(
     pool: &PgPool,
     cache: &DagCache,
     dag_id: &str,
 ) -> Result<Option<(i64, Arc<Dag>)>, StoreError> {
-    let version: Option<Option<i64>> =
-        sqlx::query_scalar("SELECT latest_version_id FROM dag WHERE dag_id = $1")
-            .bind(dag_id)
-            .fetch_optional(pool)
-            .await?;
+    let version = sqlx::query_scalar!(
+        "SELECT latest_version_id FROM dag WHERE dag_id = $1",
+        dag_id
+    )
+    .fetch_optional(pool)
+    .await?;
     match version.flatten() {
         Some(id) => Ok(Some((id, cache.get(pool, id).await?))),
         None => Ok(None),
     }
+}
+
+/// The latest version of a DAG as stored: its snapshot, YAML source and number.
+#[derive(Debug, Clone)]
+pub struct LatestVersion {
+    pub version_number: i32,
+    pub dag: Dag,
+    pub source: String,
+}
+
+pub async fn latest_with_source(
+    pool: &PgPool,
+    dag_id: &str,
+) -> Result<Option<LatestVersion>, StoreError> {
+    let row = sqlx::query!(
+        "SELECT v.id, v.snapshot, v.source, v.version_number
+           FROM dag d JOIN dag_version v ON v.id = d.latest_version_id
+          WHERE d.dag_id = $1",
+        dag_id
+    )
+    .fetch_optional(pool)
+    .await?;
+    row.map(|row| {
+        Ok(LatestVersion {
+            version_number: row.version_number,
+            dag: parse_snapshot(row.id, &row.snapshot)?,
+            source: row.source,
+        })
+    })
+    .transpose()
+}
+
+/// Records `dag`'s version (a file edited back to an earlier content reuses that version);
+/// returns its id.
+pub async fn record(
+    conn: &mut PgConnection,
+    dag: &Dag,
+    source_hash: &str,
+    source: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        "INSERT INTO dag_version (dag_id, version_number, source_hash, snapshot, source)
+         SELECT $1, COALESCE(MAX(version_number), 0) + 1, $2, $3, $4
+           FROM dag_version WHERE dag_id = $1
+         ON CONFLICT (dag_id, source_hash) DO UPDATE SET source_hash = EXCLUDED.source_hash
+         RETURNING id",
+        dag.dag_id,
+        source_hash,
+        dag.snapshot(),
+        source,
+    )
+    .fetch_one(conn)
+    .await
 }

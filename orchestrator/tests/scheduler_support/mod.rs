@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use updraft_orchestrator::engine::{Scheduler, SchedulerConfig};
 use updraft_orchestrator::processor::DagProcessor;
-use updraft_orchestrator::scheduler::{Scheduler, SchedulerConfig};
 use updraft_orchestrator::store::MIGRATOR;
 
 pub struct Env {

@@ -5,8 +5,10 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgPool;
+use updraft_orchestrator::dag::RunState;
+use updraft_orchestrator::engine::clear::{ClearRequest, clear_task_instances, mark_run};
+use updraft_orchestrator::engine::trigger::{TriggerError, TriggerRequest, trigger_run};
 use updraft_orchestrator::store::StoreError;
-use updraft_orchestrator::store::runs::{self, RunState, TriggerError, TriggerRequest};
 
 use super::dags::fetch_dag;
 use super::models::{
@@ -183,7 +185,7 @@ pub async fn trigger(pool: &PgPool, dag_id: &str, request: TriggerRequest) -> Ap
     if let Some(run_id) = &request.run_id {
         check_run_id(run_id)?;
     }
-    match runs::trigger_run(pool, dag_id, request).await {
+    match trigger_run(pool, dag_id, request).await {
         Ok(record) => Ok(record.run_id),
         Err(TriggerError::UnknownDag(id)) => Err(AppError::not_found(format!(
             "DAG with dag_id: '{id}' not found"
@@ -195,8 +197,8 @@ pub async fn trigger(pool: &PgPool, dag_id: &str, request: TriggerRequest) -> Ap
             "DAGRun with DAG ID: '{dag_id}' and DAGRun logical date: '{}' already exists",
             date.to_rfc3339()
         ))),
-        Err(TriggerError::InvalidConf(message)) => Err(AppError::BadRequest(message)),
-        Err(TriggerError::Database(error)) => Err(AppError::Database(error)),
+        Err(TriggerError::InvalidConf(error)) => Err(AppError::BadRequest(error.to_string())),
+        Err(TriggerError::Store(error)) => Err(store_error(error)),
     }
 }
 
@@ -235,7 +237,7 @@ pub async fn patch_dag_run(
     user.require(Role::Op)?;
     let run_state = parse_settable_state(&body.state)?;
     fetch_run(&state.pool, &dag_id, &run_id).await?;
-    runs::set_run_state(&state.pool, &dag_id, &run_id, run_state)
+    mark_run(&state.pool, &dag_id, &run_id, run_state)
         .await
         .map_err(store_error)?;
     Ok(Json(fetch_run(&state.pool, &dag_id, &run_id).await?.into()))
@@ -298,17 +300,18 @@ pub async fn post_clear_task_instances(
             .await?
         }
     };
-    let cleared = updraft_orchestrator::store::task_instances::clear_task_instances(
-        &state.pool,
-        &dag_id,
-        body.dag_run_id.as_deref(),
-        &task_ids,
-        body.include_downstream,
-        body.only_failed,
-        body.dry_run,
-    )
-    .await
-    .map_err(store_error)?;
+    let request = ClearRequest {
+        dag_id: &dag_id,
+        run_id: body.dag_run_id.as_deref(),
+        task_ids: &task_ids,
+        include_downstream: body.include_downstream,
+        only_failed: body.only_failed,
+        dry_run: body.dry_run,
+        reset_dag_runs: body.reset_dag_runs,
+    };
+    let cleared = clear_task_instances(&state.pool, &request)
+        .await
+        .map_err(store_error)?;
     // One query for the logical dates of the runs touched.
     let run_ids: Vec<&str> = cleared.iter().map(|task| task.run_id.as_str()).collect();
     let dates: std::collections::HashMap<String, DateTime<Utc>> = sqlx::query_as(

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use updraft_orchestrator::dag::Dag;
-use updraft_orchestrator::store::runs::TriggerRequest;
+use updraft_orchestrator::engine::trigger::TriggerRequest;
 
 use super::graph::{GraphNode, render_svg};
 use super::{Frame, PageResult, enc, fmt_date, render, safe_next};

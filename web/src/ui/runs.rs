@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
-use updraft_orchestrator::store::runs as store_runs;
+use updraft_orchestrator::engine::clear::{ClearRequest, clear_task_instances, mark_run};
 
 use super::{Frame, PageResult, enc, fmt_date, fmt_duration, render};
 use crate::AppState;
@@ -151,17 +151,18 @@ pub async fn clear(
         return Err(AppError::BadRequest("task_id must not contain NUL".into()).into());
     }
     fetch_ti(&state.pool, &dag_id, &run_id, &form.task_id).await?;
-    updraft_orchestrator::store::task_instances::clear_task_instances(
-        &state.pool,
-        &dag_id,
-        Some(&run_id),
-        std::slice::from_ref(&form.task_id),
-        form.downstream.as_deref() == Some("true"),
-        false,
-        false,
-    )
-    .await
-    .map_err(store_error)?;
+    let request = ClearRequest {
+        dag_id: &dag_id,
+        run_id: Some(&run_id),
+        task_ids: std::slice::from_ref(&form.task_id),
+        include_downstream: form.downstream.as_deref() == Some("true"),
+        only_failed: false,
+        dry_run: false,
+        reset_dag_runs: true,
+    };
+    clear_task_instances(&state.pool, &request)
+        .await
+        .map_err(store_error)?;
     Ok(Redirect::to(&format!("/dags/{}/runs/{}", enc(&dag_id), enc(&run_id))).into_response())
 }
 
@@ -181,7 +182,7 @@ pub async fn mark(
     user.require(Role::Op)?;
     let target = parse_settable_state(&form.state)?;
     fetch_run(&state.pool, &dag_id, &run_id).await?;
-    store_runs::set_run_state(&state.pool, &dag_id, &run_id, target)
+    mark_run(&state.pool, &dag_id, &run_id, target)
         .await
         .map_err(store_error)?;
     Ok(Redirect::to(&format!("/dags/{}/runs/{}", enc(&dag_id), enc(&run_id))).into_response())

@@ -215,10 +215,10 @@ impl Ctx {
     /// Triggers a run through the store and gives it task instances (what the scheduler would do),
     /// with a log line and an XCom on `extract`.
     pub async fn run_with_tis(&self, run_id: &str) -> i64 {
-        let record = updraft_orchestrator::store::runs::trigger_run(
+        let record = updraft_orchestrator::engine::trigger::trigger_run(
             &self.pool,
             "web_demo",
-            updraft_orchestrator::store::runs::TriggerRequest {
+            updraft_orchestrator::engine::trigger::TriggerRequest {
                 run_id: Some(run_id.to_string()),
                 ..Default::default()
             },

@@ -1,0 +1,308 @@
+//! Advance: after something changed in a run (it started, a try ended, it was cleared), decide
+//! its `none` tasks ([`decide_run`]) and apply the decisions, queue what is ready within
+//! `max_active_tasks`, end the run when nothing is left, and start the DAG's next queued runs.
+//!
+//! Two paths apply decisions, with the same rules:
+//! - [`decide_run_fully`]: the run locked, all its states read, every decision applied and its
+//!   unfinished count set. Runs that start, the sweep's stalled runs, clears, and any run where
+//!   a decision finished a task (skips and upstream failures propagate) take this path.
+//! - [`after_try`]: the executor's hand-off, without a lock. The end of a try lowered the run's
+//!   unfinished count under the run row's lock, so the ends of one run are serialised there;
+//!   an end that finds another one committed after the states it read reads them again. So the
+//!   last end before a task becomes decidable always sees every upstream state, and the end that
+//!   brings the count to zero ends the run. Decisions are final once taken (trigger rules decide
+//!   early only when later states cannot change the outcome), and a clear or mark voids those
+//!   in flight (`clear_number`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use super::decide::{decide_run, inputs_of_downstream};
+use crate::dag::{Dag, RunState, TaskState};
+use crate::store::task_instances::{self, Decided, Decisions, TaskStateRow, TryEnded};
+use crate::store::{DagCache, StoreError, channels, dags, notify, runs};
+
+/// Whether `max_active_tasks` can ever bind: it cannot when all the runs `max_active_runs`
+/// allows, with every task active at once, stay within it. Unbounded DAGs hand off without
+/// the per-DAG queueing lock.
+pub fn limit_may_bind(max_active_tasks: i32, max_active_runs: i32, tasks: usize) -> bool {
+    let most_active = i64::from(max_active_runs).saturating_mul(tasks as i64);
+    most_active > i64::from(max_active_tasks)
+}
+
+/// What [`decide_run_fully`] did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunDecided {
+    /// The run ended with this state.
+    pub run_end: Option<RunState>,
+    /// Tasks became ready in a DAG whose `max_active_tasks` may bind: they wait as `scheduled`
+    /// until the caller queues the DAG's waiting tasks (once, for all the runs it decided).
+    pub waiting: bool,
+}
+
+/// What a hand-off did.
+#[derive(Debug, Default)]
+pub struct Advanced {
+    /// Tasks of the run claimed for the caller (now `running`, owned by it).
+    pub claimed: Vec<Decided>,
+    /// The run ended (the DAG's next queued runs may start).
+    pub run_ended: Option<RunState>,
+}
+
+/// A try that ended, as the hand-off sees it.
+pub struct EndedTry<'a> {
+    pub dag: &'a Dag,
+    pub task_id: &'a str,
+    /// The state the try ended in.
+    pub state: TaskState,
+    /// What `end_try` read when it stored the end.
+    pub ended: TryEnded,
+}
+
+/// The hand-off after a try ended: decides the downstream tasks and applies the decisions; of
+/// the tasks that become ready, up to `free_slots` are claimed for `owner` in the same write.
+pub async fn after_try(
+    pool: &PgPool,
+    cache: &DagCache,
+    end: EndedTry<'_>,
+    owner: &str,
+    free_slots: usize,
+) -> Result<Advanced, StoreError> {
+    let EndedTry {
+        dag,
+        task_id,
+        state,
+        ended,
+    } = end;
+    let bounded = limit_may_bind(
+        ended.max_active_tasks,
+        ended.max_active_runs,
+        dag.tasks.len(),
+    );
+    if !state.is_finished() {
+        // A retry: nothing to decide, but its slot is free.
+        if bounded {
+            wake_if_waiting(pool, &dag.dag_id).await?;
+        }
+        return Ok(Advanced::default());
+    }
+    let Some(unfinished) = ended.unfinished_now else {
+        // The run stopped running (marked, cleared, ended) meanwhile.
+        return Ok(Advanced::default());
+    };
+    if unfinished <= 0 {
+        return full_decision(pool, cache, ended.dag_run_id, &dag.dag_id).await;
+    }
+    let rows = if ended.missed_an_end() {
+        // Another end committed after our snapshot: read the inputs again, after our commit.
+        let inputs = inputs_of_downstream(dag, task_id);
+        task_instances::states_of(pool, ended.dag_run_id, &inputs).await?
+    } else {
+        ended.rows
+    };
+    let mut view: HashMap<&str, TaskState> = rows
+        .iter()
+        .map(|row| (row.task_id.as_str(), row.state))
+        .collect();
+    view.insert(task_id, state);
+    let decisions = decide_run(dag, &view);
+    if decisions.finishes_a_task() {
+        // Skips and upstream failures propagate beyond what we read: decide the whole run.
+        return full_decision(pool, cache, ended.dag_run_id, &dag.dag_id).await;
+    }
+    let ids: HashMap<&str, i64> = rows
+        .iter()
+        .map(|row| (row.task_id.as_str(), row.id))
+        .collect();
+    let mut apply = Decisions::default();
+    for (index, (ready, _)) in decisions.tasks.iter().enumerate() {
+        let Some(id) = ids.get(ready) else { continue };
+        let target = if bounded {
+            TaskState::Scheduled
+        } else if index < free_slots {
+            TaskState::Running
+        } else {
+            TaskState::Queued
+        };
+        apply.push(*id, target);
+    }
+    let decided = if apply.is_empty() {
+        Vec::new()
+    } else {
+        task_instances::apply_decisions(pool, ended.dag_run_id, ended.clear_number, owner, &apply)
+            .await?
+    };
+    if bounded {
+        if decided.is_empty() {
+            // Our end freed a slot.
+            wake_if_waiting(pool, &dag.dag_id).await?;
+        } else {
+            // Ours and older waiting tasks, within the limit.
+            task_instances::queue_waiting(pool, &dag.dag_id, true).await?;
+        }
+    } else if decided.iter().any(|task| task.state == TaskState::Queued) {
+        notify(pool, channels::QUEUED, &dag.dag_id).await?;
+    }
+    Ok(Advanced {
+        claimed: decided
+            .into_iter()
+            .filter(|task| task.state == TaskState::Running)
+            .collect(),
+        run_ended: None,
+    })
+}
+
+/// A slot of the DAG freed: when tasks wait for one, the schedulers queue them (coalescing the
+/// ends of many tries into one queueing). The check reads after the caller's commit, so a
+/// queuer that counted the freed slot as taken has left its tasks visible here.
+async fn wake_if_waiting(pool: &PgPool, dag_id: &str) -> Result<(), StoreError> {
+    if task_instances::has_waiting(pool, dag_id).await? {
+        notify(pool, channels::TASKS, dag_id).await?;
+    }
+    Ok(())
+}
+
+/// The hand-off's fallback: the whole run decided under its lock.
+async fn full_decision(
+    pool: &PgPool,
+    cache: &DagCache,
+    dag_run_id: i64,
+    dag_id: &str,
+) -> Result<Advanced, StoreError> {
+    let decided = decide_run_fully(pool, cache, dag_run_id).await?;
+    if decided.waiting {
+        task_instances::queue_waiting(pool, dag_id, true).await?;
+    }
+    Ok(Advanced {
+        claimed: Vec::new(),
+        run_ended: decided.run_end,
+    })
+}
+
+/// Decides every `none` task of a running run with the run locked, applies the decisions,
+/// stores its unfinished count, and ends it when every task is finished. Ready tasks are
+/// queued, or left waiting for the caller to queue when `max_active_tasks` may bind.
+pub async fn decide_run_fully(
+    pool: &PgPool,
+    cache: &DagCache,
+    dag_run_id: i64,
+) -> Result<RunDecided, StoreError> {
+    let mut tx = pool.begin().await?;
+    let Some(run) = runs::lock(&mut tx, dag_run_id).await? else {
+        return Ok(RunDecided::default());
+    };
+    if run.state != RunState::Running {
+        return Ok(RunDecided::default());
+    }
+    let dag: Arc<Dag> = cache.get(&mut *tx, run.dag_version_id).await?;
+    let rows: Vec<TaskStateRow> = task_instances::run_states(&mut tx, dag_run_id).await?;
+    let mut states: HashMap<&str, TaskState> = rows
+        .iter()
+        .map(|row| (row.task_id.as_str(), row.state))
+        .collect();
+    let decisions = decide_run(&dag, &states);
+    let bounded = limit_may_bind(run.max_active_tasks, run.max_active_runs, dag.tasks.len());
+    let ids: HashMap<&str, i64> = rows
+        .iter()
+        .map(|row| (row.task_id.as_str(), row.id))
+        .collect();
+    let mut apply = Decisions::default();
+    for (task_id, state) in &decisions.tasks {
+        states.insert(task_id, *state);
+        let target = match state {
+            TaskState::Scheduled if !bounded => TaskState::Queued,
+            other => *other,
+        };
+        if let Some(id) = ids.get(task_id) {
+            apply.push(*id, target);
+        }
+    }
+    if !apply.is_empty() {
+        task_instances::apply_decisions(&mut *tx, dag_run_id, run.clear_number, "", &apply).await?;
+    }
+    if let Some(end) = decisions.run_end {
+        runs::finish(&mut tx, dag_run_id, end).await?;
+        notify(&mut *tx, channels::RUNS, &run.dag_id).await?;
+    } else {
+        let unfinished = states.values().filter(|state| !state.is_finished()).count();
+        runs::set_unfinished(
+            &mut tx,
+            dag_run_id,
+            i32::try_from(unfinished).unwrap_or(i32::MAX),
+        )
+        .await?;
+    }
+    let queued = apply.states.contains(&TaskState::Queued);
+    if queued {
+        notify(&mut *tx, channels::QUEUED, &run.dag_id).await?;
+    }
+    tx.commit().await?;
+    if let Some(end) = decisions.run_end {
+        tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, state = %end, "run finished");
+    }
+    Ok(RunDecided {
+        run_end: decisions.run_end,
+        waiting: apply.states.contains(&TaskState::Scheduled),
+    })
+}
+
+/// Starts the DAG's oldest queued runs within `max_active_runs` (not while paused): creates
+/// their task instances from the pinned version and decides their first tasks. Returns the
+/// started runs' ids.
+pub async fn start_queued_runs(
+    pool: &PgPool,
+    cache: &DagCache,
+    dag_id: &str,
+) -> Result<Vec<i64>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let Some(max_active_runs) = dags::lock_for_starting(&mut tx, dag_id).await? else {
+        return Ok(Vec::new());
+    };
+    let started = runs::start_queued(&mut tx, dag_id, max_active_runs).await?;
+    for run in &started {
+        let dag = cache.get(&mut *tx, run.dag_version_id).await?;
+        task_instances::create_for_run(&mut tx, &dag, run.id, &run.run_id).await?;
+    }
+    tx.commit().await?;
+    let mut waiting = false;
+    for run in &started {
+        waiting |= decide_run_fully(pool, cache, run.id).await?.waiting;
+    }
+    if waiting {
+        task_instances::queue_waiting(pool, dag_id, true).await?;
+    }
+    if !started.is_empty() {
+        tracing::debug!(dag_id, runs = started.len(), "runs started");
+    }
+    Ok(started.into_iter().map(|run| run.id).collect())
+}
+
+/// Everything a DAG may need after an event: its due scheduled runs (when `create_runs`), its
+/// queued runs started and their first tasks decided. Returns how many runs started.
+pub async fn advance_dag(
+    pool: &PgPool,
+    cache: &DagCache,
+    dag_id: &str,
+    create_runs: bool,
+) -> Result<usize, StoreError> {
+    if create_runs {
+        super::trigger::create_due_runs(pool, cache, dag_id).await?;
+    }
+    Ok(start_queued_runs(pool, cache, dag_id).await?.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_binds_only_when_the_runs_can_exceed_it() {
+        // Airflow's defaults (16 runs, 16 tasks) bind for any DAG of two tasks or more.
+        assert!(limit_may_bind(16, 16, 2));
+        assert!(!limit_may_bind(16, 16, 1));
+        assert!(!limit_may_bind(10_000, 1_000, 10));
+        assert!(limit_may_bind(10_000, 1_000, 11));
+    }
+}

@@ -1,0 +1,203 @@
+//! The executor: claims queued task instances (`store::task_instances::claim`, one
+//! `UPDATE ... FOR UPDATE SKIP LOCKED` statement), runs each try (`try_run.rs`) without holding
+//! a transaction, and ends only tries it still owns, handing off downstream at once.
+//! Heartbeats keep claims alive; SIGTERM stops claiming, waits a grace period, then releases
+//! the remaining tries for retry.
+
+pub mod logs;
+mod try_run;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use updraft_operators::Registry;
+
+use crate::store::DagCache;
+use crate::store::task_instances::{self, ClaimedTry};
+
+pub use try_run::retry_delay;
+
+/// Executor settings.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// This process's id, written to `task_instance.owner`.
+    pub owner: String,
+    /// Tries running at once in this process (`UPDRAFT_PARALLELISM`).
+    pub parallelism: usize,
+    /// How often running claims are refreshed.
+    pub heartbeat_interval: Duration,
+    /// Claim even without a wake-up this often.
+    pub poll_interval: Duration,
+    /// After SIGTERM, how long running tries may take before they are released.
+    pub grace_period: Duration,
+}
+
+pub struct Executor {
+    pool: PgPool,
+    cache: Arc<DagCache>,
+    registry: Arc<Registry>,
+    config: ExecutorConfig,
+    /// Wakes the claim loop (local completions, NOTIFY on `updraft_queued`).
+    wake: Arc<Notify>,
+    permits: Arc<Semaphore>,
+    logs: mpsc::UnboundedSender<logs::LogMessage>,
+    /// Cancellation of each running try, by task instance id.
+    running: Mutex<HashMap<i64, CancellationToken>>,
+    /// Cancelled when the grace period is over: running tries stop and are released.
+    release: CancellationToken,
+    /// Cancelled when the process stops claiming (hand-offs claim nothing either).
+    stopping: CancellationToken,
+}
+
+impl Executor {
+    pub fn new(
+        pool: PgPool,
+        cache: Arc<DagCache>,
+        registry: Arc<Registry>,
+        config: ExecutorConfig,
+        wake: Arc<Notify>,
+    ) -> Arc<Executor> {
+        let logs = logs::start_writer(pool.clone());
+        let permits = Arc::new(Semaphore::new(config.parallelism.max(1)));
+        Arc::new(Executor {
+            pool,
+            cache,
+            registry,
+            config,
+            wake,
+            permits,
+            logs,
+            running: Mutex::new(HashMap::new()),
+            release: CancellationToken::new(),
+            stopping: CancellationToken::new(),
+        })
+    }
+
+    /// Claims and runs tries until `cancel`, then stops gracefully.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let heartbeat = tokio::spawn(Arc::clone(&self).heartbeat_loop(cancel.clone()));
+        let stopping = self.stopping.clone();
+        let stop_forwarder = tokio::spawn({
+            let cancel = cancel.clone();
+            async move {
+                cancel.cancelled().await;
+                stopping.cancel();
+            }
+        });
+        let mut backoff = Duration::from_millis(100);
+        while !cancel.is_cancelled() {
+            // Take the free slots first, so a claim never exceeds them.
+            let mut permits = Vec::new();
+            while let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
+                permits.push(permit);
+            }
+            if permits.is_empty() {
+                // Wait for a free slot (a permit returns when a try ends).
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    permit = self.permits.acquire() => drop(permit),
+                }
+                continue;
+            }
+            let available = permits.len();
+            match task_instances::claim(&self.pool, &self.config.owner, available as i64).await {
+                Ok(claimed) => {
+                    backoff = Duration::from_millis(100);
+                    let full = claimed.len() == available;
+                    for (item, permit) in claimed.into_iter().zip(permits.drain(..)) {
+                        self.spawn_try(item, permit);
+                    }
+                    drop(permits);
+                    if full {
+                        continue;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "claim failed; retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        }
+        self.stopping.cancel();
+        stop_forwarder.abort();
+        self.shutdown().await;
+        heartbeat.abort();
+    }
+
+    /// Runs a claimed try on its own task; `permit` is its parallelism slot.
+    fn spawn_try(self: &Arc<Self>, item: ClaimedTry, permit: OwnedSemaphorePermit) {
+        let executor = Arc::clone(self);
+        tokio::spawn(async move { executor.run_claimed(item, permit).await });
+    }
+
+    /// Stop: wait for running tries up to the grace period, then release the rest.
+    async fn shutdown(&self) {
+        let all = u32::try_from(self.config.parallelism.max(1)).unwrap_or(u32::MAX);
+        let waited =
+            tokio::time::timeout(self.config.grace_period, self.permits.acquire_many(all)).await;
+        if let Ok(Ok(permits)) = waited {
+            drop(permits);
+            return;
+        }
+        let remaining = self.running.lock().map(|r| r.len()).unwrap_or(0);
+        tracing::warn!(
+            remaining,
+            "grace period over; releasing running tries for retry"
+        );
+        self.release.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.permits.acquire_many(all)).await;
+    }
+
+    /// Hands a try back for retry without counting it: the stop was ours.
+    async fn release_one(&self, task_instance_id: i64) {
+        let result =
+            task_instances::release(&self.pool, task_instance_id, &self.config.owner).await;
+        if let Err(error) = result {
+            tracing::warn!(%error, task_instance_id, "cannot release try; the reaper will");
+        }
+    }
+
+    /// Refreshes `heartbeat_at` of every try this process runs; a try whose row is no longer
+    /// ours (cleared, marked, reaped) is cancelled.
+    async fn heartbeat_loop(self: Arc<Self>, cancel: CancellationToken) {
+        let mut interval = tokio::time::interval(self.config.heartbeat_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let alive = task_instances::heartbeat(&self.pool, &self.config.owner).await;
+            match alive {
+                Ok(alive) => {
+                    let lost: Vec<CancellationToken> = match self.running.lock() {
+                        Ok(running) => running
+                            .iter()
+                            .filter(|(id, _)| !alive.contains(id))
+                            .map(|(_, token)| token.clone())
+                            .collect(),
+                        Err(_) => Vec::new(),
+                    };
+                    for token in lost {
+                        token.cancel();
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "heartbeat failed"),
+            }
+            if cancel.is_cancelled() && self.running.lock().map(|r| r.is_empty()).unwrap_or(true) {
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! One claimed try: gather the template inputs, render once and execute (`execute::run_try`),
+//! end the try (`store::task_instances::end_try`) and hand off downstream
+//! (`advance::after_try`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::Executor;
+use super::logs::DbLogSink;
+use crate::dag::params::resolve_params;
+use crate::dag::{Dag, RetryPolicy, Task, TaskState};
+use crate::engine::advance::{EndedTry, advance_dag, after_try};
+use crate::engine::decide::inputs_of_downstream;
+use crate::engine::execute::{TryError, run_try};
+use crate::engine::render::TemplateInputs;
+use crate::metrics;
+use crate::store::task_instances::{self, ClaimedTry, TryEnd, TryEnded};
+use crate::store::{StoreError, channels, notify, variables, xcom};
+
+/// Airflow's retry delay: `retry_delay`, doubled per try with exponential backoff, capped by
+/// `max_retry_delay`. `try_number` is the try that just failed (1-based).
+pub fn retry_delay(policy: &RetryPolicy, try_number: u32) -> Duration {
+    let delay = if policy.exponential_backoff {
+        let factor = 2u32.saturating_pow(try_number.saturating_sub(1).min(30));
+        policy.retry_delay.saturating_mul(factor)
+    } else {
+        policy.retry_delay
+    };
+    policy.max_retry_delay.map_or(delay, |max| delay.min(max))
+}
+
+enum Outcome {
+    Success(Value),
+    Failure(String),
+    /// Cancelled because the row is no longer ours, or released at shutdown.
+    Stopped,
+}
+
+/// What a try produced: its outcome, the config the operator received, and its task.
+struct Tried {
+    outcome: Outcome,
+    rendered: Option<Value>,
+    dag: Option<Arc<Dag>>,
+}
+
+impl Executor {
+    pub(super) async fn run_claimed(
+        self: &Arc<Self>,
+        claimed: ClaimedTry,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let token = CancellationToken::new();
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(claimed.id, token.clone());
+        }
+        metrics::TASKS_STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let span = tracing::info_span!("try", dag_id = %claimed.dag_id, run_id = %claimed.run_id,
+            task_id = %claimed.task_id, try_number = claimed.try_number);
+        let sink = DbLogSink::new(claimed.id, claimed.try_number, self.logs.clone());
+        let tried = self.execute(&claimed, &sink, &token).instrument(span).await;
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(&claimed.id);
+        }
+        if let Outcome::Failure(message) = &tried.outcome {
+            updraft_operators::LogSink::write_line(&*sink, &format!("ERROR: {message}"));
+        }
+        sink.flush().await;
+        if let Err(error) = self.complete(&claimed, tried, permit).await {
+            // The row stays running; the reaper hands it to retry once our heartbeat stops.
+            tracing::error!(%error, task_instance_id = claimed.id, "cannot complete try");
+        }
+        metrics::TASKS_FINISHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    async fn execute(
+        &self,
+        claimed: &ClaimedTry,
+        sink: &Arc<DbLogSink>,
+        token: &CancellationToken,
+    ) -> Tried {
+        let failed = |message: String, dag: Option<Arc<Dag>>| Tried {
+            outcome: Outcome::Failure(message),
+            rendered: None,
+            dag,
+        };
+        let dag: Arc<Dag> = match self.cache.get(&self.pool, claimed.dag_version_id).await {
+            Ok(dag) => dag,
+            Err(error) => return failed(error.to_string(), None),
+        };
+        let Some(task) = dag.task(&claimed.task_id) else {
+            let message = format!("task `{}` is not in the run's DAG version", claimed.task_id);
+            return failed(message, Some(dag));
+        };
+        let inputs = match self.inputs(claimed, &dag, task).await {
+            Ok(inputs) => inputs,
+            Err(message) => return failed(message, Some(dag.clone())),
+        };
+        // A stop of the process (after the grace period) or a lost claim cancels the try.
+        let cancel = token.clone();
+        let release = self.release.clone();
+        let watcher = tokio::spawn({
+            let cancel = cancel.clone();
+            async move {
+                release.cancelled().await;
+                cancel.cancel();
+            }
+        });
+        let (result, rendered) = run_try(task, &self.registry, &inputs, sink.clone(), cancel).await;
+        watcher.abort();
+        let outcome = match result {
+            Ok(value) => Outcome::Success(value),
+            Err(TryError::Cancelled) => Outcome::Stopped,
+            Err(error) => Outcome::Failure(error.to_string()),
+        };
+        Tried {
+            outcome,
+            rendered,
+            dag: Some(dag),
+        }
+    }
+
+    /// Template inputs; XCom and variables are read only when the config mentions them.
+    async fn inputs(
+        &self,
+        claimed: &ClaimedTry,
+        dag: &Dag,
+        task: &Task,
+    ) -> Result<TemplateInputs, String> {
+        let conf: Map<String, Value> = match &claimed.conf {
+            Value::Object(map) => map.clone(),
+            _ => Map::new(),
+        };
+        let params = resolve_params(dag, &conf).map_err(|error| error.to_string())?;
+        let config_text = task.config.to_string();
+        let xcom = if config_text.contains("xcom") {
+            xcom::return_values(&self.pool, claimed.dag_run_id)
+                .await
+                .map_err(|error| format!("cannot read XCom: {error}"))?
+        } else {
+            Default::default()
+        };
+        let variables = if config_text.contains("var") {
+            variables::all(&self.pool)
+                .await
+                .map_err(|error| format!("cannot read variables: {error}"))?
+        } else {
+            Default::default()
+        };
+        if claimed.try_number > 1 {
+            xcom::clear_for_new_try(&self.pool, claimed.id)
+                .await
+                .map_err(|error| format!("cannot clear XCom: {error}"))?;
+        }
+        Ok(TemplateInputs {
+            dag_id: claimed.dag_id.clone(),
+            run_id: claimed.run_id.clone(),
+            task_id: claimed.task_id.clone(),
+            try_number: u32::try_from(claimed.try_number).unwrap_or(0),
+            logical_date: claimed.logical_date,
+            data_interval_start: claimed.data_interval_start,
+            data_interval_end: claimed.data_interval_end,
+            params,
+            conf,
+            xcom,
+            variables,
+        })
+    }
+
+    /// Ends the try (only if the row is still ours) and hands off downstream at once: the run's
+    /// next tasks are decided, queued and, within free slots (`permit`, this try's, plus any
+    /// idle ones), claimed and started here without a claim pass or NOTIFY.
+    async fn complete(
+        self: &Arc<Self>,
+        claimed: &ClaimedTry,
+        tried: Tried,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(), StoreError> {
+        let ended_at = Instant::now();
+        let task = tried
+            .dag
+            .as_ref()
+            .and_then(|dag| dag.task(&claimed.task_id));
+        let try_number = u32::try_from(claimed.try_number).unwrap_or(0);
+        let (state, output, next_retry_at) = match tried.outcome {
+            Outcome::Success(value) => (TaskState::Success, value, None),
+            Outcome::Failure(_) if claimed.try_number <= claimed.max_tries => {
+                let delay = task.map_or(Duration::ZERO, |t| retry_delay(&t.retry, try_number));
+                let at = chrono::Utc::now()
+                    + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
+                (TaskState::UpForRetry, Value::Null, Some(at))
+            }
+            Outcome::Failure(_) => (TaskState::Failed, Value::Null, None),
+            Outcome::Stopped => {
+                if self.release.is_cancelled() {
+                    self.release_one(claimed.id).await;
+                }
+                return Ok(());
+            }
+        };
+        let read_back = match &tried.dag {
+            Some(dag) if state.is_finished() => inputs_of_downstream(dag, &claimed.task_id),
+            _ => Vec::new(),
+        };
+        let end = TryEnd {
+            task_instance_id: claimed.id,
+            owner: &self.config.owner,
+            state,
+            rendered_config: tried.rendered.as_ref(),
+            next_retry_at,
+            output: (!output.is_null()).then_some(&output),
+            read_back: &read_back,
+        };
+        let Some(ended) = self.end_try(&end).await? else {
+            tracing::info!(
+                task_instance_id = claimed.id,
+                "try ended but the row is no longer ours"
+            );
+            return Ok(());
+        };
+        if state == TaskState::UpForRetry {
+            // A scheduler promotes the retry when it is due.
+            notify(&self.pool, channels::TASKS, &claimed.dag_id).await?;
+        }
+        let Some(dag) = tried.dag else {
+            return Ok(());
+        };
+        // Slots for the tasks this end may make ready: ours, plus idle ones (never waited for).
+        let mut permits = Vec::new();
+        if !self.stopping.is_cancelled() {
+            permits.push(permit);
+            let wanted = dag.downstream(&claimed.task_id).len();
+            while permits.len() < wanted {
+                match Arc::clone(&self.permits).try_acquire_owned() {
+                    Ok(extra) => permits.push(extra),
+                    Err(_) => break,
+                }
+            }
+        } else {
+            drop(permit);
+        }
+        let end = EndedTry {
+            dag: &dag,
+            task_id: &claimed.task_id,
+            state,
+            ended,
+        };
+        let advanced = after_try(
+            &self.pool,
+            &self.cache,
+            end,
+            &self.config.owner,
+            permits.len(),
+        )
+        .await?;
+        metrics::HANDOFF.observe(ended_at.elapsed());
+        for (next, permit) in advanced.claimed.into_iter().zip(permits.drain(..)) {
+            let next = ClaimedTry {
+                id: next.id,
+                task_id: next.task_id,
+                try_number: next.try_number,
+                max_tries: next.max_tries,
+                ..claimed.clone()
+            };
+            self.spawn_try(next, permit);
+        }
+        // Slots not used here go back before the DAG's next runs are started and claimed.
+        drop(permits);
+        if advanced.run_ended.is_some()
+            && advance_dag(&self.pool, &self.cache, &claimed.dag_id, false).await? > 0
+        {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Stores the end, retried through a database outage (the row guard makes a repeat
+    /// harmless): failing here would leave the row running, heartbeated, forever.
+    async fn end_try(&self, end: &TryEnd<'_>) -> Result<Option<TryEnded>, StoreError> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match task_instances::end_try(&self.pool, end).await {
+                Ok(ended) => return Ok(ended),
+                Err(error) => {
+                    let error = StoreError::from(error);
+                    if !error.is_transient() || self.release.is_cancelled() {
+                        return Err(error);
+                    }
+                    tracing::warn!(%error, task_instance_id = end.task_instance_id,
+                        retry_in = ?delay, "cannot store the try's end; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_back_off_and_cap() {
+        let mut policy = RetryPolicy {
+            retries: 5,
+            retry_delay: Duration::from_secs(10),
+            exponential_backoff: false,
+            max_retry_delay: None,
+        };
+        assert_eq!(retry_delay(&policy, 3), Duration::from_secs(10));
+        policy.exponential_backoff = true;
+        assert_eq!(retry_delay(&policy, 1), Duration::from_secs(10));
+        assert_eq!(retry_delay(&policy, 3), Duration::from_secs(40));
+        policy.max_retry_delay = Some(Duration::from_secs(25));
+        assert_eq!(retry_delay(&policy, 3), Duration::from_secs(25));
+    }
+}

@@ -1,0 +1,61 @@
+//! `import_error` rows: files of the DAGs folder that failed to parse, one row per file with
+//! every diagnostic (file:line:col). A row goes when its file is fixed or deleted.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportErrorRow {
+    pub id: i64,
+    pub fileloc: String,
+    pub message: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Records a failing file; an unchanged error keeps its row (and its timestamp).
+pub async fn record(
+    conn: &mut PgConnection,
+    fileloc: &str,
+    source_hash: &str,
+    message: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO import_error (fileloc, source_hash, message) VALUES ($1, $2, $3)
+         ON CONFLICT (fileloc) DO UPDATE SET source_hash = EXCLUDED.source_hash,
+             message = EXCLUDED.message, created_at = now()
+         WHERE import_error.source_hash <> EXCLUDED.source_hash
+            OR import_error.message <> EXCLUDED.message",
+        fileloc,
+        source_hash,
+        message,
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Removes the rows of the folder at `folder_prefix` whose file is not in `failing`.
+pub async fn keep_only(
+    conn: &mut PgConnection,
+    folder_prefix: &str,
+    failing: &[String],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "DELETE FROM import_error WHERE starts_with(fileloc, $1) AND NOT (fileloc = ANY($2))",
+        folder_prefix,
+        failing,
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Every import error, by file.
+pub async fn all(pool: &PgPool) -> Result<Vec<ImportErrorRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ImportErrorRow,
+        "SELECT id, fileloc, message, created_at FROM import_error ORDER BY fileloc"
+    )
+    .fetch_all(pool)
+    .await
+}
