@@ -6,13 +6,17 @@
 //! - [`decide_run_fully`]: the run locked, all its states read, every decision applied and its
 //!   unfinished count set. Runs that start, the sweep's stalled runs, clears, and any run where
 //!   a decision finished a task (skips and upstream failures propagate) take this path.
-//! - [`after_try`]: the executor's hand-off, without a lock. The end of a try lowered the run's
-//!   unfinished count under the run row's lock, so the ends of one run are serialised there;
-//!   an end that finds another one committed after the states it read reads them again. So the
-//!   last end before a task becomes decidable always sees every upstream state, and the end that
-//!   brings the count to zero ends the run. Decisions are final once taken (trigger rules decide
-//!   early only when later states cannot change the outcome), and a clear or mark voids those
-//!   in flight (`clear_number`).
+//! - [`after_try`]: the executor's hand-off, without the run lock. The end of a try lowered the
+//!   run's unfinished count under the run row's lock, so the ends of one run are serialised
+//!   there; an end that finds another one committed after the states it read reads them again.
+//!   So the last end before a task becomes decidable always sees every upstream state, and the
+//!   end that brings the count to zero ends the run. Decisions are final once taken (trigger
+//!   rules decide early only when later states cannot change the outcome), and a clear or a
+//!   mark voids those in flight (`clear_number`).
+//!
+//! Ready tasks of a DAG whose `max_active_tasks` may bind are admitted under the DAG's queueing
+//! lock: waiting ones first (oldest first), then the new ones, into the free slots; the rest
+//! wait as `scheduled`. Lock order: the DAG's queueing lock, then a run's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,20 +30,23 @@ use crate::store::{DagCache, StoreError, channels, dags, notify, runs};
 
 /// Whether `max_active_tasks` can ever bind: it cannot when all the runs `max_active_runs`
 /// allows, with every task active at once, stay within it. Unbounded DAGs hand off without
-/// the per-DAG queueing lock.
+/// the DAG's queueing lock.
 pub fn limit_may_bind(max_active_tasks: i32, max_active_runs: i32, tasks: usize) -> bool {
     let most_active = i64::from(max_active_runs).saturating_mul(tasks as i64);
     most_active > i64::from(max_active_tasks)
 }
 
-/// What [`decide_run_fully`] did.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct RunDecided {
-    /// The run ended with this state.
-    pub run_end: Option<RunState>,
-    /// Tasks became ready in a DAG whose `max_active_tasks` may bind: they wait as `scheduled`
-    /// until the caller queues the DAG's waiting tasks (once, for all the runs it decided).
-    pub waiting: bool,
+/// The states of `ready` tasks: the first `claim` claimed by the caller (`running`), then
+/// `queued` while `slots` last (`None`: no limit), the rest left waiting (`scheduled`).
+pub fn admit(ready: usize, claim: usize, slots: Option<i64>) -> Vec<TaskState> {
+    let slots = slots.map_or(usize::MAX, |slots| usize::try_from(slots).unwrap_or(0));
+    (0..ready)
+        .map(|index| match index {
+            index if index >= slots => TaskState::Scheduled,
+            index if index < claim => TaskState::Running,
+            _ => TaskState::Queued,
+        })
+        .collect()
 }
 
 /// What a hand-off did.
@@ -93,7 +100,7 @@ pub async fn after_try(
         return Ok(Advanced::default());
     };
     if unfinished <= 0 {
-        return full_decision(pool, cache, ended.dag_run_id, &dag.dag_id).await;
+        return full_decision(pool, cache, &dag.dag_id, ended.dag_run_id).await;
     }
     let rows = if ended.missed_an_end() {
         // Another end committed after our snapshot: read the inputs again, after our commit.
@@ -110,41 +117,59 @@ pub async fn after_try(
     let decisions = decide_run(dag, &view);
     if decisions.finishes_a_task() {
         // Skips and upstream failures propagate beyond what we read: decide the whole run.
-        return full_decision(pool, cache, ended.dag_run_id, &dag.dag_id).await;
+        return full_decision(pool, cache, &dag.dag_id, ended.dag_run_id).await;
     }
     let ids: HashMap<&str, i64> = rows
         .iter()
         .map(|row| (row.task_id.as_str(), row.id))
         .collect();
-    let mut apply = Decisions::default();
-    for (index, (ready, _)) in decisions.tasks.iter().enumerate() {
-        let Some(id) = ids.get(ready) else { continue };
-        let target = if bounded {
-            TaskState::Scheduled
-        } else if index < free_slots {
-            TaskState::Running
-        } else {
-            TaskState::Queued
-        };
-        apply.push(*id, target);
-    }
-    let decided = if apply.is_empty() {
-        Vec::new()
-    } else {
-        task_instances::apply_decisions(pool, ended.dag_run_id, ended.clear_number, owner, &apply)
-            .await?
-    };
-    if bounded {
-        if decided.is_empty() {
+    let ready: Vec<i64> = decisions
+        .tasks
+        .iter()
+        .filter_map(|(ready, _)| ids.get(ready).copied())
+        .collect();
+    if ready.is_empty() {
+        if bounded {
             // Our end freed a slot.
             wake_if_waiting(pool, &dag.dag_id).await?;
-        } else {
-            // Ours and older waiting tasks, within the limit.
-            task_instances::queue_waiting(pool, &dag.dag_id, true).await?;
         }
-    } else if decided.iter().any(|task| task.state == TaskState::Queued) {
-        notify(pool, channels::QUEUED, &dag.dag_id).await?;
+        return Ok(Advanced::default());
     }
+    let decided = if bounded {
+        let mut tx = pool.begin().await?;
+        task_instances::lock_queue(&mut tx, &dag.dag_id).await?;
+        // After our end's commit: the slot it freed counts.
+        let admitted = task_instances::queue_waiting_locked(&mut tx, &dag.dag_id).await?;
+        let targets = admit(ready.len(), free_slots, Some(admitted.left()));
+        let apply = decisions_of(&ready, &targets);
+        let decided = task_instances::apply_decisions(
+            &mut *tx,
+            ended.dag_run_id,
+            ended.clear_number,
+            owner,
+            &apply,
+        )
+        .await?;
+        if admitted.queued > 0 || decided.iter().any(|t| t.state == TaskState::Queued) {
+            notify(&mut *tx, channels::QUEUED, &dag.dag_id).await?;
+        }
+        tx.commit().await?;
+        decided
+    } else {
+        let apply = decisions_of(&ready, &admit(ready.len(), free_slots, None));
+        let decided = task_instances::apply_decisions(
+            pool,
+            ended.dag_run_id,
+            ended.clear_number,
+            owner,
+            &apply,
+        )
+        .await?;
+        if decided.iter().any(|task| task.state == TaskState::Queued) {
+            notify(pool, channels::QUEUED, &dag.dag_id).await?;
+        }
+        decided
+    };
     Ok(Advanced {
         claimed: decided
             .into_iter()
@@ -154,12 +179,19 @@ pub async fn after_try(
     })
 }
 
+fn decisions_of(ids: &[i64], states: &[TaskState]) -> Decisions {
+    Decisions {
+        ids: ids.to_vec(),
+        states: states.to_vec(),
+    }
+}
+
 /// A slot of the DAG freed: when tasks wait for one, the schedulers queue them (coalescing the
 /// ends of many tries into one queueing). The check reads after the caller's commit, so a
 /// queuer that counted the freed slot as taken has left its tasks visible here.
 async fn wake_if_waiting(pool: &PgPool, dag_id: &str) -> Result<(), StoreError> {
     if task_instances::has_waiting(pool, dag_id).await? {
-        notify(pool, channels::TASKS, dag_id).await?;
+        notify(pool, channels::SLOTS, dag_id).await?;
     }
     Ok(())
 }
@@ -168,33 +200,31 @@ async fn wake_if_waiting(pool: &PgPool, dag_id: &str) -> Result<(), StoreError> 
 async fn full_decision(
     pool: &PgPool,
     cache: &DagCache,
-    dag_run_id: i64,
     dag_id: &str,
+    dag_run_id: i64,
 ) -> Result<Advanced, StoreError> {
-    let decided = decide_run_fully(pool, cache, dag_run_id).await?;
-    if decided.waiting {
-        task_instances::queue_waiting(pool, dag_id, true).await?;
-    }
     Ok(Advanced {
         claimed: Vec::new(),
-        run_ended: decided.run_end,
+        run_ended: decide_run_fully(pool, cache, dag_id, dag_run_id).await?,
     })
 }
 
 /// Decides every `none` task of a running run with the run locked, applies the decisions,
 /// stores its unfinished count, and ends it when every task is finished. Ready tasks are
-/// queued, or left waiting for the caller to queue when `max_active_tasks` may bind.
+/// queued within `max_active_tasks`. Returns the run's end, if it ended.
 pub async fn decide_run_fully(
     pool: &PgPool,
     cache: &DagCache,
+    dag_id: &str,
     dag_run_id: i64,
-) -> Result<RunDecided, StoreError> {
+) -> Result<Option<RunState>, StoreError> {
     let mut tx = pool.begin().await?;
+    task_instances::lock_queue(&mut tx, dag_id).await?;
     let Some(run) = runs::lock(&mut tx, dag_run_id).await? else {
-        return Ok(RunDecided::default());
+        return Ok(None);
     };
     if run.state != RunState::Running {
-        return Ok(RunDecided::default());
+        return Ok(None);
     }
     let dag: Arc<Dag> = cache.get(&mut *tx, run.dag_version_id).await?;
     let rows: Vec<TaskStateRow> = task_instances::run_states(&mut tx, dag_run_id).await?;
@@ -203,29 +233,14 @@ pub async fn decide_run_fully(
         .map(|row| (row.task_id.as_str(), row.state))
         .collect();
     let decisions = decide_run(&dag, &states);
-    let bounded = limit_may_bind(run.max_active_tasks, run.max_active_runs, dag.tasks.len());
-    let ids: HashMap<&str, i64> = rows
-        .iter()
-        .map(|row| (row.task_id.as_str(), row.id))
-        .collect();
-    let mut apply = Decisions::default();
     for (task_id, state) in &decisions.tasks {
         states.insert(task_id, *state);
-        let target = match state {
-            TaskState::Scheduled if !bounded => TaskState::Queued,
-            other => *other,
-        };
-        if let Some(id) = ids.get(task_id) {
-            apply.push(*id, target);
-        }
-    }
-    if !apply.is_empty() {
-        task_instances::apply_decisions(&mut *tx, dag_run_id, run.clear_number, "", &apply).await?;
     }
     if let Some(end) = decisions.run_end {
         runs::finish(&mut tx, dag_run_id, end).await?;
         notify(&mut *tx, channels::RUNS, &run.dag_id).await?;
     } else {
+        // Before queueing: the free slots are computed from every open run's count.
         let unfinished = states.values().filter(|state| !state.is_finished()).count();
         runs::set_unfinished(
             &mut tx,
@@ -234,18 +249,44 @@ pub async fn decide_run_fully(
         )
         .await?;
     }
-    let queued = apply.states.contains(&TaskState::Queued);
-    if queued {
+    let ids: HashMap<&str, i64> = rows
+        .iter()
+        .map(|row| (row.task_id.as_str(), row.id))
+        .collect();
+    let ready = decisions
+        .tasks
+        .iter()
+        .filter(|(_, state)| *state == TaskState::Scheduled)
+        .count();
+    let bounded = limit_may_bind(run.max_active_tasks, run.max_active_runs, dag.tasks.len());
+    let (slots, waiting_queued) = if bounded && ready > 0 {
+        let admitted = task_instances::queue_waiting_locked(&mut tx, dag_id).await?;
+        (Some(admitted.left()), admitted.queued)
+    } else {
+        (None, 0)
+    };
+    let mut admitted = admit(ready, 0, slots).into_iter();
+    let mut apply = Decisions::default();
+    for (task_id, state) in &decisions.tasks {
+        let target = match state {
+            TaskState::Scheduled => admitted.next().unwrap_or(TaskState::Scheduled),
+            finished => *finished,
+        };
+        if let Some(id) = ids.get(task_id) {
+            apply.push(*id, target);
+        }
+    }
+    if !apply.is_empty() {
+        task_instances::apply_decisions(&mut *tx, dag_run_id, run.clear_number, "", &apply).await?;
+    }
+    if waiting_queued > 0 || apply.states.contains(&TaskState::Queued) {
         notify(&mut *tx, channels::QUEUED, &run.dag_id).await?;
     }
     tx.commit().await?;
     if let Some(end) = decisions.run_end {
         tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, state = %end, "run finished");
     }
-    Ok(RunDecided {
-        run_end: decisions.run_end,
-        waiting: apply.states.contains(&TaskState::Scheduled),
-    })
+    Ok(decisions.run_end)
 }
 
 /// Starts the DAG's oldest queued runs within `max_active_runs` (not while paused): creates
@@ -266,12 +307,8 @@ pub async fn start_queued_runs(
         task_instances::create_for_run(&mut tx, &dag, run.id, &run.run_id).await?;
     }
     tx.commit().await?;
-    let mut waiting = false;
     for run in &started {
-        waiting |= decide_run_fully(pool, cache, run.id).await?.waiting;
-    }
-    if waiting {
-        task_instances::queue_waiting(pool, dag_id, true).await?;
+        decide_run_fully(pool, cache, dag_id, run.id).await?;
     }
     if !started.is_empty() {
         tracing::debug!(dag_id, runs = started.len(), "runs started");
@@ -296,6 +333,7 @@ pub async fn advance_dag(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use TaskState::{Queued, Running, Scheduled};
 
     #[test]
     fn the_limit_binds_only_when_the_runs_can_exceed_it() {
@@ -304,5 +342,17 @@ mod tests {
         assert!(!limit_may_bind(16, 16, 1));
         assert!(!limit_may_bind(10_000, 1_000, 10));
         assert!(limit_may_bind(10_000, 1_000, 11));
+    }
+
+    #[test]
+    fn ready_tasks_are_claimed_then_queued_then_left_waiting() {
+        assert_eq!(admit(3, 1, None), vec![Running, Queued, Queued]);
+        assert_eq!(
+            admit(4, 1, Some(2)),
+            vec![Running, Queued, Scheduled, Scheduled]
+        );
+        assert_eq!(admit(2, 5, Some(1)), vec![Running, Scheduled]);
+        assert_eq!(admit(2, 0, Some(0)), vec![Scheduled, Scheduled]);
+        assert_eq!(admit(2, 0, Some(-3)), vec![Scheduled, Scheduled]);
     }
 }

@@ -121,12 +121,8 @@ pub async fn clear_task_instances(
     tx.commit().await?;
     if !request.reset_dag_runs {
         // A running run decides its cleared tasks again (and recounts what is unfinished).
-        let mut waiting = false;
         for run in touched.iter().filter(|run| run.state == RunState::Running) {
-            waiting |= decide_run_fully(pool, &cache, run.id).await?.waiting;
-        }
-        if waiting {
-            task_instances::queue_waiting(pool, request.dag_id, true).await?;
+            decide_run_fully(pool, &cache, request.dag_id, run.id).await?;
         }
     }
     Ok(cleared)

@@ -33,12 +33,13 @@ pub mod channels {
     pub const DAGS: &str = "updraft_dags";
     /// A run was created, cleared or marked, or ended: payload `dag_id`.
     pub const RUNS: &str = "updraft_runs";
-    /// A task try ended without a local follow-up (retry due later, reaped, a slot freed in a
-    /// DAG with tasks waiting for one): payload `dag_id`.
+    /// A task try will be retried (its delay may move the next sweep): payload `dag_id`.
     pub const TASKS: &str = "updraft_tasks";
+    /// A `max_active_tasks` slot freed while tasks of the DAG wait for one: payload `dag_id`.
+    pub const SLOTS: &str = "updraft_slots";
     /// Task instances became `queued`: payload `dag_id`. Executors claim.
     pub const QUEUED: &str = "updraft_queued";
-    pub const ALL: [&str; 4] = [DAGS, RUNS, TASKS, QUEUED];
+    pub const ALL: [&str; 5] = [DAGS, RUNS, TASKS, SLOTS, QUEUED];
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -364,43 +364,87 @@ where
     .await
 }
 
-/// Moves a DAG's `scheduled` task instances to `queued`, oldest first. When its
-/// `max_active_tasks` may bind (`bounded`), only as many as leave at most that many queued or
-/// running: the count is read after a per-DAG lock, so concurrent queuers cannot both fill the
-/// last slots. Returns how many were queued (and wakes the executors when any were).
-pub async fn queue_waiting(pool: &PgPool, dag_id: &str, bounded: bool) -> Result<u64, sqlx::Error> {
+/// Takes the DAG's queueing lock for the caller's transaction: queueing within
+/// `max_active_tasks` happens one process at a time per DAG, and every statement after the
+/// lock reads what the previous holder committed. Take it before any run lock.
+pub async fn lock_queue(conn: &mut PgConnection, dag_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtext('updraft_queue:' || $1::text))",
+        dag_id
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// What [`queue_waiting_locked`] found and did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Admitted {
+    /// Free `max_active_tasks` slots before queueing.
+    pub free: i64,
+    /// Waiting task instances queued into them.
+    pub queued: i64,
+}
+
+impl Admitted {
+    /// Slots still free after queueing.
+    pub fn left(&self) -> i64 {
+        (self.free - self.queued).max(0)
+    }
+}
+
+/// Under [`lock_queue`]: queues the DAG's waiting (`scheduled`) task instances, oldest first,
+/// into its free `max_active_tasks` slots. Counting a busy DAG's queued and running task
+/// instances is costly; when its open runs hold no more unfinished tasks than the limit, none
+/// can exceed it and the count is skipped.
+pub async fn queue_waiting_locked(
+    conn: &mut PgConnection,
+    dag_id: &str,
+) -> Result<Admitted, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"WITH limits AS (SELECT max_active_tasks AS max FROM dag WHERE dag_id = $1),
+                free AS (
+                  SELECT greatest(0, CASE
+                    WHEN (SELECT coalesce(sum(unfinished_tasks), 0) FROM dag_run
+                           WHERE dag_id = $1 AND state IN ('queued', 'running')) <= limits.max
+                    THEN limits.max
+                    ELSE limits.max - (SELECT count(*) FROM task_instance
+                                        WHERE dag_id = $1 AND state IN ('queued', 'running'))
+                  END) AS slots FROM limits),
+                queued AS (
+                  UPDATE task_instance SET state = 'queued', queued_at = now(), updated_at = now()
+                   WHERE id IN (SELECT id FROM task_instance WHERE dag_id = $1 AND state = 'scheduled'
+                                 ORDER BY id LIMIT (SELECT slots FROM free))
+               RETURNING id)
+           SELECT (SELECT slots FROM free) AS "free!", (SELECT count(*) FROM queued) AS "queued!""#,
+        dag_id,
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(Admitted {
+        free: row.free,
+        queued: row.queued,
+    })
+}
+
+/// Moves a DAG's `scheduled` task instances to `queued`, oldest first: all of them, or when its
+/// `max_active_tasks` may bind (`bounded`), as many as it leaves room for. Returns how many were
+/// queued (and wakes the executors when any were).
+pub async fn queue_waiting(pool: &PgPool, dag_id: &str, bounded: bool) -> Result<i64, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let queued = if bounded {
-        sqlx::query!(
-            "SELECT pg_advisory_xact_lock(hashtext('updraft_queue:' || $1::text))",
-            dag_id
-        )
-        .execute(&mut *tx)
-        .await?;
-        // A new statement: its snapshot sees every queuer that held the lock before.
-        sqlx::query!(
-            "UPDATE task_instance SET state = 'queued', queued_at = now(), updated_at = now()
-              WHERE id IN (
-                SELECT id FROM task_instance WHERE dag_id = $1 AND state = 'scheduled'
-                 ORDER BY id
-                 LIMIT greatest(0,
-                   (SELECT max_active_tasks FROM dag WHERE dag_id = $1)
-                   - (SELECT count(*) FROM task_instance
-                       WHERE dag_id = $1 AND state IN ('queued', 'running'))))",
-            dag_id,
-        )
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
+        lock_queue(&mut tx, dag_id).await?;
+        queue_waiting_locked(&mut tx, dag_id).await?.queued
     } else {
-        sqlx::query!(
+        let queued = sqlx::query!(
             "UPDATE task_instance SET state = 'queued', queued_at = now(), updated_at = now()
               WHERE dag_id = $1 AND state = 'scheduled'",
             dag_id
         )
         .execute(&mut *tx)
         .await?
-        .rows_affected()
+        .rows_affected();
+        i64::try_from(queued).unwrap_or(i64::MAX)
     };
     if queued > 0 {
         notify(&mut *tx, channels::QUEUED, dag_id).await?;

@@ -8,6 +8,7 @@ pub mod logs;
 mod try_run;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +37,13 @@ pub struct ExecutorConfig {
     pub grace_period: Duration,
 }
 
+/// A try this process runs.
+struct RunningTry {
+    cancel: CancellationToken,
+    /// The heartbeats issued before it was registered (its claim had committed by then).
+    registered_after: u64,
+}
+
 pub struct Executor {
     pool: PgPool,
     cache: Arc<DagCache>,
@@ -45,8 +53,11 @@ pub struct Executor {
     wake: Arc<Notify>,
     permits: Arc<Semaphore>,
     logs: mpsc::UnboundedSender<logs::LogMessage>,
-    /// Cancellation of each running try, by task instance id.
-    running: Mutex<HashMap<i64, CancellationToken>>,
+    /// Each running try, by task instance id.
+    running: Mutex<HashMap<i64, RunningTry>>,
+    /// Heartbeats issued so far: a try registered after a heartbeat was issued may be missing
+    /// from its answer without being lost.
+    heartbeats: AtomicU64,
     /// Cancelled when the grace period is over: running tries stop and are released.
     release: CancellationToken,
     /// Cancelled when the process stops claiming (hand-offs claim nothing either).
@@ -72,6 +83,7 @@ impl Executor {
             permits,
             logs,
             running: Mutex::new(HashMap::new()),
+            heartbeats: AtomicU64::new(0),
             release: CancellationToken::new(),
             stopping: CancellationToken::new(),
         })
@@ -178,14 +190,19 @@ impl Executor {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
+            // Tries registered from now on may have been claimed after this heartbeat's
+            // snapshot: their absence from its answer proves nothing.
+            let issued = self.heartbeats.fetch_add(1, Ordering::SeqCst) + 1;
             let alive = task_instances::heartbeat(&self.pool, &self.config.owner).await;
             match alive {
                 Ok(alive) => {
                     let lost: Vec<CancellationToken> = match self.running.lock() {
                         Ok(running) => running
                             .iter()
-                            .filter(|(id, _)| !alive.contains(id))
-                            .map(|(_, token)| token.clone())
+                            .filter(|(id, try_)| {
+                                try_.registered_after < issued && !alive.contains(id)
+                            })
+                            .map(|(_, try_)| try_.cancel.clone())
                             .collect(),
                         Err(_) => Vec::new(),
                     };

@@ -10,8 +10,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::Executor;
 use super::logs::DbLogSink;
+use super::{Executor, RunningTry};
 use crate::dag::params::resolve_params;
 use crate::dag::{Dag, RetryPolicy, Task, TaskState};
 use crate::engine::advance::{EndedTry, advance_dag, after_try};
@@ -56,7 +56,12 @@ impl Executor {
     ) {
         let token = CancellationToken::new();
         if let Ok(mut running) = self.running.lock() {
-            running.insert(claimed.id, token.clone());
+            let registered_after = self.heartbeats.load(std::sync::atomic::Ordering::SeqCst);
+            let try_ = RunningTry {
+                cancel: token.clone(),
+                registered_after,
+            };
+            running.insert(claimed.id, try_);
         }
         metrics::TASKS_STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let span = tracing::info_span!("try", dag_id = %claimed.dag_id, run_id = %claimed.run_id,

@@ -172,7 +172,8 @@ impl Scheduler {
             // Handle every event already waiting, each DAG once.
             let mut runs_changed = BTreeSet::new();
             let mut dags_changed = BTreeSet::new();
-            let mut tasks_ended = BTreeSet::new();
+            let mut retries = BTreeSet::new();
+            let mut slots_freed = BTreeSet::new();
             let mut reconnected = false;
             let mut next = Some(first);
             while let Some((channel, payload)) = next.take() {
@@ -185,7 +186,10 @@ impl Scheduler {
                         dags_changed.insert(payload);
                     }
                     channels::TASKS => {
-                        tasks_ended.insert(payload);
+                        retries.insert(payload);
+                    }
+                    channels::SLOTS => {
+                        slots_freed.insert(payload);
                     }
                     _ => {}
                 }
@@ -193,9 +197,9 @@ impl Scheduler {
             }
             // A DAG changed (unpause, new schedule) or a try will retry: the next due time may
             // have moved, so sweep soon.
-            let due_time_moved = !dags_changed.is_empty() || !tasks_ended.is_empty();
+            let due_time_moved = !dags_changed.is_empty() || !retries.is_empty();
             let mut dags: BTreeSet<(String, bool)> = BTreeSet::new();
-            for dag_id in runs_changed.iter().chain(&tasks_ended) {
+            for dag_id in runs_changed.iter().chain(&slots_freed) {
                 dags.insert((dag_id.clone(), dags_changed.contains(dag_id)));
             }
             for dag_id in &dags_changed {
@@ -210,7 +214,7 @@ impl Scheduler {
                 let advanced = async {
                     let started =
                         advance_dag(&self.pool, &self.cache, dag_id, *create_runs).await?;
-                    if tasks_ended.contains(dag_id) {
+                    if slots_freed.contains(dag_id) {
                         // Slots freed while tasks wait for them.
                         task_instances::queue_waiting(&self.pool, dag_id, true).await?;
                     }

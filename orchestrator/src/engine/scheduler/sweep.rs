@@ -35,11 +35,10 @@ pub(super) async fn sweep(
     // Running runs with nothing in flight: a hand-off was lost (a process died between a try's
     // end and its downstream decision) or the run is over.
     for run in runs::stalled(pool).await? {
-        let decided = decide_run_fully(pool, cache, run.id).await?;
-        if decided.waiting {
-            task_instances::queue_waiting(pool, &run.dag_id, true).await?;
-        }
-        if decided.run_end.is_some() {
+        if decide_run_fully(pool, cache, &run.dag_id, run.id)
+            .await?
+            .is_some()
+        {
             advance_dag(pool, cache, &run.dag_id, false).await?;
         }
     }
@@ -77,11 +76,10 @@ pub async fn reap_stale(
         .map(|try_| (try_.dag_run_id, try_.dag_id.as_str()))
         .collect();
     for (dag_run_id, dag_id) in failed_runs {
-        let decided = decide_run_fully(pool, cache, dag_run_id).await?;
-        if decided.waiting {
-            task_instances::queue_waiting(pool, dag_id, true).await?;
-        }
-        if decided.run_end.is_some() {
+        if decide_run_fully(pool, cache, dag_id, dag_run_id)
+            .await?
+            .is_some()
+        {
             advance_dag(pool, cache, dag_id, false).await?;
         }
     }
