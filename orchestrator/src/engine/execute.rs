@@ -8,15 +8,15 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use updraft_operators::{LogSink, OperatorError, Registry, TaskContext, TaskIdentity};
 
-use super::render::{Rendered, TemplateInputs, render};
+use super::render::{RenderError, Rendered, TemplateInputs, render};
 use crate::dag::Task;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TryError {
+    #[error(transparent)]
+    Render(#[from] RenderError),
     #[error("unknown operator `{0}`")]
     UnknownOperator(String),
-    #[error("template error in {field}: {message}")]
-    Template { field: String, message: String },
     #[error(transparent)]
     Operator(#[from] OperatorError),
     #[error("execution_timeout of {0:?} exceeded")]
@@ -36,7 +36,7 @@ pub async fn run_try(
 ) -> (Result<Value, TryError>, Option<Value>) {
     let rendered = match render(task, registry, inputs) {
         Ok(rendered) => rendered,
-        Err(error) => return (Err(error), None),
+        Err(error) => return (Err(error.into()), None),
     };
     let config = rendered.config.clone();
     let identity = TaskIdentity {
@@ -116,7 +116,7 @@ mod tests {
         )
         .await;
         assert!(
-            matches!(result, Err(TryError::Template { .. })),
+            matches!(result, Err(TryError::Render(RenderError::Template { .. }))),
             "{result:?}"
         );
         assert_eq!(rendered, None);

@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use updraft_operators::Registry;
 
-use super::execute::TryError;
 use crate::dag::Task;
 use crate::dag::template::{TemplateRenderer, TemplateScope};
 
@@ -67,6 +66,15 @@ impl TemplateInputs {
     }
 }
 
+/// Why a config could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("unknown operator `{0}`")]
+    UnknownOperator(String),
+    #[error("template error in {field}: {message}")]
+    Template { field: String, message: String },
+}
+
 /// A task's config with its templates rendered (all but the operator's deferred fields, which
 /// the operator renders per item with `renderer`).
 pub struct Rendered {
@@ -79,10 +87,10 @@ pub fn render(
     task: &Task,
     registry: &Registry,
     inputs: &TemplateInputs,
-) -> Result<Rendered, TryError> {
+) -> Result<Rendered, RenderError> {
     let operator = registry
         .get(&task.operator)
-        .ok_or_else(|| TryError::UnknownOperator(task.operator.clone()))?;
+        .ok_or_else(|| RenderError::UnknownOperator(task.operator.clone()))?;
     let renderer = Arc::new(TemplateRenderer::new(inputs.scope()));
     let deferred = operator.deferred_fields();
     let Value::Object(fields) = &task.config else {
@@ -99,7 +107,7 @@ pub fn render(
         } else {
             renderer
                 .render_value(value, &none)
-                .map_err(|message| TryError::Template {
+                .map_err(|message| RenderError::Template {
                     field: format!("`{field}`"),
                     message,
                 })?
@@ -176,7 +184,7 @@ pub(crate) mod tests {
         .err()
         .unwrap();
         assert!(
-            matches!(&error, TryError::Template { field, .. } if field == "`command`"),
+            matches!(&error, RenderError::Template { field, .. } if field == "`command`"),
             "{error}"
         );
         assert!(error.to_string().contains("undefined"), "{error}");
