@@ -14,6 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
+use updraft_orchestrator::store::sessions::{self, NewSession};
 
 use crate::AppState;
 use crate::error::AppError;
@@ -244,39 +245,27 @@ fn cookie(headers: &HeaderMap, wanted: &str) -> Option<String> {
 }
 
 async fn session_user(pool: &PgPool, token: &str) -> Result<Option<CurrentUser>, AppError> {
-    let row: Option<(i64, String, String, String)> = sqlx::query_as(
-        "SELECT u.id, u.username, u.role, s.csrf_token
-           FROM web_session s JOIN users u ON u.id = s.user_id
-          WHERE s.token_hash = $1 AND s.expires_at > now() AND u.active",
-    )
-    .bind(sha256_hex(token))
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.and_then(|(id, username, role, csrf)| {
-        let role = role.parse().ok()?;
-        Some(CurrentUser {
-            user: User { id, username, role },
-            csrf: Some(csrf),
-        })
+    let session = sessions::user_of(pool, &sha256_hex(token)).await?;
+    Ok(session.map(|session| CurrentUser {
+        user: User {
+            id: session.user_id,
+            username: session.username,
+            role: session.role,
+        },
+        csrf: Some(session.csrf_token),
     }))
 }
 
 /// Starts a session: returns the `Set-Cookie` value. Only the token's SHA-256 is stored.
 pub async fn start_session(pool: &PgPool, user: &User) -> Result<String, AppError> {
     let token = random_token();
-    sqlx::query("DELETE FROM web_session WHERE expires_at < now()")
-        .execute(pool)
-        .await?;
-    sqlx::query(
-        "INSERT INTO web_session (token_hash, user_id, csrf_token, expires_at)
-         VALUES ($1, $2, $3, now() + make_interval(hours => $4::int))",
-    )
-    .bind(sha256_hex(&token))
-    .bind(user.id)
-    .bind(random_token())
-    .bind(SESSION_HOURS as i32)
-    .execute(pool)
-    .await?;
+    let session = NewSession {
+        token_hash: &sha256_hex(&token),
+        user_id: user.id,
+        csrf_token: &random_token(),
+        hours: SESSION_HOURS as i32,
+    };
+    sessions::start(pool, &session).await?;
     Ok(format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
         SESSION_HOURS * 3600
@@ -285,10 +274,7 @@ pub async fn start_session(pool: &PgPool, user: &User) -> Result<String, AppErro
 
 pub async fn end_session(pool: &PgPool, headers: &HeaderMap) -> Result<String, AppError> {
     if let Some(token) = session_token(headers) {
-        sqlx::query("DELETE FROM web_session WHERE token_hash = $1")
-            .bind(sha256_hex(&token))
-            .execute(pool)
-            .await?;
+        sessions::end(pool, &sha256_hex(&token)).await?;
     }
     Ok(format!(
         "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"

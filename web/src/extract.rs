@@ -165,20 +165,6 @@ impl Params {
     }
 }
 
-/// Escapes `%`, `_` and `\` so a user's text matches literally inside `ILIKE '%…%'`.
-pub fn like_pattern(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len() + 2);
-    escaped.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped.push('%');
-    escaped
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,10 +181,5 @@ mod tests {
         assert!(params.page().is_err());
         let params = Params(vec![("limit".into(), "500".into())]);
         assert_eq!(params.page().unwrap(), (100, 0));
-    }
-
-    #[test]
-    fn like_patterns_are_literal() {
-        assert_eq!(like_pattern("a_b%"), "%a\\_b\\%%");
     }
 }

@@ -1,60 +1,15 @@
 //! Users: argon2 password hashes in PostgreSQL, and three roles.
 
-use std::fmt;
-use std::str::FromStr;
-
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use sqlx::PgPool;
+use updraft_orchestrator::store::users as store;
 
-/// What a user may do. `Admin` ⊇ `Op` ⊇ `Viewer`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    /// Read only.
-    Viewer,
-    /// Pause/unpause, trigger, clear, mark runs.
-    Op,
-    /// Everything.
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Op => "op",
-            Role::Viewer => "viewer",
-        }
-    }
-
-    /// Whether a user with this role may do what needs `needed`.
-    pub fn allows(self, needed: Role) -> bool {
-        self >= needed
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = UserError;
-    fn from_str(text: &str) -> Result<Role, UserError> {
-        match text {
-            "admin" => Ok(Role::Admin),
-            "op" => Ok(Role::Op),
-            "viewer" => Ok(Role::Viewer),
-            other => Err(UserError::UnknownRole(other.to_string())),
-        }
-    }
-}
+/// What a user may do (the `users.role` column). `Admin` ⊇ `Op` ⊇ `Viewer`.
+pub use updraft_orchestrator::store::users::Role;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
-    #[error("unknown role `{0}`: expected admin, op or viewer")]
-    UnknownRole(String),
     #[error("invalid username `{0}`: use 1-64 letters, digits, '.', '_', '-' or '@'")]
     InvalidUsername(String),
     #[error("the password must be at least 8 characters long")]
@@ -132,16 +87,7 @@ pub async fn create_user(
         return Err(UserError::WeakPassword);
     }
     let hash = hash_password(password).await?;
-    let inserted = sqlx::query(
-        "INSERT INTO users (username, password_hash, role) VALUES ($1, $2, $3)
-         ON CONFLICT (username) DO NOTHING",
-    )
-    .bind(username)
-    .bind(&hash)
-    .bind(role.as_str())
-    .execute(pool)
-    .await?;
-    if inserted.rows_affected() == 0 {
+    if !store::insert(pool, username, &hash, role).await? {
         return Err(UserError::Duplicate(username.to_string()));
     }
     Ok(())
@@ -150,10 +96,7 @@ pub async fn create_user(
 /// On first start (no users at all) creates `admin` with `UPDRAFT_ADMIN_PASSWORD`, or with a
 /// generated password that is returned so the caller prints it once.
 pub async fn ensure_admin(pool: &PgPool) -> Result<Option<String>, UserError> {
-    let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users)")
-        .fetch_one(pool)
-        .await?;
-    if any {
+    if store::any(pool).await? {
         return Ok(None);
     }
     let from_env = std::env::var("UPDRAFT_ADMIN_PASSWORD")
@@ -187,23 +130,18 @@ pub async fn authenticate(
     if check_username(username).is_err() {
         return Ok(None);
     }
-    let row: Option<(i64, String, String)> =
-        sqlx::query_as("SELECT id, password_hash, role FROM users WHERE username = $1 AND active")
-            .bind(username)
-            .fetch_optional(pool)
-            .await?;
-    let Some((id, hash, role)) = row else {
+    let Some(stored) = store::active_credentials(pool, username).await? else {
         // Spend the same time as a real check so names cannot be probed by timing.
         let _ = verify_password(password, DUMMY_HASH).await;
         return Ok(None);
     };
-    if !verify_password(password, &hash).await {
+    if !verify_password(password, &stored.password_hash).await {
         return Ok(None);
     }
     Ok(Some(User {
-        id,
+        id: stored.id,
         username: username.to_string(),
-        role: role.parse()?,
+        role: stored.role,
     }))
 }
 
@@ -212,16 +150,6 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn roles_are_ordered() {
-        assert!(Role::Admin.allows(Role::Op));
-        assert!(Role::Op.allows(Role::Op));
-        assert!(!Role::Viewer.allows(Role::Op));
-        assert!(!Role::Op.allows(Role::Admin));
-        assert_eq!("op".parse::<Role>().ok(), Some(Role::Op));
-        assert!("root".parse::<Role>().is_err());
-    }
 
     #[test]
     fn usernames_are_checked() {

@@ -1,12 +1,13 @@
 //! `dag` rows: what the DAG processor last parsed from each file, pausing, and the next
-//! scheduled run the scheduler computed.
+//! scheduled run the scheduler computed; and the DAG read-models of the web (one DAG, a filtered
+//! page of them, the list's facets, the counts of `/metrics`).
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
-use super::{StoreError, channels, notify};
+use super::{Page, StoreError, channels, notify};
 use crate::dag::Dag;
 
 /// A DAG as the processor knows it, to tell whether a file changed.
@@ -256,6 +257,180 @@ pub async fn list(pool: &PgPool) -> Result<Vec<DagListRow>, sqlx::Error> {
     .await
 }
 
+/// A DAG as the UI and API show it: its row, and whether its file has an import error.
+#[derive(Debug, Clone)]
+pub struct DagView {
+    pub dag_id: String,
+    pub description: Option<String>,
+    pub fileloc: String,
+    pub is_active: bool,
+    pub is_paused: bool,
+    /// The distinct owners, comma-separated (see [`DagView::owner_list`]).
+    pub owners: String,
+    pub tags: Vec<String>,
+    pub schedule: Option<String>,
+    pub timezone: String,
+    pub max_active_runs: i32,
+    pub max_active_tasks: i32,
+    pub next_dagrun: Option<DateTime<Utc>>,
+    pub next_dagrun_interval_start: Option<DateTime<Utc>>,
+    pub next_dagrun_interval_end: Option<DateTime<Utc>>,
+    pub next_dagrun_create_after: Option<DateTime<Utc>>,
+    pub last_parsed_at: DateTime<Utc>,
+    pub has_import_errors: bool,
+}
+
+impl DagView {
+    pub fn owner_list(&self) -> Vec<String> {
+        self.owners
+            .split(',')
+            .map(str::trim)
+            .filter(|owner| !owner.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+pub async fn get_view(pool: &PgPool, dag_id: &str) -> Result<Option<DagView>, sqlx::Error> {
+    sqlx::query_as!(
+        DagView,
+        r#"SELECT d.dag_id, d.description, d.fileloc, d.is_active, d.is_paused, d.owners, d.tags,
+                  d.schedule, d.timezone, d.max_active_runs, d.max_active_tasks, d.next_dagrun,
+                  d.next_dagrun_interval_start, d.next_dagrun_interval_end,
+                  d.next_dagrun_create_after, d.last_parsed_at,
+                  EXISTS (SELECT 1 FROM import_error e WHERE e.fileloc = d.fileloc)
+                      AS "has_import_errors!"
+             FROM dag d WHERE d.dag_id = $1"#,
+        dag_id
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// Which DAGs a listing shows.
+#[derive(Debug, Clone, Default)]
+pub struct DagFilter<'a> {
+    pub paused: Option<bool>,
+    pub only_active: bool,
+    /// A substring of the DAG id, case-insensitive, taken literally (`%` and `_` too); empty
+    /// matches every DAG.
+    pub dag_id_contains: Option<&'a str>,
+    /// DAGs with any of these tags; empty: every DAG.
+    pub tags: &'a [String],
+}
+
+/// A page of DAGs by id, and how many match `filter`.
+pub async fn page(
+    pool: &PgPool,
+    filter: &DagFilter<'_>,
+    limit: i64,
+    offset: i64,
+) -> Result<Page<DagView>, sqlx::Error> {
+    let pattern = filter
+        .dag_id_contains
+        .filter(|text| !text.is_empty())
+        .map(like_pattern);
+    let total = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "total!" FROM dag d
+            WHERE ($1::bool IS NULL OR d.is_paused = $1) AND (NOT $2 OR d.is_active)
+              AND ($3::text IS NULL OR d.dag_id ILIKE $3)
+              AND (cardinality($4::text[]) = 0 OR d.tags && $4)"#,
+        filter.paused,
+        filter.only_active,
+        pattern,
+        filter.tags,
+    )
+    .fetch_one(pool)
+    .await?;
+    let rows = sqlx::query_as!(
+        DagView,
+        r#"SELECT d.dag_id, d.description, d.fileloc, d.is_active, d.is_paused, d.owners, d.tags,
+                  d.schedule, d.timezone, d.max_active_runs, d.max_active_tasks, d.next_dagrun,
+                  d.next_dagrun_interval_start, d.next_dagrun_interval_end,
+                  d.next_dagrun_create_after, d.last_parsed_at,
+                  EXISTS (SELECT 1 FROM import_error e WHERE e.fileloc = d.fileloc)
+                      AS "has_import_errors!"
+             FROM dag d
+            WHERE ($1::bool IS NULL OR d.is_paused = $1) AND (NOT $2 OR d.is_active)
+              AND ($3::text IS NULL OR d.dag_id ILIKE $3)
+              AND (cardinality($4::text[]) = 0 OR d.tags && $4)
+            ORDER BY d.dag_id LIMIT $5 OFFSET $6"#,
+        filter.paused,
+        filter.only_active,
+        pattern,
+        filter.tags,
+        limit,
+        offset,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(Page { rows, total })
+}
+
+/// Escapes `%`, `_` and `\` so a user's text matches literally inside `ILIKE '%…%'`.
+fn like_pattern(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len() + 2);
+    escaped.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped.push('%');
+    escaped
+}
+
+/// What the DAG list offers beside the page: the number of import errors, and the tags of
+/// active DAGs (sorted, at most `max_tags`).
+#[derive(Debug, Clone)]
+pub struct DagListFacets {
+    pub import_errors: i64,
+    pub tags: Vec<String>,
+}
+
+pub async fn list_facets(pool: &PgPool, max_tags: i64) -> Result<DagListFacets, sqlx::Error> {
+    sqlx::query_as!(
+        DagListFacets,
+        r#"SELECT (SELECT count(*) FROM import_error) AS "import_errors!",
+                  ARRAY(SELECT DISTINCT unnest(tags) FROM dag WHERE is_active
+                         ORDER BY 1 LIMIT $1) AS "tags!""#,
+        max_tags
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// The DAG gauges of `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct DagCounts {
+    pub import_errors: i64,
+    pub active: i64,
+    /// Active and paused.
+    pub paused: i64,
+}
+
+pub async fn counts(pool: &PgPool) -> Result<DagCounts, sqlx::Error> {
+    sqlx::query_as!(
+        DagCounts,
+        r#"SELECT (SELECT count(*) FROM import_error) AS "import_errors!",
+                  (SELECT count(*) FROM dag WHERE is_active) AS "active!",
+                  (SELECT count(*) FROM dag WHERE is_active AND is_paused) AS "paused!""#
+    )
+    .fetch_one(pool)
+    .await
+}
+
 fn to_i32(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_are_literal() {
+        assert_eq!(like_pattern("a_b%"), "%a\\_b\\%%");
+    }
 }

@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
+use super::Page;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportErrorRow {
     pub id: i64,
@@ -57,5 +59,63 @@ pub async fn all(pool: &PgPool) -> Result<Vec<ImportErrorRow>, sqlx::Error> {
         "SELECT id, fileloc, message, created_at FROM import_error ORDER BY fileloc"
     )
     .fetch_all(pool)
+    .await
+}
+
+/// The orders of a page of import errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportErrorOrder {
+    Id,
+    File,
+}
+
+/// A page of import errors, and how many there are.
+pub async fn page(
+    pool: &PgPool,
+    order: ImportErrorOrder,
+    limit: i64,
+    offset: i64,
+) -> Result<Page<ImportErrorRow>, sqlx::Error> {
+    let total = count(pool).await?;
+    let rows = match order {
+        ImportErrorOrder::Id => {
+            sqlx::query_as!(
+                ImportErrorRow,
+                "SELECT id, fileloc, message, created_at FROM import_error
+                  ORDER BY id LIMIT $1 OFFSET $2",
+                limit,
+                offset,
+            )
+            .fetch_all(pool)
+            .await?
+        }
+        ImportErrorOrder::File => {
+            sqlx::query_as!(
+                ImportErrorRow,
+                "SELECT id, fileloc, message, created_at FROM import_error
+                  ORDER BY fileloc LIMIT $1 OFFSET $2",
+                limit,
+                offset,
+            )
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    Ok(Page { rows, total })
+}
+
+async fn count(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM import_error"#)
+        .fetch_one(pool)
+        .await
+}
+
+pub async fn get(pool: &PgPool, id: i64) -> Result<Option<ImportErrorRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ImportErrorRow,
+        "SELECT id, fileloc, message, created_at FROM import_error WHERE id = $1",
+        id
+    )
+    .fetch_optional(pool)
     .await
 }

@@ -3,6 +3,10 @@
 //! statement is checked against the schema at compile time (`sqlx::query!`, with the offline
 //! data in the workspace's `.sqlx/`).
 //!
+//! The web crate reads through read-models here as well: rows shaped for a page or an API
+//! answer (`dags::DagView`, `task_instances::TaskInstanceView`, `runs::RecentRun`, …), each in
+//! the module of the aggregate it is about, filters as typed structs, listings as [`Page`]s.
+//!
 //! The store applies decisions; it does not make them. Which task runs next, when a run ends,
 //! when a run is due: those rules live in `crate::dag` and `crate::engine`, and reach the
 //! statements here as parameters.
@@ -15,13 +19,23 @@ pub mod import_errors;
 pub mod logs;
 pub mod processes;
 pub mod runs;
+pub mod sessions;
 pub mod task_instances;
 mod types;
+pub mod users;
 pub mod variables;
 pub mod versions;
 pub mod xcom;
 
 pub use versions::DagCache;
+
+/// One page of a listing, and how many rows match in all (the count is its own statement, so
+/// `total` is right even for a page past the end).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub rows: Vec<T>,
+    pub total: i64,
+}
 
 /// The schema migrations in the workspace's `migrations/`, shared by the binary and the tests.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

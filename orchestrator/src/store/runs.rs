@@ -1,10 +1,14 @@
 //! `dag_run` rows: creation (scheduled, manual, backfill), starting within `max_active_runs`,
-//! the locks under which a run's tasks are decided, ends, marks and clears.
+//! the locks under which a run's tasks are decided, ends, marks and clears; and the run
+//! read-models of the web (a filtered, ordered page; the latest runs of DAGs; counts by state).
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::{PgConnection, PgPool};
 
+use super::Page;
 use crate::dag::{RunState, RunType, TaskState};
 
 /// A run as stored.
@@ -24,6 +28,8 @@ pub struct DagRunRow {
     pub queued_at: DateTime<Utc>,
     pub start_date: Option<DateTime<Utc>>,
     pub end_date: Option<DateTime<Utc>>,
+    /// The last change of the row (Airflow's `last_scheduling_decision`).
+    pub updated_at: DateTime<Utc>,
 }
 
 /// A new run row, always `queued`: the scheduler starts it when `max_active_runs` allows.
@@ -60,7 +66,7 @@ pub async fn insert(
            VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9)
            RETURNING id, dag_id, run_id, run_type AS "run_type: RunType", logical_date,
                      data_interval_start, data_interval_end, state AS "state: RunState", conf,
-                     note, dag_version_id, queued_at, start_date, end_date"#,
+                     note, dag_version_id, queued_at, start_date, end_date, updated_at"#,
         run.dag_id,
         run.run_id,
         run.run_type as _,
@@ -121,7 +127,7 @@ pub async fn get(
         DagRunRow,
         r#"SELECT id, dag_id, run_id, run_type AS "run_type: RunType", logical_date,
                   data_interval_start, data_interval_end, state AS "state: RunState", conf, note,
-                  dag_version_id, queued_at, start_date, end_date
+                  dag_version_id, queued_at, start_date, end_date, updated_at
              FROM dag_run WHERE dag_id = $1 AND run_id = $2"#,
         dag_id,
         run_id,
@@ -277,7 +283,7 @@ pub async fn set_state(
             WHERE id = $1
         RETURNING id, dag_id, run_id, run_type AS "run_type: RunType", logical_date,
                   data_interval_start, data_interval_end, state AS "state: RunState", conf, note,
-                  dag_version_id, queued_at, start_date, end_date"#,
+                  dag_version_id, queued_at, start_date, end_date, updated_at"#,
         id,
         state as _,
         state.is_finished(),
@@ -360,6 +366,194 @@ pub async fn stalled(pool: &PgPool) -> Result<Vec<RunRef>, sqlx::Error> {
         "SELECT r.id, r.dag_id FROM dag_run r WHERE r.state = 'running' AND NOT EXISTS (
            SELECT 1 FROM task_instance t WHERE t.dag_run_id = r.id AND t.state = ANY($1))",
         &in_flight as _,
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Which runs a listing shows; `None` filters nothing.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter<'a> {
+    pub dag_id: Option<&'a str>,
+    pub states: Option<&'a [RunState]>,
+    pub logical_date_gte: Option<DateTime<Utc>>,
+    pub logical_date_lte: Option<DateTime<Utc>>,
+    pub start_date_gte: Option<DateTime<Utc>>,
+    pub start_date_lte: Option<DateTime<Utc>>,
+}
+
+/// The orders a run listing can have. Date orders break ties by row id in the same direction,
+/// and put runs not started (or not ended) first ascending, last descending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOrder {
+    LogicalDate,
+    LogicalDateDesc,
+    StartDate,
+    StartDateDesc,
+    EndDate,
+    EndDateDesc,
+    RunId,
+    RunIdDesc,
+    Id,
+    IdDesc,
+}
+
+/// One static statement per order (an ORDER BY cannot be a parameter without losing the
+/// indexes that serve it, such as `dag_run_recent` for a DAG's newest runs).
+macro_rules! run_page {
+    ($pool:expr, $filter:expr, $limit:expr, $offset:expr, $order:literal) => {
+        sqlx::query_as!(
+            DagRunRow,
+            r#"SELECT id, dag_id, run_id, run_type AS "run_type: RunType", logical_date,
+                      data_interval_start, data_interval_end, state AS "state: RunState", conf,
+                      note, dag_version_id, queued_at, start_date, end_date, updated_at
+                 FROM dag_run r
+                WHERE ($1::text IS NULL OR r.dag_id = $1)
+                  AND ($2::text[] IS NULL OR r.state = ANY($2))
+                  AND ($3::timestamptz IS NULL OR r.logical_date >= $3)
+                  AND ($4::timestamptz IS NULL OR r.logical_date <= $4)
+                  AND ($5::timestamptz IS NULL OR r.start_date >= $5)
+                  AND ($6::timestamptz IS NULL OR r.start_date <= $6)
+                ORDER BY "#
+                + $order
+                + " LIMIT $7 OFFSET $8",
+            $filter.dag_id,
+            $filter.states as _,
+            $filter.logical_date_gte,
+            $filter.logical_date_lte,
+            $filter.start_date_gte,
+            $filter.start_date_lte,
+            $limit,
+            $offset,
+        )
+        .fetch_all($pool)
+        .await?
+    };
+}
+
+/// A page of runs in `order`, and how many match `filter`.
+pub async fn page(
+    pool: &PgPool,
+    filter: &RunFilter<'_>,
+    order: RunOrder,
+    limit: i64,
+    offset: i64,
+) -> Result<Page<DagRunRow>, sqlx::Error> {
+    let total = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "total!" FROM dag_run r
+            WHERE ($1::text IS NULL OR r.dag_id = $1)
+              AND ($2::text[] IS NULL OR r.state = ANY($2))
+              AND ($3::timestamptz IS NULL OR r.logical_date >= $3)
+              AND ($4::timestamptz IS NULL OR r.logical_date <= $4)
+              AND ($5::timestamptz IS NULL OR r.start_date >= $5)
+              AND ($6::timestamptz IS NULL OR r.start_date <= $6)"#,
+        filter.dag_id,
+        filter.states as _,
+        filter.logical_date_gte,
+        filter.logical_date_lte,
+        filter.start_date_gte,
+        filter.start_date_lte,
+    )
+    .fetch_one(pool)
+    .await?;
+    let (f, l, o) = (filter, limit, offset);
+    let rows = match order {
+        RunOrder::LogicalDate => run_page!(pool, f, l, o, "r.logical_date ASC, r.id"),
+        RunOrder::LogicalDateDesc => run_page!(pool, f, l, o, "r.logical_date DESC, r.id DESC"),
+        RunOrder::StartDate => run_page!(pool, f, l, o, "r.start_date ASC NULLS FIRST, r.id"),
+        RunOrder::StartDateDesc => {
+            run_page!(pool, f, l, o, "r.start_date DESC NULLS LAST, r.id DESC")
+        }
+        RunOrder::EndDate => run_page!(pool, f, l, o, "r.end_date ASC NULLS FIRST, r.id"),
+        RunOrder::EndDateDesc => run_page!(pool, f, l, o, "r.end_date DESC NULLS LAST, r.id DESC"),
+        RunOrder::RunId => run_page!(pool, f, l, o, "r.run_id ASC"),
+        RunOrder::RunIdDesc => run_page!(pool, f, l, o, "r.run_id DESC"),
+        RunOrder::Id => run_page!(pool, f, l, o, "r.id ASC"),
+        RunOrder::IdDesc => run_page!(pool, f, l, o, "r.id DESC"),
+    };
+    Ok(Page { rows, total })
+}
+
+/// A run as the DAG list and grid show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecentRun {
+    pub dag_id: String,
+    pub run_id: String,
+    pub state: RunState,
+    pub logical_date: DateTime<Utc>,
+}
+
+/// The DAG's latest `limit` runs, newest first (index `dag_run_recent`).
+pub async fn recent(
+    pool: &PgPool,
+    dag_id: &str,
+    limit: i64,
+) -> Result<Vec<RecentRun>, sqlx::Error> {
+    sqlx::query_as!(
+        RecentRun,
+        r#"SELECT dag_id, run_id, state AS "state: RunState", logical_date FROM dag_run
+            WHERE dag_id = $1 ORDER BY logical_date DESC LIMIT $2"#,
+        dag_id,
+        limit,
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// The latest `per_dag` runs of each of the DAGs, newest first per DAG, in one statement
+/// (index `dag_run_recent` per DAG).
+pub async fn recent_of_dags(
+    pool: &PgPool,
+    dag_ids: &[String],
+    per_dag: i64,
+) -> Result<Vec<RecentRun>, sqlx::Error> {
+    sqlx::query_as!(
+        RecentRun,
+        r#"SELECT r.dag_id AS "dag_id!", r.run_id AS "run_id!", r.state AS "state!: RunState",
+                  r.logical_date AS "logical_date!"
+             FROM unnest($1::text[]) AS ids(dag_id)
+             CROSS JOIN LATERAL (SELECT dag_id, run_id, state, logical_date FROM dag_run
+                                  WHERE dag_id = ids.dag_id
+                                  ORDER BY logical_date DESC LIMIT $2) r"#,
+        dag_ids,
+        per_dag,
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// The logical dates of the DAG's runs among `run_ids`, by run id.
+pub async fn logical_dates(
+    pool: &PgPool,
+    dag_id: &str,
+    run_ids: &[String],
+) -> Result<HashMap<String, DateTime<Utc>>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT run_id, logical_date FROM dag_run WHERE dag_id = $1 AND run_id = ANY($2)",
+        dag_id,
+        run_ids,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.run_id, row.logical_date))
+        .collect())
+}
+
+/// How many runs are in one state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunStateCount {
+    pub state: RunState,
+    pub count: i64,
+}
+
+/// Runs by state (states without runs left out), in the states' text order.
+pub async fn count_by_state(pool: &PgPool) -> Result<Vec<RunStateCount>, sqlx::Error> {
+    sqlx::query_as!(
+        RunStateCount,
+        r#"SELECT state AS "state: RunState", count(*) AS "count!" FROM dag_run
+            GROUP BY state ORDER BY state"#
     )
     .fetch_all(pool)
     .await

@@ -1,6 +1,6 @@
 //! `task_instance` rows: creation for a run, decisions applied, queueing within
 //! `max_active_tasks`, claims, heartbeats, the end of a try, the reaper, Airflow's clear and
-//! mark.
+//! mark. The web's read-models of task instances are in `views.rs`.
 //!
 //! Every statement that changes task states declares its [`Transition`] in [`TRANSITIONS`];
 //! a test checks each against the one transition table (`dag::state::allowed`).
@@ -13,6 +13,9 @@ use sqlx::{PgConnection, PgPool};
 
 use super::{channels, notify};
 use crate::dag::{Dag, RunState, TaskState, Transition};
+
+mod views;
+pub use views::*;
 
 use TaskState::{
     Failed, None as NoneState, Queued, Running, Scheduled, Skipped, Success, UpForRetry,

@@ -1,11 +1,13 @@
 //! The one mapping of the model's enums to the store's TEXT columns (with CHECK constraints in
 //! `migrations/0001_initial.sql`): each enum is written and read by its `as_str`/`FromStr`.
+//! Besides the model's states and run types, the web's user roles (`users::Role`).
 
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgTypeInfo, PgValueRef};
 use sqlx::{Decode, Encode, Postgres, Type};
 
+use super::users::Role;
 use crate::dag::{RunState, RunType, TaskState};
 
 macro_rules! text_enum {
@@ -48,3 +50,4 @@ macro_rules! text_enum {
 text_enum!(TaskState);
 text_enum!(RunState);
 text_enum!(RunType);
+text_enum!(Role);

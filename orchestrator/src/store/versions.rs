@@ -73,34 +73,34 @@ pub async fn latest(
     }
 }
 
-/// The latest version of a DAG as stored: its snapshot, YAML source and number.
+/// The latest version of a DAG as the UI and API show it: its number, YAML source and parsed
+/// snapshot.
 #[derive(Debug, Clone)]
 pub struct LatestVersion {
     pub version_number: i32,
-    pub dag: Dag,
+    /// `None` when this build cannot read the stored snapshot (one written by another version
+    /// of Updraft): pages then show the rest.
+    pub dag: Option<Dag>,
     pub source: String,
 }
 
 pub async fn latest_with_source(
     pool: &PgPool,
     dag_id: &str,
-) -> Result<Option<LatestVersion>, StoreError> {
+) -> Result<Option<LatestVersion>, sqlx::Error> {
     let row = sqlx::query!(
-        "SELECT v.id, v.snapshot, v.source, v.version_number
+        "SELECT v.snapshot, v.source, v.version_number
            FROM dag d JOIN dag_version v ON v.id = d.latest_version_id
           WHERE d.dag_id = $1",
         dag_id
     )
     .fetch_optional(pool)
     .await?;
-    row.map(|row| {
-        Ok(LatestVersion {
-            version_number: row.version_number,
-            dag: parse_snapshot(row.id, &row.snapshot)?,
-            source: row.source,
-        })
-    })
-    .transpose()
+    Ok(row.map(|row| LatestVersion {
+        version_number: row.version_number,
+        dag: Dag::from_snapshot(&row.snapshot).ok(),
+        source: row.source,
+    }))
 }
 
 /// Records `dag`'s version (a file edited back to an earlier content reuses that version);

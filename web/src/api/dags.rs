@@ -3,68 +3,20 @@
 use axum::Json;
 use axum::extract::State;
 use sqlx::PgPool;
+use updraft_orchestrator::store::dags::{self, DagFilter, DagView};
+use updraft_orchestrator::store::versions;
 
-use super::models::{
-    DAG_COLUMNS, DagCollection, DagDetailJson, DagJson, DagPatch, DagRow, airflow_params,
-};
+use super::models::{DagCollection, DagDetailJson, DagJson, DagPatch, airflow_params};
 use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::error::{ApiResult, AppError, Problem};
-use crate::extract::{ApiJson, ApiPath, Params, like_pattern};
+use crate::extract::{ApiJson, ApiPath, Params};
 use crate::users::Role;
 
-pub async fn fetch_dag(pool: &PgPool, dag_id: &str) -> ApiResult<DagRow> {
-    let sql = format!("SELECT {DAG_COLUMNS} FROM dag d WHERE d.dag_id = $1");
-    sqlx::query_as::<_, DagRow>(sqlx::AssertSqlSafe(sql))
-        .bind(dag_id)
-        .fetch_optional(pool)
+pub async fn fetch_dag(pool: &PgPool, dag_id: &str) -> ApiResult<DagView> {
+    dags::get_view(pool, dag_id)
         .await?
         .ok_or_else(|| AppError::not_found(format!("DAG with dag_id: '{dag_id}' not found")))
-}
-
-/// Filters shared by the API list and the UI list.
-pub struct DagFilter {
-    pub paused: Option<bool>,
-    pub only_active: bool,
-    pub pattern: Option<String>,
-    pub tags: Vec<String>,
-}
-
-const DAG_WHERE: &str = "($1::bool IS NULL OR d.is_paused = $1) AND (NOT $2 OR d.is_active) \
-    AND ($3::text IS NULL OR d.dag_id ILIKE $3) AND (cardinality($4::text[]) = 0 OR d.tags && $4)";
-
-pub async fn list_dag_rows(
-    pool: &PgPool,
-    filter: &DagFilter,
-    limit: i64,
-    offset: i64,
-) -> ApiResult<(Vec<DagRow>, i64)> {
-    let pattern = filter
-        .pattern
-        .as_deref()
-        .filter(|p| !p.is_empty())
-        .map(like_pattern);
-    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM dag d WHERE {DAG_WHERE}"
-    )))
-    .bind(filter.paused)
-    .bind(filter.only_active)
-    .bind(&pattern)
-    .bind(&filter.tags)
-    .fetch_one(pool)
-    .await?;
-    let rows = sqlx::query_as::<_, DagRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {DAG_COLUMNS} FROM dag d WHERE {DAG_WHERE} ORDER BY d.dag_id LIMIT $5 OFFSET $6"
-    )))
-    .bind(filter.paused)
-    .bind(filter.only_active)
-    .bind(&pattern)
-    .bind(&filter.tags)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(pool)
-    .await?;
-    Ok((rows, total))
 }
 
 /// List DAGs.
@@ -84,16 +36,17 @@ pub async fn get_dags(
     params: Params,
 ) -> ApiResult<Json<DagCollection>> {
     let (limit, offset) = params.page()?;
+    let tags = params.all("tags");
     let filter = DagFilter {
         paused: params.bool("paused")?,
         only_active: params.bool("only_active")?.unwrap_or(true),
-        pattern: params.get("dag_id_pattern").map(str::to_string),
-        tags: params.all("tags"),
+        dag_id_contains: params.get("dag_id_pattern"),
+        tags: &tags,
     };
-    let (rows, total) = list_dag_rows(&state.pool, &filter, limit, offset).await?;
+    let page = dags::page(&state.pool, &filter, limit, offset).await?;
     Ok(Json(DagCollection {
-        dags: rows.iter().map(DagJson::from).collect(),
-        total_entries: total,
+        dags: page.rows.iter().map(DagJson::from).collect(),
+        total_entries: page.total,
     }))
 }
 
@@ -140,7 +93,7 @@ pub async fn patch_dag(
 
 /// Pauses or unpauses through the store (which notifies schedulers); 404 when unknown.
 pub async fn set_paused(pool: &PgPool, dag_id: &str, paused: bool) -> ApiResult<()> {
-    let found = updraft_orchestrator::store::dags::set_paused(pool, dag_id, paused)
+    let found = dags::set_paused(pool, dag_id, paused)
         .await
         .map_err(super::runs::store_error)?;
     if found {
@@ -162,16 +115,9 @@ pub async fn get_dag_details(
     ApiPath(dag_id): ApiPath<String>,
 ) -> ApiResult<Json<DagDetailJson>> {
     let row = fetch_dag(&state.pool, &dag_id).await?;
-    let snapshot: Option<serde_json::Value> = sqlx::query_scalar(
-        "SELECT v.snapshot FROM dag d JOIN dag_version v ON v.id = d.latest_version_id
-          WHERE d.dag_id = $1",
-    )
-    .bind(&dag_id)
-    .fetch_optional(&state.pool)
-    .await?;
-    let parsed = snapshot
-        .as_ref()
-        .and_then(|value| updraft_orchestrator::dag::Dag::from_snapshot(value).ok());
+    let parsed = versions::latest_with_source(&state.pool, &dag_id)
+        .await?
+        .and_then(|version| version.dag);
     Ok(Json(DagDetailJson {
         timezone: row.timezone.clone(),
         catchup: parsed.as_ref().is_some_and(|dag| dag.catchup),

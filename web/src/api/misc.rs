@@ -2,7 +2,9 @@
 
 use axum::Json;
 use axum::extract::State;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
+use updraft_orchestrator::store::import_errors::{self, ImportErrorOrder, ImportErrorRow};
+use updraft_orchestrator::store::processes;
 
 use super::models::{
     HealthJson, ImportErrorCollection, ImportErrorJson, SchedulerStatus, StatusJson, VersionJson,
@@ -14,14 +16,6 @@ use crate::extract::{ApiPath, Params};
 
 /// A scheduler whose last heartbeat is older than this is unhealthy (Airflow's default threshold).
 pub const SCHEDULER_HEALTH_SECONDS: i64 = 30;
-
-#[derive(Debug, sqlx::FromRow)]
-pub struct ImportErrorRow {
-    pub id: i64,
-    pub fileloc: String,
-    pub message: String,
-    pub created_at: DateTime<Utc>,
-}
 
 impl From<ImportErrorRow> for ImportErrorJson {
     fn from(row: ImportErrorRow) -> Self {
@@ -44,19 +38,10 @@ pub async fn get_import_errors(
     params: Params,
 ) -> ApiResult<Json<ImportErrorCollection>> {
     let (limit, offset) = params.page()?;
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM import_error")
-        .fetch_one(&state.pool)
-        .await?;
-    let rows = sqlx::query_as::<_, ImportErrorRow>(
-        "SELECT id, fileloc, message, created_at FROM import_error ORDER BY id LIMIT $1 OFFSET $2",
-    )
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(&state.pool)
-    .await?;
+    let page = import_errors::page(&state.pool, ImportErrorOrder::Id, limit, offset).await?;
     Ok(Json(ImportErrorCollection {
-        import_errors: rows.into_iter().map(ImportErrorJson::from).collect(),
-        total_entries: total,
+        import_errors: page.rows.into_iter().map(ImportErrorJson::from).collect(),
+        total_entries: page.total,
     }))
 }
 
@@ -70,26 +55,18 @@ pub async fn get_import_error(
     _user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<ImportErrorJson>> {
-    sqlx::query_as::<_, ImportErrorRow>(
-        "SELECT id, fileloc, message, created_at FROM import_error WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&state.pool)
-    .await?
-    .map(|row| Json(row.into()))
-    .ok_or_else(|| {
-        AppError::not_found(format!(
-            "The ImportError with import_error_id: `{id}` was not found"
-        ))
-    })
+    import_errors::get(&state.pool, id)
+        .await?
+        .map(|row| Json(row.into()))
+        .ok_or_else(|| {
+            AppError::not_found(format!(
+                "The ImportError with import_error_id: `{id}` was not found"
+            ))
+        })
 }
 
 pub async fn health_of(state: &AppState) -> HealthJson {
-    let heartbeat: Result<Option<DateTime<Utc>>, sqlx::Error> =
-        sqlx::query_scalar("SELECT max(heartbeat_at) FROM scheduler_process")
-            .fetch_one(&state.pool)
-            .await;
-    let (database, heartbeat) = match heartbeat {
+    let (database, heartbeat) = match processes::latest_heartbeat(&state.pool).await {
         Ok(heartbeat) => ("healthy", heartbeat),
         Err(error) => {
             tracing::warn!(%error, "health check cannot reach the database");

@@ -1,52 +1,17 @@
-//! Airflow 2 REST API shapes, and the SQL rows they are built from.
+//! Airflow 2 REST API shapes, built from the store's read-models.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use updraft_orchestrator::dag::{RunType, TaskState};
+use updraft_orchestrator::store::dags::DagView;
+use updraft_orchestrator::store::runs::DagRunRow;
+use updraft_orchestrator::store::task_instances::TaskInstanceView;
 use utoipa::ToSchema;
 
 type Date = Option<DateTime<Utc>>;
-
-/// Columns of `dag` every DAG query selects (alias `d`), plus `has_import_errors`.
-pub const DAG_COLUMNS: &str = "d.dag_id, d.description, d.fileloc, d.is_active, d.is_paused, \
-    d.owners, d.tags, d.schedule, d.timezone, d.max_active_runs, d.max_active_tasks, \
-    d.next_dagrun, d.next_dagrun_interval_start, d.next_dagrun_interval_end, \
-    d.next_dagrun_create_after, d.last_parsed_at, \
-    EXISTS (SELECT 1 FROM import_error e WHERE e.fileloc = d.fileloc) AS has_import_errors";
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct DagRow {
-    pub dag_id: String,
-    pub description: Option<String>,
-    pub fileloc: String,
-    pub is_active: bool,
-    pub is_paused: bool,
-    pub owners: String,
-    pub tags: Vec<String>,
-    pub schedule: Option<String>,
-    pub timezone: String,
-    pub max_active_runs: i32,
-    pub max_active_tasks: i32,
-    pub next_dagrun: Date,
-    pub next_dagrun_interval_start: Date,
-    pub next_dagrun_interval_end: Date,
-    pub next_dagrun_create_after: Date,
-    pub last_parsed_at: DateTime<Utc>,
-    pub has_import_errors: bool,
-}
-
-impl DagRow {
-    pub fn owner_list(&self) -> Vec<String> {
-        self.owners
-            .split(',')
-            .map(str::trim)
-            .filter(|owner| !owner.is_empty())
-            .map(str::to_string)
-            .collect()
-    }
-}
 
 /// Airflow's words for a schedule.
 pub fn timetable_description(schedule: Option<&str>, timezone: &str) -> String {
@@ -101,8 +66,8 @@ pub struct DagJson {
     pub next_dagrun_create_after: Date,
 }
 
-impl From<&DagRow> for DagJson {
-    fn from(row: &DagRow) -> DagJson {
+impl From<&DagView> for DagJson {
+    fn from(row: &DagView) -> DagJson {
         DagJson {
             dag_id: row.dag_id.clone(),
             dag_display_name: row.dag_id.clone(),
@@ -189,26 +154,6 @@ pub fn airflow_params(dag: &updraft_orchestrator::dag::Dag) -> Value {
     Value::Object(out)
 }
 
-pub const RUN_COLUMNS: &str = "r.dag_id, r.run_id, r.run_type, r.logical_date, \
-    r.data_interval_start, r.data_interval_end, r.state, r.conf, r.note, r.start_date, \
-    r.end_date, r.updated_at";
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct RunRow {
-    pub dag_id: String,
-    pub run_id: String,
-    pub run_type: String,
-    pub logical_date: DateTime<Utc>,
-    pub data_interval_start: DateTime<Utc>,
-    pub data_interval_end: DateTime<Utc>,
-    pub state: String,
-    pub conf: Value,
-    pub note: Option<String>,
-    pub start_date: Date,
-    pub end_date: Date,
-    pub updated_at: DateTime<Utc>,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DagRunJson {
     pub dag_run_id: String,
@@ -228,10 +173,10 @@ pub struct DagRunJson {
     pub note: Option<String>,
 }
 
-impl From<RunRow> for DagRunJson {
-    fn from(row: RunRow) -> DagRunJson {
+impl From<DagRunRow> for DagRunJson {
+    fn from(row: DagRunRow) -> DagRunJson {
         DagRunJson {
-            external_trigger: row.run_type == "manual",
+            external_trigger: row.run_type == RunType::Manual,
             dag_run_id: row.run_id,
             dag_id: row.dag_id,
             logical_date: row.logical_date,
@@ -241,8 +186,8 @@ impl From<RunRow> for DagRunJson {
             data_interval_start: row.data_interval_start,
             data_interval_end: row.data_interval_end,
             last_scheduling_decision: Some(row.updated_at),
-            run_type: row.run_type,
-            state: row.state,
+            run_type: row.run_type.to_string(),
+            state: row.state.to_string(),
             conf: row.conf,
             note: row.note,
         }
@@ -253,29 +198,6 @@ impl From<RunRow> for DagRunJson {
 pub struct DagRunCollection {
     pub dag_runs: Vec<DagRunJson>,
     pub total_entries: i64,
-}
-
-pub const TI_COLUMNS: &str = "ti.id, ti.task_id, ti.dag_id, ti.run_id, r.logical_date, \
-    ti.start_date, ti.end_date, ti.duration, ti.state, ti.try_number, ti.max_tries, ti.owner, \
-    ti.operator, ti.queued_at, ti.rendered_config";
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct TiRow {
-    pub id: i64,
-    pub task_id: String,
-    pub dag_id: String,
-    pub run_id: String,
-    pub logical_date: DateTime<Utc>,
-    pub start_date: Date,
-    pub end_date: Date,
-    pub duration: Option<f64>,
-    pub state: String,
-    pub try_number: i32,
-    pub max_tries: i32,
-    pub owner: Option<String>,
-    pub operator: String,
-    pub queued_at: Date,
-    pub rendered_config: Option<Value>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -313,8 +235,8 @@ pub struct TaskInstanceJson {
     pub note: Option<String>,
 }
 
-impl From<TiRow> for TaskInstanceJson {
-    fn from(row: TiRow) -> TaskInstanceJson {
+impl From<TaskInstanceView> for TaskInstanceJson {
+    fn from(row: TaskInstanceView) -> TaskInstanceJson {
         // `owner` is the claiming process, `hostname:pid:random`.
         let mut owner = row.owner.as_deref().unwrap_or("").split(':');
         let hostname = owner.next().unwrap_or("").to_string();
@@ -328,7 +250,7 @@ impl From<TiRow> for TaskInstanceJson {
             start_date: row.start_date,
             end_date: row.end_date,
             duration: row.duration,
-            state: (row.state != "none").then_some(row.state),
+            state: (row.state != TaskState::None).then(|| row.state.to_string()),
             try_number: row.try_number,
             map_index: -1,
             max_tries: row.max_tries,

@@ -2,18 +2,18 @@
 
 use axum::Json;
 use axum::extract::State;
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgPool;
 use updraft_orchestrator::dag::RunState;
 use updraft_orchestrator::engine::clear::{ClearRequest, clear_task_instances, mark_run};
 use updraft_orchestrator::engine::trigger::{TriggerError, TriggerRequest, trigger_run};
-use updraft_orchestrator::store::StoreError;
+use updraft_orchestrator::store::runs::{self, DagRunRow, RunFilter, RunOrder};
+use updraft_orchestrator::store::{StoreError, task_instances};
 
 use super::dags::fetch_dag;
 use super::models::{
     ClearTaskInstancesBody, DagRunCollection, DagRunCreate, DagRunJson, DagRunStatePatch,
-    RUN_COLUMNS, RunRow, TaskInstanceReference, TaskInstanceReferenceCollection,
+    TaskInstanceReference, TaskInstanceReferenceCollection,
 };
 use crate::AppState;
 use crate::auth::CurrentUser;
@@ -21,34 +21,27 @@ use crate::error::{ApiResult, AppError, Problem};
 use crate::extract::{ApiJson, ApiPath, Params};
 use crate::users::Role;
 
-pub async fn fetch_run(pool: &PgPool, dag_id: &str, run_id: &str) -> ApiResult<RunRow> {
-    sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {RUN_COLUMNS} FROM dag_run r WHERE r.dag_id = $1 AND r.run_id = $2"
-    )))
-    .bind(dag_id)
-    .bind(run_id)
-    .fetch_optional(pool)
-    .await?
-    .ok_or_else(|| {
+pub async fn fetch_run(pool: &PgPool, dag_id: &str, run_id: &str) -> ApiResult<DagRunRow> {
+    runs::get(pool, dag_id, run_id).await?.ok_or_else(|| {
         AppError::not_found(format!(
             "DAGRun with DAG ID: '{dag_id}' and DagRun ID: '{run_id}' not found"
         ))
     })
 }
 
-/// `order_by` values Airflow accepts for runs, mapped to our columns.
-fn run_order(order_by: Option<&str>) -> ApiResult<&'static str> {
+/// `order_by` values Airflow accepts for runs, mapped to the store's orders.
+fn run_order(order_by: Option<&str>) -> ApiResult<RunOrder> {
     Ok(match order_by.unwrap_or("-execution_date") {
-        "execution_date" | "logical_date" => "r.logical_date ASC, r.id",
-        "-execution_date" | "-logical_date" => "r.logical_date DESC, r.id DESC",
-        "start_date" => "r.start_date ASC NULLS FIRST, r.id",
-        "-start_date" => "r.start_date DESC NULLS LAST, r.id DESC",
-        "end_date" => "r.end_date ASC NULLS FIRST, r.id",
-        "-end_date" => "r.end_date DESC NULLS LAST, r.id DESC",
-        "dag_run_id" | "run_id" => "r.run_id ASC",
-        "-dag_run_id" | "-run_id" => "r.run_id DESC",
-        "id" => "r.id ASC",
-        "-id" => "r.id DESC",
+        "execution_date" | "logical_date" => RunOrder::LogicalDate,
+        "-execution_date" | "-logical_date" => RunOrder::LogicalDateDesc,
+        "start_date" => RunOrder::StartDate,
+        "-start_date" => RunOrder::StartDateDesc,
+        "end_date" => RunOrder::EndDate,
+        "-end_date" => RunOrder::EndDateDesc,
+        "dag_run_id" | "run_id" => RunOrder::RunId,
+        "-dag_run_id" | "-run_id" => RunOrder::RunIdDesc,
+        "id" => RunOrder::Id,
+        "-id" => RunOrder::IdDesc,
         other => {
             return Err(AppError::BadRequest(format!(
                 "Ordering with '{other}' is disallowed or the attribute does not exist on the model"
@@ -56,13 +49,6 @@ fn run_order(order_by: Option<&str>) -> ApiResult<&'static str> {
         }
     })
 }
-
-const RUN_WHERE: &str = "($1::text IS NULL OR r.dag_id = $1) \
-    AND (cardinality($2::text[]) = 0 OR r.state = ANY($2)) \
-    AND ($3::timestamptz IS NULL OR r.logical_date >= $3) \
-    AND ($4::timestamptz IS NULL OR r.logical_date <= $4) \
-    AND ($5::timestamptz IS NULL OR r.start_date >= $5) \
-    AND ($6::timestamptz IS NULL OR r.start_date <= $6)";
 
 /// List runs of a DAG (`~` for every DAG).
 #[utoipa::path(get, path = "/dags/{dag_id}/dagRuns", tag = "DAGRun",
@@ -84,50 +70,30 @@ pub async fn get_dag_runs(
     if let Some(dag_id) = &dag_filter {
         fetch_dag(&state.pool, dag_id).await?;
     }
-    let states = params.all("state");
-    if let Some(bad) = states.iter().find(|s| s.parse::<RunState>().is_err()) {
-        return Err(AppError::BadRequest(format!(
-            "unknown DAG run state `{bad}`"
-        )));
+    let mut states = Vec::new();
+    for text in params.all("state") {
+        let state = text
+            .parse::<RunState>()
+            .map_err(|_| AppError::BadRequest(format!("unknown DAG run state `{text}`")))?;
+        states.push(state);
     }
     let order = run_order(params.get("order_by"))?;
-    let from = params
-        .date("execution_date_gte")?
-        .or(params.date("logical_date_gte")?);
-    let to = params
-        .date("execution_date_lte")?
-        .or(params.date("logical_date_lte")?);
-    let (start_gte, start_lte) = (
-        params.date("start_date_gte")?,
-        params.date("start_date_lte")?,
-    );
-    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM dag_run r WHERE {RUN_WHERE}"
-    )))
-    .bind(&dag_filter)
-    .bind(&states)
-    .bind(from)
-    .bind(to)
-    .bind(start_gte)
-    .bind(start_lte)
-    .fetch_one(&state.pool)
-    .await?;
-    let rows = sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {RUN_COLUMNS} FROM dag_run r WHERE {RUN_WHERE} ORDER BY {order} LIMIT $7 OFFSET $8"
-    )))
-    .bind(&dag_filter)
-    .bind(&states)
-    .bind(from)
-    .bind(to)
-    .bind(start_gte)
-    .bind(start_lte)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(&state.pool)
-    .await?;
+    let filter = RunFilter {
+        dag_id: dag_filter.as_deref(),
+        states: (!states.is_empty()).then_some(states.as_slice()),
+        logical_date_gte: params
+            .date("execution_date_gte")?
+            .or(params.date("logical_date_gte")?),
+        logical_date_lte: params
+            .date("execution_date_lte")?
+            .or(params.date("logical_date_lte")?),
+        start_date_gte: params.date("start_date_gte")?,
+        start_date_lte: params.date("start_date_lte")?,
+    };
+    let page = runs::page(&state.pool, &filter, order, limit, offset).await?;
     Ok(Json(DagRunCollection {
-        dag_runs: rows.into_iter().map(DagRunJson::from).collect(),
-        total_entries: total,
+        dag_runs: page.rows.into_iter().map(DagRunJson::from).collect(),
+        total_entries: page.total,
     }))
 }
 
@@ -289,16 +255,7 @@ pub async fn post_clear_task_instances(
     // Airflow clears every task when `task_ids` is left out.
     let task_ids = match body.task_ids {
         Some(ids) if !ids.is_empty() => ids,
-        _ => {
-            sqlx::query_scalar(
-                "SELECT DISTINCT task_id FROM task_instance
-              WHERE dag_id = $1 AND ($2::text IS NULL OR run_id = $2)",
-            )
-            .bind(&dag_id)
-            .bind(&body.dag_run_id)
-            .fetch_all(&state.pool)
-            .await?
-        }
+        _ => task_instances::task_ids(&state.pool, &dag_id, body.dag_run_id.as_deref()).await?,
     };
     let request = ClearRequest {
         dag_id: &dag_id,
@@ -313,16 +270,8 @@ pub async fn post_clear_task_instances(
         .await
         .map_err(store_error)?;
     // One query for the logical dates of the runs touched.
-    let run_ids: Vec<&str> = cleared.iter().map(|task| task.run_id.as_str()).collect();
-    let dates: std::collections::HashMap<String, DateTime<Utc>> = sqlx::query_as(
-        "SELECT run_id, logical_date FROM dag_run WHERE dag_id = $1 AND run_id = ANY($2)",
-    )
-    .bind(&dag_id)
-    .bind(&run_ids)
-    .fetch_all(&state.pool)
-    .await?
-    .into_iter()
-    .collect();
+    let run_ids: Vec<String> = cleared.iter().map(|task| task.run_id.clone()).collect();
+    let dates = runs::logical_dates(&state.pool, &dag_id, &run_ids).await?;
     Ok(Json(TaskInstanceReferenceCollection {
         task_instances: cleared
             .into_iter()

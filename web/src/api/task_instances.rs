@@ -4,13 +4,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgPool;
+use updraft_orchestrator::dag::TaskState;
+use updraft_orchestrator::store::logs::{self, LogLine};
+use updraft_orchestrator::store::task_instances::{self, TaskInstanceFilter, TaskInstanceView};
+use updraft_orchestrator::store::xcom::{self, XComRow};
 
-use super::models::{
-    LogJson, TI_COLUMNS, TaskInstanceCollection, TaskInstanceJson, TiRow, XComCollection, XComEntry,
-};
+use super::models::{LogJson, TaskInstanceCollection, TaskInstanceJson, XComCollection, XComEntry};
 use super::runs::fetch_run;
 use crate::AppState;
 use crate::auth::CurrentUser;
@@ -25,17 +26,10 @@ pub async fn fetch_ti(
     dag_id: &str,
     run_id: &str,
     task_id: &str,
-) -> ApiResult<TiRow> {
-    sqlx::query_as::<_, TiRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {TI_COLUMNS} FROM task_instance ti JOIN dag_run r ON r.id = ti.dag_run_id
-          WHERE r.dag_id = $1 AND r.run_id = $2 AND ti.task_id = $3"
-    )))
-    .bind(dag_id)
-    .bind(run_id)
-    .bind(task_id)
-    .fetch_optional(pool)
-    .await?
-    .ok_or_else(|| {
+) -> ApiResult<TaskInstanceView> {
+    task_instances::get_view(pool, dag_id, run_id, task_id)
+        .await?
+        .ok_or_else(|| {
         AppError::not_found(format!(
             "Task instance not found: dag_id '{dag_id}', dag_run_id '{run_id}', task_id '{task_id}'"
         ))
@@ -60,33 +54,19 @@ pub async fn get_task_instances(
     }
     let dag_filter = (dag_id != "~").then_some(dag_id);
     let run_filter = (run_id != "~").then_some(run_id);
-    // Airflow's `none` state filter means "no state yet" (null in JSON).
-    let states: Vec<String> = params.all("state");
-    // task_instance carries dag_id and run_id: filter and count without the join.
-    let filter = "($1::text IS NULL OR ti.dag_id = $1) AND ($2::text IS NULL OR ti.run_id = $2) \
-                  AND (cardinality($3::text[]) = 0 OR ti.state = ANY($3))";
-    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM task_instance ti WHERE {filter}"
-    )))
-    .bind(&dag_filter)
-    .bind(&run_filter)
-    .bind(&states)
-    .fetch_one(&state.pool)
-    .await?;
-    let rows = sqlx::query_as::<_, TiRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {TI_COLUMNS} FROM task_instance ti JOIN dag_run r ON r.id = ti.dag_run_id
-          WHERE {filter} ORDER BY ti.id LIMIT $4 OFFSET $5"
-    )))
-    .bind(&dag_filter)
-    .bind(&run_filter)
-    .bind(&states)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(&state.pool)
-    .await?;
+    // Airflow's `none` state filter means "no state yet" (null in JSON). A state we do not know
+    // matches nothing: with only such states the page is empty.
+    let wanted = params.all("state");
+    let states: Vec<TaskState> = wanted.iter().filter_map(|s| s.parse().ok()).collect();
+    let filter = TaskInstanceFilter {
+        dag_id: dag_filter.as_deref(),
+        run_id: run_filter.as_deref(),
+        states: (!wanted.is_empty()).then_some(states.as_slice()),
+    };
+    let page = task_instances::page(&state.pool, &filter, limit, offset).await?;
     Ok(Json(TaskInstanceCollection {
-        task_instances: rows.into_iter().map(TaskInstanceJson::from).collect(),
-        total_entries: total,
+        task_instances: page.rows.into_iter().map(TaskInstanceJson::from).collect(),
+        total_entries: page.total,
     }))
 }
 
@@ -104,33 +84,6 @@ pub async fn get_task_instance(
             .await?
             .into(),
     ))
-}
-
-#[derive(Debug, sqlx::FromRow)]
-pub struct LogLine {
-    pub id: i64,
-    pub logged_at: DateTime<Utc>,
-    pub line: String,
-}
-
-/// Lines of one try after log line id `after`, at most `limit`.
-pub async fn log_lines(
-    pool: &PgPool,
-    ti_id: i64,
-    try_number: i32,
-    after: i64,
-    limit: i64,
-) -> ApiResult<Vec<LogLine>> {
-    Ok(sqlx::query_as::<_, LogLine>(
-        "SELECT id, logged_at, line FROM task_log
-          WHERE task_instance_id = $1 AND try_number = $2 AND id > $3 ORDER BY id LIMIT $4",
-    )
-    .bind(ti_id)
-    .bind(try_number)
-    .bind(after)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?)
 }
 
 pub fn format_line(line: &LogLine) -> String {
@@ -171,7 +124,7 @@ pub async fn get_log(
     };
     let full = params.bool("full_content")?.unwrap_or(false);
     let limit = if full { i64::MAX } else { LOG_PAGE_LINES };
-    let lines = log_lines(&state.pool, ti.id, try_number, after, limit).await?;
+    let lines = logs::lines(&state.pool, ti.id, try_number, after, limit).await?;
     let token = lines.last().map_or(after, |line| line.id).to_string();
     let content = lines.iter().map(format_line).collect::<Vec<_>>().join("\n");
     let wants_json = headers
@@ -193,14 +146,12 @@ pub async fn get_log(
     Ok(response)
 }
 
-#[derive(Debug, sqlx::FromRow)]
-struct XComRow {
-    key: String,
-    value: Value,
-    created_at: DateTime<Utc>,
-}
-
-fn xcom_entry(ti: &TiRow, row: XComRow, with_value: bool, deserialize: bool) -> XComEntry {
+fn xcom_entry(
+    ti: &TaskInstanceView,
+    row: XComRow,
+    with_value: bool,
+    deserialize: bool,
+) -> XComEntry {
     let value = with_value.then(|| {
         if deserialize {
             row.value.clone()
@@ -233,25 +184,14 @@ pub async fn get_xcom_entries(
 ) -> ApiResult<Json<XComCollection>> {
     let (limit, offset) = params.page()?;
     let ti = fetch_ti(&state.pool, &dag_id, &run_id, &task_id).await?;
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM xcom WHERE task_instance_id = $1")
-        .bind(ti.id)
-        .fetch_one(&state.pool)
-        .await?;
-    let rows = sqlx::query_as::<_, XComRow>(
-        "SELECT key, value, created_at FROM xcom WHERE task_instance_id = $1
-          ORDER BY key LIMIT $2 OFFSET $3",
-    )
-    .bind(ti.id)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(&state.pool)
-    .await?;
+    let page = xcom::page(&state.pool, ti.id, limit, offset).await?;
     Ok(Json(XComCollection {
-        xcom_entries: rows
+        xcom_entries: page
+            .rows
             .into_iter()
             .map(|row| xcom_entry(&ti, row, false, false))
             .collect(),
-        total_entries: total,
+        total_entries: page.total,
     }))
 }
 
@@ -269,13 +209,8 @@ pub async fn get_xcom_entry(
 ) -> ApiResult<Json<XComEntry>> {
     let deserialize = params.bool("deserialize")?.unwrap_or(false);
     let ti = fetch_ti(&state.pool, &dag_id, &run_id, &task_id).await?;
-    let row = sqlx::query_as::<_, XComRow>(
-        "SELECT key, value, created_at FROM xcom WHERE task_instance_id = $1 AND key = $2",
-    )
-    .bind(ti.id)
-    .bind(&key)
-    .fetch_optional(&state.pool)
-    .await?
-    .ok_or_else(|| AppError::not_found(format!("XCom entry not found: key '{key}'")))?;
+    let row = xcom::get(&state.pool, ti.id, &key)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("XCom entry not found: key '{key}'")))?;
     Ok(Json(xcom_entry(&ti, row, true, deserialize)))
 }

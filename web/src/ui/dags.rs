@@ -6,16 +6,17 @@ use askama::Template;
 use axum::Form;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect};
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use updraft_orchestrator::dag::Dag;
 use updraft_orchestrator::engine::trigger::TriggerRequest;
+use updraft_orchestrator::store::dags::{self, DagFilter};
+use updraft_orchestrator::store::task_instances::{self, GridCell as StoredCell};
+use updraft_orchestrator::store::{runs, versions};
 
 use super::graph::{GraphNode, render_svg};
 use super::{Frame, PageResult, enc, fmt_date, render, safe_next};
 use crate::AppState;
-use crate::api::dags::{DagFilter, fetch_dag, list_dag_rows, set_paused};
+use crate::api::dags::{fetch_dag, set_paused};
 use crate::api::models::timetable_description;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
@@ -25,6 +26,8 @@ use crate::users::Role;
 const PAGE_SIZE: i64 = 50;
 const RECENT_RUNS: i64 = 10;
 const GRID_RUNS: i64 = 25;
+/// Most tags the list's tag filter offers.
+const MAX_TAGS: i64 = 500;
 
 pub struct Mark {
     pub state: String,
@@ -72,49 +75,34 @@ fn list_href(q: &str, tag: &str, page: i64) -> String {
     format!("/dags?{query}")
 }
 
-#[derive(sqlx::FromRow)]
-struct RecentRun {
-    dag_id: String,
-    run_id: String,
-    state: String,
-    logical_date: DateTime<Utc>,
-}
-
 pub async fn list(State(state): State<AppState>, user: CurrentUser, params: Params) -> PageResult {
     let q = params.get("q").unwrap_or("").trim().to_string();
     let tag = params.get("tag").unwrap_or("").trim().to_string();
     let page = params.int("page", 1, 1)?;
+    let tags = if tag.is_empty() {
+        vec![]
+    } else {
+        vec![tag.clone()]
+    };
     let filter = DagFilter {
         paused: None,
         only_active: true,
-        pattern: Some(q.clone()),
-        tags: if tag.is_empty() {
-            vec![]
-        } else {
-            vec![tag.clone()]
-        },
+        dag_id_contains: Some(&q),
+        tags: &tags,
     };
     let offset = (page - 1).saturating_mul(PAGE_SIZE);
-    let (dags, total) = list_dag_rows(&state.pool, &filter, PAGE_SIZE, offset).await?;
+    let dags = dags::page(&state.pool, &filter, PAGE_SIZE, offset)
+        .await
+        .map_err(AppError::from)?;
+    let (total, dags) = (dags.total, dags.rows);
     let ids: Vec<String> = dags.iter().map(|d| d.dag_id.clone()).collect();
     // One query for the recent runs of every DAG on the page (index dag_run_recent).
-    let recent: Vec<RecentRun> = sqlx::query_as(
-        "SELECT r.dag_id, r.run_id, r.state, r.logical_date FROM unnest($1::text[]) AS ids(dag_id)
-         CROSS JOIN LATERAL (SELECT dag_id, run_id, state, logical_date FROM dag_run
-                              WHERE dag_id = ids.dag_id ORDER BY logical_date DESC LIMIT $2) r",
-    )
-    .bind(&ids)
-    .bind(RECENT_RUNS)
-    .fetch_all(&state.pool)
-    .await
-    .map_err(AppError::from)?;
-    let (import_errors, all_tags): (i64, Vec<String>) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM import_error),
-                ARRAY(SELECT DISTINCT unnest(tags) FROM dag WHERE is_active ORDER BY 1 LIMIT 500)",
-    )
-    .fetch_one(&state.pool)
-    .await
-    .map_err(AppError::from)?;
+    let recent = runs::recent_of_dags(&state.pool, &ids, RECENT_RUNS)
+        .await
+        .map_err(AppError::from)?;
+    let facets = dags::list_facets(&state.pool, MAX_TAGS)
+        .await
+        .map_err(AppError::from)?;
     let mut runs_by_dag: HashMap<String, Vec<Mark>> = HashMap::new();
     for run in recent {
         runs_by_dag
@@ -128,7 +116,7 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser, params: Para
                     fmt_date(Some(run.logical_date)),
                     run.state
                 ),
-                state: run.state,
+                state: run.state.to_string(),
             });
     }
     let rows = dags
@@ -161,11 +149,11 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser, params: Para
         next_href: (page < pages).then(|| list_href(&q, &tag, page + 1)),
         q,
         tag,
-        all_tags,
+        all_tags: facets.tags,
         total,
         page,
         pages,
-        import_errors,
+        import_errors: facets.import_errors,
     })
 }
 
@@ -278,61 +266,32 @@ struct DagPage {
     details: Vec<(String, String)>,
 }
 
-#[derive(sqlx::FromRow)]
-struct GridTi {
-    run_id: String,
-    task_id: String,
-    state: String,
-    try_number: i32,
-}
-
 pub async fn page(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(dag_id): ApiPath<String>,
 ) -> PageResult {
     let dag = fetch_dag(&state.pool, &dag_id).await?;
-    let version: Option<(Value, String, i32)> = sqlx::query_as(
-        "SELECT v.snapshot, v.source, v.version_number FROM dag d
-           JOIN dag_version v ON v.id = d.latest_version_id WHERE d.dag_id = $1",
-    )
-    .bind(&dag_id)
-    .fetch_optional(&state.pool)
-    .await
-    .map_err(AppError::from)?;
-    let parsed = version
-        .as_ref()
-        .and_then(|(snapshot, _, _)| Dag::from_snapshot(snapshot).ok());
+    let version = versions::latest_with_source(&state.pool, &dag_id)
+        .await
+        .map_err(AppError::from)?;
+    let parsed = version.as_ref().and_then(|version| version.dag.as_ref());
     // Latest runs, newest first in SQL, shown oldest → newest.
-    let mut runs: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT run_id, state, logical_date FROM dag_run WHERE dag_id = $1
-          ORDER BY logical_date DESC LIMIT $2",
-    )
-    .bind(&dag_id)
-    .bind(GRID_RUNS)
-    .fetch_all(&state.pool)
-    .await
-    .map_err(AppError::from)?;
+    let mut runs = runs::recent(&state.pool, &dag_id, GRID_RUNS)
+        .await
+        .map_err(AppError::from)?;
     runs.reverse();
-    let run_ids: Vec<String> = runs.iter().map(|r| r.0.clone()).collect();
-    let tis: Vec<GridTi> = sqlx::query_as(
-        "SELECT ti.run_id, ti.task_id, ti.state, ti.try_number FROM dag_run r
-           JOIN task_instance ti ON ti.dag_run_id = r.id
-          WHERE r.dag_id = $1 AND r.run_id = ANY($2)",
-    )
-    .bind(&dag_id)
-    .bind(&run_ids)
-    .fetch_all(&state.pool)
-    .await
-    .map_err(AppError::from)?;
-    let by_cell: HashMap<(&str, &str), &GridTi> = tis
+    let run_ids: Vec<String> = runs.iter().map(|r| r.run_id.clone()).collect();
+    let tis = task_instances::grid(&state.pool, &dag_id, &run_ids)
+        .await
+        .map_err(AppError::from)?;
+    let by_cell: HashMap<(&str, &str), &StoredCell> = tis
         .iter()
         .map(|ti| ((ti.run_id.as_str(), ti.task_id.as_str()), ti))
         .collect();
 
     // Task rows: the latest version's tasks in order, then ids seen only in older runs.
     let mut task_ids: Vec<String> = parsed
-        .as_ref()
         .map(|d| {
             d.topological_order()
                 .into_iter()
@@ -360,13 +319,13 @@ pub async fn page(
             cells: runs
                 .iter()
                 .map(
-                    |(run_id, _, _)| match by_cell.get(&(run_id.as_str(), task_id.as_str())) {
+                    |run| match by_cell.get(&(run.run_id.as_str(), task_id.as_str())) {
                         Some(ti) => GridCell {
-                            state: ti.state.clone(),
-                            href: Some(ti_href(run_id, task_id)),
+                            state: ti.state.to_string(),
+                            href: Some(ti_href(&run.run_id, task_id)),
                             title: format!(
-                                "{task_id} · {run_id} · {} · try {}",
-                                ti.state, ti.try_number
+                                "{task_id} · {} · {} · try {}",
+                                run.run_id, ti.state, ti.try_number
                             ),
                         },
                         None => GridCell {
@@ -381,16 +340,20 @@ pub async fn page(
         .collect();
     let grid_runs = runs
         .iter()
-        .map(|(run_id, run_state, date)| GridRun {
-            state: run_state.clone(),
-            href: format!("/dags/{}/runs/{}", enc(&dag_id), enc(run_id)),
-            title: format!("{run_id} · {} · {run_state}", fmt_date(Some(*date))),
+        .map(|run| GridRun {
+            state: run.state.to_string(),
+            href: format!("/dags/{}/runs/{}", enc(&dag_id), enc(&run.run_id)),
+            title: format!(
+                "{} · {} · {}",
+                run.run_id,
+                fmt_date(Some(run.logical_date)),
+                run.state
+            ),
         })
         .collect();
 
-    let latest = runs.last().map(|r| r.0.clone());
+    let latest = runs.last().map(|r| r.run_id.clone());
     let nodes: Vec<GraphNode> = parsed
-        .as_ref()
         .map(|d| {
             d.tasks
                 .iter()
@@ -401,7 +364,7 @@ pub async fn page(
                     GraphNode {
                         task_id: task.task_id.clone(),
                         upstream: task.upstream.clone(),
-                        state: ti.map_or("none".into(), |ti| ti.state.clone()),
+                        state: ti.map_or("none".into(), |ti| ti.state.to_string()),
                         href: latest
                             .as_deref()
                             .filter(|_| ti.is_some())
@@ -416,7 +379,6 @@ pub async fn page(
         None => "no runs yet".into(),
     };
     let trigger_conf = parsed
-        .as_ref()
         .map(|d| {
             let defaults: Map<String, Value> = d
                 .params
@@ -444,10 +406,10 @@ pub async fn page(
             fmt_date(Some(dag.last_parsed_at)),
         ),
     ];
-    if let Some((_, _, number)) = &version {
-        details.push(("Version".to_string(), number.to_string()));
+    if let Some(version) = &version {
+        details.push(("Version".to_string(), version.version_number.to_string()));
     }
-    if let Some(d) = &parsed {
+    if let Some(d) = parsed {
         details.push(("Start date".to_string(), fmt_date(d.start_date)));
         details.push(("Catchup".to_string(), d.catchup.to_string()));
     }
@@ -466,7 +428,7 @@ pub async fn page(
         can_operate: user.user.role.allows(Role::Op),
         trigger_conf,
         fileloc: dag.fileloc.clone(),
-        source: version.map(|(_, source, _)| source).unwrap_or_default(),
+        source: version.map(|version| version.source).unwrap_or_default(),
         details,
         dag_id,
     })

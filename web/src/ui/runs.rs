@@ -5,16 +5,18 @@ use axum::Form;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect};
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
+use updraft_orchestrator::dag::{RunState, TaskState};
 use updraft_orchestrator::engine::clear::{ClearRequest, clear_task_instances, mark_run};
+use updraft_orchestrator::store::import_errors::{self, ImportErrorOrder};
+use updraft_orchestrator::store::logs;
+use updraft_orchestrator::store::task_instances::{self, TaskInstanceView};
 
 use super::{Frame, PageResult, enc, fmt_date, fmt_duration, render};
 use crate::AppState;
-use crate::api::models::{TI_COLUMNS, TiRow};
 use crate::api::runs::{fetch_run, parse_settable_state, store_error};
-use crate::api::task_instances::{fetch_ti, format_line, log_lines};
+use crate::api::task_instances::{fetch_ti, format_line};
 use crate::auth::CurrentUser;
 use crate::error::{AppError, PageError};
 use crate::extract::{ApiPath, Params};
@@ -58,15 +60,9 @@ pub async fn page(
     ApiPath((dag_id, run_id)): ApiPath<(String, String)>,
 ) -> PageResult {
     let run = fetch_run(&state.pool, &dag_id, &run_id).await?;
-    let rows: Vec<TiRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {TI_COLUMNS} FROM dag_run r JOIN task_instance ti ON ti.dag_run_id = r.id
-          WHERE r.dag_id = $1 AND r.run_id = $2 ORDER BY ti.id"
-    )))
-    .bind(&dag_id)
-    .bind(&run_id)
-    .fetch_all(&state.pool)
-    .await
-    .map_err(AppError::from)?;
+    let rows = task_instances::views_of_run(&state.pool, &dag_id, &run_id)
+        .await
+        .map_err(AppError::from)?;
     let tis = rows
         .into_iter()
         .map(|ti| TiView {
@@ -83,7 +79,7 @@ pub async fn page(
                 .unwrap_or_else(|| "(not rendered yet)".into()),
             task_id: ti.task_id,
             operator: ti.operator,
-            state: ti.state,
+            state: ti.state.to_string(),
             try_number: ti.try_number,
             max_tries: ti.max_tries,
             start: fmt_date(ti.start_date),
@@ -92,7 +88,7 @@ pub async fn page(
         })
         .collect();
     let details = vec![
-        ("Run type".to_string(), run.run_type.clone()),
+        ("Run type".to_string(), run.run_type.to_string()),
         ("Logical date".to_string(), fmt_date(Some(run.logical_date))),
         (
             "Data interval".to_string(),
@@ -122,8 +118,8 @@ pub async fn page(
         csrf: frame.csrf,
         enc_dag: enc(&dag_id),
         enc_run: enc(&run_id),
-        unfinished: matches!(run.state.as_str(), "queued" | "running"),
-        state: run.state,
+        unfinished: matches!(run.state, RunState::Queued | RunState::Running),
+        state: run.state.to_string(),
         details,
         tis,
         can_operate: user.user.role.allows(Role::Op),
@@ -208,7 +204,7 @@ struct LogPage {
     follow_url: String,
 }
 
-fn wanted_try(params: &Params, ti: &TiRow) -> Result<i32, AppError> {
+fn wanted_try(params: &Params, ti: &TaskInstanceView) -> Result<i32, AppError> {
     let wanted = params.int("try", i64::from(ti.try_number), 0)?;
     if wanted > i64::from(ti.try_number) {
         return Err(AppError::not_found(format!(
@@ -219,10 +215,14 @@ fn wanted_try(params: &Params, ti: &TiRow) -> Result<i32, AppError> {
     Ok(wanted as i32)
 }
 
-fn is_live(state: &str) -> bool {
+fn is_live(state: TaskState) -> bool {
     matches!(
         state,
-        "running" | "queued" | "scheduled" | "none" | "up_for_retry"
+        TaskState::Running
+            | TaskState::Queued
+            | TaskState::Scheduled
+            | TaskState::None
+            | TaskState::UpForRetry
     )
 }
 
@@ -234,7 +234,9 @@ pub async fn log_page(
 ) -> PageResult {
     let ti = fetch_ti(&state.pool, &dag_id, &run_id, &task_id).await?;
     let try_number = wanted_try(&params, &ti)?;
-    let lines = log_lines(&state.pool, ti.id, try_number, 0, LOG_PAGE_LINES).await?;
+    let lines = logs::lines(&state.pool, ti.id, try_number, 0, LOG_PAGE_LINES)
+        .await
+        .map_err(AppError::from)?;
     let after = lines.last().map_or(0, |line| line.id);
     let base = format!(
         "/dags/{}/runs/{}/tasks/{}",
@@ -243,7 +245,7 @@ pub async fn log_page(
         enc(&task_id)
     );
     // The latest try follows new lines while the task may still write some.
-    let running = try_number == ti.try_number && is_live(&ti.state);
+    let running = try_number == ti.try_number && is_live(ti.state);
     let frame = Frame::of(&user);
     render(&LogPage {
         user: frame.user,
@@ -258,7 +260,7 @@ pub async fn log_page(
         follow_url: format!("{base}/log.json?try={try_number}"),
         after,
         running,
-        state: ti.state,
+        state: ti.state.to_string(),
         try_number,
         dag_id,
         run_id,
@@ -276,15 +278,15 @@ pub async fn log_json(
     let ti = fetch_ti(&state.pool, &dag_id, &run_id, &task_id).await?;
     let try_number = wanted_try(&params, &ti)?;
     let after = params.int("after", 0, 0)?;
-    let lines = log_lines(&state.pool, ti.id, try_number, after, LOG_PAGE_LINES).await?;
+    let lines = logs::lines(&state.pool, ti.id, try_number, after, LOG_PAGE_LINES).await?;
     let next = lines.last().map_or(after, |line| line.id);
     // Keep polling while a newer try may start, or while lines are still coming in pages.
     let running =
-        (try_number == ti.try_number && is_live(&ti.state)) || lines.len() as i64 == LOG_PAGE_LINES;
+        (try_number == ti.try_number && is_live(ti.state)) || lines.len() as i64 == LOG_PAGE_LINES;
     Ok(Json(json!({
         "lines": lines.iter().map(format_line).collect::<Vec<_>>(),
         "next": next,
-        "state": ti.state,
+        "state": ti.state.as_str(),
         "try_number": ti.try_number,
         "running": running,
     })))
@@ -311,27 +313,24 @@ pub async fn import_errors(
 ) -> Result<axum::response::Response, PageError> {
     const PAGE: i64 = 50;
     let page = params.int("page", 1, 1)?;
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM import_error")
-        .fetch_one(&state.pool)
+    let offset = (page - 1).saturating_mul(PAGE);
+    let errors = import_errors::page(&state.pool, ImportErrorOrder::File, PAGE, offset)
         .await
         .map_err(AppError::from)?;
-    let rows: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT fileloc, message, created_at FROM import_error ORDER BY fileloc LIMIT $1 OFFSET $2",
-    )
-    .bind(PAGE)
-    .bind((page - 1).saturating_mul(PAGE))
-    .fetch_all(&state.pool)
-    .await
-    .map_err(AppError::from)?;
+    let total = errors.total;
     let pages = ((total + PAGE - 1) / PAGE).max(1);
     let frame = Frame::of(&user);
     render(&ImportErrorsPage {
         user: frame.user,
         role: frame.role,
         csrf: frame.csrf,
-        errors: rows
+        errors: errors
+            .rows
             .into_iter()
-            .map(|(file, message, at)| (file, message, fmt_date(Some(at))))
+            .map(|error| {
+                let at = fmt_date(Some(error.created_at));
+                (error.fileloc, error.message, at)
+            })
             .collect(),
         total,
         page,
