@@ -1,11 +1,9 @@
 //! `http` against a local wiremock server standing in for randomuser.me.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{harness, run, wait_for};
 use serde_json::{Value, json};
-use support::{harness, run, wait_for};
 use updraft_operators::OperatorError;
 use wiremock::matchers::{body_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -1,13 +1,11 @@
 //! max_active_tasks holds exactly with two schedulers handing off to each other's downstream
 //! tasks (the executor queues and claims downstream tasks itself after a try ends).
 
-mod scheduler_support;
-
 use std::time::Duration;
 
 use updraft_orchestrator::store::runs::{TriggerRequest, trigger_run};
 
-use scheduler_support::{config, env};
+use crate::scheduler_support::{config, env};
 
 /// Fan-out and chains: every try ending may make several tasks ready at once.
 const LIMITED: &str = r#"

@@ -1,11 +1,9 @@
 //! Authentication: no route but the public ones answers without credentials; sessions, CSRF,
 //! roles on UI forms; the OpenAPI document matches the router.
 
-mod common;
-
+use crate::common::{Ctx, setup};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use common::{Ctx, setup};
 
 const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/login"),
@@ -180,7 +178,7 @@ async fn openapi_document_matches_the_router() {
     assert_eq!(built["paths"], doc["paths"]);
 }
 
-fn cookie_of(reply: &common::Reply) -> String {
+fn cookie_of(reply: &crate::common::Reply) -> String {
     let set = reply.headers[header::SET_COOKIE].to_str().unwrap();
     assert!(
         set.contains("HttpOnly") && set.contains("SameSite=Lax"),
@@ -193,7 +191,7 @@ async fn login(ctx: &Ctx, user: &str) -> String {
     let (csrf_cookie, csrf) = ctx.login_csrf().await;
     let body = format!(
         "username={user}&password={}&next=%2Fdags&csrf_token={csrf}",
-        common::password(user)
+        crate::common::password(user)
     );
     let reply = ctx
         .raw(
@@ -209,7 +207,7 @@ async fn login(ctx: &Ctx, user: &str) -> String {
     cookie_of(&reply)
 }
 
-async fn form(ctx: &Ctx, cookie: &str, uri: &str, body: String) -> common::Reply {
+async fn form(ctx: &Ctx, cookie: &str, uri: &str, body: String) -> crate::common::Reply {
     ctx.raw(
         Request::post(uri)
             .header(header::COOKIE, cookie)
@@ -220,7 +218,7 @@ async fn form(ctx: &Ctx, cookie: &str, uri: &str, body: String) -> common::Reply
     .await
 }
 
-async fn page(ctx: &Ctx, cookie: &str, uri: &str) -> common::Reply {
+async fn page(ctx: &Ctx, cookie: &str, uri: &str) -> crate::common::Reply {
     ctx.raw(
         Request::get(uri)
             .header(header::COOKIE, cookie)
@@ -255,7 +253,7 @@ async fn sessions_csrf_and_roles_on_forms() {
     )
     .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-    let no_session = |reply: &common::Reply| {
+    let no_session = |reply: &crate::common::Reply| {
         reply
             .headers
             .get_all(header::SET_COOKIE)
@@ -264,7 +262,7 @@ async fn sessions_csrf_and_roles_on_forms() {
     };
     assert!(no_session(&wrong));
     // Login CSRF: the right password without the form's token (a cross-site post) is refused.
-    let password = common::password("op");
+    let password = crate::common::password("op");
     for (cookie, body) in [
         ("", format!("username=op&password={password}")),
         (

@@ -1,17 +1,15 @@
 //! `kafka_publish` against the real broker: publish, consume back, compare.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::support::{harness, run};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{Value, json};
-use support::{harness, run};
 use updraft_operators::OperatorError;
 
 const PARTITIONS: i32 = 3;
@@ -249,7 +247,7 @@ async fn cancellation_stops_a_repeat() {
     let task = tokio::spawn(async move { run("kafka_publish", config, &ctx).await });
     let log = h.log.clone();
     assert!(
-        support::wait_for(Duration::from_secs(20), || !log.lines().is_empty()).await,
+        crate::support::wait_for(Duration::from_secs(20), || !log.lines().is_empty()).await,
         "no round finished"
     );
     let cancelled_at = Instant::now();

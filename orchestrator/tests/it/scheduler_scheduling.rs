@@ -1,7 +1,5 @@
 //! Scheduled runs on PostgreSQL: catchup, pause/unpause, max_active_runs, versions pinned to runs.
 
-mod scheduler_support;
-
 use std::time::Duration;
 
 use chrono::{Days, Utc};
@@ -9,7 +7,7 @@ use updraft_orchestrator::scheduler::Scheduler;
 use updraft_orchestrator::store::dags::set_paused;
 use updraft_orchestrator::store::runs::{TriggerRequest, trigger_run};
 
-use scheduler_support::{config, env};
+use crate::scheduler_support::{config, env};
 
 /// run_id, logical date, interval start, interval end.
 type RunDates = (

@@ -1,9 +1,7 @@
 //! The server-rendered pages, read as a viewer.
 
-mod common;
-
+use crate::common::setup;
 use axum::http::StatusCode;
-use common::setup;
 
 #[tokio::test]
 async fn pages_render_what_they_promise() {

@@ -1,11 +1,9 @@
 //! Bad input never yields a 500 or a state change: wrong types, unknown fields, malformed JSON,
 //! oversized bodies, unknown ids, injection strings in paths and queries.
 
-mod common;
-
+use crate::common::{Ctx, basic, setup};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use common::{Ctx, basic, setup};
 
 /// A fingerprint of everything a bad request could change.
 async fn state_of(ctx: &Ctx) -> String {
@@ -27,7 +25,7 @@ async fn send_raw(
     uri: &str,
     content_type: &str,
     body: Vec<u8>,
-) -> common::Reply {
+) -> crate::common::Reply {
     ctx.raw(
         Request::builder()
             .method(method.clone())

@@ -308,8 +308,9 @@ async fn user_automation_lands_every_published_record_in_cassandra() {
     )
     .expect("write stream definition");
 
-    let fixture: Value = serde_json::from_str(include_str!("../testdata/randomuser_response.json"))
-        .expect("fixture");
+    let fixture: Value =
+        serde_json::from_str(include_str!("../../testdata/randomuser_response.json"))
+            .expect("fixture");
     let randomuser = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/api/"))

@@ -1,11 +1,9 @@
 //! Every REST endpoint against real PostgreSQL: success, 401, 403, 404/409/400, pagination.
 
-mod common;
-
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 
-use common::setup;
+use crate::common::setup;
 
 #[tokio::test]
 async fn dags_endpoints() {
@@ -353,7 +351,7 @@ async fn task_instance_log_and_xcom_endpoints() {
     let json_log = ctx
         .raw(
             axum::http::Request::get(format!("{base}/extract/logs/1"))
-                .header("authorization", common::basic("viewer"))
+                .header("authorization", crate::common::basic("viewer"))
                 .header("accept", "application/json")
                 .body(axum::body::Body::empty())
                 .unwrap(),

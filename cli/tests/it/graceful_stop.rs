@@ -1,11 +1,9 @@
 //! SIGTERM: `updraft scheduler` stops claiming, lets running tries finish within the grace
 //! period, releases the rest for retry (without using up a retry), and exits cleanly.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Scheduler, setup, wait_for_value};
+use crate::common::{Scheduler, setup, wait_for_value};
 use sqlx::PgPool;
 use updraft_orchestrator::store::runs::{TriggerRequest, trigger_run};
 

@@ -1,11 +1,9 @@
 //! The database going away: `updraft scheduler` retries with backoff and resumes by itself,
 //! both when PostgreSQL is down at start-up and when it disappears while a task runs.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Scheduler, setup, wait_for_value, wait_until};
+use crate::common::{Scheduler, setup, wait_for_value, wait_until};
 use testkit::proxy::TcpProxy;
 use updraft_orchestrator::store::runs::{TriggerRequest, trigger_run};
 

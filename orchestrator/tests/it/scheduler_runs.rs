@@ -1,14 +1,12 @@
 //! End-to-end runs on PostgreSQL: chains with XCom and logs, retries, trigger rules, clearing.
 
-mod scheduler_support;
-
 use std::time::Duration;
 
 use serde_json::{Map, json};
 use updraft_orchestrator::store::runs::{TriggerRequest, trigger_run};
 use updraft_orchestrator::store::task_instances::clear_task_instances;
 
-use scheduler_support::{config, env};
+use crate::scheduler_support::{config, env};
 
 const CHAIN: &str = r#"
 dag_id: chain

@@ -4,8 +4,8 @@
 use proptest::prelude::*;
 use updraft_orchestrator::dag::parse_dag;
 
-const VALID: &str = include_str!("../testdata/valid/full.yaml");
-const SEED_DAG: &str = include_str!("../../dags/user_automation.yaml");
+const VALID: &str = include_str!("../../testdata/valid/full.yaml");
+const SEED_DAG: &str = include_str!("../../../dags/user_automation.yaml");
 
 /// Characters that change YAML structure or template syntax.
 const SIGNIFICANT: &[&str] = &[

@@ -7,11 +7,9 @@
 //!   UPDRAFT_AIRFLOW_CLIENT_PYTHON=/tmp/afc/bin/python CI=true \
 //!     cargo test -p updraft-web --test airflow_client -- --nocapture
 
-mod common;
-
 use std::process::{Command, Stdio};
 
-use common::server;
+use crate::common::server;
 
 #[tokio::test]
 async fn airflow_python_client_works_unmodified() {
@@ -25,7 +23,7 @@ async fn airflow_python_client_works_unmodified() {
         return;
     }
     let standalone = server::start("web_afclient", "standalone-airflow-client.log").await;
-    let script = server::workspace().join("web/tests/airflow_client/check.py");
+    let script = server::workspace().join("web/tests/it/airflow_client/check.py");
     let status = Command::new(python)
         .arg(script)
         .env("BASE_URL", standalone.base_url())

@@ -7,11 +7,9 @@
 //!   UPDRAFT_BROWSER_TEST=1 CI=true cargo test -p updraft-web --test browser -- --nocapture
 //! `UPDRAFT_BIN` overrides the binary's path. Screenshots land in `artifacts/browser/`.
 
-mod common;
-
 use std::process::{Command, Stdio};
 
-use common::server;
+use crate::common::server;
 
 #[tokio::test]
 async fn browser_login_unpause_trigger_and_log() {

@@ -1,11 +1,9 @@
 //! `shell` against a real bash: exit codes, log lines, env, cwd, timeout and cancellation.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{harness, run, wait_for};
 use serde_json::json;
-use support::{harness, run, wait_for};
 use updraft_operators::OperatorError;
 
 fn failure(result: Result<serde_json::Value, OperatorError>) -> String {

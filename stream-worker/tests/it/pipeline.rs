@@ -1,10 +1,8 @@
 //! The worker run in-process against real Kafka and Cassandra.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use scylla::client::session::Session;
 
 type UserRow = (

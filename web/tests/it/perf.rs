@@ -1,8 +1,6 @@
 //! Page timings with 1,000 DAGs and 100,000 task instances (ignored by default: it seeds a lot).
 //!   CI=true cargo test -p updraft-web --release --test perf -- --ignored --nocapture
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,9 +49,14 @@ async fn page_timings_at_scale() {
         .run(&pool)
         .await
         .unwrap();
-    create_user(&pool, "admin", Role::Admin, &common::password("admin"))
-        .await
-        .unwrap();
+    create_user(
+        &pool,
+        "admin",
+        Role::Admin,
+        &crate::common::password("admin"),
+    )
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     for i in 0..DAGS {
         std::fs::write(dir.path().join(format!("perf_{i:04}.yaml")), dag_yaml(i)).unwrap();
@@ -98,7 +101,7 @@ async fn page_timings_at_scale() {
     println!("seeded {tis} task instances");
 
     let router = app(AppState::new(pool.clone(), dir.path().to_path_buf()));
-    let auth = common::basic("admin");
+    let auth = crate::common::basic("admin");
     let get = |uri: String| {
         let router = router.clone();
         let auth = auth.clone();

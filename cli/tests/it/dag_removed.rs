@@ -1,11 +1,9 @@
 //! A DAG whose file disappears while it runs: the run finishes on its pinned version, and the
 //! DAG is deactivated (no new runs).
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Scheduler, setup, wait_for_value};
+use crate::common::{Scheduler, setup, wait_for_value};
 use updraft_orchestrator::store::runs::{TriggerRequest, trigger_run};
 
 const DAG: &str = "\
