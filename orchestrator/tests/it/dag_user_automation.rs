@@ -3,13 +3,8 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{Map, Value, json};
 use updraft_operators::LogSink;
 use updraft_orchestrator::dag::folder::resolve_dag;
@@ -108,49 +103,6 @@ fn randomuser_body() -> Value {
     })
 }
 
-async fn create_topic() -> String {
-    let topic = testkit::unique_name("users_created_test");
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", testkit::kafka_bootstrap_servers())
-        .create()
-        .unwrap();
-    // One partition: the records come back in publication order.
-    let new_topic = NewTopic::new(&topic, 1, TopicReplication::Fixed(1));
-    for result in admin
-        .create_topics([&new_topic], &AdminOptions::new())
-        .await
-        .unwrap()
-    {
-        result.unwrap();
-    }
-    topic
-}
-
-async fn consume(topic: &str, expected: usize) -> Vec<Value> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", testkit::kafka_bootstrap_servers())
-        .set("group.id", testkit::unique_name("dag_test"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&assignment).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut records = Vec::new();
-    while records.len() < expected {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let message = tokio::time::timeout(remaining, consumer.recv())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {expected} records arrived", records.len()))
-            .unwrap();
-        records.push(serde_json::from_slice(message.payload().unwrap()).unwrap());
-    }
-    records
-}
-
 struct Collect(Mutex<Vec<String>>);
 
 impl LogSink for Collect {
@@ -172,21 +124,20 @@ async fn user_automation_publishes_records_of_exactly_the_seeds_shape() {
         .expect(1)
         .mount(&server)
         .await;
-    // SAFETY: this test binary has one test; nothing else reads the environment concurrently.
-    unsafe {
-        std::env::set_var(
-            "UPDRAFT_VAR_RANDOMUSER_URL",
-            format!("{}/api/", server.uri()),
-        )
-    };
-
     let registry = updraft_operators::builtin_registry();
     let loaded = resolve_dag("user_automation", Path::new("../dags"), &registry)
         .unwrap_or_else(|errors| panic!("{errors:#?}"));
-    let topic = create_topic().await;
+    let topic = testkit::unique_name("users_created_test");
+    // One partition: the records come back in publication order.
+    testkit::kafka::create_topic(&topic, 1).await;
     let conf: Map<String, Value> =
         serde_json::from_value(json!({"topic": topic, "results": 3})).unwrap();
     let mut options = LocalRunOptions::new(conf);
+    // As a stored variable, not `UPDRAFT_VAR_RANDOMUSER_URL`: tests of this binary run in
+    // parallel, and setting the environment while other threads read it is unsound.
+    options
+        .variables
+        .insert("randomuser_url".into(), format!("{}/api/", server.uri()));
     let log = Arc::new(Collect(Mutex::new(Vec::new())));
     let sink = log.clone();
     options.log_for = Box::new(move |_| sink.clone());
@@ -211,7 +162,11 @@ async fn user_automation_publishes_records_of_exactly_the_seeds_shape() {
     );
     assert_eq!(run.tasks[1].output.as_ref().unwrap()["count"], 3);
 
-    let records = consume(&topic, 3).await;
+    let records: Vec<Value> = testkit::kafka::read_topic(&topic, 3, Duration::from_secs(30))
+        .await
+        .iter()
+        .map(testkit::kafka::Record::json)
+        .collect();
     let expected = expected_records();
     let mut ids = std::collections::HashSet::new();
     for (record, expected) in records.iter().zip(&expected) {

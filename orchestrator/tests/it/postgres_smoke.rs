@@ -5,8 +5,10 @@ async fn migrations_run_and_a_query_round_trips() {
     if !testkit::require_postgres() {
         return;
     }
-    let url = testkit::fresh_database("smoke").await;
-    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    let database = testkit::TestDatabase::create("smoke").await;
+    let pool = sqlx::PgPool::connect(database.url())
+        .await
+        .expect("connect");
     updraft_orchestrator::store::MIGRATOR
         .run(&pool)
         .await

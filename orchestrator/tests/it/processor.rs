@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
+use testkit::TestDatabase;
 use tokio_util::sync::CancellationToken;
 use updraft_orchestrator::processor::DagProcessor;
 
@@ -29,17 +30,18 @@ tasks:
     operator: empty
 ";
 
-async fn database() -> Option<PgPool> {
+/// A migrated database of the test's own (dropped with the guard) and a pool on it.
+async fn database() -> Option<(PgPool, TestDatabase)> {
     if !testkit::require_postgres() {
         return None;
     }
-    let url = testkit::fresh_database("processor").await;
-    let pool = PgPool::connect(&url).await.expect("connect");
+    let database = TestDatabase::create("processor").await;
+    let pool = PgPool::connect(database.url()).await.expect("connect");
     updraft_orchestrator::store::MIGRATOR
         .run(&pool)
         .await
         .expect("migrate");
-    Some(pool)
+    Some((pool, database))
 }
 
 fn processor(pool: &PgPool, folder: &Path) -> DagProcessor {
@@ -70,7 +72,9 @@ async fn import_errors(pool: &PgPool) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn new_dags_start_paused_unless_asked_and_unchanged_files_are_skipped() {
-    let Some(pool) = database().await else { return };
+    let Some((pool, _database)) = database().await else {
+        return;
+    };
     let folder = tempfile::tempdir().expect("tempdir");
     std::fs::write(folder.path().join("chain.yaml"), CHAIN).expect("write");
     std::fs::write(folder.path().join("eager.yaml"), LATE_START).expect("write");
@@ -91,7 +95,9 @@ async fn new_dags_start_paused_unless_asked_and_unchanged_files_are_skipped() {
 
 #[tokio::test]
 async fn an_edit_makes_a_new_version_and_reverting_reuses_the_old_one() {
-    let Some(pool) = database().await else { return };
+    let Some((pool, _database)) = database().await else {
+        return;
+    };
     let folder = tempfile::tempdir().expect("tempdir");
     let file = folder.path().join("chain.yaml");
     std::fs::write(&file, CHAIN).expect("write");
@@ -124,7 +130,9 @@ async fn an_edit_makes_a_new_version_and_reverting_reuses_the_old_one() {
 
 #[tokio::test]
 async fn a_bad_file_is_an_import_error_that_hides_nothing_and_clears_when_fixed() {
-    let Some(pool) = database().await else { return };
+    let Some((pool, _database)) = database().await else {
+        return;
+    };
     let folder = tempfile::tempdir().expect("tempdir");
     std::fs::write(folder.path().join("chain.yaml"), CHAIN).expect("write");
     let broken = folder.path().join("broken.yaml");
@@ -159,7 +167,9 @@ async fn a_bad_file_is_an_import_error_that_hides_nothing_and_clears_when_fixed(
 
 #[tokio::test]
 async fn a_duplicate_dag_id_names_both_files() {
-    let Some(pool) = database().await else { return };
+    let Some((pool, _database)) = database().await else {
+        return;
+    };
     let folder = tempfile::tempdir().expect("tempdir");
     std::fs::write(folder.path().join("a.yaml"), CHAIN).expect("write");
     std::fs::write(folder.path().join("b.yaml"), CHAIN).expect("write");
@@ -174,7 +184,9 @@ async fn a_duplicate_dag_id_names_both_files() {
 
 #[tokio::test]
 async fn a_deleted_file_deactivates_its_dag() {
-    let Some(pool) = database().await else { return };
+    let Some((pool, _database)) = database().await else {
+        return;
+    };
     let folder = tempfile::tempdir().expect("tempdir");
     let file = folder.path().join("chain.yaml");
     std::fs::write(&file, CHAIN).expect("write");
@@ -188,29 +200,30 @@ async fn a_deleted_file_deactivates_its_dag() {
 
 #[tokio::test]
 async fn a_new_file_is_live_within_two_seconds_while_watching() {
-    let Some(pool) = database().await else { return };
+    let Some((pool, _database)) = database().await else {
+        return;
+    };
     let folder = tempfile::tempdir().expect("tempdir");
     std::fs::write(folder.path().join("chain.yaml"), CHAIN).expect("write");
     let cancel = CancellationToken::new();
     let running = tokio::spawn(processor(&pool, folder.path()).run(cancel.clone()));
-    wait_for(&pool, "chain", Duration::from_secs(10)).await;
+    testkit::eventually(
+        "chain in the database",
+        Duration::from_secs(10),
+        async || dag_row(&pool, "chain").await.is_some(),
+    )
+    .await;
 
     let written = Instant::now();
     std::fs::write(folder.path().join("eager.yaml"), LATE_START).expect("write");
-    wait_for(&pool, "eager", Duration::from_secs(2)).await;
+    testkit::eventually(
+        "eager in the database",
+        Duration::from_secs(2),
+        async || dag_row(&pool, "eager").await.is_some(),
+    )
+    .await;
     eprintln!("new file live after {:?}", written.elapsed());
 
     cancel.cancel();
     running.await.expect("join").expect("processor");
-}
-
-async fn wait_for(pool: &PgPool, dag_id: &str, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while dag_row(pool, dag_id).await.is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "{dag_id} not in the database after {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -1,12 +1,14 @@
-//! Shared set-up of the scheduler integration tests: a fresh database, a DAGs folder, the
+//! Shared set-up of the scheduler integration tests: a database of their own, a DAGs folder, the
 //! processor, in-process schedulers, and waiting on database conditions with a deadline.
-#![allow(dead_code)]
 
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use sqlx::PgPool;
+use testkit::TestDatabase;
 use tokio_util::sync::CancellationToken;
 use updraft_orchestrator::processor::DagProcessor;
 use updraft_orchestrator::scheduler::{Scheduler, SchedulerConfig};
@@ -14,17 +16,18 @@ use updraft_orchestrator::store::MIGRATOR;
 
 pub struct Env {
     pub pool: PgPool,
-    pub url: String,
     pub folder: PathBuf,
     pub processor: DagProcessor,
     pub schedulers: Vec<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    /// Dropped last (fields drop in order), after the pool.
+    _database: TestDatabase,
 }
 
 pub async fn env(prefix: &str) -> Env {
-    let url = testkit::fresh_database(prefix).await;
+    let database = TestDatabase::create(prefix).await;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(20)
-        .connect(&url)
+        .connect(database.url())
         .await
         .unwrap();
     MIGRATOR.run(&pool).await.unwrap();
@@ -34,10 +37,10 @@ pub async fn env(prefix: &str) -> Env {
     let processor = DagProcessor::new(pool.clone(), folder.clone(), registry);
     Env {
         pool,
-        url,
         folder,
         processor,
         schedulers: Vec::new(),
+        _database: database,
     }
 }
 
@@ -84,24 +87,35 @@ impl Env {
             .unwrap()
     }
 
-    /// Polls `sql` (returning one bigint) until it equals `want`, or fails after `timeout`.
+    /// Waits until `sql` (returning one bigint) equals `want`; on timeout the failure shows the
+    /// last value, and every task instance is printed.
     pub async fn wait_for(&self, sql: &str, want: i64, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
+        let what = format!("`{sql}` = {want}");
+        let waited = AssertUnwindSafe(testkit::eventually(&what, timeout, async || {
             let got = self.scalar_i64(sql).await;
-            if got == want {
-                return;
-            }
-            if tokio::time::Instant::now() > deadline {
-                let states: Vec<(String, String, String, i32)> = sqlx::query_as(
-                    "SELECT run_id, task_id, state, try_number FROM task_instance ORDER BY id",
-                )
-                .fetch_all(&self.pool)
-                .await
-                .unwrap_or_default();
-                panic!("timed out waiting for `{sql}` = {want} (last {got}); TIs: {states:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            if got == want { Ok(()) } else { Err(got) }
+        }))
+        .catch_unwind()
+        .await;
+        if let Err(panic) = waited {
+            let states: Vec<(String, String, String, i32)> = sqlx::query_as(
+                "SELECT run_id, task_id, state, try_number FROM task_instance ORDER BY id",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .unwrap_or_default();
+            eprintln!("task instances: {states:?}");
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+impl Drop for Env {
+    /// A test that failed before `stop` leaves schedulers running: stop them before the database
+    /// goes away under them.
+    fn drop(&mut self) {
+        for (cancel, _) in &self.schedulers {
+            cancel.cancel();
         }
     }
 }
