@@ -1,21 +1,29 @@
-//! Shared by the process tests: a fresh database with one DAG file loaded, and an
+//! Shared by the process tests: a database of their own with one DAG file loaded, and an
 //! `updraft scheduler` child process that is killed when the test ends.
-#![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sqlx::PgPool;
+use testkit::TestDatabase;
 use updraft_orchestrator::processor::DagProcessor;
 
-pub struct Scheduler(pub Child);
+/// The child process, and the file its output goes to (if any).
+pub struct Scheduler(pub Child, Option<PathBuf>);
 
 impl Drop for Scheduler {
+    /// Kills the process; when the test is failing, shows the last lines of its log.
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        if let Some(log) = self.1.as_ref().filter(|_| std::thread::panicking()) {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+            eprintln!("--- last lines of {} ---\n{tail}", log.display());
+        }
     }
 }
 
@@ -45,7 +53,10 @@ impl Scheduler {
                 command.stdout(Stdio::null());
             }
         }
-        Scheduler(command.spawn().expect("start updraft scheduler"))
+        Scheduler(
+            command.spawn().expect("start updraft scheduler"),
+            log.map(Path::to_path_buf),
+        )
     }
 
     pub fn assert_alive(&mut self, when: &str) {
@@ -55,17 +66,18 @@ impl Scheduler {
     }
 }
 
-/// A fresh, migrated database with `yaml` loaded from a temporary DAGs folder.
+/// A migrated database of the test's own (dropped with the guard) with `yaml` loaded from a
+/// temporary DAGs folder.
 pub async fn setup(
     prefix: &str,
     file: &str,
     yaml: &str,
-) -> Option<(PgPool, String, tempfile::TempDir)> {
+) -> Option<(PgPool, TestDatabase, tempfile::TempDir)> {
     if !testkit::require_postgres() {
         return None;
     }
-    let url = testkit::fresh_database(prefix).await;
-    let pool = PgPool::connect(&url).await.expect("connect");
+    let database = TestDatabase::create(prefix).await;
+    let pool = PgPool::connect(database.url()).await.expect("connect");
     updraft_orchestrator::store::MIGRATOR
         .run(&pool)
         .await
@@ -77,7 +89,7 @@ pub async fn setup(
         .sync_once()
         .await
         .expect("load DAG");
-    Some((pool, url, folder))
+    Some((pool, database, folder))
 }
 
 /// The first column of the first row of `sql`, if any.
@@ -96,30 +108,14 @@ pub async fn wait_for_value(
     sql: &'static str,
     want: &str,
     limit: Duration,
-    log: Option<&Path>,
 ) {
-    wait_until(what, limit, log, || async {
-        scalar(pool, sql).await.as_deref() == Some(want)
+    testkit::eventually(what, limit, async || {
+        let got = scalar(pool, sql).await;
+        if got.as_deref() == Some(want) {
+            Ok(())
+        } else {
+            Err(got)
+        }
     })
     .await;
-}
-
-/// Polls `check` every 50 ms until it holds; on timeout, fails with `what` and the log's tail.
-pub async fn wait_until<F, Fut>(what: &str, limit: Duration, log: Option<&Path>, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        if Instant::now() >= deadline {
-            let text = log
-                .and_then(|path| std::fs::read_to_string(path).ok())
-                .unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-            panic!("gave up waiting for {what} after {limit:?}\n{tail}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

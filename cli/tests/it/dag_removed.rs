@@ -22,11 +22,11 @@ tasks:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_outlives_the_deletion_of_its_dag_file() {
-    let Some((pool, url, folder)) = setup("dag_removed", "vanishing.yaml", DAG).await else {
+    let Some((pool, database, folder)) = setup("dag_removed", "vanishing.yaml", DAG).await else {
         return;
     };
     let log = folder.path().join("scheduler.log");
-    let mut scheduler = Scheduler::start(&url, folder.path(), &[], Some(&log));
+    let mut scheduler = Scheduler::start(database.url(), folder.path(), &[], Some(&log));
     trigger_run(
         &pool,
         "vanishing",
@@ -43,7 +43,6 @@ async fn a_run_outlives_the_deletion_of_its_dag_file() {
         "SELECT state FROM task_instance WHERE task_id = 'first'",
         "running",
         Duration::from_secs(30),
-        Some(&log),
     )
     .await;
 
@@ -54,7 +53,6 @@ async fn a_run_outlives_the_deletion_of_its_dag_file() {
         "SELECT is_active::text FROM dag WHERE dag_id = 'vanishing'",
         "false",
         Duration::from_secs(10),
-        Some(&log),
     )
     .await;
     wait_for_value(
@@ -63,7 +61,6 @@ async fn a_run_outlives_the_deletion_of_its_dag_file() {
         "SELECT state FROM dag_run WHERE run_id = 'r1'",
         "success",
         Duration::from_secs(30),
-        Some(&log),
     )
     .await;
     scheduler.assert_alive("after its DAG disappeared");

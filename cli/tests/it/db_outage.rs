@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::{Scheduler, setup, wait_for_value, wait_until};
+use crate::common::{Scheduler, setup, wait_for_value};
 use testkit::proxy::TcpProxy;
 use updraft_orchestrator::store::runs::{TriggerRequest, trigger_run};
 
@@ -26,10 +26,11 @@ tasks:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_scheduler_outlives_a_database_outage() {
-    let Some((pool, url, folder)) = setup("outage", "outage.yaml", DAG).await else {
+    let Some((pool, database, folder)) = setup("outage", "outage.yaml", DAG).await else {
         return;
     };
     // The scheduler reaches PostgreSQL only through the proxy, which starts cut.
+    let url = database.url();
     let server = url
         .split_once('@')
         .and_then(|(_, rest)| rest.split_once('/'))
@@ -45,14 +46,9 @@ async fn the_scheduler_outlives_a_database_outage() {
     ];
     let mut scheduler = Scheduler::start(&proxied_url, folder.path(), &settings, Some(&log));
 
-    wait_until(
-        "a retry at start-up",
-        Duration::from_secs(30),
-        Some(&log),
-        || async {
-            std::fs::read_to_string(&log).is_ok_and(|text| text.contains("database not ready"))
-        },
-    )
+    testkit::eventually("a retry at start-up", Duration::from_secs(30), async || {
+        std::fs::read_to_string(&log).is_ok_and(|text| text.contains("database not ready"))
+    })
     .await;
     scheduler.assert_alive("while the database was down at start-up");
     proxy.restore();
@@ -73,7 +69,6 @@ async fn the_scheduler_outlives_a_database_outage() {
         "SELECT state FROM task_instance WHERE task_id = 'first'",
         "running",
         Duration::from_secs(30),
-        Some(&log),
     )
     .await;
 
@@ -89,7 +84,6 @@ async fn the_scheduler_outlives_a_database_outage() {
         "SELECT state FROM dag_run WHERE run_id = 'r1'",
         "success",
         Duration::from_secs(60),
-        Some(&log),
     )
     .await;
     scheduler.assert_alive("after the outage");

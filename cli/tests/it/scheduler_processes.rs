@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
+use testkit::TestDatabase;
 use updraft_orchestrator::processor::DagProcessor;
 use updraft_orchestrator::store::runs::{TriggerRequest, trigger_run};
 
@@ -33,9 +34,9 @@ fn scheduler(url: &str, folder: &Path, reaper_ms: u64) -> Process {
     Process(child)
 }
 
-async fn setup(prefix: &str, yaml: &str) -> (PgPool, String, PathBuf) {
-    let url = testkit::fresh_database(prefix).await;
-    let pool = PgPool::connect(&url).await.unwrap();
+async fn setup(prefix: &str, yaml: &str) -> (PgPool, TestDatabase, PathBuf) {
+    let database = TestDatabase::create(prefix).await;
+    let pool = PgPool::connect(database.url()).await.unwrap();
     updraft_orchestrator::store::MIGRATOR
         .run(&pool)
         .await
@@ -48,7 +49,7 @@ async fn setup(prefix: &str, yaml: &str) -> (PgPool, String, PathBuf) {
         .sync_once()
         .await
         .unwrap();
-    (pool, url, folder)
+    (pool, database, folder)
 }
 
 async fn count(pool: &PgPool, sql: &str) -> i64 {
@@ -58,19 +59,13 @@ async fn count(pool: &PgPool, sql: &str) -> i64 {
         .unwrap()
 }
 
+/// Waits until `sql` (one bigint) equals `want`.
 async fn wait_for(pool: &PgPool, sql: &str, want: i64, timeout: Duration) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
+    testkit::eventually(&format!("`{sql}` = {want}"), timeout, async || {
         let got = count(pool, sql).await;
-        if got == want {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for `{sql}` = {want} (last {got})"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if got == want { Ok(()) } else { Err(got) }
+    })
+    .await;
 }
 
 async fn trigger_many(pool: &PgPool, dag_id: &str, runs: usize) {
@@ -107,9 +102,9 @@ async fn two_scheduler_processes_execute_every_try_exactly_once() {
             journal.display()
         ));
     }
-    let (pool, url, folder) = setup("proc_two", &yaml).await;
-    let _a = scheduler(&url, &folder, 30_000);
-    let _b = scheduler(&url, &folder, 30_000);
+    let (pool, database, folder) = setup("proc_two", &yaml).await;
+    let _a = scheduler(database.url(), &folder, 30_000);
+    let _b = scheduler(database.url(), &folder, 30_000);
     trigger_many(&pool, "many", 50).await;
     wait_for(
         &pool,
@@ -146,8 +141,8 @@ async fn a_killed_scheduler_leaves_nothing_stuck() {
         max_active_tasks: 32\ndefault_args:\n  retries: 1\n  retry_delay: 1s\ntasks:\n\
         \x20 - id: first\n    operator: shell\n    command: \"sleep 2\"\n\
         \x20 - id: second\n    operator: shell\n    upstream: [first]\n    command: \"echo done\"\n";
-    let (pool, url, folder) = setup("proc_kill", yaml).await;
-    let mut victim = scheduler(&url, &folder, 1_500);
+    let (pool, database, folder) = setup("proc_kill", yaml).await;
+    let mut victim = scheduler(database.url(), &folder, 1_500);
     trigger_many(&pool, "slow", 5).await;
     wait_for(
         &pool,
@@ -167,7 +162,7 @@ async fn a_killed_scheduler_leaves_nothing_stuck() {
         .await,
         5
     );
-    let _rescuer = scheduler(&url, &folder, 1_500);
+    let _rescuer = scheduler(database.url(), &folder, 1_500);
     wait_for(
         &pool,
         "SELECT count(*) FROM dag_run WHERE state = 'success'",
