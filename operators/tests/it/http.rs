@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{harness, run, wait_for};
+use crate::support::{harness, run};
 use serde_json::{Value, json};
 use updraft_operators::OperatorError;
 use wiremock::matchers::{body_json, header, method, path, query_param};
@@ -213,19 +213,17 @@ async fn cancellation_stops_a_request_in_flight() {
     let ctx = h.ctx.clone();
     let url = server.uri();
     let task = tokio::spawn(async move { run("http", json!({"url": url}), &ctx).await });
-    let mut received = false;
-    for _ in 0..250 {
-        if server
-            .received_requests()
-            .await
-            .is_some_and(|requests| !requests.is_empty())
-        {
-            received = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(received, "the request never reached the server");
+    testkit::eventually(
+        "the request to reach the server",
+        Duration::from_secs(5),
+        async || {
+            server
+                .received_requests()
+                .await
+                .is_some_and(|requests| !requests.is_empty())
+        },
+    )
+    .await;
     let cancelled_at = Instant::now();
     h.ctx.cancel.cancel();
     let result = tokio::time::timeout(Duration::from_secs(5), task)
@@ -241,12 +239,10 @@ async fn cancellation_stops_a_request_in_flight() {
         "took {:?}",
         cancelled_at.elapsed()
     );
-    assert!(
-        wait_for(Duration::from_secs(1), || h
-            .log
-            .lines()
-            .iter()
-            .any(|l| l.ends_with("cancelled")))
-        .await
-    );
+    testkit::eventually(
+        "the cancellation in the log",
+        Duration::from_secs(1),
+        async || h.log.lines().iter().any(|l| l.ends_with("cancelled")),
+    )
+    .await;
 }

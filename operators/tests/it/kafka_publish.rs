@@ -4,95 +4,25 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::support::{harness, run};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{Value, json};
+use testkit::kafka::Record;
 use updraft_operators::OperatorError;
 
 const PARTITIONS: i32 = 3;
 
-/// A record as read back: partition, offset, key, JSON value, headers.
-#[derive(Debug)]
-struct Consumed {
-    partition: i32,
-    offset: i64,
-    key: Option<String>,
-    value: Value,
-    headers: BTreeMap<String, String>,
-}
-
 async fn create_topic(prefix: &str) -> String {
     let topic = testkit::unique_name(prefix);
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", testkit::kafka_bootstrap_servers())
-        .create()
-        .unwrap();
-    let new_topic = NewTopic::new(&topic, PARTITIONS, TopicReplication::Fixed(1));
-    let results = admin
-        .create_topics([&new_topic], &AdminOptions::new())
-        .await
-        .unwrap();
-    for result in results {
-        result.unwrap();
-    }
+    testkit::kafka::create_topic(&topic, PARTITIONS).await;
     topic
 }
 
 /// Reads `expected` records from the start of every partition, or fails after 30 s.
-async fn consume(topic: &str, expected: usize) -> Vec<Consumed> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", testkit::kafka_bootstrap_servers())
-        .set("group.id", testkit::unique_name("operators_test"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut records = Vec::new();
-    while records.len() < expected {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let message = tokio::time::timeout(remaining, consumer.recv())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {expected} records arrived", records.len()))
-            .unwrap();
-        let headers = message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|header| {
-                        (
-                            header.key.to_string(),
-                            String::from_utf8(header.value.unwrap().to_vec()).unwrap(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        records.push(Consumed {
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message
-                .key()
-                .map(|key| String::from_utf8(key.to_vec()).unwrap()),
-            value: serde_json::from_slice(message.payload().unwrap()).unwrap(),
-            headers,
-        });
-    }
-    records
+async fn consume(topic: &str, expected: usize) -> Vec<Record> {
+    testkit::kafka::read_topic(topic, expected, Duration::from_secs(30)).await
 }
 
 /// The output's partition ranges must be exactly those of the records read back.
-fn assert_ranges_match(output: &Value, records: &[Consumed]) {
+fn assert_ranges_match(output: &Value, records: &[Record]) {
     let mut ranges: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     for record in records {
         let range = ranges
@@ -159,7 +89,7 @@ async fn for_each_renders_key_value_and_headers_per_item() {
             "post_code": user["postcode"],
             "position": index,
         });
-        assert_eq!(record.value, expected);
+        assert_eq!(record.json(), expected);
         assert_eq!(
             record.headers,
             BTreeMap::from([("source".to_string(), format!("randomuser-{index}"))])
@@ -194,7 +124,7 @@ async fn repeat_times_publishes_every_round() {
     let records = consume(&topic, 3).await;
     assert_ranges_match(&output, &records);
     for record in &records {
-        assert_eq!(record.value, json!({"greeting": "grüß dich"}));
+        assert_eq!(record.json(), json!({"greeting": "grüß dich"}));
         assert_eq!(record.key, None);
     }
 }
@@ -224,7 +154,7 @@ async fn repeat_for_keeps_publishing_until_the_time_is_up() {
     // Without `value`, each record is the item itself.
     let ones = records
         .iter()
-        .filter(|record| record.value == json!({"n": 1}))
+        .filter(|record| record.json() == json!({"n": 1}))
         .count();
     assert_eq!(ones as u64, rounds);
     eprintln!("repeat for 1s with 200ms interval: {rounds} rounds in {elapsed:?}");
@@ -246,10 +176,10 @@ async fn cancellation_stops_a_repeat() {
     });
     let task = tokio::spawn(async move { run("kafka_publish", config, &ctx).await });
     let log = h.log.clone();
-    assert!(
-        crate::support::wait_for(Duration::from_secs(20), || !log.lines().is_empty()).await,
-        "no round finished"
-    );
+    testkit::eventually("a round to finish", Duration::from_secs(20), async || {
+        !log.lines().is_empty()
+    })
+    .await;
     let cancelled_at = Instant::now();
     h.ctx.cancel.cancel();
     let result = tokio::time::timeout(Duration::from_secs(10), task)
@@ -354,7 +284,7 @@ async fn a_large_for_each_is_pipelined_and_fully_acknowledged() {
     assert_ranges_match(&output, &records);
     let mut seen: Vec<u64> = records
         .iter()
-        .map(|record| record.value["n"].as_u64().unwrap())
+        .map(|record| record.json()["n"].as_u64().unwrap())
         .collect();
     seen.sort_unstable();
     assert_eq!(seen, (0..RECORDS as u64).collect::<Vec<_>>());

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{harness, run, wait_for};
+use crate::support::{harness, run};
 use serde_json::json;
 use updraft_operators::OperatorError;
 
@@ -120,10 +120,8 @@ async fn a_timeout_kills_the_whole_process_group() {
     assert!(message.contains("timed out after 500ms"), "{message}");
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
     let pid: u32 = h.log.lines()[0].parse().unwrap();
-    assert!(
-        wait_for(Duration::from_secs(5), || !process_alive(pid)).await,
-        "sleep {pid} survived"
-    );
+    let what = format!("the background sleep {pid} to be gone");
+    testkit::eventually(&what, Duration::from_secs(5), async || !process_alive(pid)).await;
 }
 
 #[tokio::test]
@@ -134,12 +132,12 @@ async fn cancellation_kills_promptly() {
         run("shell", json!({"command": "echo started; sleep 30"}), &ctx).await
     });
     let log = h.log.clone();
-    assert!(
-        wait_for(Duration::from_secs(10), || log
-            .lines()
-            .contains(&"started".to_string()))
-        .await
-    );
+    testkit::eventually(
+        "the command to start",
+        Duration::from_secs(10),
+        async || log.lines().contains(&"started".to_string()),
+    )
+    .await;
     let cancelled_at = Instant::now();
     h.ctx.cancel.cancel();
     let result = tokio::time::timeout(Duration::from_secs(10), task)
@@ -176,10 +174,8 @@ async fn a_try_dropped_from_outside_leaves_no_processes() {
         "the command should still be running: {outcome:?}"
     );
     let pid: u32 = h.log.lines()[0].parse().unwrap();
-    assert!(
-        wait_for(Duration::from_secs(5), || !process_alive(pid)).await,
-        "sleep {pid} survived"
-    );
+    let what = format!("the background sleep {pid} to be gone");
+    testkit::eventually(&what, Duration::from_secs(5), async || !process_alive(pid)).await;
 }
 
 #[tokio::test]
@@ -200,10 +196,8 @@ async fn background_processes_holding_the_output_do_not_hang_the_try() {
     );
     assert_eq!(output, json!({"exit_code": 0, "last_line": "done"}));
     let pid: u32 = h.log.lines()[0].parse().unwrap();
-    assert!(
-        wait_for(Duration::from_secs(5), || !process_alive(pid)).await,
-        "sleep {pid} survived"
-    );
+    let what = format!("the background sleep {pid} to be gone");
+    testkit::eventually(&what, Duration::from_secs(5), async || !process_alive(pid)).await;
 }
 
 #[tokio::test]

@@ -1,8 +1,6 @@
 //! Test doubles for the context: a log that captures lines and a tiny renderer.
-#![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
@@ -112,16 +110,4 @@ pub async fn run(operator: &str, config: Value, ctx: &TaskContext) -> Result<Val
     let kind = registry.get(operator).unwrap();
     kind.validate(&config).map_err(OperatorError::Config)?;
     kind.execute(config, ctx).await
-}
-
-/// Polls `condition` every 20 ms until it holds or `within` passes.
-pub async fn wait_for(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    while tokio::time::Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    condition()
 }
