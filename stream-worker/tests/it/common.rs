@@ -1,20 +1,11 @@
-//! Helpers shared by the integration tests: real Kafka, real Cassandra.
-#![allow(dead_code)]
+//! Helpers shared by the integration tests: names, definitions and records for one test, and the
+//! worker run in-process. Kafka and Cassandra themselves are reached through `testkit`.
 
-use std::collections::HashMap;
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
 use stream_worker::{Metrics, Stream, WorkerConfig};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -111,88 +102,19 @@ pub fn seed_record(i: usize) -> serde_json::Value {
     })
 }
 
-pub async fn create_topic(name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", testkit::kafka_bootstrap_servers())
-        .create()
-        .expect("admin client");
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    let results = admin
-        .create_topics(&[topic], &AdminOptions::new())
-        .await
-        .expect("create topic");
-    for result in results {
-        result.expect("topic created");
-    }
-}
-
-pub fn producer() -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", testkit::kafka_bootstrap_servers())
-        .set("linger.ms", "5")
-        .set("queue.buffering.max.messages", "200000")
-        .create()
-        .expect("producer")
-}
-
-/// Produces the payloads (keyed by index, so they spread over partitions) and waits for all.
-pub async fn produce(topic: &str, payloads: &[Vec<u8>]) {
-    let producer = producer();
-    let mut pending = Vec::with_capacity(payloads.len());
-    for (i, payload) in payloads.iter().enumerate() {
-        let key = i.to_string();
-        let record = FutureRecord::to(topic)
-            .key(&key)
-            .payload(payload.as_slice());
-        match producer.send_result(record) {
-            Ok(delivery) => pending.push(delivery),
-            Err((error, _)) => panic!("cannot queue record {i}: {error}"),
-        }
-    }
-    for delivery in pending {
-        delivery.await.expect("delivery future").expect("delivered");
-    }
-}
-
-pub async fn cassandra() -> Session {
-    SessionBuilder::new()
-        .known_nodes(testkit::cassandra_contact_points().split(','))
-        .build()
-        .await
-        .expect("cassandra session")
-}
-
+/// Rows in the test's `created_users` table (0 while the worker has not created it).
 pub async fn count_rows(session: &Session, keyspace: &str) -> i64 {
-    let cql = format!("SELECT COUNT(*) FROM {keyspace}.created_users");
-    let mut statement = scylla::statement::Statement::new(cql);
-    statement.set_request_timeout(Some(Duration::from_secs(60)));
-    match session.query_unpaged(statement, ()).await {
-        Ok(result) => result
-            .into_rows_result()
-            .ok()
-            .and_then(|rows| rows.single_row::<(i64,)>().ok())
-            .map_or(0, |(n,)| n),
-        // The table may not exist yet.
-        Err(_) => 0,
-    }
+    testkit::cassandra::count_rows(session, &format!("{keyspace}.created_users")).await
 }
 
-/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
-pub async fn wait_for<F, Fut>(timeout: Duration, mut condition: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+/// Waits until the test's `created_users` table holds exactly `want` rows.
+pub async fn wait_for_rows(session: &Session, keyspace: &str, want: i64, within: Duration) {
+    let what = format!("{want} rows in {keyspace}.created_users");
+    testkit::eventually(&what, within, async || {
+        let rows = count_rows(session, keyspace).await;
+        if rows == want { Ok(()) } else { Err(rows) }
+    })
+    .await;
 }
 
 pub struct RunningWorker {
@@ -220,13 +142,12 @@ pub fn start_worker(config: WorkerConfig, streams: Vec<Stream>) -> RunningWorker
 impl RunningWorker {
     /// Waits until schemas and topics exist and the streams run.
     pub async fn ready(&self) {
-        let metrics = self.metrics.clone();
-        let ready = wait_for(Duration::from_secs(60), || {
-            let metrics = metrics.clone();
-            async move { metrics.is_ready() }
-        })
+        testkit::eventually(
+            "the worker to be ready",
+            Duration::from_secs(60),
+            async || self.metrics.is_ready(),
+        )
         .await;
-        assert!(ready, "worker did not become ready");
     }
 
     pub async fn stop(self) {
@@ -236,52 +157,4 @@ impl RunningWorker {
             .expect("worker task")
             .expect("worker ran cleanly");
     }
-}
-
-/// A dead letter as read back: headers by name and payload.
-pub struct DeadLetter {
-    pub headers: HashMap<String, String>,
-    pub payload: Vec<u8>,
-}
-
-/// Reads `count` records from the start of `topic` (fails after `timeout`).
-pub async fn read_topic(topic: &str, count: usize, timeout: Duration) -> Vec<DeadLetter> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", testkit::kafka_bootstrap_servers())
-        .set("group.id", testkit::unique_name("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("reader");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let mut out = Vec::new();
-    let deadline = Instant::now() + timeout;
-    while out.len() < count {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let message = match tokio::time::timeout(left, consumer.recv()).await {
-            Err(_) => panic!("only {} of {count} records on {topic}", out.len()),
-            Ok(Ok(message)) => message,
-            // The topic may not exist yet: the worker creates it when it starts.
-            Ok(Err(error)) => {
-                eprintln!("reading {topic}: {error}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        let mut headers = HashMap::new();
-        if let Some(list) = message.headers() {
-            for header in list.iter() {
-                let value = header
-                    .value
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .unwrap_or_default();
-                headers.insert(header.key.to_string(), value);
-            }
-        }
-        out.push(DeadLetter {
-            headers,
-            payload: message.payload().unwrap_or_default().to_vec(),
-        });
-    }
-    out
 }

@@ -62,22 +62,14 @@ async fn ten_thousand_seed_records_become_ten_thousand_rows() {
         return;
     }
     let names = Names::new("sw_seed");
-    create_topic(&names.topic, 2).await;
+    testkit::kafka::create_topic(&names.topic, 2).await;
     let records: Vec<serde_json::Value> = (0..10_000).map(seed_record).collect();
     let payloads: Vec<Vec<u8>> = records.iter().map(|r| r.to_string().into_bytes()).collect();
-    produce(&names.topic, &payloads).await;
+    testkit::kafka::produce(&names.topic, &payloads).await;
 
     let worker = start_worker(config(), vec![definition(&names, "")]);
-    let session = cassandra().await;
-    let landed = wait_for(Duration::from_secs(90), || {
-        count_rows_is(&session, &names.keyspace, 10_000)
-    })
-    .await;
-    assert!(
-        landed,
-        "rows: {}",
-        count_rows(&session, &names.keyspace).await
-    );
+    let session = testkit::cassandra::session().await;
+    wait_for_rows(&session, &names.keyspace, 10_000, Duration::from_secs(90)).await;
     let stream = worker.metrics.stream("users_created");
     assert_eq!(stream.written_total(), 10_000);
     assert_eq!(stream.dead_lettered_total(), 0);
@@ -116,17 +108,13 @@ async fn ten_thousand_seed_records_become_ten_thousand_rows() {
     worker.stop().await;
 }
 
-async fn count_rows_is(session: &Session, keyspace: &str, expected: i64) -> bool {
-    count_rows(session, keyspace).await == expected
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_records_go_to_the_dead_letter_topic_and_good_ones_land() {
     if !testkit::require_kafka() || !testkit::require_cassandra() {
         return;
     }
     let names = Names::new("sw_bad");
-    create_topic(&names.topic, 1).await;
+    testkit::kafka::create_topic(&names.topic, 1).await;
     let good = |i: usize| seed_record(i).to_string().into_bytes();
     let mut missing_id = seed_record(1);
     missing_id.as_object_mut().expect("object").remove("id");
@@ -175,29 +163,28 @@ async fn bad_records_go_to_the_dead_letter_topic_and_good_ones_land() {
         payloads.push(good(200 + i));
     }
     let good_count = payloads.len() - bad.len();
-    produce(&names.topic, &payloads).await;
+    testkit::kafka::produce(&names.topic, &payloads).await;
 
     let worker = start_worker(
         config(),
         vec![definition(&names, "max_record_bytes: 4096\n")],
     );
     worker.ready().await;
-    let letters = read_topic(
+    let letters = testkit::kafka::read_topic(
         &format!("{}.dlq", names.topic),
         bad.len(),
         Duration::from_secs(60),
     )
     .await;
-    let session = cassandra().await;
-    let landed = wait_for(Duration::from_secs(60), || {
-        count_rows_is(&session, &names.keyspace, good_count as i64)
-    })
+    let session = testkit::cassandra::session().await;
+    let good_count = good_count as i64;
+    wait_for_rows(
+        &session,
+        &names.keyspace,
+        good_count,
+        Duration::from_secs(60),
+    )
     .await;
-    assert!(
-        landed,
-        "rows: {} of {good_count}",
-        count_rows(&session, &names.keyspace).await
-    );
 
     // Dead letters are sent concurrently: match them by source offset.
     assert_eq!(letters.len(), expected.len());
@@ -245,32 +232,28 @@ async fn two_workers_share_a_four_partition_topic() {
         return;
     }
     let names = Names::new("sw_two");
-    create_topic(&names.topic, 4).await;
+    testkit::kafka::create_topic(&names.topic, 4).await;
     let stream = definition(&names, "");
     let first = start_worker(config(), vec![stream.clone()]);
     let second = start_worker(config(), vec![stream]);
-    let split = wait_for(Duration::from_secs(60), || async {
+    let what = "both workers to hold partitions, four in all";
+    testkit::eventually(what, Duration::from_secs(60), async || {
         let a = first.metrics.stream("users_created").assigned().len();
         let b = second.metrics.stream("users_created").assigned().len();
-        a > 0 && b > 0 && a + b == 4
+        if a > 0 && b > 0 && a + b == 4 {
+            Ok(())
+        } else {
+            Err((a, b))
+        }
     })
     .await;
-    assert!(split, "both workers should hold partitions");
 
     let payloads: Vec<Vec<u8>> = (0..4_000)
         .map(|i| seed_record(i).to_string().into_bytes())
         .collect();
-    produce(&names.topic, &payloads).await;
-    let session = cassandra().await;
-    let landed = wait_for(Duration::from_secs(60), || {
-        count_rows_is(&session, &names.keyspace, 4_000)
-    })
-    .await;
-    assert!(
-        landed,
-        "rows: {}",
-        count_rows(&session, &names.keyspace).await
-    );
+    testkit::kafka::produce(&names.topic, &payloads).await;
+    let session = testkit::cassandra::session().await;
+    wait_for_rows(&session, &names.keyspace, 4_000, Duration::from_secs(60)).await;
     let a = first.metrics.stream("users_created").written_total();
     let b = second.metrics.stream("users_created").written_total();
     assert!(a > 0 && b > 0, "both wrote rows: {a} and {b}");
@@ -286,7 +269,7 @@ async fn a_cassandra_outage_loses_nothing_and_the_worker_recovers() {
         return;
     }
     let names = Names::new("sw_outage");
-    create_topic(&names.topic, 1).await;
+    testkit::kafka::create_topic(&names.topic, 1).await;
     let proxy = testkit::proxy::TcpProxy::start(&testkit::cassandra_contact_points()).await;
     let mut config = config();
     config.cassandra_contact_points = vec![proxy.addr.to_string()];
@@ -297,30 +280,20 @@ async fn a_cassandra_outage_loses_nothing_and_the_worker_recovers() {
     let first: Vec<Vec<u8>> = (0..1_000)
         .map(|i| seed_record(i).to_string().into_bytes())
         .collect();
-    produce(&names.topic, &first).await;
-    let session = cassandra().await;
-    assert!(
-        wait_for(Duration::from_secs(60), || count_rows_is(
-            &session,
-            &names.keyspace,
-            1_000
-        ))
-        .await
-    );
+    testkit::kafka::produce(&names.topic, &first).await;
+    let session = testkit::cassandra::session().await;
+    wait_for_rows(&session, &names.keyspace, 1_000, Duration::from_secs(60)).await;
 
     proxy.cut();
     let second: Vec<Vec<u8>> = (1_000..3_000)
         .map(|i| seed_record(i).to_string().into_bytes())
         .collect();
-    produce(&names.topic, &second).await;
-    let retried = wait_for(Duration::from_secs(20), || async {
+    testkit::kafka::produce(&names.topic, &second).await;
+    let what = "writes to fail and be retried while Cassandra is unreachable";
+    testkit::eventually(what, Duration::from_secs(20), async || {
         stream.retries_total() > 0
     })
     .await;
-    assert!(
-        retried,
-        "writes should fail and be retried while Cassandra is unreachable"
-    );
     // Hold the outage ~20 s, watching that no more than `concurrency` records are taken.
     let outage = std::time::Instant::now();
     let mut max_in_flight = 0;
@@ -340,15 +313,7 @@ async fn a_cassandra_outage_loses_nothing_and_the_worker_recovers() {
     );
     proxy.restore();
 
-    let landed = wait_for(Duration::from_secs(90), || {
-        count_rows_is(&session, &names.keyspace, 3_000)
-    })
-    .await;
-    assert!(
-        landed,
-        "rows: {}",
-        count_rows(&session, &names.keyspace).await
-    );
+    wait_for_rows(&session, &names.keyspace, 3_000, Duration::from_secs(90)).await;
     assert!(stream.written_total() > during);
     assert_eq!(stream.dead_lettered_total(), 0);
     assert!(!worker.task.is_finished(), "the worker kept running");
@@ -361,25 +326,19 @@ async fn a_table_that_does_not_match_is_refused_with_its_columns_named() {
         return;
     }
     let names = Names::new("sw_schema");
-    let session = cassandra().await;
+    let session = testkit::cassandra::session().await;
     // The seed's table: no `dob`, which its own job then wrote.
-    for cql in [
-        format!(
-            "CREATE KEYSPACE {} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}",
-            names.keyspace
-        ),
-        format!(
-            "CREATE TABLE {}.created_users (id uuid PRIMARY KEY, first_name text, last_name text, \
-             gender text, address text, post_code int, email text, username text, \
-             registered_date text, phone text, picture text)",
-            names.keyspace
-        ),
-    ] {
-        session
-            .query_unpaged(cql, ())
-            .await
-            .expect("create seed schema");
-    }
+    testkit::cassandra::create_keyspace(&session, &names.keyspace).await;
+    let table = format!(
+        "CREATE TABLE {}.created_users (id uuid PRIMARY KEY, first_name text, last_name text, \
+         gender text, address text, post_code int, email text, username text, \
+         registered_date text, phone text, picture text)",
+        names.keyspace
+    );
+    session
+        .query_unpaged(table, ())
+        .await
+        .expect("create seed schema");
     let worker = start_worker(config(), vec![definition(&names, "")]);
     let error = worker
         .task

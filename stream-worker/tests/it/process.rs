@@ -1,13 +1,15 @@
 //! The `stream-worker` binary as a process: killed with SIGKILL, stopped with SIGTERM.
 
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use scylla::client::session::Session;
 
 /// Writes the test's definition to a file and returns its path.
 fn definition_file(names: &Names) -> PathBuf {
@@ -36,15 +38,39 @@ async fn http_get(port: u16, path: &str) -> String {
     response
 }
 
-fn spawn_worker(definitions: &PathBuf, log_name: &str) -> Child {
+/// A `stream-worker` process, killed when the test ends (a failing one included).
+struct Worker(Child);
+
+impl Deref for Worker {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl DerefMut for Worker {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_worker(definitions: &PathBuf, log_name: &str) -> Worker {
     spawn_worker_on(definitions, log_name, 0)
 }
 
-fn spawn_worker_on(definitions: &PathBuf, log_name: &str, metrics_port: u16) -> Child {
+fn spawn_worker_on(definitions: &PathBuf, log_name: &str, metrics_port: u16) -> Worker {
     let log_path = definitions.with_file_name(log_name);
     let log = std::fs::File::create(&log_path).expect("log file");
     eprintln!("worker log: {}", log_path.display());
-    Command::new(env!("CARGO_BIN_EXE_stream-worker"))
+    let child = Command::new(env!("CARGO_BIN_EXE_stream-worker"))
         .arg("--definitions")
         .arg(definitions)
         .arg("--metrics-addr")
@@ -62,18 +88,25 @@ fn spawn_worker_on(definitions: &PathBuf, log_name: &str, metrics_port: u16) -> 
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .expect("spawn stream-worker")
+        .expect("spawn stream-worker");
+    Worker(child)
 }
 
-async fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
+async fn wait_exit(worker: &mut Worker, timeout: Duration) -> ExitStatus {
+    testkit::eventually("the worker to exit", timeout, async || {
+        worker.try_wait().ok().flatten()
+    })
+    .await
+}
+
+/// Waits until the test's table holds at least `want` rows.
+async fn wait_for_at_least(session: &Session, keyspace: &str, want: i64, within: Duration) {
+    let what = format!("at least {want} rows in {keyspace}.created_users");
+    testkit::eventually(&what, within, async || {
+        let rows = count_rows(session, keyspace).await;
+        if rows >= want { Ok(()) } else { Err(rows) }
+    })
+    .await;
 }
 
 fn payloads(range: std::ops::Range<usize>) -> Vec<Vec<u8>> {
@@ -88,19 +121,15 @@ async fn kill_9_mid_stream_then_restart_loses_nothing() {
         return;
     }
     let names = Names::new("sw_kill");
-    create_topic(&names.topic, 2).await;
+    testkit::kafka::create_topic(&names.topic, 2).await;
     let total = 50_000;
-    produce(&names.topic, &payloads(0..total)).await;
+    testkit::kafka::produce(&names.topic, &payloads(0..total)).await;
     let definitions = definition_file(&names);
-    let session = cassandra().await;
+    let session = testkit::cassandra::session().await;
 
     let mut first = spawn_worker(&definitions, "first.log");
-    let started = wait_for(Duration::from_secs(90), || async {
-        // Far enough in that offsets were committed (every second) before the kill.
-        count_rows(&session, &names.keyspace).await >= 15_000
-    })
-    .await;
-    assert!(started, "the first worker should write rows");
+    // Far enough in that offsets were committed (every second) before the kill.
+    wait_for_at_least(&session, &names.keyspace, 15_000, Duration::from_secs(90)).await;
     first.kill().expect("SIGKILL");
     let _ = first.wait();
     let at_kill = count_rows(&session, &names.keyspace).await;
@@ -110,19 +139,18 @@ async fn kill_9_mid_stream_then_restart_loses_nothing() {
     );
 
     let mut second = spawn_worker(&definitions, "second.log");
-    let complete = wait_for(Duration::from_secs(150), || async {
-        count_rows(&session, &names.keyspace).await >= total as i64
-    })
+    wait_for_at_least(
+        &session,
+        &names.keyspace,
+        total as i64,
+        Duration::from_secs(150),
+    )
     .await;
     let rows = count_rows(&session, &names.keyspace).await;
     unsafe { libc::kill(second.id() as i32, libc::SIGTERM) };
     let status = wait_exit(&mut second, Duration::from_secs(60)).await;
-    assert!(complete, "rows after restart: {rows} of {total}");
     assert_eq!(rows, total as i64, "row count equals distinct ids produced");
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "second worker exit: {status:?}"
-    );
+    assert!(status.success(), "second worker exit: {status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -131,19 +159,15 @@ async fn sigterm_drains_commits_and_exits_zero() {
         return;
     }
     let names = Names::new("sw_term");
-    create_topic(&names.topic, 1).await;
+    testkit::kafka::create_topic(&names.topic, 1).await;
     let total = 20_000;
-    produce(&names.topic, &payloads(0..total)).await;
+    testkit::kafka::produce(&names.topic, &payloads(0..total)).await;
     let definitions = definition_file(&names);
-    let session = cassandra().await;
+    let session = testkit::cassandra::session().await;
 
     let port = free_port();
     let mut worker = spawn_worker_on(&definitions, "worker.log", port);
-    let started = wait_for(Duration::from_secs(90), || async {
-        count_rows(&session, &names.keyspace).await >= 2_000
-    })
-    .await;
-    assert!(started, "the worker should write rows");
+    wait_for_at_least(&session, &names.keyspace, 2_000, Duration::from_secs(90)).await;
     let health = http_get(port, "/healthz").await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     let metrics = http_get(port, "/metrics").await;
@@ -162,10 +186,7 @@ async fn sigterm_drains_commits_and_exits_zero() {
     // SIGTERM mid-stream: the worker stops taking records, finishes those in flight, commits.
     unsafe { libc::kill(worker.id() as i32, libc::SIGTERM) };
     let status = wait_exit(&mut worker, Duration::from_secs(60)).await;
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "exit status: {status:?}"
-    );
+    assert!(status.success(), "exit status: {status:?}");
 
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", testkit::kafka_bootstrap_servers())
