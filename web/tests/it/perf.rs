@@ -39,10 +39,10 @@ async fn page_timings_at_scale() {
     if !testkit::require_postgres() {
         return;
     }
-    let url = testkit::fresh_database("web_perf").await;
+    let database = testkit::TestDatabase::create("web_perf").await;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(16)
-        .connect(&url)
+        .connect(database.url())
         .await
         .unwrap();
     updraft_orchestrator::store::MIGRATOR

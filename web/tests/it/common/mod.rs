@@ -1,6 +1,5 @@
-//! Shared setup: a fresh database with migrations, three users, DAGs loaded by the processor,
-//! and a router driven with `oneshot`.
-#![allow(dead_code)]
+//! Shared setup: a database of the test's own with migrations, three users, DAGs loaded by the
+//! processor, and a router driven with `oneshot`.
 
 pub mod server;
 
@@ -13,6 +12,7 @@ use base64::Engine;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use sqlx::PgPool;
+use testkit::TestDatabase;
 use tower::ServiceExt;
 use updraft_web::users::{Role, create_user};
 use updraft_web::{AppState, app};
@@ -53,7 +53,10 @@ pub const BROKEN_DAG: &str = "dag_id: broken\ntasks: [\n";
 pub struct Ctx {
     pub pool: PgPool,
     pub app: Router,
-    pub dir: tempfile::TempDir,
+    /// The DAGs folder the app reads, kept as long as the context.
+    _dags: tempfile::TempDir,
+    /// Dropped last (fields drop in order), after the pool.
+    _database: TestDatabase,
 }
 
 pub struct Reply {
@@ -115,10 +118,10 @@ pub async fn setup(prefix: &str) -> Option<Ctx> {
     if !testkit::require_postgres() {
         return None;
     }
-    let url = testkit::fresh_database(prefix).await;
+    let database = TestDatabase::create(prefix).await;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(8)
-        .connect(&url)
+        .connect(database.url())
         .await
         .expect("connect");
     updraft_orchestrator::store::MIGRATOR
@@ -145,7 +148,12 @@ pub async fn setup(prefix: &str) -> Option<Ctx> {
     );
     processor.sync_once().await.expect("sync");
     let app = app(AppState::new(pool.clone(), dir.path().to_path_buf()));
-    Some(Ctx { pool, app, dir })
+    Some(Ctx {
+        pool,
+        app,
+        _dags: dir,
+        _database: database,
+    })
 }
 
 impl Ctx {

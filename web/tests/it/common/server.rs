@@ -1,10 +1,12 @@
-//! Starts a real `updraft standalone` on a fresh database with one DAG, for the browser and
-//! Python-client tests. The process is killed when the handle drops.
+//! Starts a real `updraft standalone` on a database of its own with one DAG, for the browser and
+//! Python-client tests. The process is killed, and the database dropped, when the handle drops.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+use testkit::TestDatabase;
 
 pub const PASSWORD: &str = "end-to-end-password";
 
@@ -30,6 +32,8 @@ pub struct Standalone {
     pub port: u16,
     pub pool: sqlx::PgPool,
     _dags: tempfile::TempDir,
+    /// Dropped last: after the process is killed and the pool dropped.
+    _database: TestDatabase,
 }
 
 impl Drop for Standalone {
@@ -72,7 +76,7 @@ pub async fn start(prefix: &str, log_name: &str) -> Standalone {
         "{} is missing: cargo build -p updraft-cli",
         binary.display()
     );
-    let url = testkit::fresh_database(prefix).await;
+    let database = TestDatabase::create(prefix).await;
     let dags = tempfile::tempdir().expect("tempdir");
     std::fs::write(dags.path().join("browser_demo.yaml"), DAG).expect("write DAG");
     let port = free_port();
@@ -83,43 +87,41 @@ pub async fn start(prefix: &str, log_name: &str) -> Standalone {
         .arg(format!("127.0.0.1:{port}"))
         .arg("--dags-folder")
         .arg(dags.path())
-        .env("DATABASE_URL", &url)
+        .env("DATABASE_URL", database.url())
         .env("UPDRAFT_ADMIN_PASSWORD", PASSWORD)
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
         .spawn()
         .expect("start updraft standalone");
-    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    let pool = sqlx::PgPool::connect(database.url())
+        .await
+        .expect("connect");
     let server = Standalone {
         child,
         port,
         pool,
         _dags: dags,
+        _database: database,
     };
     let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the server did not listen within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    loop {
-        let found: Option<bool> =
-            sqlx::query_scalar("SELECT is_paused FROM dag WHERE dag_id = 'browser_demo'")
+    // One minute for both: listening, then the DAG loaded.
+    let started = Instant::now();
+    let limit = Duration::from_secs(60);
+    testkit::eventually("the server to listen", limit, async || {
+        TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
+    })
+    .await;
+    let paused = testkit::eventually(
+        "the DAG to be loaded",
+        limit.saturating_sub(started.elapsed()),
+        async || {
+            sqlx::query_scalar::<_, bool>("SELECT is_paused FROM dag WHERE dag_id = 'browser_demo'")
                 .fetch_optional(&server.pool)
                 .await
-                .unwrap_or(None);
-        if let Some(paused) = found {
-            assert!(paused, "a new DAG starts paused");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the DAG was not loaded within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+                .unwrap_or(None)
+        },
+    )
+    .await;
+    assert!(paused, "a new DAG starts paused");
     server
 }
