@@ -5,11 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::{Value, json};
+use testkit::TestDatabase;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -94,30 +93,10 @@ impl Drop for Process {
     }
 }
 
-/// Polls `check` until it returns `Some`, keeping an eye on the processes.
-async fn wait_for<T, F, Fut>(
-    what: &str,
-    limit: Duration,
-    processes: &mut [&mut Process],
-    mut check: F,
-) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        for process in processes.iter_mut() {
-            process.assert_running();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gave up waiting for {what} after {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+/// Fails at once, with its log, if one of the processes has exited.
+fn assert_running(processes: &mut [&mut Process]) {
+    for process in processes {
+        process.assert_running();
     }
 }
 
@@ -144,46 +123,6 @@ impl Api {
         let status = response.status().as_u16();
         Some((status, response.json().await.unwrap_or(Value::Null)))
     }
-}
-
-/// Every record on `topic`, read from the start to the end offsets as they are now.
-fn topic_records(topic: &str) -> Vec<Value> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", testkit::kafka_bootstrap_servers())
-        .set("group.id", testkit::unique_name("e2e_reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("topic metadata");
-    let mut assignment = TopicPartitionList::new();
-    let mut remaining = 0i64;
-    for partition in metadata.topics()[0].partitions() {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition.id(), Duration::from_secs(10))
-            .expect("watermarks");
-        remaining += high - low;
-        assignment
-            .add_partition_offset(topic, partition.id(), Offset::Beginning)
-            .expect("assignment");
-    }
-    consumer.assign(&assignment).expect("assign");
-    let mut records = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while (records.len() as i64) < remaining && Instant::now() < deadline {
-        if let Some(message) = consumer.poll(Duration::from_millis(500)) {
-            let message = message.expect("consume");
-            let payload = message.payload().expect("record value");
-            records.push(serde_json::from_slice(payload).expect("records are JSON"));
-        }
-    }
-    assert_eq!(
-        records.len() as i64,
-        remaining,
-        "could not read back every record of {topic}"
-    );
-    records
 }
 
 /// The seed's mapping (`format_data` in its DAG), from one randomuser result to a record.
@@ -318,7 +257,7 @@ async fn user_automation_lands_every_published_record_in_cassandra() {
         .mount(&randomuser)
         .await;
 
-    let database_url = testkit::fresh_database("e2e").await;
+    let database = TestDatabase::create("e2e").await;
     let bind = format!("127.0.0.1:{}", free_port());
     let metrics = format!("127.0.0.1:{}", free_port());
     let logs = work.path();
@@ -326,7 +265,7 @@ async fn user_automation_lands_every_published_record_in_cassandra() {
         "updraft",
         Command::new(binaries.join("updraft"))
             .arg("standalone")
-            .env("DATABASE_URL", &database_url)
+            .env("DATABASE_URL", database.url())
             .env("UPDRAFT_DAGS_FOLDER", &dags)
             .env("UPDRAFT_BIND", &bind)
             .env("UPDRAFT_ADMIN_PASSWORD", ADMIN_PASSWORD)
@@ -364,16 +303,12 @@ async fn user_automation_lands_every_published_record_in_cassandra() {
         client: reqwest::Client::new(),
         base: format!("http://{bind}/api/v1"),
     };
-    wait_for(
-        "the DAG in the API",
-        Duration::from_secs(60),
-        &mut [&mut updraft, &mut worker],
-        || async {
-            api.call(reqwest::Method::GET, "/dags/user_automation", None)
-                .await
-                .filter(|(status, _)| *status == 200)
-        },
-    )
+    testkit::eventually("the DAG in the API", Duration::from_secs(60), async || {
+        assert_running(&mut [&mut updraft, &mut worker]);
+        api.call(reqwest::Method::GET, "/dags/user_automation", None)
+            .await
+            .filter(|(status, _)| *status == 200)
+    })
     .await;
     let (status, _) = api
         .call(
@@ -395,35 +330,28 @@ async fn user_automation_lands_every_published_record_in_cassandra() {
     assert_eq!(status, 200, "trigger answered {created}");
 
     let run_path = format!("/dags/user_automation/dagRuns/{RUN_ID}");
-    let state = wait_for(
-        "the run to finish",
-        Duration::from_secs(120),
-        &mut [&mut updraft, &mut worker],
-        || async {
-            let (_, run) = api.call(reqwest::Method::GET, &run_path, None).await?;
-            let state = run["state"].as_str()?.to_string();
-            (state == "success" || state == "failed").then_some(state)
-        },
-    )
+    let state = testkit::eventually("the run to finish", Duration::from_secs(120), async || {
+        assert_running(&mut [&mut updraft, &mut worker]);
+        let (_, run) = api.call(reqwest::Method::GET, &run_path, None).await?;
+        let state = run["state"].as_str()?.to_string();
+        (state == "success" || state == "failed").then_some(state)
+    })
     .await;
     assert_eq!(state, "success", "the run failed; see the updraft log");
 
     // The scheduled run that unpausing creates may publish too: every record on the topic counts.
-    let session = scylla::client::session_builder::SessionBuilder::new()
-        .known_nodes(testkit::cassandra_contact_points().split(','))
-        .build()
-        .await
-        .expect("cassandra session");
-    let (records, rows) = wait_for(
-        "every record in Cassandra",
-        Duration::from_secs(120),
-        &mut [&mut updraft, &mut worker],
-        || async {
-            let records = topic_records(&topic);
-            let rows = cassandra_rows(&session, &keyspace).await?;
-            (!records.is_empty() && rows.len() >= records.len()).then_some((records, rows))
-        },
-    )
+    let session = testkit::cassandra::session().await;
+    let what = "every record in Cassandra";
+    let (records, rows) = testkit::eventually(what, Duration::from_secs(120), async || {
+        assert_running(&mut [&mut updraft, &mut worker]);
+        let records: Vec<Value> = testkit::kafka::read_all(&topic)
+            .await
+            .iter()
+            .map(testkit::kafka::Record::json)
+            .collect();
+        let rows = cassandra_rows(&session, &keyspace).await?;
+        (!records.is_empty() && rows.len() >= records.len()).then_some((records, rows))
+    })
     .await;
 
     let users = fixture["results"].as_array().expect("results");
