@@ -88,12 +88,19 @@ impl<T, E: Debug> Check for Result<T, E> {
 /// The first check is immediate; the last one happens at the deadline, so a condition that
 /// becomes true in time is never missed. A check that never returns is not interrupted.
 ///
-/// ```ignore
-/// let run = testkit::eventually("the run to finish", Duration::from_secs(30), async || {
-///     let state = run_state(&pool).await;
-///     if state == "success" { Ok(state) } else { Err(state) }
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::time::Duration;
+///
+/// let mut rows = 0;
+/// let seen = testkit::eventually("three rows", Duration::from_secs(5), async || {
+///     rows += 1; // a query, in a real test
+///     if rows >= 3 { Ok(rows) } else { Err(rows) }
 /// })
 /// .await;
+/// assert_eq!(seen, 3);
+/// # }
 /// ```
 pub async fn eventually<C: Check>(
     what: &str,

@@ -1,29 +1,13 @@
-//! The local stack's Cassandra, from Rust: keyspace, table, insert, read back.
-
-use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
+//! The local stack's Cassandra, from Rust: keyspace, table, insert, read back, count.
 
 #[tokio::test]
 async fn cassandra_round_trip() {
     if !testkit::require_cassandra() {
         return;
     }
-    let session: Session = SessionBuilder::new()
-        .known_nodes(testkit::cassandra_contact_points().split(','))
-        .build()
-        .await
-        .unwrap();
+    let session = testkit::cassandra::session().await;
     let keyspace = testkit::unique_name("smoke");
-    session
-        .query_unpaged(
-            format!(
-                "CREATE KEYSPACE {keyspace} WITH replication = \
-                 {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
-            ),
-            &[],
-        )
-        .await
-        .unwrap();
+    testkit::cassandra::create_keyspace(&session, &keyspace).await;
     session
         .query_unpaged(
             format!("CREATE TABLE {keyspace}.people (id uuid PRIMARY KEY, name text)"),
@@ -56,8 +40,10 @@ async fn cassandra_round_trip() {
     let (read_id, name): (uuid::Uuid, String) = rows.single_row().unwrap();
     assert_eq!((read_id, name.as_str()), (id, "Zoë Ünal"));
 
-    session
-        .query_unpaged(format!("DROP KEYSPACE {keyspace}"), &[])
-        .await
-        .unwrap();
+    assert_eq!(
+        testkit::cassandra::count_rows(&session, &format!("{keyspace}.people")).await,
+        1
+    );
+
+    testkit::cassandra::drop_keyspace(&session, &keyspace).await;
 }

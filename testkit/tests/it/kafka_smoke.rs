@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -17,21 +15,7 @@ async fn kafka_round_trip_in_a_consumer_group() {
     let topic = testkit::unique_name("smoke");
     let group = testkit::unique_name("smoke_group");
 
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .unwrap();
-    assert!(
-        created.iter().all(Result::is_ok),
-        "create topic: {created:?}"
-    );
+    testkit::kafka::create_topic(&topic, 1).await;
 
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
@@ -78,8 +62,42 @@ async fn kafka_round_trip_in_a_consumer_group() {
         .offset();
     assert_eq!(stored, Offset::Offset(offset + 1));
 
-    admin
-        .delete_topics(&[&topic], &AdminOptions::new())
-        .await
-        .unwrap();
+    testkit::kafka::delete_topic(&topic).await;
+}
+
+/// testkit's own helpers: records produced over three partitions all read back, with their keys.
+#[tokio::test]
+async fn produced_records_read_back_from_every_partition() {
+    if !testkit::require_kafka() {
+        return;
+    }
+    let topic = testkit::unique_name("smoke_helpers");
+    testkit::kafka::create_topic(&topic, 3).await;
+    assert_eq!(testkit::kafka::record_count(&topic), 0);
+    let payloads: Vec<Vec<u8>> = (0..30)
+        .map(|i| format!("{{\"n\": {i}}}").into_bytes())
+        .collect();
+    testkit::kafka::produce(&topic, &payloads).await;
+
+    let records = testkit::kafka::read_topic(&topic, 30, Duration::from_secs(30)).await;
+    let mut seen: Vec<(String, i64)> = records
+        .iter()
+        .map(|record| {
+            let key = record.key.clone().expect("a key");
+            (key, record.json()["n"].as_i64().expect("n"))
+        })
+        .collect();
+    seen.sort_by_key(|(_, n)| *n);
+    let expected: Vec<(String, i64)> = (0..30).map(|i| (i.to_string(), i)).collect();
+    assert_eq!(seen, expected, "every record once, keyed by its index");
+    let partitions: std::collections::BTreeSet<i32> =
+        records.iter().map(|record| record.partition).collect();
+    assert!(
+        partitions.len() > 1,
+        "keys spread over partitions: {partitions:?}"
+    );
+
+    assert_eq!(testkit::kafka::record_count(&topic), 30);
+    assert_eq!(testkit::kafka::read_all(&topic).await.len(), 30);
+    testkit::kafka::delete_topic(&topic).await;
 }
