@@ -109,26 +109,6 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}_{nanos}_{count}", std::process::id())
 }
 
-/// Creates an empty database named after `prefix` (made unique) on the server of `database_url()`
-/// and returns its URL, so tests that start schedulers never see each other's runs.
-pub async fn fresh_database(prefix: &str) -> String {
-    use sqlx::Connection;
-    let server_url = database_url();
-    let name = unique_name(prefix).to_lowercase();
-    let mut admin = sqlx::PgConnection::connect(&server_url)
-        .await
-        .unwrap_or_else(|error| panic!("cannot connect to {server_url}: {error}"));
-    // The name is ours: a test prefix plus pid and nanos.
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
-        .await
-        .unwrap_or_else(|error| panic!("cannot create database {name}: {error}"));
-    match server_url.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/{name}"),
-        None => format!("{server_url}/{name}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
