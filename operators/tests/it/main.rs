@@ -1,6 +1,6 @@
 //! The built-in operators' integration tests, one binary: `http` against wiremock, `shell`
 //! against bash, `kafka_publish` against the real broker.
-//!   cargo test -p updraft-operators --test it [-- <module>::]
+//!   cargo test -p updraft-operators --test it [<module>::]
 
 mod http;
 mod kafka_publish;

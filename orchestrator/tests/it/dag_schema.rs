@@ -1,6 +1,6 @@
 //! `dags/schema.json` is generated from the spec types and the operators' configs; these tests
 //! keep the committed file fresh and its keys equal to the parser's.
-//! Regenerate with: `UPDATE_SCHEMA=1 cargo test -p updraft-orchestrator --test dag_schema`
+//! Regenerate with: `UPDATE_SCHEMA=1 cargo test -p updraft-orchestrator --test it dag_schema::`
 
 use std::collections::BTreeSet;
 
@@ -21,7 +21,7 @@ fn schema_file_is_up_to_date() {
     let committed = std::fs::read_to_string(SCHEMA_PATH).unwrap_or_default();
     assert!(
         committed == generated,
-        "dags/schema.json is stale; regenerate it with\n  UPDATE_SCHEMA=1 cargo test -p updraft-orchestrator --test dag_schema"
+        "dags/schema.json is stale; regenerate it with\n  UPDATE_SCHEMA=1 cargo test -p updraft-orchestrator --test it dag_schema::"
     );
 }
 

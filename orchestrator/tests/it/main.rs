@@ -1,6 +1,6 @@
 //! The orchestrator's integration tests, one binary: the DAG parser and its schema, the processor
 //! and the scheduler against the real PostgreSQL, `dags test` against the real Kafka.
-//!   cargo test -p updraft-orchestrator --test it [-- <module>::]
+//!   cargo test -p updraft-orchestrator --test it [<module>::]
 
 mod dag_parse;
 mod dag_parse_fuzz;

@@ -5,7 +5,7 @@
 //! except with `CI=true`, where it fails). By hand:
 //!   python3 -m venv /tmp/afc && /tmp/afc/bin/pip install 'apache-airflow-client==2.10.0'
 //!   UPDRAFT_AIRFLOW_CLIENT_PYTHON=/tmp/afc/bin/python CI=true \
-//!     cargo test -p updraft-web --test airflow_client -- --nocapture
+//!     cargo test -p updraft-web --test it airflow_client:: -- --nocapture
 
 use std::process::{Command, Stdio};
 

@@ -4,7 +4,7 @@
 //! It needs node and chromium, which `scripts/test` installs and then sets `UPDRAFT_BROWSER_TEST=1`.
 //! Without that variable the test is skipped, except with `CI=true`, where it fails. By hand:
 //!   cargo build -p updraft-cli && (cd web/browser-test && npm ci)
-//!   UPDRAFT_BROWSER_TEST=1 CI=true cargo test -p updraft-web --test browser -- --nocapture
+//!   UPDRAFT_BROWSER_TEST=1 CI=true cargo test -p updraft-web --test it browser:: -- --nocapture
 //! `UPDRAFT_BIN` overrides the binary's path. Screenshots land in `artifacts/browser/`.
 
 use std::process::{Command, Stdio};

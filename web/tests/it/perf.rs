@@ -1,5 +1,5 @@
 //! Page timings with 1,000 DAGs and 100,000 task instances (ignored by default: it seeds a lot).
-//!   CI=true cargo test -p updraft-web --release --test perf -- --ignored --nocapture
+//!   CI=true cargo test -p updraft-web --release --test it perf:: -- --ignored --nocapture
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
