@@ -72,9 +72,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let parse_s = timings.iter().copied().fold(f64::INFINITY, f64::min);
 
     // Cold start: a new database, a new pool, one processor pass, then count what is visible.
-    let database_url = testkit::fresh_database("bench_parse").await;
+    let database = testkit::TestDatabase::create("bench_parse").await;
     let started = Instant::now();
-    let pool = sqlx::PgPool::connect(&database_url).await?;
+    let pool = sqlx::PgPool::connect(database.url()).await?;
     updraft_orchestrator::store::MIGRATOR.run(&pool).await?;
     let processor = DagProcessor::new(pool.clone(), dir.clone(), registry);
     processor.sync_once().await?;

@@ -111,10 +111,11 @@ async fn main() -> anyhow::Result<()> {
     let runs: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(60);
     let schedulers: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1);
     let mode = args.get(3).cloned().unwrap_or_else(|| "e2e".into());
-    let database = testkit::fresh_database("bench").await;
+    // Dropped when main returns.
+    let database = testkit::TestDatabase::create("bench").await;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(40)
-        .connect(&database)
+        .connect(database.url())
         .await?;
     MIGRATOR.run(&pool).await?;
     let folder = std::env::temp_dir().join(testkit::unique_name("bench_dags"));

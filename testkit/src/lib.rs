@@ -1,10 +1,20 @@
-//! Service addresses for integration tests, and the rule for a missing service:
-//! with `CI=true` it is a test failure, elsewhere the test is skipped with a message.
+//! What the integration tests share: service addresses from env vars and the rule for a missing
+//! service (with `CI=true` it is a test failure, elsewhere the test is skipped with a message),
+//! [`eventually`] for waiting, a [`TestDatabase`] per test, Kafka and Cassandra helpers, and a
+//! TCP proxy to cut a service off.
 
+pub mod cassandra;
+mod database;
+mod eventually;
+pub mod kafka;
 pub mod proxy;
 
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+pub use database::TestDatabase;
+pub use eventually::{Check, Deadline, eventually};
 
 /// `DATABASE_URL`, defaulting to the local stack's PostgreSQL.
 pub fn database_url() -> String {
@@ -87,33 +97,16 @@ pub fn require_cassandra() -> bool {
     require("Cassandra", &cassandra_contact_points())
 }
 
-/// A name unique to this test process, for topics, keyspaces and groups.
+/// A name unique to this test process and call, for topics, keyspaces, groups and databases:
+/// `prefix`, the pid, the time's nanoseconds and a counter (tests of one binary run in parallel).
 pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.subsec_nanos())
         .unwrap_or_default();
-    format!("{prefix}_{}_{nanos}", std::process::id())
-}
-
-/// Creates an empty database named after `prefix` (made unique) on the server of `database_url()`
-/// and returns its URL, so tests that start schedulers never see each other's runs.
-pub async fn fresh_database(prefix: &str) -> String {
-    use sqlx::Connection;
-    let server_url = database_url();
-    let name = unique_name(prefix).to_lowercase();
-    let mut admin = sqlx::PgConnection::connect(&server_url)
-        .await
-        .unwrap_or_else(|error| panic!("cannot connect to {server_url}: {error}"));
-    // The name is ours: a test prefix plus pid and nanos.
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
-        .await
-        .unwrap_or_else(|error| panic!("cannot create database {name}: {error}"));
-    match server_url.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/{name}"),
-        None => format!("{server_url}/{name}"),
-    }
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}_{}_{nanos}_{count}", std::process::id())
 }
 
 #[cfg(test)]

@@ -1,0 +1,97 @@
+//! The database going away: `updraft scheduler` retries with backoff and resumes by itself,
+//! both when PostgreSQL is down at start-up and when it disappears while a task runs.
+
+use std::time::Duration;
+
+use crate::common::{Scheduler, setup, wait_for_value};
+use testkit::proxy::TcpProxy;
+use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
+
+const DAG: &str = "\
+dag_id: outage
+schedule: null
+is_paused_upon_creation: false
+default_args:
+  retries: 3
+  retry_delay: 1s
+tasks:
+  - id: first
+    operator: shell
+    command: sleep 2
+  - id: second
+    operator: shell
+    command: echo done
+    upstream: [first]
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scheduler_outlives_a_database_outage() {
+    let Some((pool, database, folder)) = setup("outage", "outage.yaml", DAG).await else {
+        return;
+    };
+    // The scheduler reaches PostgreSQL only through the proxy, which starts cut.
+    let url = database.url();
+    let server = url
+        .split_once('@')
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(host_port, _)| host_port.to_string())
+        .expect("host:port in DATABASE_URL");
+    let proxy = TcpProxy::start(&server).await;
+    let proxied_url = url.replacen(&server, &proxy.addr.to_string(), 1);
+    proxy.cut();
+    let log = folder.path().join("scheduler.log");
+    let settings = [
+        ("UPDRAFT_REAPER_THRESHOLD_MS", "3000"),
+        ("UPDRAFT_POLL_INTERVAL_MS", "500"),
+    ];
+    let mut scheduler = Scheduler::start(&proxied_url, folder.path(), &settings, Some(&log));
+
+    testkit::eventually("a retry at start-up", Duration::from_secs(30), async || {
+        std::fs::read_to_string(&log).is_ok_and(|text| text.contains("database not ready"))
+    })
+    .await;
+    scheduler.assert_alive("while the database was down at start-up");
+    proxy.restore();
+
+    trigger_run(
+        &pool,
+        "outage",
+        TriggerRequest {
+            run_id: Some("r1".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("trigger");
+    wait_for_value(
+        &pool,
+        "the first task to run",
+        "SELECT state FROM task_instance WHERE task_id = 'first'",
+        "running",
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // The outage itself: longer than the running task, so its completion meets no database.
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    scheduler.assert_alive("during the outage");
+    proxy.restore();
+
+    wait_for_value(
+        &pool,
+        "the run to succeed",
+        "SELECT state FROM dag_run WHERE run_id = 'r1'",
+        "success",
+        Duration::from_secs(60),
+    )
+    .await;
+    scheduler.assert_alive("after the outage");
+    let stuck: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM task_instance WHERE state IN ('queued', 'running', 'up_for_retry')",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!(stuck, 0, "nothing is left unfinished");
+}

@@ -1,0 +1,8 @@
+//! The built-in operators' integration tests, one binary: `http` against wiremock, `shell`
+//! against bash, `kafka_publish` against the real broker.
+//!   cargo test -p updraft-operators --test it [<module>::]
+
+mod http;
+mod kafka_publish;
+mod shell;
+mod support;

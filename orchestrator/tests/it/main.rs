@@ -1,0 +1,14 @@
+//! The orchestrator's integration tests, one binary: the DAG parser and its schema, the processor
+//! and the scheduler against the real PostgreSQL, `dags test` against the real Kafka.
+//!   cargo test -p updraft-orchestrator --test it [<module>::]
+
+mod dag_parse;
+mod dag_parse_fuzz;
+mod dag_schema;
+mod dag_user_automation;
+mod postgres_smoke;
+mod processor;
+mod scheduler_limits;
+mod scheduler_runs;
+mod scheduler_scheduling;
+mod scheduler_support;

@@ -1,0 +1,229 @@
+//! The DAG processor against a real PostgreSQL: versions, import errors, deactivation, watching.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use testkit::TestDatabase;
+use tokio_util::sync::CancellationToken;
+use updraft_orchestrator::processor::DagProcessor;
+
+const CHAIN: &str = "\
+dag_id: chain
+schedule: null
+tasks:
+  - id: one
+    operator: empty
+  - id: two
+    operator: empty
+    upstream: [one]
+";
+
+const LATE_START: &str = "\
+dag_id: eager
+schedule: '@daily'
+start_date: 2024-01-01
+is_paused_upon_creation: false
+tasks:
+  - id: only
+    operator: empty
+";
+
+/// A migrated database of the test's own (dropped with the guard) and a pool on it.
+async fn database() -> Option<(PgPool, TestDatabase)> {
+    if !testkit::require_postgres() {
+        return None;
+    }
+    let database = TestDatabase::create("processor").await;
+    let pool = PgPool::connect(database.url()).await.expect("connect");
+    updraft_orchestrator::store::MIGRATOR
+        .run(&pool)
+        .await
+        .expect("migrate");
+    Some((pool, database))
+}
+
+fn processor(pool: &PgPool, folder: &Path) -> DagProcessor {
+    DagProcessor::new(
+        pool.clone(),
+        folder.to_path_buf(),
+        Arc::new(updraft_operators::builtin_registry()),
+    )
+}
+
+async fn dag_row(pool: &PgPool, dag_id: &str) -> Option<(bool, bool, i32)> {
+    sqlx::query_as(
+        "SELECT d.is_paused, d.is_active, v.version_number
+           FROM dag d JOIN dag_version v ON v.id = d.latest_version_id WHERE d.dag_id = $1",
+    )
+    .bind(dag_id)
+    .fetch_optional(pool)
+    .await
+    .expect("query dag")
+}
+
+async fn import_errors(pool: &PgPool) -> Vec<(String, String)> {
+    sqlx::query_as("SELECT fileloc, message FROM import_error ORDER BY fileloc")
+        .fetch_all(pool)
+        .await
+        .expect("query import errors")
+}
+
+#[tokio::test]
+async fn new_dags_start_paused_unless_asked_and_unchanged_files_are_skipped() {
+    let Some((pool, _database)) = database().await else {
+        return;
+    };
+    let folder = tempfile::tempdir().expect("tempdir");
+    std::fs::write(folder.path().join("chain.yaml"), CHAIN).expect("write");
+    std::fs::write(folder.path().join("eager.yaml"), LATE_START).expect("write");
+    let processor = processor(&pool, folder.path());
+
+    let first = processor.sync_once().await.expect("sync");
+    assert_eq!(first.dags, 2);
+    assert_eq!(first.changed.len(), 2);
+    assert_eq!(dag_row(&pool, "chain").await, Some((true, true, 1)));
+    assert_eq!(dag_row(&pool, "eager").await, Some((false, true, 1)));
+
+    let second = processor.sync_once().await.expect("sync");
+    assert!(
+        second.changed.is_empty(),
+        "unchanged files were rewritten: {second:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_edit_makes_a_new_version_and_reverting_reuses_the_old_one() {
+    let Some((pool, _database)) = database().await else {
+        return;
+    };
+    let folder = tempfile::tempdir().expect("tempdir");
+    let file = folder.path().join("chain.yaml");
+    std::fs::write(&file, CHAIN).expect("write");
+    let processor = processor(&pool, folder.path());
+    processor.sync_once().await.expect("sync");
+    sqlx::query("UPDATE dag SET is_paused = FALSE WHERE dag_id = 'chain'")
+        .execute(&pool)
+        .await
+        .expect("unpause");
+
+    std::fs::write(
+        &file,
+        format!("{CHAIN}  - id: three\n    operator: empty\n"),
+    )
+    .expect("edit");
+    let report = processor.sync_once().await.expect("sync");
+    assert_eq!(report.changed, vec!["chain".to_string()]);
+    // An edit keeps the pause state the user chose.
+    assert_eq!(dag_row(&pool, "chain").await, Some((false, true, 2)));
+
+    std::fs::write(&file, CHAIN).expect("revert");
+    processor.sync_once().await.expect("sync");
+    assert_eq!(dag_row(&pool, "chain").await, Some((false, true, 1)));
+    let (versions,): (i64,) = sqlx::query_as("SELECT count(*) FROM dag_version")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(versions, 2);
+}
+
+#[tokio::test]
+async fn a_bad_file_is_an_import_error_that_hides_nothing_and_clears_when_fixed() {
+    let Some((pool, _database)) = database().await else {
+        return;
+    };
+    let folder = tempfile::tempdir().expect("tempdir");
+    std::fs::write(folder.path().join("chain.yaml"), CHAIN).expect("write");
+    let broken = folder.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        "dag_id: broken\nschedule: null\ntasks:\n  - id: a\n    operator: empty\n    retires: 2\n",
+    )
+    .expect("write");
+    let processor = processor(&pool, folder.path());
+
+    let report = processor.sync_once().await.expect("sync");
+    assert_eq!((report.dags, report.import_errors), (1, 1));
+    assert!(dag_row(&pool, "chain").await.is_some());
+    let errors = import_errors(&pool).await;
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].0.ends_with("broken.yaml"));
+    assert!(
+        errors[0].1.contains("broken.yaml:6:5") && errors[0].1.contains("retires"),
+        "message lacks file:line:col and the key: {}",
+        errors[0].1
+    );
+
+    std::fs::write(
+        &broken,
+        "dag_id: broken\nschedule: null\ntasks:\n  - id: a\n    operator: empty\n",
+    )
+    .expect("fix");
+    processor.sync_once().await.expect("sync");
+    assert!(import_errors(&pool).await.is_empty());
+    assert!(dag_row(&pool, "broken").await.is_some());
+}
+
+#[tokio::test]
+async fn a_duplicate_dag_id_names_both_files() {
+    let Some((pool, _database)) = database().await else {
+        return;
+    };
+    let folder = tempfile::tempdir().expect("tempdir");
+    std::fs::write(folder.path().join("a.yaml"), CHAIN).expect("write");
+    std::fs::write(folder.path().join("b.yaml"), CHAIN).expect("write");
+    processor(&pool, folder.path())
+        .sync_once()
+        .await
+        .expect("sync");
+    let errors = import_errors(&pool).await;
+    assert_eq!(errors.len(), 2);
+    assert!(errors[0].1.contains("b.yaml") && errors[1].1.contains("a.yaml"));
+}
+
+#[tokio::test]
+async fn a_deleted_file_deactivates_its_dag() {
+    let Some((pool, _database)) = database().await else {
+        return;
+    };
+    let folder = tempfile::tempdir().expect("tempdir");
+    let file = folder.path().join("chain.yaml");
+    std::fs::write(&file, CHAIN).expect("write");
+    let processor = processor(&pool, folder.path());
+    processor.sync_once().await.expect("sync");
+    std::fs::remove_file(&file).expect("delete");
+    let report = processor.sync_once().await.expect("sync");
+    assert_eq!(report.deactivated, vec!["chain".to_string()]);
+    assert_eq!(dag_row(&pool, "chain").await, Some((true, false, 1)));
+}
+
+#[tokio::test]
+async fn a_new_file_is_live_within_two_seconds_while_watching() {
+    let Some((pool, _database)) = database().await else {
+        return;
+    };
+    let folder = tempfile::tempdir().expect("tempdir");
+    std::fs::write(folder.path().join("chain.yaml"), CHAIN).expect("write");
+    let cancel = CancellationToken::new();
+    let running = tokio::spawn(processor(&pool, folder.path()).run(cancel.clone()));
+    testkit::eventually(
+        "chain in the database",
+        Duration::from_secs(10),
+        async || dag_row(&pool, "chain").await.is_some(),
+    )
+    .await;
+
+    let written = Instant::now();
+    std::fs::write(folder.path().join("eager.yaml"), LATE_START).expect("write");
+    testkit::eventually(
+        "eager in the database",
+        Duration::from_secs(2),
+        async || dag_row(&pool, "eager").await.is_some(),
+    )
+    .await;
+    eprintln!("new file live after {:?}", written.elapsed());
+
+    cancel.cancel();
+    running.await.expect("join").expect("processor");
+}

@@ -1,0 +1,160 @@
+//! Helpers shared by the integration tests: names, definitions and records for one test, and the
+//! worker run in-process. Kafka and Cassandra themselves are reached through `testkit`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use scylla::client::session::Session;
+use stream_worker::{Metrics, Stream, WorkerConfig};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Topic, group and keyspace unique to one test.
+pub struct Names {
+    pub topic: String,
+    pub group: String,
+    pub keyspace: String,
+}
+
+impl Names {
+    pub fn new(prefix: &str) -> Self {
+        let base = testkit::unique_name(prefix).to_lowercase();
+        Self {
+            topic: base.clone(),
+            group: format!("{base}_g"),
+            keyspace: base,
+        }
+    }
+}
+
+/// The shipped `users_created` definition, pointed at this test's topic, group and keyspace.
+pub fn definition_yaml(names: &Names, extra: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../streams/users_created.yaml");
+    let text = std::fs::read_to_string(path).expect("shipped definition");
+    let text = text
+        .replace("topic: users_created", &format!("topic: {}", names.topic))
+        .replace(
+            "group: updraft-stream-worker",
+            &format!("group: {}", names.group),
+        )
+        .replace(
+            "keyspace: spark_streaming",
+            &format!("keyspace: {}", names.keyspace),
+        )
+        .replace(
+            "dead_letter_topic: users_created.dlq",
+            &format!("dead_letter_topic: {}.dlq", names.topic),
+        );
+    format!("{text}{extra}")
+}
+
+pub fn definition(names: &Names, extra: &str) -> Stream {
+    let text = definition_yaml(names, extra).replace("max_record_bytes: 1048576\n", "");
+    stream_worker::definition::parse(Path::new("test.yaml"), &text).expect("valid test definition")
+}
+
+pub fn config() -> WorkerConfig {
+    WorkerConfig {
+        kafka_bootstrap_servers: testkit::kafka_bootstrap_servers(),
+        cassandra_contact_points: testkit::cassandra_contact_points()
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect(),
+        session_timeout: Duration::from_secs(6),
+        progress_interval: Duration::from_secs(5),
+        ..WorkerConfig::default()
+    }
+}
+
+pub const NAMES: [(&str, &str); 8] = [
+    ("Zoë", "Müller"),
+    ("Łukasz", "Wójcik"),
+    ("Søren", "Ørsted"),
+    ("José", "Muñoz"),
+    ("Ольга", "Смирнова"),
+    ("美咲", "佐藤"),
+    ("Aoife", "O'Brien"),
+    ("Ngô", "Bảo Châu"),
+];
+
+/// A record shaped like the DAG's: flat fields, a numeric `post_code` for even `i`.
+pub fn seed_record(i: usize) -> serde_json::Value {
+    let (first, last) = NAMES[i % NAMES.len()];
+    let post_code = if i.is_multiple_of(2) {
+        serde_json::json!(10000 + i)
+    } else {
+        serde_json::json!(format!("AB{i} 2CD"))
+    };
+    serde_json::json!({
+        "id": uuid::Uuid::new_v4().to_string(),
+        "first_name": first,
+        "last_name": last,
+        "gender": if i.is_multiple_of(3) { "female" } else { "male" },
+        "address": format!("{i} Rue de l'Église, Montréal, Québec, Canada"),
+        "post_code": post_code,
+        "email": format!("user{i}@example.com"),
+        "username": format!("user{i}"),
+        "dob": "1987-03-14T09:26:53.589Z",
+        "registered_date": "2015-06-01T12:00:00.000Z",
+        "phone": format!("(555) 010-{:04}", i % 10000),
+        "picture": format!("https://randomuser.me/api/portraits/med/women/{}.jpg", i % 100),
+    })
+}
+
+/// Rows in the test's `created_users` table (0 while the worker has not created it).
+pub async fn count_rows(session: &Session, keyspace: &str) -> i64 {
+    testkit::cassandra::count_rows(session, &format!("{keyspace}.created_users")).await
+}
+
+/// Waits until the test's `created_users` table holds exactly `want` rows.
+pub async fn wait_for_rows(session: &Session, keyspace: &str, want: i64, within: Duration) {
+    let what = format!("{want} rows in {keyspace}.created_users");
+    testkit::eventually(&what, within, async || {
+        let rows = count_rows(session, keyspace).await;
+        if rows == want { Ok(()) } else { Err(rows) }
+    })
+    .await;
+}
+
+pub struct RunningWorker {
+    pub metrics: Arc<Metrics>,
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<Result<(), stream_worker::WorkerError>>,
+}
+
+pub fn start_worker(config: WorkerConfig, streams: Vec<Stream>) -> RunningWorker {
+    let metrics = Metrics::new();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(stream_worker::run(
+        config,
+        streams,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    RunningWorker {
+        metrics,
+        shutdown,
+        task,
+    }
+}
+
+impl RunningWorker {
+    /// Waits until schemas and topics exist and the streams run.
+    pub async fn ready(&self) {
+        testkit::eventually(
+            "the worker to be ready",
+            Duration::from_secs(60),
+            async || self.metrics.is_ready(),
+        )
+        .await;
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task
+            .await
+            .expect("worker task")
+            .expect("worker ran cleanly");
+    }
+}

@@ -1,0 +1,7 @@
+//! The stream worker's integration tests, one binary: in-process against the real Kafka and
+//! Cassandra (`pipeline`), and the `stream-worker` binary as a process (`process`).
+//!   cargo test -p stream-worker --test it [<module>::]
+
+mod common;
+mod pipeline;
+mod process;

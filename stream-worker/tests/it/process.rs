@@ -1,0 +1,213 @@
+//! The `stream-worker` binary as a process: killed with SIGKILL, stopped with SIGTERM.
+
+use std::ops::{Deref, DerefMut};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use crate::common::*;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use scylla::client::session::Session;
+
+/// Writes the test's definition to a file and returns its path.
+fn definition_file(names: &Names) -> PathBuf {
+    let dir = std::env::temp_dir().join(&names.topic);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("users_created.yaml");
+    std::fs::write(&path, definition_yaml(names, "")).expect("write definition");
+    path
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+/// A plain HTTP/1.1 GET; returns the whole response (status line, headers, body).
+async fn http_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+}
+
+/// A `stream-worker` process, killed when the test ends (a failing one included).
+struct Worker(Child);
+
+impl Deref for Worker {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl DerefMut for Worker {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_worker(definitions: &PathBuf, log_name: &str) -> Worker {
+    spawn_worker_on(definitions, log_name, 0)
+}
+
+fn spawn_worker_on(definitions: &PathBuf, log_name: &str, metrics_port: u16) -> Worker {
+    let log_path = definitions.with_file_name(log_name);
+    let log = std::fs::File::create(&log_path).expect("log file");
+    eprintln!("worker log: {}", log_path.display());
+    let child = Command::new(env!("CARGO_BIN_EXE_stream-worker"))
+        .arg("--definitions")
+        .arg(definitions)
+        .arg("--metrics-addr")
+        .arg(format!("127.0.0.1:{metrics_port}"))
+        .args(["--session-timeout-ms", "6000", "--progress-secs", "2"])
+        .env(
+            "KAFKA_BOOTSTRAP_SERVERS",
+            testkit::kafka_bootstrap_servers(),
+        )
+        .env(
+            "CASSANDRA_CONTACT_POINTS",
+            testkit::cassandra_contact_points(),
+        )
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn stream-worker");
+    Worker(child)
+}
+
+async fn wait_exit(worker: &mut Worker, timeout: Duration) -> ExitStatus {
+    testkit::eventually("the worker to exit", timeout, async || {
+        worker.try_wait().ok().flatten()
+    })
+    .await
+}
+
+/// Waits until the test's table holds at least `want` rows.
+async fn wait_for_at_least(session: &Session, keyspace: &str, want: i64, within: Duration) {
+    let what = format!("at least {want} rows in {keyspace}.created_users");
+    testkit::eventually(&what, within, async || {
+        let rows = count_rows(session, keyspace).await;
+        if rows >= want { Ok(()) } else { Err(rows) }
+    })
+    .await;
+}
+
+fn payloads(range: std::ops::Range<usize>) -> Vec<Vec<u8>> {
+    range
+        .map(|i| seed_record(i).to_string().into_bytes())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_mid_stream_then_restart_loses_nothing() {
+    if !testkit::require_kafka() || !testkit::require_cassandra() {
+        return;
+    }
+    let names = Names::new("sw_kill");
+    testkit::kafka::create_topic(&names.topic, 2).await;
+    let total = 50_000;
+    testkit::kafka::produce(&names.topic, &payloads(0..total)).await;
+    let definitions = definition_file(&names);
+    let session = testkit::cassandra::session().await;
+
+    let mut first = spawn_worker(&definitions, "first.log");
+    // Far enough in that offsets were committed (every second) before the kill.
+    wait_for_at_least(&session, &names.keyspace, 15_000, Duration::from_secs(90)).await;
+    first.kill().expect("SIGKILL");
+    let _ = first.wait();
+    let at_kill = count_rows(&session, &names.keyspace).await;
+    assert!(
+        at_kill < total as i64,
+        "the kill should land mid-stream ({at_kill} rows)"
+    );
+
+    let mut second = spawn_worker(&definitions, "second.log");
+    wait_for_at_least(
+        &session,
+        &names.keyspace,
+        total as i64,
+        Duration::from_secs(150),
+    )
+    .await;
+    let rows = count_rows(&session, &names.keyspace).await;
+    unsafe { libc::kill(second.id() as i32, libc::SIGTERM) };
+    let status = wait_exit(&mut second, Duration::from_secs(60)).await;
+    assert_eq!(rows, total as i64, "row count equals distinct ids produced");
+    assert!(status.success(), "second worker exit: {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_drains_commits_and_exits_zero() {
+    if !testkit::require_kafka() || !testkit::require_cassandra() {
+        return;
+    }
+    let names = Names::new("sw_term");
+    testkit::kafka::create_topic(&names.topic, 1).await;
+    let total = 20_000;
+    testkit::kafka::produce(&names.topic, &payloads(0..total)).await;
+    let definitions = definition_file(&names);
+    let session = testkit::cassandra::session().await;
+
+    let port = free_port();
+    let mut worker = spawn_worker_on(&definitions, "worker.log", port);
+    wait_for_at_least(&session, &names.keyspace, 2_000, Duration::from_secs(90)).await;
+    let health = http_get(port, "/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let metrics = http_get(port, "/metrics").await;
+    assert!(
+        metrics.contains("# TYPE updraft_stream_records_written_total counter"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("updraft_stream_records_consumed_total{stream=\"users_created\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("updraft_stream_assigned_partitions{stream=\"users_created\"} 1"),
+        "{metrics}"
+    );
+    // SIGTERM mid-stream: the worker stops taking records, finishes those in flight, commits.
+    unsafe { libc::kill(worker.id() as i32, libc::SIGTERM) };
+    let status = wait_exit(&mut worker, Duration::from_secs(60)).await;
+    assert!(status.success(), "exit status: {status:?}");
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", testkit::kafka_bootstrap_servers())
+        .set("group.id", &names.group)
+        .create()
+        .expect("consumer");
+    let mut partitions = TopicPartitionList::new();
+    partitions.add_partition(&names.topic, 0);
+    let committed = consumer
+        .committed_offsets(partitions, Duration::from_secs(10))
+        .expect("committed offsets");
+    let offset = match committed
+        .find_partition(&names.topic, 0)
+        .map(|p| p.offset())
+    {
+        Some(Offset::Offset(offset)) => offset,
+        other => panic!("no committed offset: {other:?}"),
+    };
+    let rows = count_rows(&session, &names.keyspace).await;
+    // Every record before the committed offset is written, and nothing after it was taken.
+    assert_eq!(rows, offset, "committed offset {offset} vs rows {rows}");
+    assert!(offset > 0 && offset <= total as i64);
+    eprintln!("SIGTERM after {offset} of {total} records");
+}

@@ -1,0 +1,80 @@
+//! The browser test: starts `updraft standalone` on a fresh database with one small DAG, then runs
+//! `web/browser-test/test.mjs` (playwright-core + Debian's chromium) against it.
+//!
+//! It needs node and chromium, which `scripts/test` installs and then sets `UPDRAFT_BROWSER_TEST=1`.
+//! Without that variable the test is skipped, except with `CI=true`, where it fails. By hand:
+//!   cargo build -p updraft-cli && (cd web/browser-test && npm ci)
+//!   UPDRAFT_BROWSER_TEST=1 CI=true cargo test -p updraft-web --test it browser:: -- --nocapture
+//! `UPDRAFT_BIN` overrides the binary's path. Screenshots land in `artifacts/browser/`.
+
+use std::process::{Command, Stdio};
+
+use crate::common::server;
+
+#[tokio::test]
+async fn browser_login_unpause_trigger_and_log() {
+    if std::env::var("UPDRAFT_BROWSER_TEST").as_deref() != Ok("1") {
+        let message = "set UPDRAFT_BROWSER_TEST=1 (as scripts/test does) to run the browser test";
+        assert!(!testkit::in_ci(), "CI=true: {message}");
+        eprintln!("SKIPPED: {message}");
+        return;
+    }
+    if !testkit::require_postgres() {
+        return;
+    }
+    let test_dir = server::workspace().join("web/browser-test");
+    if !test_dir.join("node_modules/playwright-core").exists() {
+        let status = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund"])
+            .current_dir(&test_dir)
+            .status()
+            .expect("npm");
+        assert!(status.success(), "npm install failed");
+    }
+    let artifacts = server::artifacts();
+    let standalone = server::start("web_browser", "standalone-browser.log").await;
+    let status = Command::new("node")
+        .arg("test.mjs")
+        .current_dir(&test_dir)
+        .env("BASE_URL", standalone.base_url())
+        .env("UPDRAFT_USER", "admin")
+        .env("UPDRAFT_PASSWORD", server::PASSWORD)
+        .env("DAG_ID", "browser_demo")
+        .env("ARTIFACTS", &artifacts)
+        .env("REQUIRE_FOLLOW", "1")
+        .stdin(Stdio::null())
+        .status()
+        .expect("node");
+    assert!(
+        status.success(),
+        "the browser test failed (server log in artifacts/browser/)"
+    );
+
+    // What the browser did is in the database.
+    let paused: bool =
+        sqlx::query_scalar("SELECT is_paused FROM dag WHERE dag_id = 'browser_demo'")
+            .fetch_one(&standalone.pool)
+            .await
+            .expect("dag");
+    assert!(!paused, "unpaused by the toggle");
+    let (state, conf): (String, serde_json::Value) = sqlx::query_as(
+        "SELECT state, conf FROM dag_run WHERE dag_id = 'browser_demo' AND run_type = 'manual'",
+    )
+    .fetch_one(&standalone.pool)
+    .await
+    .expect("one manual run");
+    assert_eq!(state, "success");
+    assert!(
+        conf["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("hello-from-browser-"),
+        "{conf}"
+    );
+    for shot in ["dag-list.png", "grid.png", "log.png"] {
+        let size = std::fs::metadata(artifacts.join(shot))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(size > 1000, "screenshot {shot} missing");
+    }
+}

@@ -1,0 +1,13 @@
+//! The web crate's integration tests, one binary: the REST API, authentication, bad input and the
+//! pages through the router; the browser and the Airflow Python client against a real
+//! `updraft standalone` (see those modules for what they need); page timings at scale (ignored).
+//!   cargo test -p updraft-web --test it [<module>::]
+
+mod airflow_client;
+mod api;
+mod auth;
+mod bad_input;
+mod browser;
+mod common;
+mod perf;
+mod ui;
