@@ -100,6 +100,14 @@ pub struct Transition {
 }
 
 impl Transition {
+    pub const fn new(
+        from: &'static [TaskState],
+        via: &'static [TaskState],
+        to: TaskState,
+    ) -> Transition {
+        Transition { from, via, to }
+    }
+
     /// Whether every step, from each source through `via` to `to`, is allowed.
     pub fn is_allowed(&self) -> bool {
         self.from.iter().all(|from| {

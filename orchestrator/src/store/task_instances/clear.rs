@@ -1,0 +1,91 @@
+//! Airflow's clear and mark of task instances (the caller holds the run's lock).
+
+use sqlx::PgConnection;
+
+use super::{ANY_STATE_BUT_NONE, UNFINISHED};
+use crate::dag::{RunState, TaskState};
+
+/// A task instance a clear selects.
+#[derive(Debug, Clone)]
+pub struct Clearable {
+    pub id: i64,
+    pub task_id: String,
+}
+
+/// The task instances of a (locked) run among `task_ids` in one of `states`.
+pub async fn clearable(
+    conn: &mut PgConnection,
+    dag_run_id: i64,
+    task_ids: &[String],
+    states: &[TaskState],
+) -> Result<Vec<Clearable>, sqlx::Error> {
+    sqlx::query_as!(
+        Clearable,
+        "SELECT id, task_id FROM task_instance
+          WHERE dag_run_id = $1 AND task_id = ANY($2) AND state = ANY($3) ORDER BY id",
+        dag_run_id,
+        task_ids,
+        states as _,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Airflow's clear of task instances (by id): back to `none`, unclaimed, with `max_tries`
+/// raised by each task's `retries` so their retries are available again.
+pub async fn reset_for_clear(
+    conn: &mut PgConnection,
+    ids: &[i64],
+    retries: &[i32],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE task_instance t SET state = 'none', owner = NULL, heartbeat_at = NULL,
+                next_retry_at = NULL, queued_at = NULL, end_date = NULL, duration = NULL,
+                max_tries = t.try_number + c.retries, updated_at = now()
+           FROM unnest($1::bigint[], $2::int[]) AS c(id, retries)
+          WHERE t.id = c.id AND t.state = ANY($3)",
+        ids,
+        retries,
+        ANY_STATE_BUT_NONE as _,
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Airflow's "mark run success/failed" for the unfinished task instances of a (locked) run:
+/// success makes them all `success`; failed makes running tries `failed` and the rest
+/// `skipped`. A running try loses its claim and is cancelled at its next heartbeat.
+pub async fn mark_unfinished(
+    conn: &mut PgConnection,
+    dag_run_id: i64,
+    run_state: RunState,
+) -> Result<(), sqlx::Error> {
+    match run_state {
+        RunState::Success => {
+            sqlx::query!(
+                "UPDATE task_instance SET state = 'success', end_date = now(), owner = NULL,
+                        updated_at = now()
+                  WHERE dag_run_id = $1 AND state = ANY($2)",
+                dag_run_id,
+                UNFINISHED as _,
+            )
+            .execute(conn)
+            .await?;
+        }
+        RunState::Failed => {
+            sqlx::query!(
+                "UPDATE task_instance SET state = CASE WHEN state = 'running' THEN 'failed'
+                                                      ELSE 'skipped' END,
+                        end_date = now(), owner = NULL, updated_at = now()
+                  WHERE dag_run_id = $1 AND state = ANY($2)",
+                dag_run_id,
+                UNFINISHED as _,
+            )
+            .execute(conn)
+            .await?;
+        }
+        RunState::Queued | RunState::Running => {}
+    }
+    Ok(())
+}
