@@ -67,10 +67,12 @@ pub async fn clear_task_instances(
             request.dag_id
         )));
     }
+    // As Airflow: a task already back in `none` is selected too (so a second clear with
+    // reset_dag_runs still queues its run), and left as it is.
     let states = if request.only_failed {
         vec![TaskState::Failed, TaskState::UpstreamFailed]
     } else {
-        TaskState::sources_of(TaskState::None)
+        TaskState::ALL.to_vec()
     };
     let mut cleared = Vec::new();
     let mut touched = Vec::new();

@@ -6,6 +6,7 @@ mod dag_parse;
 mod dag_parse_fuzz;
 mod dag_schema;
 mod dag_user_automation;
+mod engine_regressions;
 mod postgres_smoke;
 mod processor;
 mod scheduler_limits;

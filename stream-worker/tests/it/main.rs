@@ -3,5 +3,6 @@
 //!   cargo test -p stream-worker --test it [<module>::]
 
 mod common;
+mod docs;
 mod pipeline;
 mod process;
