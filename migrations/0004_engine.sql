@@ -31,3 +31,10 @@ ALTER TABLE dag ALTER COLUMN max_active_tasks DROP DEFAULT;
 CREATE INDEX task_instance_waiting ON task_instance (dag_id, id) WHERE state = 'scheduled';
 -- Claims use task_instance_claim_order; this one only cost every queued task an index entry.
 DROP INDEX task_instance_claimable;
+
+-- The reaper's and the heartbeat's index. Its predicate names heartbeat_at, which their
+-- statements do (a claim always sets it) and a try's end does not: ending one try by its key
+-- can never be planned as a scan of every running try.
+DROP INDEX task_instance_running;
+CREATE INDEX task_instance_heartbeat ON task_instance (heartbeat_at)
+    WHERE state = 'running' AND heartbeat_at IS NOT NULL;

@@ -20,7 +20,7 @@ pub struct DbArgs {
 
 impl DbArgs {
     pub async fn pool(&self) -> anyhow::Result<PgPool> {
-        PgPool::connect(&self.database_url)
+        updraft_orchestrator::store::connect(&self.database_url, 4)
             .await
             .with_context(|| "cannot connect to the database (DATABASE_URL)")
     }

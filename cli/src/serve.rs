@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use clap::Args;
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
 use updraft_orchestrator::engine::{Scheduler, SchedulerConfig};
 use updraft_orchestrator::processor::DagProcessor;
@@ -53,10 +52,7 @@ pub async fn connect_and_migrate(
             // for its whole acquire timeout before saying anything.
             sqlx::Connection::close(<sqlx::PgConnection as sqlx::Connection>::connect(url).await?)
                 .await?;
-            let pool = PgPoolOptions::new()
-                .max_connections(max_connections)
-                .connect(url)
-                .await?;
+            let pool = updraft_orchestrator::store::connect(url, max_connections).await?;
             MIGRATOR.run(&pool).await?;
             anyhow::Ok(pool)
         };

@@ -113,10 +113,7 @@ async fn main() -> anyhow::Result<()> {
     let mode = args.get(3).cloned().unwrap_or_else(|| "e2e".into());
     // Dropped when main returns.
     let database = testkit::TestDatabase::create("bench").await;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(40)
-        .connect(database.url())
-        .await?;
+    let pool = updraft_orchestrator::store::connect(database.url(), 40).await?;
     MIGRATOR.run(&pool).await?;
     let folder = std::env::temp_dir().join(testkit::unique_name("bench_dags"));
     std::fs::create_dir_all(&folder)?;

@@ -93,6 +93,21 @@ impl StoreError {
     }
 }
 
+/// Opens a pool on `url` with the session settings the store's statements are planned for.
+///
+/// Every statement here reads or writes rows by key or through a small partial index, over a
+/// working set held in memory. Rows change state thousands of times a second, so table
+/// statistics lag behind, and a table whose statistics say it is small (say `dag_run`, bloated
+/// by its counter updates) would be scanned whole for one row. `random_page_cost = 1.1`,
+/// PostgreSQL's advice for data on SSD or in cache, keeps the key lookup the cheaper plan.
+pub async fn connect(url: &str, max_connections: u32) -> Result<sqlx::PgPool, sqlx::Error> {
+    let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections)
+        .connect_with(options.options([("random_page_cost", "1.1")]))
+        .await
+}
+
 /// `pg_notify(channel, payload)` on any executor (pool, connection or transaction).
 pub async fn notify<'e, E>(executor: E, channel: &str, payload: &str) -> Result<(), sqlx::Error>
 where

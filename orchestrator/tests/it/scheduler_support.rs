@@ -25,9 +25,7 @@ pub struct Env {
 
 pub async fn env(prefix: &str) -> Env {
     let database = TestDatabase::create(prefix).await;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(20)
-        .connect(database.url())
+    let pool = updraft_orchestrator::store::connect(database.url(), 20)
         .await
         .unwrap();
     MIGRATOR.run(&pool).await.unwrap();

@@ -52,9 +52,10 @@ where
     // KEY SHARE waits only for a clear or a mark (FOR UPDATE), not for other tries' ends.
     sqlx::query_as!(
         Decided,
+        // The run by its key alone, locked; its state and clear number are checked on the row
+        // as locked (the latest), so no plan scans every open run to find it.
         r#"WITH run AS (
-               SELECT r.id FROM dag_run r
-                WHERE r.id = $1 AND r.state = 'running' AND r.clear_number = $2
+               SELECT r.id, r.state, r.clear_number FROM dag_run r WHERE r.id = $1
                   FOR KEY SHARE)
            UPDATE task_instance t SET state = d.state, updated_at = now(), duration = NULL,
                   next_retry_at = NULL,
@@ -66,7 +67,9 @@ where
                   start_date = CASE WHEN d.state = 'running' THEN now() ELSE t.start_date END,
                   try_number = t.try_number + CASE WHEN d.state = 'running' THEN 1 ELSE 0 END
              FROM run, unnest($4::bigint[], $5::text[], $6::bool[]) AS d(id, state, finished)
-            WHERE t.id = d.id AND t.state = 'none'
+            -- `t.id = ANY`: the rows by their keys, whatever the plan makes of the join.
+            WHERE run.state = 'running' AND run.clear_number = $2
+              AND t.id = ANY ($4) AND t.id = d.id AND t.state = 'none'
         RETURNING t.id, t.task_id, t.state AS "state: TaskState", t.try_number, t.max_tries"#,
         dag_run_id,
         clear_number,

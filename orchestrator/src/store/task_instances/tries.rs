@@ -33,17 +33,24 @@ pub struct ClaimedTry {
 pub async fn claim(pool: &PgPool, owner: &str, limit: i64) -> Result<Vec<ClaimedTry>, sqlx::Error> {
     sqlx::query_as!(
         ClaimedTry,
-        "WITH picked AS MATERIALIZED (
-             SELECT id FROM task_instance WHERE state = 'queued' ORDER BY dag_run_id, id
-              LIMIT $2 FOR UPDATE SKIP LOCKED)
-         UPDATE task_instance t SET state = 'running', owner = $1, heartbeat_at = now(),
-                try_number = t.try_number + 1, start_date = now(), end_date = NULL,
-                duration = NULL, next_retry_at = NULL, updated_at = now()
-           FROM picked p, dag_run r
-          WHERE t.id = p.id AND r.id = t.dag_run_id AND t.state = 'queued'
-      RETURNING t.id, t.dag_run_id, t.dag_id, t.run_id, t.task_id, t.try_number, t.max_tries,
-                r.logical_date, r.data_interval_start, r.data_interval_end, r.conf,
-                r.dag_version_id",
+        // Rows and runs by their keys (an array, a lateral lookup): a generic plan for an
+        // unknown LIMIT may otherwise join by scanning every task instance.
+        r#"WITH picked AS MATERIALIZED (
+               SELECT id FROM task_instance WHERE state = 'queued' ORDER BY dag_run_id, id
+                LIMIT $2 FOR UPDATE SKIP LOCKED),
+           claimed AS (
+               UPDATE task_instance t SET state = 'running', owner = $1, heartbeat_at = now(),
+                      try_number = t.try_number + 1, start_date = now(), end_date = NULL,
+                      duration = NULL, next_retry_at = NULL, updated_at = now()
+                WHERE t.id = ANY (ARRAY(SELECT id FROM picked)) AND t.state = 'queued'
+            RETURNING t.id, t.dag_run_id, t.dag_id, t.run_id, t.task_id, t.try_number,
+                      t.max_tries)
+           SELECT c.id AS "id!", c.dag_run_id AS "dag_run_id!", c.dag_id AS "dag_id!",
+                  c.run_id AS "run_id!", c.task_id AS "task_id!", c.try_number AS "try_number!",
+                  c.max_tries AS "max_tries!", r.logical_date, r.data_interval_start,
+                  r.data_interval_end, r.conf, r.dag_version_id
+             FROM claimed c
+            CROSS JOIN LATERAL (SELECT * FROM dag_run WHERE id = c.dag_run_id OFFSET 0) r"#,
         owner,
         limit,
     )
@@ -110,12 +117,16 @@ pub async fn end_try(pool: &PgPool, end: &TryEnd<'_>) -> Result<Option<TryEnded>
                SELECT id, 'return_value', $6 FROM ended WHERE $6::jsonb IS NOT NULL
                ON CONFLICT (task_instance_id, key) DO UPDATE SET value = EXCLUDED.value),
            counted AS (
-               UPDATE dag_run r SET unfinished_tasks = r.unfinished_tasks - 1
-                 FROM ended e WHERE r.id = e.dag_run_id AND $7 AND r.state = 'running'
-            RETURNING r.unfinished_tasks)
+               -- The run by its key alone (its state is read from the row locked), so no plan
+               -- can scan every open run to find it.
+               UPDATE dag_run r
+                  SET unfinished_tasks = r.unfinished_tasks
+                                         - CASE WHEN r.state = 'running' THEN 1 ELSE 0 END
+                WHERE r.id = (SELECT dag_run_id FROM ended) AND $7
+            RETURNING CASE WHEN r.state = 'running' THEN r.unfinished_tasks END AS unfinished)
            SELECT e.dag_run_id AS "dag_run_id!", r.state AS "run_state!: RunState",
                   r.clear_number AS "clear_number!", r.unfinished_tasks AS "unfinished_seen!",
-                  c.unfinished_tasks AS "unfinished_now?",
+                  c.unfinished AS "unfinished_now?",
                   d.max_active_tasks AS "max_active_tasks!", d.max_active_runs AS "max_active_runs!",
                   t.id AS "ti_id?", t.task_id AS "ti_task_id?", t.state AS "ti_state?: TaskState"
              FROM ended e JOIN dag_run r ON r.id = e.dag_run_id JOIN dag d ON d.dag_id = e.dag_id
@@ -158,7 +169,7 @@ pub async fn end_try(pool: &PgPool, end: &TryEnd<'_>) -> Result<Option<TryEnded>
 pub async fn heartbeat(pool: &PgPool, owner: &str) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar!(
         "UPDATE task_instance SET heartbeat_at = now()
-          WHERE owner = $1 AND state = 'running' RETURNING id",
+          WHERE owner = $1 AND state = 'running' AND heartbeat_at IS NOT NULL RETURNING id",
         owner
     )
     .fetch_all(pool)
