@@ -54,6 +54,13 @@ pub async fn user_of(pool: &PgPool, token_hash: &str) -> Result<Option<SessionUs
     .await
 }
 
+/// How many sessions are stored (expired ones included until the next sign-in forgets them).
+pub async fn count(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM web_session"#)
+        .fetch_one(pool)
+        .await
+}
+
 /// Ends the session with this token hash (nothing when there is none).
 pub async fn end(pool: &PgPool, token_hash: &str) -> Result<(), sqlx::Error> {
     sqlx::query!("DELETE FROM web_session WHERE token_hash = $1", token_hash)

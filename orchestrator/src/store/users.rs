@@ -88,6 +88,13 @@ pub async fn any(pool: &PgPool) -> Result<bool, sqlx::Error> {
         .await
 }
 
+/// How many users exist (active or not).
+pub async fn count(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM users"#)
+        .fetch_one(pool)
+        .await
+}
+
 /// The credentials of the active user with this name.
 pub async fn active_credentials(
     pool: &PgPool,

@@ -103,6 +103,16 @@ pub async fn latest_with_source(
     }))
 }
 
+/// The numbers of a DAG's versions, in order (a file edited back to earlier content adds none).
+pub async fn numbers(pool: &PgPool, dag_id: &str) -> Result<Vec<i32>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT version_number FROM dag_version WHERE dag_id = $1 ORDER BY version_number",
+        dag_id
+    )
+    .fetch_all(pool)
+    .await
+}
+
 /// Records `dag`'s version (a file edited back to an earlier content reuses that version);
 /// returns its id.
 pub async fn record(
