@@ -1,4 +1,7 @@
-//! The local stack's PostgreSQL from Rust: sqlx runs the migrations and a query.
+//! The local stack's PostgreSQL from Rust: sqlx runs the migrations, and a store statement
+//! round-trips.
+
+use updraft_orchestrator::store::users::{self, Role};
 
 #[tokio::test]
 async fn migrations_run_and_a_query_round_trips() {
@@ -19,16 +22,18 @@ async fn migrations_run_and_a_query_round_trips() {
         .await
         .expect("migrate again");
 
-    sqlx::query("INSERT INTO variable (key, val) VALUES ($1, $2)")
-        .bind("greeting")
-        .bind("héllo")
-        .execute(&pool)
+    // A write and a read through the store, with text that is not ASCII.
+    assert!(
+        users::insert(&pool, "smoke", "héllo", Role::Viewer)
+            .await
+            .expect("insert")
+    );
+    let stored = users::active_credentials(&pool, "smoke")
         .await
-        .expect("insert");
-    let (value,): (String,) = sqlx::query_as("SELECT val FROM variable WHERE key = $1")
-        .bind("greeting")
-        .fetch_one(&pool)
-        .await
-        .expect("select");
-    assert_eq!(value, "héllo");
+        .expect("select")
+        .expect("the user just inserted");
+    assert_eq!(
+        (stored.password_hash.as_str(), stored.role),
+        ("héllo", Role::Viewer)
+    );
 }

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use testkit::TestDatabase;
 use tokio_util::sync::CancellationToken;
 use updraft_orchestrator::processor::DagProcessor;
+use updraft_orchestrator::store::{dags, import_errors, versions};
 
 const CHAIN: &str = "\
 dag_id: chain
@@ -52,22 +53,21 @@ fn processor(pool: &PgPool, folder: &Path) -> DagProcessor {
     )
 }
 
+/// Whether the DAG is paused and active, and its latest version's number.
 async fn dag_row(pool: &PgPool, dag_id: &str) -> Option<(bool, bool, i32)> {
-    sqlx::query_as(
-        "SELECT d.is_paused, d.is_active, v.version_number
-           FROM dag d JOIN dag_version v ON v.id = d.latest_version_id WHERE d.dag_id = $1",
-    )
-    .bind(dag_id)
-    .fetch_optional(pool)
-    .await
-    .expect("query dag")
+    let dag = dags::get_view(pool, dag_id).await.expect("read the DAG")?;
+    let latest = versions::latest_with_source(pool, dag_id)
+        .await
+        .expect("read its latest version")?;
+    Some((dag.is_paused, dag.is_active, latest.version_number))
 }
 
+/// Every import error as (file, message), by file.
 async fn import_errors(pool: &PgPool) -> Vec<(String, String)> {
-    sqlx::query_as("SELECT fileloc, message FROM import_error ORDER BY fileloc")
-        .fetch_all(pool)
-        .await
-        .expect("query import errors")
+    let rows = import_errors::all(pool).await.expect("read import errors");
+    rows.into_iter()
+        .map(|row| (row.fileloc, row.message))
+        .collect()
 }
 
 #[tokio::test]
@@ -103,10 +103,11 @@ async fn an_edit_makes_a_new_version_and_reverting_reuses_the_old_one() {
     std::fs::write(&file, CHAIN).expect("write");
     let processor = processor(&pool, folder.path());
     processor.sync_once().await.expect("sync");
-    sqlx::query("UPDATE dag SET is_paused = FALSE WHERE dag_id = 'chain'")
-        .execute(&pool)
-        .await
-        .expect("unpause");
+    assert!(
+        dags::set_paused(&pool, "chain", false)
+            .await
+            .expect("unpause")
+    );
 
     std::fs::write(
         &file,
@@ -121,11 +122,8 @@ async fn an_edit_makes_a_new_version_and_reverting_reuses_the_old_one() {
     std::fs::write(&file, CHAIN).expect("revert");
     processor.sync_once().await.expect("sync");
     assert_eq!(dag_row(&pool, "chain").await, Some((false, true, 1)));
-    let (versions,): (i64,) = sqlx::query_as("SELECT count(*) FROM dag_version")
-        .fetch_one(&pool)
-        .await
-        .expect("count");
-    assert_eq!(versions, 2);
+    let numbers = versions::numbers(&pool, "chain").await.expect("versions");
+    assert_eq!(numbers, vec![1, 2]);
 }
 
 #[tokio::test]

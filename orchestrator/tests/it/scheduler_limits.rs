@@ -4,9 +4,11 @@
 use std::time::Duration;
 
 use testkit::Deadline;
+use updraft_orchestrator::dag::{RunState, TaskState};
 use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
+use updraft_orchestrator::store::task_instances::TaskInstanceRow;
 
-use crate::scheduler_support::{config, env};
+use crate::scheduler_support::{Runs, config, env};
 
 /// Fan-out and chains: every try ending may make several tasks ready at once.
 const LIMITED: &str = r#"
@@ -50,25 +52,29 @@ async fn max_active_tasks_holds_with_two_schedulers() {
     env.write_dag("limited", LIMITED).await;
     env.start_scheduler(config());
     env.start_scheduler(config());
+    let mut ids = Vec::new();
     for index in 0..5 {
         let request = TriggerRequest {
             run_id: Some(format!("r{index}")),
             ..Default::default()
         };
-        trigger_run(&env.pool, "limited", request).await.unwrap();
+        ids.push(trigger_run(&env.pool, "limited", request).await.unwrap().id);
     }
-    let active = "SELECT count(*) FROM task_instance \
-                  WHERE dag_id = 'limited' AND state IN ('queued', 'running')";
-    let done = "SELECT count(*) FROM dag_run WHERE state = 'success'";
+    // Every run of the database is one of these: the limit is checked over all of them.
+    assert_eq!(env.runs().await.len(), 5);
+    let active = |ti: &TaskInstanceRow| {
+        ti.dag_id == "limited" && matches!(ti.state, TaskState::Queued | TaskState::Running)
+    };
     let mut highest = 0;
     // Sampled every 10 ms: tries last 200 ms, so an excess would stay visible for several polls.
     let every_10_ms =
         Deadline::within(Duration::from_secs(120)).polling_every(Duration::from_millis(10));
     testkit::eventually("the five runs to succeed", every_10_ms, async || {
-        if env.scalar_i64(done).await >= 5 {
+        let seen = Runs::read(&env.pool, &ids).await;
+        if seen.count(RunState::Success) >= 5 {
             return true;
         }
-        let now = env.scalar_i64(active).await;
+        let now = seen.tis(active);
         assert!(
             now <= 3,
             "{now} task instances active; max_active_tasks is 3"
@@ -78,11 +84,9 @@ async fn max_active_tasks_holds_with_two_schedulers() {
     })
     .await;
     assert_eq!(highest, 3, "the limit was reached, so it was tested");
+    let seen = Runs::read(&env.pool, &ids).await;
     assert_eq!(
-        env.scalar_i64(
-            "SELECT count(*) FROM task_instance WHERE state = 'success' AND try_number = 1"
-        )
-        .await,
+        seen.tis(|ti| ti.state == TaskState::Success && ti.try_number == 1),
         30
     );
     env.stop().await;

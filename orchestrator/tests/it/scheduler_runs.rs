@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 use serde_json::{Map, json};
+use updraft_orchestrator::dag::{RunState, TaskState};
 use updraft_orchestrator::engine::clear::{ClearRequest, clear_task_instances};
 use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
+use updraft_orchestrator::store::xcom;
 
-use crate::scheduler_support::{config, env};
+use crate::scheduler_support::{config, env, log_lines};
 
 const CHAIN: &str = r#"
 dag_id: chain
@@ -49,30 +51,22 @@ async fn a_chain_runs_with_xcom_and_logs_per_try() {
     .await
     .unwrap();
     assert!(run.run_id.starts_with("manual__"));
-    env.wait_for(
-        &format!(
-            "SELECT count(*) FROM dag_run WHERE id = {} AND state = 'success'",
-            run.id
-        ),
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
-    let xcom: serde_json::Value = sqlx::query_scalar(
-        "SELECT x.value FROM xcom x JOIN task_instance t ON t.id = x.task_instance_id \
-         WHERE t.task_id = 'three'",
-    )
-    .fetch_one(&env.pool)
-    .await
-    .unwrap();
-    assert_eq!(xcom["last_line"], json!("end got second line"));
-    let lines: Vec<(String, i32, String)> = sqlx::query_as(
-        "SELECT t.task_id, l.try_number, l.line FROM task_log l \
-         JOIN task_instance t ON t.id = l.task_instance_id ORDER BY l.id",
-    )
-    .fetch_all(&env.pool)
-    .await
-    .unwrap();
+    let seen = env
+        .wait_for_runs(
+            "the run to succeed",
+            &[run.id],
+            Duration::from_secs(30),
+            |runs| runs.count(RunState::Success) == 1,
+        )
+        .await;
+    let outputs = xcom::return_values(&env.pool, run.id).await.unwrap();
+    assert_eq!(outputs["three"]["last_line"], json!("end got second line"));
+    let mut lines: Vec<(String, i32, String)> = Vec::new();
+    for ti in &seen.task_instances {
+        for (try_number, line) in log_lines(&env.pool, ti).await {
+            lines.push((ti.task_id.clone(), try_number, line.line));
+        }
+    }
     assert!(
         lines.contains(&("one".into(), 1, "hello updraft".into())),
         "{lines:?}"
@@ -81,12 +75,12 @@ async fn a_chain_runs_with_xcom_and_logs_per_try() {
         lines.contains(&("one".into(), 1, "second line".into())),
         "{lines:?}"
     );
-    let rendered: serde_json::Value =
-        sqlx::query_scalar("SELECT rendered_config FROM task_instance WHERE task_id = 'two'")
-            .fetch_one(&env.pool)
-            .await
-            .unwrap();
-    assert_eq!(rendered["command"], json!("echo got second line"));
+    let two = seen.task_instances.iter().find(|ti| ti.task_id == "two");
+    let rendered = two.and_then(|ti| ti.rendered_config.as_ref());
+    assert_eq!(
+        rendered.map(|config| &config["command"]),
+        Some(&json!("echo got second line"))
+    );
     // Clear `two` with downstream: both run again with try 2, `one` keeps try 1.
     let request = ClearRequest {
         dag_id: "chain",
@@ -99,19 +93,30 @@ async fn a_chain_runs_with_xcom_and_logs_per_try() {
     };
     let cleared = clear_task_instances(&env.pool, &request).await.unwrap();
     assert_eq!(cleared.len(), 2);
-    env.wait_for(
-        "SELECT count(*) FROM task_instance WHERE state = 'success' AND \
-         ((task_id = 'one' AND try_number = 1) OR (task_id IN ('two', 'three') AND try_number = 2))",
-        3,
+    env.wait_for_runs(
+        "one at try 1, two and three at try 2, all successful",
+        &[run.id],
         Duration::from_secs(30),
+        |runs| {
+            runs.tis(|ti| {
+                ti.state == TaskState::Success
+                    && match ti.task_id.as_str() {
+                        "one" => ti.try_number == 1,
+                        "two" | "three" => ti.try_number == 2,
+                        _ => false,
+                    }
+            }) == 3
+        },
     )
     .await;
-    env.wait_for(
-        "SELECT count(*) FROM dag_run WHERE state = 'success'",
-        1,
+    env.wait_for_runs(
+        "the run to succeed again",
+        &[run.id],
         Duration::from_secs(10),
+        |runs| runs.count(RunState::Success) == 1,
     )
     .await;
+    assert_eq!(env.runs().await.len(), 1);
     env.stop().await;
 }
 
@@ -138,41 +143,36 @@ tasks:
     );
     env.write_dag("flaky", &yaml).await;
     env.start_scheduler(config());
-    trigger_run(&env.pool, "flaky", TriggerRequest::default())
+    let run = trigger_run(&env.pool, "flaky", TriggerRequest::default())
         .await
         .unwrap();
-    env.wait_for(
-        "SELECT count(*) FROM dag_run WHERE state = 'success'",
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
-    assert_eq!(
-        env.scalar_i64("SELECT try_number::bigint FROM task_instance")
-            .await,
-        3
-    );
-    let tries: Vec<i32> =
-        sqlx::query_scalar("SELECT DISTINCT try_number FROM task_log ORDER BY try_number")
-            .fetch_all(&env.pool)
-            .await
-            .unwrap();
+    let seen = env
+        .wait_for_runs(
+            "the run to succeed",
+            &[run.id],
+            Duration::from_secs(30),
+            |runs| runs.count(RunState::Success) == 1,
+        )
+        .await;
+    let [ti] = seen.task_instances.as_slice() else {
+        panic!("one task instance: {seen:?}");
+    };
+    assert_eq!(ti.try_number, 3);
+    let lines = log_lines(&env.pool, ti).await;
+    let mut tries: Vec<i32> = lines.iter().map(|(try_number, _)| *try_number).collect();
+    tries.dedup();
     assert_eq!(tries, vec![1, 2], "the failing tries log their error");
     // Three executions, spaced by at least the retry delay.
     assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 3);
-    let span: f64 = sqlx::query_scalar(
-        "SELECT extract(epoch FROM end_date - queued_at)::float8 FROM task_instance",
-    )
-    .fetch_one(&env.pool)
-    .await
-    .unwrap();
+    let (Some(queued_at), Some(start_date), Some(end_date)) =
+        (ti.queued_at, ti.start_date, ti.end_date)
+    else {
+        panic!("queued, started and ended: {ti:?}");
+    };
+    let span = (end_date - queued_at).as_seconds_f64();
     assert!(span < 60.0);
-    let first_start: f64 = sqlx::query_scalar(
-        "SELECT extract(epoch FROM (SELECT start_date FROM task_instance) - (SELECT min(logged_at) FROM task_log))::float8",
-    )
-    .fetch_one(&env.pool)
-    .await
-    .unwrap();
+    let first_line = lines.iter().map(|(_, line)| line.logged_at).min();
+    let first_start = (start_date - first_line.expect("a logged line")).as_seconds_f64();
     assert!(
         first_start >= 1.9,
         "two retry delays of 1 s elapsed before the third try: {first_start}"
@@ -216,38 +216,33 @@ tasks:
     )
     .await;
     env.start_scheduler(config());
-    trigger_run(&env.pool, "rules", TriggerRequest::default())
+    let run = trigger_run(&env.pool, "rules", TriggerRequest::default())
         .await
         .unwrap();
-    env.wait_for(
-        "SELECT count(*) FROM dag_run WHERE state IN ('success', 'failed')",
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
-    let states: Vec<(String, String)> =
-        sqlx::query_as("SELECT task_id, state FROM task_instance ORDER BY task_id")
-            .fetch_all(&env.pool)
-            .await
-            .unwrap();
-    let expected = [
-        ("after_after", "upstream_failed"),
-        ("after_boom", "upstream_failed"),
-        ("boom", "failed"),
-        ("cleanup", "success"),
-        ("ok", "success"),
-        ("one_failed", "success"),
-    ];
-    let expected: Vec<(String, String)> = expected
+    let seen = env
+        .wait_for_runs(
+            "the run to end",
+            &[run.id],
+            Duration::from_secs(30),
+            |runs| runs.count(RunState::Success) + runs.count(RunState::Failed) == 1,
+        )
+        .await;
+    let mut states: Vec<(&str, TaskState)> = seen
+        .task_instances
         .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .map(|ti| (ti.task_id.as_str(), ti.state))
         .collect();
+    states.sort_unstable_by_key(|(task_id, _)| *task_id);
+    let expected = [
+        ("after_after", TaskState::UpstreamFailed),
+        ("after_boom", TaskState::UpstreamFailed),
+        ("boom", TaskState::Failed),
+        ("cleanup", TaskState::Success),
+        ("ok", TaskState::Success),
+        ("one_failed", TaskState::Success),
+    ];
     assert_eq!(states, expected);
     // Leaves are cleanup (success) and one_failed (success): the run succeeds, as in Airflow.
-    assert_eq!(
-        env.scalar_i64("SELECT count(*) FROM dag_run WHERE state = 'success'")
-            .await,
-        1
-    );
+    assert_eq!(seen.states, vec![RunState::Success]);
     env.stop().await;
 }

@@ -3,19 +3,32 @@
 use std::time::Duration;
 
 use chrono::{Days, Utc};
+use updraft_orchestrator::dag::{RunState, TaskState};
 use updraft_orchestrator::engine::Scheduler;
 use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
-use updraft_orchestrator::store::dags::set_paused;
+use updraft_orchestrator::store::dags::{self, set_paused};
+use updraft_orchestrator::store::runs::{self, DagRunRow, RunFilter, RunOrder};
+use updraft_orchestrator::store::task_instances;
 
-use crate::scheduler_support::{config, env};
+use crate::scheduler_support::{config, env, log_lines};
 
-/// run_id, logical date, interval start, interval end.
-type RunDates = (
-    String,
-    chrono::DateTime<Utc>,
-    chrono::DateTime<Utc>,
-    chrono::DateTime<Utc>,
-);
+/// The DAG's runs, by logical date.
+async fn runs_of(pool: &sqlx::PgPool, dag_id: &str) -> Vec<DagRunRow> {
+    let filter = RunFilter {
+        dag_id: Some(dag_id),
+        ..Default::default()
+    };
+    runs::page(pool, &filter, RunOrder::LogicalDate, i64::MAX, 0)
+        .await
+        .unwrap()
+        .rows
+}
+
+/// A run's state, read fresh.
+async fn state_of(pool: &sqlx::PgPool, run: &DagRunRow) -> RunState {
+    let row = runs::get(pool, &run.dag_id, &run.run_id).await.unwrap();
+    row.expect("the run exists").state
+}
 
 fn daily(dag_id: &str, catchup: bool, days_ago: u64) -> String {
     let start = Utc::now().date_naive() - Days::new(days_ago);
@@ -37,45 +50,36 @@ async fn catchup_creates_every_missed_interval_and_pause_controls_creation() {
     let scheduler = Scheduler::new(env.pool.clone(), registry, config());
     // New DAGs start paused: no runs.
     scheduler.tick().await.unwrap();
-    assert_eq!(env.scalar_i64("SELECT count(*) FROM dag_run").await, 0);
+    assert_eq!(env.runs().await.len(), 0);
     assert!(set_paused(&env.pool, "caught_up", false).await.unwrap());
     assert!(set_paused(&env.pool, "latest_only", false).await.unwrap());
     assert!(!set_paused(&env.pool, "nope", false).await.unwrap());
     scheduler.tick().await.unwrap();
-    let runs: Vec<RunDates> = sqlx::query_as(
-        "SELECT run_id, logical_date, data_interval_start, data_interval_end FROM dag_run \
-             WHERE dag_id = 'caught_up' ORDER BY logical_date",
-    )
-    .fetch_all(&env.pool)
-    .await
-    .unwrap();
+    let runs = runs_of(&env.pool, "caught_up").await;
     assert_eq!(runs.len(), 5, "{runs:?}");
     let midnight = Utc::now()
         .date_naive()
         .and_hms_opt(0, 0, 0)
         .unwrap()
         .and_utc();
-    for (index, (run_id, logical, start, end)) in runs.iter().enumerate() {
+    for (index, run) in runs.iter().enumerate() {
         let expected = midnight - chrono::Duration::days(5 - index as i64);
-        assert_eq!(*logical, expected);
-        assert_eq!(start, logical);
-        assert_eq!(*end, expected + chrono::Duration::days(1));
-        assert_eq!(run_id, &format!("scheduled__{}", expected.to_rfc3339()));
+        assert_eq!(run.logical_date, expected);
+        assert_eq!(run.data_interval_start, run.logical_date);
+        assert_eq!(run.data_interval_end, expected + chrono::Duration::days(1));
+        assert_eq!(run.run_id, format!("scheduled__{}", expected.to_rfc3339()));
     }
-    let latest: Vec<chrono::DateTime<Utc>> =
-        sqlx::query_scalar("SELECT logical_date FROM dag_run WHERE dag_id = 'latest_only'")
-            .fetch_all(&env.pool)
-            .await
-            .unwrap();
+    let latest: Vec<chrono::DateTime<Utc>> = runs_of(&env.pool, "latest_only")
+        .await
+        .iter()
+        .map(|run| run.logical_date)
+        .collect();
     assert_eq!(latest, vec![midnight - chrono::Duration::days(1)]);
     // The next run is tomorrow's creation; a second pass creates nothing more.
     scheduler.tick().await.unwrap();
-    assert_eq!(env.scalar_i64("SELECT count(*) FROM dag_run").await, 6);
-    let next: Option<chrono::DateTime<Utc>> =
-        sqlx::query_scalar("SELECT next_dagrun_create_after FROM dag WHERE dag_id = 'caught_up'")
-            .fetch_one(&env.pool)
-            .await
-            .unwrap();
+    assert_eq!(env.runs().await.len(), 6);
+    let caught_up = dags::get_view(&env.pool, "caught_up").await.unwrap();
+    let next = caught_up.expect("the DAG exists").next_dagrun_create_after;
     assert_eq!(next, Some(midnight + chrono::Duration::days(1)));
     // Runs of a paused DAG wait (even manual ones); unpausing starts them.
     assert!(set_paused(&env.pool, "latest_only", true).await.unwrap());
@@ -83,22 +87,10 @@ async fn catchup_creates_every_missed_interval_and_pause_controls_creation() {
         .await
         .unwrap();
     scheduler.tick().await.unwrap();
-    let state: String = sqlx::query_scalar("SELECT state FROM dag_run WHERE id = $1")
-        .bind(manual.id)
-        .fetch_one(&env.pool)
-        .await
-        .unwrap();
-    assert_eq!(state, "queued");
+    assert_eq!(state_of(&env.pool, &manual).await, RunState::Queued);
     assert!(set_paused(&env.pool, "latest_only", false).await.unwrap());
     scheduler.tick().await.unwrap();
-    assert_eq!(
-        env.scalar_i64(&format!(
-            "SELECT count(*) FROM dag_run WHERE id = {} AND state = 'running'",
-            manual.id
-        ))
-        .await,
-        1
-    );
+    assert_eq!(state_of(&env.pool, &manual).await, RunState::Running);
 }
 
 #[tokio::test]
@@ -142,18 +134,19 @@ tasks:
     )
     .await
     .unwrap();
-    env.wait_for(
-        "SELECT count(*) FROM task_instance WHERE task_id = 'wait' AND state = 'running'",
-        1,
-        Duration::from_secs(20),
-    )
+    let both = [first.id, second.id];
+    env.wait_for_runs("`wait` to run", &both, Duration::from_secs(20), |runs| {
+        runs.tis(|ti| ti.task_id == "wait" && ti.state == TaskState::Running) == 1
+    })
     .await;
     // One run at a time: the second waits queued.
-    assert_eq!(
-        env.scalar_i64("SELECT count(*) FROM dag_run WHERE state = 'queued'")
-            .await,
-        1
-    );
+    let queued = env
+        .runs()
+        .await
+        .iter()
+        .filter(|run| run.state == RunState::Queued)
+        .count();
+    assert_eq!(queued, 1);
     // Edit the DAG while the first run is in flight: a new task and a new message.
     env.write_dag(
         "pinned",
@@ -164,24 +157,27 @@ tasks:
     )
     .await;
     std::fs::write(&gate, "open").unwrap();
-    env.wait_for(
-        "SELECT count(*) FROM dag_run WHERE state = 'success'",
-        2,
+    env.wait_for_runs(
+        "both runs to succeed",
+        &both,
         Duration::from_secs(30),
+        |runs| runs.count(RunState::Success) == 2,
     )
     .await;
+    // Each task instance of the run as `task:its log lines`.
     let tasks = |run_id: i64| {
         let pool = env.pool.clone();
         async move {
-            sqlx::query_scalar::<_, String>(
-                "SELECT t.task_id || ':' || coalesce(string_agg(l.line, ','), '') FROM task_instance t \
-                 LEFT JOIN task_log l ON l.task_instance_id = t.id WHERE t.dag_run_id = $1 \
-                 GROUP BY t.id ORDER BY t.id",
-            )
-            .bind(run_id)
-            .fetch_all(&pool)
-            .await
-            .unwrap()
+            let mut tasks = Vec::new();
+            for ti in task_instances::of_runs(&pool, &[run_id]).await.unwrap() {
+                let lines: Vec<String> = log_lines(&pool, &ti)
+                    .await
+                    .into_iter()
+                    .map(|(_, line)| line.line)
+                    .collect();
+                tasks.push(format!("{}:{}", ti.task_id, lines.join(",")));
+            }
+            tasks
         }
     };
     assert_eq!(tasks(first.id).await, vec!["wait:", "say:v1"]);
@@ -190,13 +186,11 @@ tasks:
     let third = trigger_run(&env.pool, "pinned", TriggerRequest::default())
         .await
         .unwrap();
-    env.wait_for(
-        &format!(
-            "SELECT count(*) FROM dag_run WHERE id = {} AND state = 'success'",
-            third.id
-        ),
-        1,
+    env.wait_for_runs(
+        "the third run to succeed",
+        &[third.id],
         Duration::from_secs(30),
+        |runs| runs.count(RunState::Success) == 1,
     )
     .await;
     assert_eq!(tasks(third.id).await, vec!["wait:", "say:v2", "added:"]);

@@ -1,18 +1,21 @@
 //! Shared set-up of the scheduler integration tests: a database of their own, a DAGs folder, the
-//! processor, in-process schedulers, and waiting on database conditions with a deadline.
+//! processor, in-process schedulers, and waiting on runs and their task instances (read through the
+//! store) with a deadline.
 
-use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
 use sqlx::PgPool;
 use testkit::TestDatabase;
 use tokio_util::sync::CancellationToken;
+use updraft_orchestrator::dag::RunState;
 use updraft_orchestrator::engine::{Scheduler, SchedulerConfig};
 use updraft_orchestrator::processor::DagProcessor;
-use updraft_orchestrator::store::MIGRATOR;
+use updraft_orchestrator::store::logs::{self, LogLine};
+use updraft_orchestrator::store::runs::{DagRunRow, RunFilter, RunOrder};
+use updraft_orchestrator::store::task_instances::TaskInstanceRow;
+use updraft_orchestrator::store::{MIGRATOR, runs, task_instances};
 
 pub struct Env {
     pub pool: PgPool,
@@ -78,33 +81,81 @@ impl Env {
         }
     }
 
-    pub async fn scalar_i64(&self, sql: &str) -> i64 {
-        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_string()))
-            .fetch_one(&self.pool)
+    /// Every run of the database, by id.
+    pub async fn runs(&self) -> Vec<DagRunRow> {
+        let every = RunFilter::default();
+        runs::page(&self.pool, &every, RunOrder::Id, i64::MAX, 0)
             .await
             .unwrap()
+            .rows
     }
 
-    /// Waits until `sql` (returning one bigint) equals `want`; on timeout the failure shows the
-    /// last value, and every task instance is printed.
-    pub async fn wait_for(&self, sql: &str, want: i64, timeout: Duration) {
-        let what = format!("`{sql}` = {want}");
-        let waited = AssertUnwindSafe(testkit::eventually(&what, timeout, async || {
-            let got = self.scalar_i64(sql).await;
-            if got == want { Ok(()) } else { Err(got) }
-        }))
-        .catch_unwind()
-        .await;
-        if let Err(panic) = waited {
-            let states: Vec<(String, String, String, i32)> = sqlx::query_as(
-                "SELECT run_id, task_id, state, try_number FROM task_instance ORDER BY id",
-            )
-            .fetch_all(&self.pool)
+    /// Waits until `done` holds for the runs `ids` and their task instances, and returns what
+    /// it saw; on timeout the failure names `what` and shows the runs' states and every task
+    /// instance.
+    pub async fn wait_for_runs(
+        &self,
+        what: &str,
+        ids: &[i64],
+        timeout: Duration,
+        done: impl Fn(&Runs) -> bool,
+    ) -> Runs {
+        testkit::eventually(what, timeout, async || {
+            let seen = Runs::read(&self.pool, ids).await;
+            if done(&seen) { Ok(seen) } else { Err(seen) }
+        })
+        .await
+    }
+}
+
+/// Every log line of a task instance, with its try number, try by try.
+pub async fn log_lines(pool: &PgPool, ti: &TaskInstanceRow) -> Vec<(i32, LogLine)> {
+    let mut lines = Vec::new();
+    for try_number in 1..=ti.try_number {
+        let of_try = logs::lines(pool, ti.id, try_number, 0, i64::MAX)
             .await
-            .unwrap_or_default();
-            eprintln!("task instances: {states:?}");
-            std::panic::resume_unwind(panic);
+            .unwrap();
+        lines.extend(of_try.into_iter().map(|line| (try_number, line)));
+    }
+    lines
+}
+
+/// Runs as the store reads them, for waiting on them.
+pub struct Runs {
+    /// Their states, in no particular order.
+    pub states: Vec<RunState>,
+    /// Their task instances, by id.
+    pub task_instances: Vec<TaskInstanceRow>,
+}
+
+impl Runs {
+    pub async fn read(pool: &PgPool, ids: &[i64]) -> Runs {
+        Runs {
+            states: runs::states(pool, ids).await.unwrap(),
+            task_instances: task_instances::of_runs(pool, ids).await.unwrap(),
         }
+    }
+
+    /// How many of the runs are in `state`.
+    pub fn count(&self, state: RunState) -> usize {
+        self.states.iter().filter(|seen| **seen == state).count()
+    }
+
+    /// How many task instances `which` selects.
+    pub fn tis(&self, which: impl Fn(&TaskInstanceRow) -> bool) -> usize {
+        self.task_instances.iter().filter(|ti| which(ti)).count()
+    }
+}
+
+/// The states, and each task instance as (run, task, state, try).
+impl std::fmt::Debug for Runs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tis: Vec<_> = self
+            .task_instances
+            .iter()
+            .map(|ti| (&ti.run_id, &ti.task_id, ti.state, ti.try_number))
+            .collect();
+        write!(f, "runs {:?}, task instances {tis:?}", self.states)
     }
 }
 
