@@ -236,10 +236,7 @@ pub async fn decide_run_fully(
     for (task_id, state) in &decisions.tasks {
         states.insert(task_id, *state);
     }
-    if let Some(end) = decisions.run_end {
-        runs::finish(&mut tx, dag_run_id, end).await?;
-        notify(&mut *tx, channels::RUNS, &run.dag_id).await?;
-    } else {
+    if decisions.run_end.is_none() {
         // Before queueing: the free slots are computed from every open run's count.
         let unfinished = states.values().filter(|state| !state.is_finished()).count();
         runs::set_unfinished(
@@ -281,6 +278,12 @@ pub async fn decide_run_fully(
     }
     if waiting_queued > 0 || apply.states.contains(&TaskState::Queued) {
         notify(&mut *tx, channels::QUEUED, &run.dag_id).await?;
+    }
+    // After the decisions: they apply only to a running run, and the last ones may be what
+    // ends it (a leaf decided upstream_failed).
+    if let Some(end) = decisions.run_end {
+        runs::finish(&mut tx, dag_run_id, end).await?;
+        notify(&mut *tx, channels::RUNS, &run.dag_id).await?;
     }
     tx.commit().await?;
     if let Some(end) = decisions.run_end {

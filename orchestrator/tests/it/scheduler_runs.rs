@@ -246,3 +246,55 @@ tasks:
     assert_eq!(seen.states, vec![RunState::Success]);
     env.stop().await;
 }
+
+#[tokio::test]
+async fn the_decision_that_ends_a_run_is_applied() {
+    if !testkit::require_postgres() {
+        return;
+    }
+    let mut env = env("sched_last_decision").await;
+    env.write_dag(
+        "ends",
+        r#"
+dag_id: ends
+schedule: null
+is_paused_upon_creation: false
+tasks:
+  - id: boom
+    operator: shell
+    command: "exit 3"
+  - id: after
+    operator: empty
+    upstream: [boom]
+"#,
+    )
+    .await;
+    env.start_scheduler(config());
+    let run = trigger_run(&env.pool, "ends", TriggerRequest::default())
+        .await
+        .unwrap();
+    let seen = env
+        .wait_for_runs(
+            "the run to end",
+            &[run.id],
+            Duration::from_secs(30),
+            |runs| runs.count(RunState::Success) + runs.count(RunState::Failed) == 1,
+        )
+        .await;
+    // `after` is decided upstream_failed in the pass that ends the run: that decision is stored.
+    let mut states: Vec<(&str, TaskState)> = seen
+        .task_instances
+        .iter()
+        .map(|ti| (ti.task_id.as_str(), ti.state))
+        .collect();
+    states.sort_unstable_by_key(|(task_id, _)| *task_id);
+    assert_eq!(
+        states,
+        [
+            ("after", TaskState::UpstreamFailed),
+            ("boom", TaskState::Failed)
+        ]
+    );
+    assert_eq!(seen.states, vec![RunState::Failed]);
+    env.stop().await;
+}
