@@ -1,5 +1,6 @@
-//! Shared by the process tests: a database of their own with one DAG file loaded, and an
-//! `updraft scheduler` child process that is killed when the test ends.
+//! Shared by the process tests: a database of their own with one DAG file loaded, an
+//! `updraft scheduler` child process that is killed when the test ends, and waiting on runs and
+//! their task instances (read through the store).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,7 +9,10 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use testkit::TestDatabase;
+use updraft_orchestrator::dag::RunState;
 use updraft_orchestrator::processor::DagProcessor;
+use updraft_orchestrator::store::runs;
+use updraft_orchestrator::store::task_instances::{self, TaskInstanceRow};
 
 /// The child process, and the file its output goes to (if any).
 pub struct Scheduler(pub Child, Option<PathBuf>);
@@ -92,30 +96,64 @@ pub async fn setup(
     Some((pool, database, folder))
 }
 
-/// The first column of the first row of `sql`, if any.
-pub async fn scalar(pool: &PgPool, sql: &'static str) -> Option<String> {
-    sqlx::query_scalar(sql)
-        .fetch_optional(pool)
-        .await
-        .ok()
-        .flatten()
+/// Runs as the store reads them, for waiting on them.
+pub struct Runs {
+    /// Their states, in no particular order.
+    pub states: Vec<RunState>,
+    /// Their task instances, by id.
+    pub task_instances: Vec<TaskInstanceRow>,
 }
 
-/// Waits until `sql` (one text value) reads `want`.
-pub async fn wait_for_value(
+impl Runs {
+    pub async fn read(pool: &PgPool, ids: &[i64]) -> Runs {
+        Runs {
+            states: runs::states(pool, ids).await.expect("run states"),
+            task_instances: task_instances::of_runs(pool, ids)
+                .await
+                .expect("task instances"),
+        }
+    }
+
+    /// How many of the runs are in `state`.
+    pub fn count(&self, state: RunState) -> usize {
+        self.states.iter().filter(|seen| **seen == state).count()
+    }
+
+    /// How many task instances `which` selects.
+    pub fn tis(&self, which: impl Fn(&TaskInstanceRow) -> bool) -> usize {
+        self.task_instances.iter().filter(|ti| which(ti)).count()
+    }
+
+    /// The task instance of `task_id` (the runs waited on have one each).
+    pub fn ti(&self, task_id: &str) -> Option<&TaskInstanceRow> {
+        self.task_instances.iter().find(|ti| ti.task_id == task_id)
+    }
+}
+
+/// The states, and each task instance as (run, task, state, try).
+impl std::fmt::Debug for Runs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tis: Vec<_> = self
+            .task_instances
+            .iter()
+            .map(|ti| (&ti.run_id, &ti.task_id, ti.state, ti.try_number))
+            .collect();
+        write!(f, "runs {:?}, task instances {tis:?}", self.states)
+    }
+}
+
+/// Waits until `done` holds for the runs `ids` and their task instances, and returns what it
+/// saw; on timeout the failure names `what` and shows the runs' states and every task instance.
+pub async fn wait_for_runs(
     pool: &PgPool,
     what: &str,
-    sql: &'static str,
-    want: &str,
+    ids: &[i64],
     limit: Duration,
-) {
+    done: impl Fn(&Runs) -> bool,
+) -> Runs {
     testkit::eventually(what, limit, async || {
-        let got = scalar(pool, sql).await;
-        if got.as_deref() == Some(want) {
-            Ok(())
-        } else {
-            Err(got)
-        }
+        let seen = Runs::read(pool, ids).await;
+        if done(&seen) { Ok(seen) } else { Err(seen) }
     })
-    .await;
+    .await
 }

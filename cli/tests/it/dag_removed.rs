@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use crate::common::{Scheduler, setup, wait_for_value};
+use crate::common::{Scheduler, setup, wait_for_runs};
+use updraft_orchestrator::dag::{RunState, TaskState};
 use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
+use updraft_orchestrator::store::dags;
 
 const DAG: &str = "\
 dag_id: vanishing
@@ -27,7 +29,7 @@ async fn a_run_outlives_the_deletion_of_its_dag_file() {
     };
     let log = folder.path().join("scheduler.log");
     let mut scheduler = Scheduler::start(database.url(), folder.path(), &[], Some(&log));
-    trigger_run(
+    let run = trigger_run(
         &pool,
         "vanishing",
         TriggerRequest {
@@ -37,30 +39,41 @@ async fn a_run_outlives_the_deletion_of_its_dag_file() {
     )
     .await
     .expect("trigger");
-    wait_for_value(
+    wait_for_runs(
         &pool,
         "the first task to run",
-        "SELECT state FROM task_instance WHERE task_id = 'first'",
-        "running",
+        &[run.id],
         Duration::from_secs(30),
+        |runs| {
+            runs.ti("first")
+                .is_some_and(|ti| ti.state == TaskState::Running)
+        },
     )
     .await;
 
     std::fs::remove_file(folder.path().join("vanishing.yaml")).expect("delete the DAG file");
-    wait_for_value(
-        &pool,
+    testkit::eventually(
         "the DAG to be deactivated",
-        "SELECT is_active::text FROM dag WHERE dag_id = 'vanishing'",
-        "false",
         Duration::from_secs(10),
+        async || {
+            let dag = dags::get_view(&pool, "vanishing")
+                .await
+                .expect("read the DAG");
+            let active = dag.map(|dag| dag.is_active);
+            if active == Some(false) {
+                Ok(())
+            } else {
+                Err(active)
+            }
+        },
     )
     .await;
-    wait_for_value(
+    wait_for_runs(
         &pool,
         "the run to succeed",
-        "SELECT state FROM dag_run WHERE run_id = 'r1'",
-        "success",
+        &[run.id],
         Duration::from_secs(30),
+        |runs| runs.states == [RunState::Success],
     )
     .await;
     scheduler.assert_alive("after its DAG disappeared");

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use crate::common::{Scheduler, setup, wait_for_value};
+use crate::common::{Scheduler, setup, wait_for_runs};
 use testkit::proxy::TcpProxy;
+use updraft_orchestrator::dag::{RunState, TaskState};
 use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
 
 const DAG: &str = "\
@@ -53,7 +54,7 @@ async fn the_scheduler_outlives_a_database_outage() {
     scheduler.assert_alive("while the database was down at start-up");
     proxy.restore();
 
-    trigger_run(
+    let run = trigger_run(
         &pool,
         "outage",
         TriggerRequest {
@@ -63,12 +64,15 @@ async fn the_scheduler_outlives_a_database_outage() {
     )
     .await
     .expect("trigger");
-    wait_for_value(
+    wait_for_runs(
         &pool,
         "the first task to run",
-        "SELECT state FROM task_instance WHERE task_id = 'first'",
-        "running",
+        &[run.id],
         Duration::from_secs(30),
+        |runs| {
+            runs.ti("first")
+                .is_some_and(|ti| ti.state == TaskState::Running)
+        },
     )
     .await;
 
@@ -78,20 +82,20 @@ async fn the_scheduler_outlives_a_database_outage() {
     scheduler.assert_alive("during the outage");
     proxy.restore();
 
-    wait_for_value(
+    let seen = wait_for_runs(
         &pool,
         "the run to succeed",
-        "SELECT state FROM dag_run WHERE run_id = 'r1'",
-        "success",
+        &[run.id],
         Duration::from_secs(60),
+        |runs| runs.states == [RunState::Success],
     )
     .await;
     scheduler.assert_alive("after the outage");
-    let stuck: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM task_instance WHERE state IN ('queued', 'running', 'up_for_retry')",
-    )
-    .fetch_one(&pool)
-    .await
-    .expect("count");
-    assert_eq!(stuck, 0, "nothing is left unfinished");
+    let stuck = seen.tis(|ti| {
+        matches!(
+            ti.state,
+            TaskState::Queued | TaskState::Running | TaskState::UpForRetry
+        )
+    });
+    assert_eq!(stuck, 0, "nothing is left unfinished: {seen:?}");
 }

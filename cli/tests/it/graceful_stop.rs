@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use crate::common::{Scheduler, setup, wait_for_value};
+use crate::common::{Runs, Scheduler, setup, wait_for_runs};
 use sqlx::PgPool;
+use updraft_orchestrator::dag::TaskState;
 use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
 
 fn dag(seconds: u32) -> String {
@@ -14,16 +15,16 @@ fn dag(seconds: u32) -> String {
     )
 }
 
-async fn task_state(pool: &PgPool) -> Option<(String, i32, i32)> {
-    sqlx::query_as("SELECT state, try_number, max_tries FROM task_instance WHERE task_id = 'work'")
-        .fetch_optional(pool)
-        .await
-        .expect("query")
+/// The state, try number and max tries of the run's task `work`.
+async fn task_state(pool: &PgPool, run: i64) -> Option<(TaskState, i32, i32)> {
+    let seen = Runs::read(pool, &[run]).await;
+    let work = seen.ti("work")?;
+    Some((work.state, work.try_number, work.max_tries))
 }
 
-/// Triggers a run and waits until its task is running under `scheduler`.
-async fn run_until_working(pool: &PgPool) {
-    trigger_run(
+/// Triggers a run and waits until its task is running under `scheduler`; returns the run's id.
+async fn run_until_working(pool: &PgPool) -> i64 {
+    let run = trigger_run(
         pool,
         "slow",
         TriggerRequest {
@@ -33,14 +34,18 @@ async fn run_until_working(pool: &PgPool) {
     )
     .await
     .expect("trigger");
-    wait_for_value(
+    wait_for_runs(
         pool,
         "the task to start",
-        "SELECT state FROM task_instance WHERE task_id = 'work'",
-        "running",
+        &[run.id],
         Duration::from_secs(30),
+        |runs| {
+            runs.ti("work")
+                .is_some_and(|ti| ti.state == TaskState::Running)
+        },
     )
     .await;
+    run.id
 }
 
 /// Sends SIGTERM and waits for the process to exit.
@@ -64,11 +69,14 @@ async fn a_running_try_finishes_within_the_grace_period() {
     };
     let grace = [("UPDRAFT_GRACE_PERIOD_MS", "30000")];
     let mut scheduler = Scheduler::start(database.url(), folder.path(), &grace, None);
-    run_until_working(&pool).await;
+    let run = run_until_working(&pool).await;
 
     let status = terminate_and_wait(&mut scheduler, Duration::from_secs(20)).await;
     assert!(status.success(), "exit status {status}");
-    assert_eq!(task_state(&pool).await, Some(("success".into(), 1, 0)));
+    assert_eq!(
+        task_state(&pool, run).await,
+        Some((TaskState::Success, 1, 0))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -78,13 +86,13 @@ async fn a_try_longer_than_the_grace_period_is_released_for_retry() {
     };
     let grace = [("UPDRAFT_GRACE_PERIOD_MS", "500")];
     let mut scheduler = Scheduler::start(database.url(), folder.path(), &grace, None);
-    run_until_working(&pool).await;
+    let run = run_until_working(&pool).await;
 
     let status = terminate_and_wait(&mut scheduler, Duration::from_secs(20)).await;
     assert!(status.success(), "exit status {status}");
     // Released, not failed, and the stop did not use up a retry (the DAG has none).
-    let (state, try_number, max_tries) = task_state(&pool).await.expect("task instance");
-    assert_eq!(state, "up_for_retry");
+    let (state, try_number, max_tries) = task_state(&pool, run).await.expect("task instance");
+    assert_eq!(state, TaskState::UpForRetry);
     assert!(
         try_number <= max_tries,
         "try {try_number} of max {max_tries}: no retry left"

@@ -1,6 +1,7 @@
 //! Several `updraft scheduler` processes on one database: no double execution, and a process
 //! killed with SIGKILL leaves nothing stuck (another one takes its tries over).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -8,8 +9,13 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use testkit::TestDatabase;
+use updraft_orchestrator::dag::{RunState, TaskState};
 use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
 use updraft_orchestrator::processor::DagProcessor;
+use updraft_orchestrator::store::logs;
+use updraft_orchestrator::store::task_instances::TaskInstanceRow;
+
+use crate::common::{Runs, wait_for_runs};
 
 struct Process(Child);
 
@@ -52,23 +58,9 @@ async fn setup(prefix: &str, yaml: &str) -> (PgPool, TestDatabase, PathBuf) {
     (pool, database, folder)
 }
 
-async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_string()))
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
-
-/// Waits until `sql` (one bigint) equals `want`.
-async fn wait_for(pool: &PgPool, sql: &str, want: i64, timeout: Duration) {
-    testkit::eventually(&format!("`{sql}` = {want}"), timeout, async || {
-        let got = count(pool, sql).await;
-        if got == want { Ok(()) } else { Err(got) }
-    })
-    .await;
-}
-
-async fn trigger_many(pool: &PgPool, dag_id: &str, runs: usize) {
+/// Triggers `runs` runs of the DAG; returns their ids.
+async fn trigger_many(pool: &PgPool, dag_id: &str, runs: usize) -> Vec<i64> {
+    let mut ids = Vec::new();
     for index in 0..runs {
         let request = TriggerRequest {
             run_id: Some(format!("run_{index:03}")),
@@ -77,8 +69,9 @@ async fn trigger_many(pool: &PgPool, dag_id: &str, runs: usize) {
             ),
             ..Default::default()
         };
-        trigger_run(pool, dag_id, request).await.unwrap();
+        ids.push(trigger_run(pool, dag_id, request).await.unwrap().id);
     }
+    ids
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -105,12 +98,13 @@ async fn two_scheduler_processes_execute_every_try_exactly_once() {
     let (pool, database, folder) = setup("proc_two", &yaml).await;
     let _a = scheduler(database.url(), &folder, 30_000);
     let _b = scheduler(database.url(), &folder, 30_000);
-    trigger_many(&pool, "many", 50).await;
-    wait_for(
+    let ids = trigger_many(&pool, "many", 50).await;
+    let seen = wait_for_runs(
         &pool,
-        "SELECT count(*) FROM dag_run WHERE state = 'success'",
-        50,
+        "the 50 runs to succeed",
+        &ids,
         Duration::from_secs(240),
+        |runs| runs.count(RunState::Success) == 50,
     )
     .await;
     let text = std::fs::read_to_string(&journal).unwrap();
@@ -120,16 +114,20 @@ async fn two_scheduler_processes_execute_every_try_exactly_once() {
     lines.dedup();
     assert_eq!(lines.len(), 500, "no try ran twice");
     assert_eq!(
-        count(
-            &pool,
-            "SELECT count(*) FROM task_instance WHERE state = 'success' AND try_number = 1"
-        )
-        .await,
+        seen.tis(|ti| ti.state == TaskState::Success && ti.try_number == 1),
         500
     );
     // Both processes took part.
-    let owners = count(&pool, "SELECT count(DISTINCT owner) FROM task_instance").await;
-    assert_eq!(owners, 2, "both schedulers executed tasks");
+    let owners: BTreeSet<&str> = seen
+        .task_instances
+        .iter()
+        .filter_map(|ti| ti.owner.as_deref())
+        .collect();
+    assert_eq!(
+        owners.len(),
+        2,
+        "both schedulers executed tasks: {owners:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -143,52 +141,46 @@ async fn a_killed_scheduler_leaves_nothing_stuck() {
         \x20 - id: second\n    operator: shell\n    upstream: [first]\n    command: \"echo done\"\n";
     let (pool, database, folder) = setup("proc_kill", yaml).await;
     let mut victim = scheduler(database.url(), &folder, 1_500);
-    trigger_many(&pool, "slow", 5).await;
-    wait_for(
+    let ids = trigger_many(&pool, "slow", 5).await;
+    let running = |ti: &TaskInstanceRow| ti.state == TaskState::Running;
+    wait_for_runs(
         &pool,
-        "SELECT count(*) FROM task_instance WHERE state = 'running'",
-        5,
+        "five tries running",
+        &ids,
         Duration::from_secs(30),
+        |runs| runs.tis(running) == 5,
     )
     .await;
     // SIGKILL: no chance to release anything.
     victim.0.kill().unwrap();
     victim.0.wait().unwrap();
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT count(*) FROM task_instance WHERE state = 'running'"
-        )
-        .await,
-        5
-    );
+    assert_eq!(Runs::read(&pool, &ids).await.tis(running), 5);
     let _rescuer = scheduler(database.url(), &folder, 1_500);
-    wait_for(
+    let seen = wait_for_runs(
         &pool,
-        "SELECT count(*) FROM dag_run WHERE state = 'success'",
-        5,
+        "the 5 runs to succeed",
+        &ids,
         Duration::from_secs(60),
+        |runs| runs.count(RunState::Success) == 5,
     )
     .await;
-    assert_eq!(
-        count(&pool, "SELECT count(*) FROM task_instance WHERE state IN ('running', 'queued', 'scheduled', 'none', 'up_for_retry')").await,
-        0
-    );
+    assert_eq!(seen.tis(|ti| !ti.state.is_finished()), 0, "{seen:?}");
     // The interrupted tries were retried: try 2 of `first`, by the second process.
     assert_eq!(
-        count(
-            &pool,
-            "SELECT count(*) FROM task_instance WHERE task_id = 'first' AND try_number = 2"
-        )
-        .await,
+        seen.tis(|ti| ti.task_id == "first" && ti.try_number == 2),
         5
     );
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT count(*) FROM task_log WHERE line LIKE 'try abandoned%'"
-        )
-        .await,
-        5
-    );
+    let mut abandoned = 0;
+    for ti in &seen.task_instances {
+        for try_number in 1..=ti.try_number {
+            let lines = logs::lines(&pool, ti.id, try_number, 0, i64::MAX)
+                .await
+                .unwrap();
+            abandoned += lines
+                .iter()
+                .filter(|line| line.line.starts_with("try abandoned"))
+                .count();
+        }
+    }
+    assert_eq!(abandoned, 5);
 }
