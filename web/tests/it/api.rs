@@ -2,6 +2,8 @@
 
 use axum::http::{Method, StatusCode};
 use serde_json::json;
+use updraft_orchestrator::dag::TaskState;
+use updraft_orchestrator::store::{processes, task_instances};
 
 use crate::common::setup;
 
@@ -447,12 +449,15 @@ async fn task_instance_log_and_xcom_endpoints() {
         .collect();
     ids.sort();
     assert_eq!(ids, vec!["load", "transform"], "{cleared}");
-    let state: String =
-        sqlx::query_scalar("SELECT state FROM task_instance WHERE task_id = 'transform'")
-            .fetch_one(&ctx.pool)
-            .await
-            .unwrap();
-    assert_eq!(state, "failed", "a dry run changes nothing");
+    let transform = task_instances::get_view(&ctx.pool, "web_demo", "r1", "transform")
+        .await
+        .unwrap()
+        .expect("transform's task instance");
+    assert_eq!(
+        transform.state,
+        TaskState::Failed,
+        "a dry run changes nothing"
+    );
     let real = clear(
         Some("op"),
         json!({"dry_run": false, "dag_run_id": "r1", "task_ids": ["transform"], "include_downstream": true, "only_failed": false}),
@@ -478,8 +483,7 @@ async fn misc_endpoints() {
         health["scheduler"]["latest_scheduler_heartbeat"],
         json!(null)
     );
-    sqlx::query("INSERT INTO scheduler_process (id, hostname, pid) VALUES ('h:1:x', 'h', 1)")
-        .execute(&ctx.pool)
+    processes::register(&ctx.pool, "h:1:x", "h", 1)
         .await
         .unwrap();
     let health = ctx.send(Method::GET, "/health", None, None).await.json();

@@ -4,6 +4,8 @@
 use crate::common::{Ctx, setup};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
+use updraft_orchestrator::store::{import_errors, runs, sessions, users};
+use updraft_web::auth::sha256_hex;
 
 const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/login"),
@@ -49,10 +51,8 @@ fn concrete(path: &str, import_error_id: i64) -> String {
 }
 
 async fn import_error_id(ctx: &Ctx) -> i64 {
-    sqlx::query_scalar("SELECT id FROM import_error LIMIT 1")
-        .fetch_one(&ctx.pool)
-        .await
-        .unwrap()
+    let errors = import_errors::all(&ctx.pool).await.unwrap();
+    errors.first().expect("an import error").id
 }
 
 #[tokio::test]
@@ -281,15 +281,15 @@ async fn sessions_csrf_and_roles_on_forms() {
 
     let cookie = login(&ctx, "op").await;
     let token = cookie.split_once('=').unwrap().1.to_string();
-    let stored: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM web_session")
-        .fetch_all(&ctx.pool)
-        .await
-        .unwrap();
+    // One session, found by the token's hash and not by the token: only the hash is stored.
+    assert_eq!(sessions::count(&ctx.pool).await.unwrap(), 1);
+    let by_hash = sessions::user_of(&ctx.pool, &sha256_hex(&token)).await;
     assert_eq!(
-        stored,
-        vec![updraft_web::auth::sha256_hex(&token)],
-        "only the hash is stored"
+        by_hash.unwrap().map(|user| user.username),
+        Some("op".into())
     );
+    let by_token = sessions::user_of(&ctx.pool, &token).await.unwrap();
+    assert!(by_token.is_none(), "only the hash is stored");
 
     assert_eq!(page(&ctx, &cookie, "/dags").await.status, StatusCode::OK);
     // The API takes the cookie for reads, never for writes.
@@ -378,11 +378,8 @@ async fn sessions_csrf_and_roles_on_forms() {
         triggered.headers[header::LOCATION],
         "/dags/web_demo/runs/ui1"
     );
-    let stored_conf: serde_json::Value =
-        sqlx::query_scalar("SELECT conf FROM dag_run WHERE run_id = 'ui1'")
-            .fetch_one(&ctx.pool)
-            .await
-            .unwrap();
+    let stored = runs::get(&ctx.pool, "web_demo", "ui1").await.unwrap();
+    let stored_conf = stored.expect("the triggered run").conf;
     assert_eq!(stored_conf, serde_json::json!({"times": 4}));
     let bad = form(
         &ctx,
@@ -400,11 +397,14 @@ async fn sessions_csrf_and_roles_on_forms() {
         page(&ctx, &cookie, "/dags").await.status,
         StatusCode::SEE_OTHER
     );
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM web_session")
-        .fetch_one(&ctx.pool)
-        .await
-        .unwrap();
+    let left = sessions::count(&ctx.pool).await.unwrap();
     assert_eq!(left, 1, "only the viewer's session is left");
+    let viewer_token = viewer.split_once('=').unwrap().1;
+    let kept = sessions::user_of(&ctx.pool, &sha256_hex(viewer_token)).await;
+    assert_eq!(
+        kept.unwrap().map(|user| user.username),
+        Some("viewer".into())
+    );
 }
 
 #[tokio::test]
@@ -417,30 +417,28 @@ async fn ensure_admin_creates_once() {
         updraft_web::users::ensure_admin(&ctx.pool).await.unwrap(),
         None
     );
-    sqlx::query("DELETE FROM users")
-        .execute(&ctx.pool)
+    // A database without users: the admin is created.
+    let empty = testkit::TestDatabase::create("web_auth_no_users").await;
+    let pool = sqlx::PgPool::connect(empty.url()).await.expect("connect");
+    updraft_orchestrator::store::MIGRATOR
+        .run(&pool)
         .await
-        .unwrap();
-    let generated = updraft_web::users::ensure_admin(&ctx.pool).await.unwrap();
+        .expect("migrate");
+    assert_eq!(users::count(&pool).await.unwrap(), 0);
+    let generated = updraft_web::users::ensure_admin(&pool).await.unwrap();
+    assert_eq!(users::count(&pool).await.unwrap(), 1);
     // UPDRAFT_ADMIN_PASSWORD is not set in tests: a password is generated and returned once.
     if std::env::var("UPDRAFT_ADMIN_PASSWORD").is_err() {
         let password = generated.expect("generated password");
-        let user = updraft_web::users::authenticate(&ctx.pool, "admin", &password)
+        let user = updraft_web::users::authenticate(&pool, "admin", &password)
             .await
             .unwrap();
         assert_eq!(user.unwrap().role, updraft_web::users::Role::Admin);
     }
-    assert_eq!(
-        updraft_web::users::ensure_admin(&ctx.pool).await.unwrap(),
-        None
-    );
-    let duplicate = updraft_web::users::create_user(
-        &ctx.pool,
-        "admin",
-        updraft_web::users::Role::Op,
-        "longenough",
-    )
-    .await;
+    assert_eq!(updraft_web::users::ensure_admin(&pool).await.unwrap(), None);
+    let duplicate =
+        updraft_web::users::create_user(&pool, "admin", updraft_web::users::Role::Op, "longenough")
+            .await;
     assert!(matches!(
         duplicate,
         Err(updraft_web::users::UserError::Duplicate(_))

@@ -4,19 +4,50 @@
 use crate::common::{Ctx, basic, setup};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
+use serde_json::Value;
+use updraft_orchestrator::dag::{RunState, TaskState};
+use updraft_orchestrator::store::runs::{self, RunFilter, RunOrder};
+use updraft_orchestrator::store::task_instances::{self, TaskInstanceFilter};
+use updraft_orchestrator::store::{dags, users};
 
-/// A fingerprint of everything a bad request could change.
-async fn state_of(ctx: &Ctx) -> String {
-    sqlx::query_scalar(
-        "SELECT concat_ws('|',
-            (SELECT string_agg(dag_id || is_paused::text, ',' ORDER BY dag_id) FROM dag),
-            (SELECT string_agg(run_id || state || conf::text, ',' ORDER BY id) FROM dag_run),
-            (SELECT string_agg(task_id || state || try_number, ',' ORDER BY id) FROM task_instance),
-            (SELECT count(*) FROM users))",
-    )
-    .fetch_one(&ctx.pool)
-    .await
-    .unwrap()
+/// Everything a bad request could change: each DAG's pause, each run's state and conf, each
+/// task instance's state and try, and how many users exist.
+#[derive(Debug, PartialEq)]
+struct Fingerprint {
+    dags: Vec<(String, bool)>,
+    runs: Vec<(String, RunState, Value)>,
+    task_instances: Vec<(String, TaskState, i32)>,
+    users: i64,
+}
+
+async fn state_of(ctx: &Ctx) -> Fingerprint {
+    let pool = &ctx.pool;
+    let dags = dags::list(pool).await.unwrap();
+    let every_run = RunFilter::default();
+    let runs = runs::page(pool, &every_run, RunOrder::Id, i64::MAX, 0)
+        .await
+        .unwrap();
+    let every_ti = TaskInstanceFilter::default();
+    let tis = task_instances::page(pool, &every_ti, i64::MAX, 0)
+        .await
+        .unwrap();
+    Fingerprint {
+        dags: dags
+            .into_iter()
+            .map(|dag| (dag.dag_id, dag.is_paused))
+            .collect(),
+        runs: runs
+            .rows
+            .into_iter()
+            .map(|run| (run.run_id, run.state, run.conf))
+            .collect(),
+        task_instances: tis
+            .rows
+            .into_iter()
+            .map(|ti| (ti.task_id, ti.state, ti.try_number))
+            .collect(),
+        users: users::count(pool).await.unwrap(),
+    }
 }
 
 async fn send_raw(

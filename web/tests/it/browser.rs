@@ -9,6 +9,10 @@
 
 use std::process::{Command, Stdio};
 
+use updraft_orchestrator::dag::{RunState, RunType};
+use updraft_orchestrator::store::dags;
+use updraft_orchestrator::store::runs::{self, RunFilter, RunOrder};
+
 use crate::common::server;
 
 #[tokio::test]
@@ -51,19 +55,28 @@ async fn browser_login_unpause_trigger_and_log() {
     );
 
     // What the browser did is in the database.
-    let paused: bool =
-        sqlx::query_scalar("SELECT is_paused FROM dag WHERE dag_id = 'browser_demo'")
-            .fetch_one(&standalone.pool)
-            .await
-            .expect("dag");
-    assert!(!paused, "unpaused by the toggle");
-    let (state, conf): (String, serde_json::Value) = sqlx::query_as(
-        "SELECT state, conf FROM dag_run WHERE dag_id = 'browser_demo' AND run_type = 'manual'",
-    )
-    .fetch_one(&standalone.pool)
-    .await
-    .expect("one manual run");
-    assert_eq!(state, "success");
+    let dag = dags::get_view(&standalone.pool, "browser_demo")
+        .await
+        .expect("dag")
+        .expect("the DAG exists");
+    assert!(!dag.is_paused, "unpaused by the toggle");
+    let filter = RunFilter {
+        dag_id: Some("browser_demo"),
+        ..Default::default()
+    };
+    let runs = runs::page(&standalone.pool, &filter, RunOrder::Id, i64::MAX, 0)
+        .await
+        .expect("runs")
+        .rows;
+    let manual: Vec<_> = runs
+        .iter()
+        .filter(|run| run.run_type == RunType::Manual)
+        .collect();
+    let [run] = manual.as_slice() else {
+        panic!("one manual run: {runs:?}");
+    };
+    assert_eq!(run.state, RunState::Success);
+    let conf = &run.conf;
     assert!(
         conf["message"]
             .as_str()

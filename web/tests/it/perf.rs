@@ -1,19 +1,28 @@
 //! Page timings with 1,000 DAGs and 100,000 task instances (ignored by default: it seeds a lot).
 //!   CI=true cargo test -p updraft-web --release --test it perf:: -- --ignored --nocapture
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
+use sqlx::PgPool;
 use tower::ServiceExt;
+use updraft_orchestrator::dag::RunState;
+use updraft_orchestrator::engine::advance::start_queued_runs;
+use updraft_orchestrator::engine::clear::mark_run;
+use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
+use updraft_orchestrator::store::{DagCache, dags, task_instances};
 use updraft_web::users::{Role, create_user};
 use updraft_web::{AppState, app};
 
 const DAGS: usize = 1_000;
 const RUNS_PER_DAG: i64 = 20;
 const TASKS: i64 = 5;
+/// DAGs seeded at once.
+const SEEDERS: usize = 8;
 
 fn dag_yaml(i: usize) -> String {
     format!(
@@ -25,6 +34,44 @@ fn dag_yaml(i: usize) -> String {
          \x20 - id: t5\n    operator: empty\n    upstream: [t4]\n",
         i % 10
     )
+}
+
+/// The DAG's runs `scheduled__1` to `scheduled__RUNS_PER_DAG`, a day apart, taken through the
+/// engine: triggered, started (which creates their task instances), then marked success, or
+/// failed every seventh (as a user marks a run). The DAG is unpaused only meanwhile.
+async fn seed_runs(pool: &PgPool, dag_id: &str) {
+    let first = chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    let mut run_ids = HashMap::new();
+    for g in 1..=RUNS_PER_DAG {
+        let request = TriggerRequest {
+            run_id: Some(format!("scheduled__{g}")),
+            logical_date: Some(first + chrono::Duration::days(g)),
+            ..Default::default()
+        };
+        let run = trigger_run(pool, dag_id, request).await.unwrap();
+        let state = if g % 7 == 0 {
+            RunState::Failed
+        } else {
+            RunState::Success
+        };
+        run_ids.insert(run.id, (run.run_id, state));
+    }
+    dags::set_paused(pool, dag_id, false).await.unwrap();
+    let cache = DagCache::new();
+    // max_active_runs: the next runs start once the started ones are marked.
+    loop {
+        let started = start_queued_runs(pool, &cache, dag_id).await.unwrap();
+        if started.is_empty() {
+            break;
+        }
+        for id in started {
+            let (run_id, state) = &run_ids[&id];
+            mark_run(pool, dag_id, run_id, *state).await.unwrap();
+        }
+    }
+    dags::set_paused(pool, dag_id, true).await.unwrap();
 }
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
@@ -71,34 +118,23 @@ async fn page_timings_at_scale() {
     .await
     .unwrap();
     println!("processor loaded {DAGS} DAGs in {:?}", started.elapsed());
-    sqlx::query(
-        "INSERT INTO dag_run (dag_id, run_id, run_type, logical_date, data_interval_start,
-             data_interval_end, state, dag_version_id, start_date, end_date)
-         SELECT d.dag_id, 'scheduled__' || g, 'scheduled', timestamptz '2024-01-01' + g * interval '1 day',
-                timestamptz '2024-01-01' + (g - 1) * interval '1 day', timestamptz '2024-01-01' + g * interval '1 day',
-                CASE WHEN g % 7 = 0 THEN 'failed' ELSE 'success' END, d.latest_version_id, now(), now()
-           FROM dag d, generate_series(1, $1) g",
-    )
-    .bind(RUNS_PER_DAG)
-    .execute(&pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO task_instance (dag_run_id, dag_id, run_id, task_id, operator, state, try_number,
-             start_date, end_date, duration, rendered_config)
-         SELECT r.id, r.dag_id, r.run_id, 't' || t, 'empty', r.state, 1, now(), now(), 1.5, '{}'
-           FROM dag_run r, generate_series(1, $1) t",
-    )
-    .bind(TASKS)
-    .execute(&pool)
-    .await
-    .unwrap();
-    sqlx::query("ANALYZE").execute(&pool).await.unwrap();
-    let tis: i64 = sqlx::query_scalar("SELECT count(*) FROM task_instance")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    println!("seeded {tis} task instances");
+    let started = Instant::now();
+    let mut seeders = tokio::task::JoinSet::new();
+    for seeder in 0..SEEDERS {
+        let pool = pool.clone();
+        seeders.spawn(async move {
+            for i in (seeder..DAGS).step_by(SEEDERS) {
+                seed_runs(&pool, &format!("perf_{i:04}")).await;
+            }
+        });
+    }
+    while let Some(seeded) = seeders.join_next().await {
+        seeded.unwrap();
+    }
+    let by_state = task_instances::count_by_state(&pool).await.unwrap();
+    let tis: i64 = by_state.iter().map(|states| states.count).sum();
+    assert_eq!(tis, DAGS as i64 * RUNS_PER_DAG * TASKS);
+    println!("seeded {tis} task instances in {:?}", started.elapsed());
 
     let router = app(AppState::new(pool.clone(), dir.path().to_path_buf()));
     let auth = crate::common::basic("admin");

@@ -10,10 +10,16 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use base64::Engine;
 use http_body_util::BodyExt;
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::PgPool;
 use testkit::TestDatabase;
 use tower::ServiceExt;
+use updraft_orchestrator::dag::{RunState, TaskState};
+use updraft_orchestrator::engine::advance::{decide_run_fully, start_queued_runs};
+use updraft_orchestrator::engine::clear::mark_run;
+use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
+use updraft_orchestrator::store::task_instances::{self, TryEnd};
+use updraft_orchestrator::store::{DagCache, dags, logs, runs};
 use updraft_web::users::{Role, create_user};
 use updraft_web::{AppState, app};
 
@@ -220,72 +226,108 @@ impl Ctx {
         self.send(Method::GET, uri, Some(user), None).await
     }
 
-    /// Triggers a run through the store and gives it task instances (what the scheduler would do),
-    /// with a log line and an XCom on `extract`.
+    /// A run of `web_demo` taken through the engine as the scheduler and an executor would:
+    /// `extract` succeeds (two log lines, an XCom), `transform` fails, `load` is
+    /// upstream_failed; then the run is marked queued (a user's mark), so it shows as unfinished.
+    /// Returns the run's id.
     pub async fn run_with_tis(&self, run_id: &str) -> i64 {
-        let record = updraft_orchestrator::engine::trigger::trigger_run(
-            &self.pool,
-            "web_demo",
-            updraft_orchestrator::engine::trigger::TriggerRequest {
-                run_id: Some(run_id.to_string()),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("trigger");
-        for (task, state, try_number) in [
-            ("extract", "success", 1),
-            ("transform", "failed", 1),
-            ("load", "upstream_failed", 0),
-        ] {
-            sqlx::query(
-                "INSERT INTO task_instance (dag_run_id, dag_id, run_id, task_id, operator, state,
-                     try_number, start_date, end_date, duration, rendered_config)
-                 VALUES ($1, 'web_demo', $2, $3, 'empty', $4, $5, now(), now(), 0.5, '{\"x\": 1}')
-                 ON CONFLICT (dag_run_id, task_id) DO UPDATE SET state = EXCLUDED.state,
-                     try_number = EXCLUDED.try_number",
-            )
-            .bind(record.id)
-            .bind(run_id)
-            .bind(task)
-            .bind(state)
-            .bind(try_number)
-            .execute(&self.pool)
+        let pool = &self.pool;
+        let request = TriggerRequest {
+            run_id: Some(run_id.to_string()),
+            ..Default::default()
+        };
+        let run = trigger_run(pool, "web_demo", request)
             .await
-            .expect("ti");
+            .expect("trigger");
+        // A paused DAG's runs wait: unpause it while its run starts, as a user would.
+        let paused = self.is_paused("web_demo").await;
+        if paused {
+            dags::set_paused(pool, "web_demo", false)
+                .await
+                .expect("unpause");
         }
-        let extract: i64 = sqlx::query_scalar(
-            "SELECT id FROM task_instance WHERE dag_run_id = $1 AND task_id = 'extract'",
+        let cache = DagCache::new();
+        let started = start_queued_runs(pool, &cache, "web_demo")
+            .await
+            .expect("start");
+        assert_eq!(started, vec![run.id], "the run started, and only it");
+        if paused {
+            dags::set_paused(pool, "web_demo", true)
+                .await
+                .expect("pause");
+        }
+        let lines = ["hello from extract", "second line"];
+        self.one_try(
+            "extract",
+            TaskState::Success,
+            &lines,
+            Some(&json!({"rows": 3})),
         )
-        .bind(record.id)
-        .fetch_one(&self.pool)
+        .await;
+        decide_run_fully(pool, &cache, "web_demo", run.id)
+            .await
+            .expect("decide");
+        self.one_try("transform", TaskState::Failed, &[], None)
+            .await;
+        let ended = decide_run_fully(pool, &cache, "web_demo", run.id)
+            .await
+            .expect("decide");
+        assert_eq!(ended, Some(RunState::Failed), "load is upstream_failed");
+        mark_run(pool, "web_demo", run_id, RunState::Queued)
+            .await
+            .expect("mark queued")
+            .expect("the run");
+        run.id
+    }
+
+    /// Claims the queued task instance (it must be `task_id`'s), logs `lines` and ends its try
+    /// in `state` with `output` as its XCom, as an executor does.
+    async fn one_try(
+        &self,
+        task_id: &str,
+        state: TaskState,
+        lines: &[&str],
+        output: Option<&Value>,
+    ) {
+        let owner = "web-tests";
+        let claimed = task_instances::claim(&self.pool, owner, 1)
+            .await
+            .expect("claim");
+        let [claimed] = claimed.as_slice() else {
+            panic!("one queued task instance to claim: {claimed:?}");
+        };
+        assert_eq!(claimed.task_id, task_id);
+        let lines: Vec<String> = lines.iter().map(|line| line.to_string()).collect();
+        logs::append(
+            &self.pool,
+            &vec![claimed.id; lines.len()],
+            &vec![claimed.try_number; lines.len()],
+            &lines,
+        )
         .await
-        .expect("ti id");
-        sqlx::query("INSERT INTO task_log (task_instance_id, try_number, line) VALUES ($1, 1, 'hello from extract'), ($1, 1, 'second line')")
-            .bind(extract)
-            .execute(&self.pool)
+        .expect("log");
+        let end = TryEnd {
+            task_instance_id: claimed.id,
+            owner,
+            state,
+            rendered_config: Some(&json!({"x": 1})),
+            next_retry_at: None,
+            output,
+            read_back: &[],
+        };
+        let ended = task_instances::end_try(&self.pool, &end)
             .await
-            .expect("log");
-        sqlx::query("INSERT INTO xcom (task_instance_id, key, value) VALUES ($1, 'return_value', '{\"rows\": 3}')")
-            .bind(extract)
-            .execute(&self.pool)
-            .await
-            .expect("xcom");
-        record.id
+            .expect("end the try");
+        assert!(ended.is_some(), "the try was still ours");
     }
 
     pub async fn is_paused(&self, dag_id: &str) -> bool {
-        sqlx::query_scalar("SELECT is_paused FROM dag WHERE dag_id = $1")
-            .bind(dag_id)
-            .fetch_one(&self.pool)
-            .await
-            .expect("dag")
+        let dag = dags::get_view(&self.pool, dag_id).await.expect("dag");
+        dag.expect("the DAG exists").is_paused
     }
 
     pub async fn run_count(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM dag_run")
-            .fetch_one(&self.pool)
-            .await
-            .expect("count")
+        let by_state = runs::count_by_state(&self.pool).await.expect("count");
+        by_state.iter().map(|states| states.count).sum()
     }
 }

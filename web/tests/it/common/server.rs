@@ -7,6 +7,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use testkit::TestDatabase;
+use updraft_orchestrator::store::dags;
 
 pub const PASSWORD: &str = "end-to-end-password";
 
@@ -115,10 +116,8 @@ pub async fn start(prefix: &str, log_name: &str) -> Standalone {
         "the DAG to be loaded",
         limit.saturating_sub(started.elapsed()),
         async || {
-            sqlx::query_scalar::<_, bool>("SELECT is_paused FROM dag WHERE dag_id = 'browser_demo'")
-                .fetch_optional(&server.pool)
-                .await
-                .unwrap_or(None)
+            let dag = dags::get_view(&server.pool, "browser_demo").await;
+            dag.ok().flatten().map(|dag| dag.is_paused)
         },
     )
     .await;
