@@ -2,6 +2,7 @@
 //! and the scheduler against the real PostgreSQL, `dags test` against the real Kafka.
 //!   cargo test -p updraft-orchestrator --test it [<module>::]
 
+mod architecture;
 mod dag_parse;
 mod dag_parse_fuzz;
 mod dag_schema;
