@@ -32,9 +32,12 @@ CREATE INDEX task_instance_waiting ON task_instance (dag_id, id) WHERE state = '
 -- Claims use task_instance_claim_order; this one only cost every queued task an index entry.
 DROP INDEX task_instance_claimable;
 
--- The reaper's and the heartbeat's index. Its predicate names heartbeat_at, which their
--- statements do (a claim always sets it) and a try's end does not: ending one try by its key
--- can never be planned as a scan of every running try.
+-- A process's liveness is its scheduler_process row's heartbeat, refreshed by the process;
+-- task_instance.heartbeat_at is now when the running try was claimed, and the reaper takes the
+-- tries of processes whose heartbeat stopped. The tries a process owns, for the reaper and
+-- for the process's own check: the predicate names heartbeat_at, which those statements do
+-- (a claim always sets it) and the end of a try does not, so ending tries by key can never be
+-- planned as a scan of every running try.
 DROP INDEX task_instance_running;
-CREATE INDEX task_instance_heartbeat ON task_instance (heartbeat_at)
+CREATE INDEX task_instance_owned ON task_instance (owner)
     WHERE state = 'running' AND heartbeat_at IS NOT NULL;

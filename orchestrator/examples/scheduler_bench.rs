@@ -193,7 +193,7 @@ async fn wait_finished(pool: &PgPool, ids: &[i64]) -> anyhow::Result<()> {
             );
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -237,8 +237,9 @@ async fn handoffs(
     Ok(out)
 }
 
-/// The store's ceiling: the engine's claim of 64 queued task instances and its end of each
-/// try (`store::task_instances::claim` and `end_try`), repeated, with no decision or hand-off.
+/// The store's ceiling: the engine's claim of 64 queued task instances and the end of those
+/// tries (`store::task_instances::claim` and `end_tries`), repeated, with no decision or
+/// hand-off.
 async fn limit(pool: &PgPool, runs: usize) -> anyhow::Result<()> {
     let cache = DagCache::new();
     for index in 0..runs {
@@ -258,21 +259,18 @@ async fn limit(pool: &PgPool, runs: usize) -> anyhow::Result<()> {
         if claimed.is_empty() {
             break;
         }
-        let ends = claimed.iter().map(|try_| async move {
-            let end = TryEnd {
+        let ends: Vec<TryEnd> = claimed
+            .iter()
+            .map(|try_| TryEnd {
                 task_instance_id: try_.id,
-                owner: "bench",
                 state: TaskState::Success,
                 rendered_config: None,
                 next_retry_at: None,
                 output: None,
-                read_back: &[],
-            };
-            task_instances::end_try(pool, &end).await
-        });
-        for result in futures::future::join_all(ends).await {
-            result?;
-        }
+                read_back: Vec::new(),
+            })
+            .collect();
+        task_instances::end_tries(pool, "bench", &ends).await?;
         done += claimed.len();
     }
     let elapsed = started.elapsed().as_secs_f64();

@@ -88,23 +88,18 @@ pub async fn after_try(
         ended.max_active_runs,
         dag.tasks.len(),
     );
-    if !state.is_finished() {
-        // A retry: nothing to decide, but its slot is free.
-        if bounded {
-            wake_if_waiting(pool, &dag.dag_id).await?;
-        }
-        return Ok(Advanced::default());
-    }
-    let Some(unfinished) = ended.unfinished_now else {
-        // The run stopped running (marked, cleared, ended) meanwhile.
-        return Ok(Advanced::default());
-    };
-    if unfinished <= 0 {
+    if ended.closes_run {
         return full_decision(pool, cache, &dag.dag_id, ended.dag_run_id).await;
+    }
+    // A retry, a run stopped meanwhile (marked, cleared), a run another end of the same
+    // statement closes, or a leaf: nothing to decide here. (The slot a try frees in a DAG
+    // whose max_active_tasks may bind is handed on by the executor's end writer.)
+    let inputs = inputs_of_downstream(dag, task_id);
+    if !state.is_finished() || ended.unfinished_now.is_none_or(|n| n <= 0) || inputs.is_empty() {
+        return Ok(Advanced::default());
     }
     let rows = if ended.missed_an_end() {
         // Another end committed after our snapshot: read the inputs again, after our commit.
-        let inputs = inputs_of_downstream(dag, task_id);
         task_instances::states_of(pool, ended.dag_run_id, &inputs).await?
     } else {
         ended.rows
@@ -129,10 +124,6 @@ pub async fn after_try(
         .filter_map(|(ready, _)| ids.get(ready).copied())
         .collect();
     if ready.is_empty() {
-        if bounded {
-            // Our end freed a slot.
-            wake_if_waiting(pool, &dag.dag_id).await?;
-        }
         return Ok(Advanced::default());
     }
     let decided = if bounded {
@@ -186,16 +177,6 @@ fn decisions_of(ids: &[i64], states: &[TaskState]) -> Decisions {
     }
 }
 
-/// A slot of the DAG freed: when tasks wait for one, the schedulers queue them (coalescing the
-/// ends of many tries into one queueing). The check reads after the caller's commit, so a
-/// queuer that counted the freed slot as taken has left its tasks visible here.
-async fn wake_if_waiting(pool: &PgPool, dag_id: &str) -> Result<(), StoreError> {
-    if task_instances::has_waiting(pool, dag_id).await? {
-        notify(pool, channels::SLOTS, dag_id).await?;
-    }
-    Ok(())
-}
-
 /// The hand-off's fallback: the whole run decided under its lock.
 async fn full_decision(
     pool: &PgPool,
@@ -218,15 +199,26 @@ pub async fn decide_run_fully(
     dag_id: &str,
     dag_run_id: i64,
 ) -> Result<Option<RunState>, StoreError> {
+    // The queueing lock comes before the run's, and only DAGs whose limit may bind need it.
+    let Some(limits) = runs::limits(pool, dag_run_id).await? else {
+        return Ok(None);
+    };
+    let dag: Arc<Dag> = cache.get(pool, limits.dag_version_id).await?;
+    let queue_locked = limit_may_bind(
+        limits.max_active_tasks,
+        limits.max_active_runs,
+        dag.tasks.len(),
+    );
     let mut tx = pool.begin().await?;
-    task_instances::lock_queue(&mut tx, dag_id).await?;
+    if queue_locked {
+        task_instances::lock_queue(&mut tx, dag_id).await?;
+    }
     let Some(run) = runs::lock(&mut tx, dag_run_id).await? else {
         return Ok(None);
     };
     if run.state != RunState::Running {
         return Ok(None);
     }
-    let dag: Arc<Dag> = cache.get(&mut *tx, run.dag_version_id).await?;
     let rows: Vec<TaskStateRow> = task_instances::run_states(&mut tx, dag_run_id).await?;
     let mut states: HashMap<&str, TaskState> = rows
         .iter()
@@ -256,11 +248,14 @@ pub async fn decide_run_fully(
         .filter(|(_, state)| *state == TaskState::Scheduled)
         .count();
     let bounded = limit_may_bind(run.max_active_tasks, run.max_active_runs, dag.tasks.len());
-    let (slots, waiting_queued) = if bounded && ready > 0 {
-        let admitted = task_instances::queue_waiting_locked(&mut tx, dag_id).await?;
-        (Some(admitted.left()), admitted.queued)
-    } else {
-        (None, 0)
+    let (slots, waiting_queued) = match (bounded && ready > 0, queue_locked) {
+        (true, true) => {
+            let admitted = task_instances::queue_waiting_locked(&mut tx, dag_id).await?;
+            (Some(admitted.left()), admitted.queued)
+        }
+        // The limit was edited to bind meanwhile: they wait, and are queued after the commit.
+        (true, false) => (Some(0), 0),
+        (false, _) => (None, 0),
     };
     let mut admitted = admit(ready, 0, slots).into_iter();
     let mut apply = Decisions::default();
@@ -286,6 +281,9 @@ pub async fn decide_run_fully(
         notify(&mut *tx, channels::RUNS, &run.dag_id).await?;
     }
     tx.commit().await?;
+    if bounded && !queue_locked && ready > 0 {
+        task_instances::queue_waiting(pool, dag_id, true).await?;
+    }
     if let Some(end) = decisions.run_end {
         tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, state = %end, "run finished");
     }

@@ -70,13 +70,20 @@ pub enum StoreError {
     Snapshot { version_id: i64, message: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A statement made for several callers failed; each gets its message.
+    #[error("{0}")]
+    Shared(String),
 }
 
 impl StoreError {
-    /// A connection-level failure (the database or the network away), not an error in the SQL:
-    /// worth retrying.
+    /// A connection-level failure (the database or the network away) or a deadlock, not an
+    /// error in the SQL: worth retrying.
     pub fn is_transient(&self) -> bool {
         match self {
+            // A deadlock or serialization failure: the statement was rolled back, try again.
+            StoreError::Database(sqlx::Error::Database(error)) => {
+                matches!(error.code().as_deref(), Some("40P01" | "40001"))
+            }
             StoreError::Database(error) => !matches!(
                 error,
                 sqlx::Error::Database(_)
@@ -106,6 +113,22 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<sqlx::PgPool, sq
         .max_connections(max_connections)
         .connect_with(options.options([("random_page_cost", "1.1")]))
         .await
+}
+
+/// A pool like `pool` (same server, same size, opened lazily) for the run engine's statements,
+/// planned once per connection (`plan_cache_mode = force_generic_plan`). They run thousands of
+/// times a second with arrays of ids whose length the planner would otherwise plan for anew at
+/// every call; and their plans must not depend on the values bound (every one is a key lookup
+/// or a small partial-index scan), which a generic plan guarantees. The web's statements, with
+/// optional filters, keep parameter-specific plans on their own pool.
+pub fn engine_pool(pool: &sqlx::PgPool) -> sqlx::PgPool {
+    let options = pool.connect_options().as_ref().clone().options([
+        ("plan_cache_mode", "force_generic_plan"),
+        ("random_page_cost", "1.1"),
+    ]);
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(pool.options().get_max_connections())
+        .connect_lazy_with(options)
 }
 
 /// `pg_notify(channel, payload)` on any executor (pool, connection or transaction).

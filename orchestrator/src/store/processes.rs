@@ -25,6 +25,18 @@ pub async fn register(
     .map(|_| ())
 }
 
+/// Refreshes this process's heartbeat; `false` when its row is gone (forgotten after a long
+/// silence), to be registered again.
+pub async fn beat(pool: &PgPool, owner: &str) -> Result<bool, sqlx::Error> {
+    let beaten = sqlx::query!(
+        "UPDATE scheduler_process SET heartbeat_at = now() WHERE id = $1",
+        owner
+    )
+    .execute(pool)
+    .await?;
+    Ok(beaten.rows_affected() > 0)
+}
+
 /// Forgets processes silent for longer than `silence`.
 pub async fn forget_silent(pool: &PgPool, silence: Duration) -> Result<(), sqlx::Error> {
     sqlx::query!(

@@ -206,6 +206,25 @@ pub struct LockedRun {
     pub max_active_runs: i32,
 }
 
+/// What a run's queueing depends on, read without a lock.
+#[derive(Debug, Clone, Copy)]
+pub struct RunLimits {
+    pub dag_version_id: i64,
+    pub max_active_tasks: i32,
+    pub max_active_runs: i32,
+}
+
+pub async fn limits(pool: &PgPool, id: i64) -> Result<Option<RunLimits>, sqlx::Error> {
+    sqlx::query_as!(
+        RunLimits,
+        "SELECT r.dag_version_id, d.max_active_tasks, d.max_active_runs
+           FROM dag_run r JOIN dag d ON d.dag_id = r.dag_id WHERE r.id = $1",
+        id
+    )
+    .fetch_optional(pool)
+    .await
+}
+
 /// Locks a run (`FOR UPDATE`): hand-offs, clears and marks of it wait until the caller commits.
 pub async fn lock(conn: &mut PgConnection, id: i64) -> Result<Option<LockedRun>, sqlx::Error> {
     sqlx::query_as!(

@@ -14,3 +14,4 @@ mod scheduler_limits;
 mod scheduler_runs;
 mod scheduler_scheduling;
 mod scheduler_support;
+mod store_tries;

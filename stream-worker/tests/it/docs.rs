@@ -16,7 +16,10 @@ struct Flag {
 }
 
 fn help() -> BTreeMap<String, Flag> {
+    // Without the environment: clap prints a set variable's value (`[env: NAME=value]`), and
+    // the test stack sets several.
     let output = Command::new(env!("CARGO_BIN_EXE_stream-worker"))
+        .env_clear()
         .arg("--help")
         .output()
         .expect("stream-worker --help runs");

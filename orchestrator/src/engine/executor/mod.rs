@@ -4,6 +4,7 @@
 //! Heartbeats keep claims alive; SIGTERM stops claiming, waits a grace period, then releases
 //! the remaining tries for retry.
 
+mod ends;
 pub mod logs;
 mod try_run;
 
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use updraft_operators::Registry;
 
 use crate::store::DagCache;
+use crate::store::processes;
 use crate::store::task_instances::{self, ClaimedTry};
 
 pub use try_run::retry_delay;
@@ -53,6 +55,7 @@ pub struct Executor {
     wake: Arc<Notify>,
     permits: Arc<Semaphore>,
     logs: mpsc::UnboundedSender<logs::LogMessage>,
+    ender: ends::Ender,
     /// Each running try, by task instance id.
     running: Mutex<HashMap<i64, RunningTry>>,
     /// Heartbeats issued so far: a try registered after a heartbeat was issued may be missing
@@ -73,6 +76,8 @@ impl Executor {
         wake: Arc<Notify>,
     ) -> Arc<Executor> {
         let logs = logs::start_writer(pool.clone());
+        let release = CancellationToken::new();
+        let ender = ends::Ender::start(pool.clone(), config.owner.clone(), release.clone());
         let permits = Arc::new(Semaphore::new(config.parallelism.max(1)));
         Arc::new(Executor {
             pool,
@@ -82,9 +87,10 @@ impl Executor {
             wake,
             permits,
             logs,
+            ender,
             running: Mutex::new(HashMap::new()),
             heartbeats: AtomicU64::new(0),
-            release: CancellationToken::new(),
+            release,
             stopping: CancellationToken::new(),
         })
     }
@@ -183,18 +189,28 @@ impl Executor {
         }
     }
 
-    /// Refreshes `heartbeat_at` of every try this process runs; a try whose row is no longer
-    /// ours (cleared, marked, reaped) is cancelled.
+    /// Keeps this process alive in `scheduler_process` (the reaper of other processes takes the
+    /// tries of a process whose heartbeat stopped); a try whose row is no longer ours (cleared,
+    /// marked, reaped) is cancelled.
     async fn heartbeat_loop(self: Arc<Self>, cancel: CancellationToken) {
         let mut interval = tokio::time::interval(self.config.heartbeat_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            // Tries registered from now on may have been claimed after this heartbeat's
-            // snapshot: their absence from its answer proves nothing.
+            match processes::beat(&self.pool, &self.config.owner).await {
+                Ok(true) => {}
+                // Forgotten after a long silence (a database outage): be known again.
+                Ok(false) => {
+                    if let Err(error) = register(&self.pool, &self.config.owner).await {
+                        tracing::warn!(%error, "cannot register this process again");
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "heartbeat failed"),
+            }
+            // Tries registered from now on may have been claimed after this check's snapshot:
+            // their absence from its answer proves nothing.
             let issued = self.heartbeats.fetch_add(1, Ordering::SeqCst) + 1;
-            let alive = task_instances::heartbeat(&self.pool, &self.config.owner).await;
-            match alive {
+            match task_instances::owned(&self.pool, &self.config.owner).await {
                 Ok(alive) => {
                     let lost: Vec<CancellationToken> = match self.running.lock() {
                         Ok(running) => running
@@ -210,11 +226,19 @@ impl Executor {
                         token.cancel();
                     }
                 }
-                Err(error) => tracing::warn!(%error, "heartbeat failed"),
+                Err(error) => tracing::warn!(%error, "cannot check the tries this process owns"),
             }
             if cancel.is_cancelled() && self.running.lock().map(|r| r.is_empty()).unwrap_or(true) {
                 break;
             }
         }
     }
+}
+
+/// Records this process in `scheduler_process` (its id is `hostname:pid:random`): claims are
+/// taken only once it is known, so no reaper mistakes its tries for a dead process's.
+pub async fn register(pool: &PgPool, owner: &str) -> Result<(), sqlx::Error> {
+    let host = owner.split(':').next().unwrap_or("localhost");
+    let pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    processes::register(pool, owner, host, pid).await
 }

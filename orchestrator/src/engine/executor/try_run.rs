@@ -19,7 +19,7 @@ use crate::engine::decide::inputs_of_downstream;
 use crate::engine::execute::{TryError, run_try};
 use crate::engine::render::TemplateInputs;
 use crate::metrics;
-use crate::store::task_instances::{self, ClaimedTry, TryEnd, TryEnded};
+use crate::store::task_instances::{ClaimedTry, TryEnd};
 use crate::store::{StoreError, channels, notify, variables, xcom};
 
 /// Airflow's retry delay: `retry_delay`, doubled per try with exponential backoff, capped by
@@ -213,14 +213,14 @@ impl Executor {
         };
         let end = TryEnd {
             task_instance_id: claimed.id,
-            owner: &self.config.owner,
             state,
-            rendered_config: tried.rendered.as_ref(),
+            rendered_config: tried.rendered,
             next_retry_at,
-            output: (!output.is_null()).then_some(&output),
-            read_back: &read_back,
+            output: (!output.is_null()).then_some(output),
+            read_back,
         };
-        let Some(ended) = self.end_try(&end).await? else {
+        let dag_tasks = tried.dag.as_ref().map_or(0, |dag| dag.tasks.len());
+        let Some(ended) = self.ender.end(end, &claimed.task_id, dag_tasks).await? else {
             tracing::info!(
                 task_instance_id = claimed.id,
                 "try ended but the row is no longer ours"
@@ -281,27 +281,6 @@ impl Executor {
             self.wake.notify_one();
         }
         Ok(())
-    }
-
-    /// Stores the end, retried through a database outage (the row guard makes a repeat
-    /// harmless): failing here would leave the row running, heartbeated, forever.
-    async fn end_try(&self, end: &TryEnd<'_>) -> Result<Option<TryEnded>, StoreError> {
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match task_instances::end_try(&self.pool, end).await {
-                Ok(ended) => return Ok(ended),
-                Err(error) => {
-                    let error = StoreError::from(error);
-                    if !error.is_transient() || self.release.is_cancelled() {
-                        return Err(error);
-                    }
-                    tracing::warn!(%error, task_instance_id = end.task_instance_id,
-                        retry_in = ?delay, "cannot store the try's end; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
     }
 }
 

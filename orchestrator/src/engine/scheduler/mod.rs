@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use updraft_operators::Registry;
 
 use super::advance::advance_dag;
-use super::executor::{Executor, ExecutorConfig};
+use super::executor::{Executor, ExecutorConfig, register};
 use crate::metrics;
 use crate::store::{DagCache, StoreError, channels, task_instances};
 
@@ -33,7 +33,7 @@ pub struct SchedulerConfig {
     pub parallelism: usize,
     /// The safety-net sweep period.
     pub poll_interval: Duration,
-    /// A running try whose heartbeat is older than this is handed to retry.
+    /// The tries of a process whose heartbeat is older than this are handed to retry.
     pub reaper_threshold: Duration,
     pub grace_period: Duration,
     /// Whether this process runs tasks (false: schedule only).
@@ -94,9 +94,11 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
+    /// A scheduler on `pool`'s database; its statements go through a pool of their own
+    /// (`store::engine_pool`).
     pub fn new(pool: PgPool, registry: Arc<Registry>, config: SchedulerConfig) -> Scheduler {
         Scheduler {
-            pool,
+            pool: crate::store::engine_pool(&pool),
             cache: Arc::new(DagCache::new()),
             registry,
             config,
@@ -114,6 +116,17 @@ impl Scheduler {
 
     /// Runs until `cancel`; database outages are retried with backoff, never fatal.
     pub async fn run(self, cancel: CancellationToken) -> Result<(), SchedulerError> {
+        // Known before the first claim: another process's reaper takes the tries of processes
+        // it does not know.
+        let mut backoff = Duration::from_millis(200);
+        while let Err(error) = register(&self.pool, &self.config.owner).await {
+            tracing::warn!(%error, retry_in = ?backoff, "cannot register this process");
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
         let wake_executor = Arc::new(Notify::new());
         let executor_cancel = cancel.child_token();
         let executor = self.config.execute.then(|| {
@@ -139,9 +152,6 @@ impl Scheduler {
             Arc::clone(&wake_executor),
             cancel.clone(),
         ));
-        sweep::register_process(&self.pool, &self.config.owner)
-            .await
-            .ok();
         let mut backoff = Duration::from_millis(200);
         let mut next_sweep = tokio::time::Instant::now();
         loop {

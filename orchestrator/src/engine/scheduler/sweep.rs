@@ -57,9 +57,9 @@ pub async fn promote_due_retries(pool: &PgPool) -> Result<usize, StoreError> {
     Ok(count)
 }
 
-/// Tries whose heartbeat is older than `threshold` belong to a dead process: they go to
-/// `up_for_retry` (due now: the failure was not the task's) or `failed` without retries left;
-/// a failed one's run is decided again.
+/// Tries of processes whose heartbeat is older than `threshold` belong to dead processes: they
+/// go to `up_for_retry` (due now: the failure was not the task's) or `failed` without retries
+/// left; a failed one's run is decided again.
 pub async fn reap_stale(
     pool: &PgPool,
     cache: &DagCache,
@@ -95,19 +95,13 @@ pub(super) async fn next_deadline(pool: &PgPool, max: Duration) -> Result<Durati
     })
 }
 
-pub(super) async fn register_process(pool: &PgPool, owner: &str) -> Result<(), sqlx::Error> {
-    let host = owner.split(':').next().unwrap_or("localhost");
-    let pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
-    processes::register(pool, owner, host, pid).await
-}
-
 /// Refreshes this process's row and forgets processes silent for ten reaper thresholds.
 async fn heartbeat_process(
     pool: &PgPool,
     owner: &str,
     threshold: Duration,
 ) -> Result<(), sqlx::Error> {
-    register_process(pool, owner).await?;
+    crate::engine::executor::register(pool, owner).await?;
     processes::forget_silent(pool, threshold * 10).await
 }
 

@@ -171,16 +171,14 @@ pub async fn queue_waiting(pool: &PgPool, dag_id: &str, bounded: bool) -> Result
     Ok(queued)
 }
 
-/// Whether the DAG has task instances waiting for a `max_active_tasks` slot.
-pub async fn has_waiting(pool: &PgPool, dag_id: &str) -> Result<bool, sqlx::Error> {
-    let waiting = sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM task_instance WHERE dag_id = $1 AND state = 'scheduled')
-               AS "waiting!""#,
-        dag_id
+/// Those of `dag_ids` with task instances waiting for a `max_active_tasks` slot.
+pub async fn waiting_among(pool: &PgPool, dag_ids: &[String]) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT DISTINCT dag_id FROM task_instance WHERE state = 'scheduled' AND dag_id = ANY($1)",
+        dag_ids
     )
-    .fetch_one(pool)
-    .await?;
-    Ok(waiting)
+    .fetch_all(pool)
+    .await
 }
 
 /// DAGs with task instances waiting for a slot.

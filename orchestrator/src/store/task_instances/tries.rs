@@ -1,5 +1,7 @@
-//! Tries: claims, heartbeats, the end of a try, releases, the reaper, due retries.
+//! Tries: claims, the ends of tries, the tries a process owns, releases, the reaper, due
+//! retries.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -60,116 +62,183 @@ pub async fn claim(pool: &PgPool, owner: &str, limit: i64) -> Result<Vec<Claimed
 
 /// The end of a try.
 #[derive(Debug, Clone)]
-pub struct TryEnd<'a> {
+pub struct TryEnd {
     pub task_instance_id: i64,
-    pub owner: &'a str,
     /// `success`, `failed` or `up_for_retry`.
     pub state: TaskState,
     /// The config the operator received (templates rendered).
-    pub rendered_config: Option<&'a Value>,
+    pub rendered_config: Option<Value>,
     pub next_retry_at: Option<DateTime<Utc>>,
     /// The operator's output, stored as the `return_value` XCom.
-    pub output: Option<&'a Value>,
+    pub output: Option<Value>,
     /// The tasks of the run whose states the caller needs back.
-    pub read_back: &'a [String],
+    pub read_back: Vec<String>,
 }
 
 /// What the end of a try found, read in the same statement.
 #[derive(Debug, Clone)]
 pub struct TryEnded {
+    pub task_instance_id: i64,
     pub dag_run_id: i64,
+    pub dag_id: String,
     /// The run as this statement's snapshot saw it.
     pub run_state: RunState,
     pub clear_number: i32,
     pub unfinished_seen: i32,
-    /// The run's unfinished count after this end, read under the run row's lock: every end
-    /// committed before this one is counted. `None` when the end finished nothing, or the run
-    /// stopped running meanwhile.
+    /// The run's unfinished count after this statement's ends, read under the run row's lock:
+    /// every end committed before them is counted. `None` when they finished nothing, or the
+    /// run stopped running meanwhile.
     pub unfinished_now: Option<i32>,
+    /// How many tries of this run the statement finished.
+    pub ended_in_run: i32,
+    /// This end left the run without unfinished tasks (one end per run says so): its caller
+    /// ends the run.
+    pub closes_run: bool,
     pub max_active_tasks: i32,
     pub max_active_runs: i32,
-    /// The `read_back` tasks as the snapshot saw them (the ended task still `running`).
+    /// The `read_back` tasks as the snapshot saw them (tries ended by the statement still
+    /// `running`).
     pub rows: Vec<TaskStateRow>,
 }
 
 impl TryEnded {
-    /// Whether an end of another task of the run committed after this statement's snapshot:
-    /// then `rows` may be stale.
+    /// Whether an end of another try of the run, not made by this statement, committed after
+    /// its snapshot: then `rows` may be stale.
     pub fn missed_an_end(&self) -> bool {
         self.unfinished_now
-            .is_some_and(|now| now + 1 != self.unfinished_seen)
+            .is_some_and(|now| now + self.ended_in_run != self.unfinished_seen)
     }
 }
 
-/// Stores a try's end if the row is still `owner`'s, its output as XCom, and (when the try
-/// finished the task) lowers the run's unfinished count. `None`: the row is no longer ours.
-pub async fn end_try(pool: &PgPool, end: &TryEnd<'_>) -> Result<Option<TryEnded>, sqlx::Error> {
-    let finishes = end.state.is_finished();
+/// Stores the ends of tries, each only if its row is still `owner`'s, their outputs as XCom,
+/// and lowers each run's unfinished count by the tries that finished a task. One statement for
+/// many ends: the ends of one run's tries then cost the run row one update. Returns one entry
+/// per end, in order; `None`: the row is no longer ours.
+pub async fn end_tries(
+    pool: &PgPool,
+    owner: &str,
+    ends: &[TryEnd],
+) -> Result<Vec<Option<TryEnded>>, sqlx::Error> {
+    let ids: Vec<i64> = ends.iter().map(|end| end.task_instance_id).collect();
+    let states: Vec<TaskState> = ends.iter().map(|end| end.state).collect();
+    let rendered: Vec<Option<Value>> = ends.iter().map(|e| e.rendered_config.clone()).collect();
+    let retries: Vec<Option<DateTime<Utc>>> = ends.iter().map(|end| end.next_retry_at).collect();
+    let outputs: Vec<Option<Value>> = ends.iter().map(|end| end.output.clone()).collect();
+    let finishes: Vec<bool> = ends.iter().map(|end| end.state.is_finished()).collect();
+    let (read_ids, read_tasks): (Vec<i64>, Vec<String>) = ends
+        .iter()
+        .flat_map(|end| {
+            end.read_back
+                .iter()
+                .map(|task_id| (end.task_instance_id, task_id.clone()))
+        })
+        .unzip();
     let rows = sqlx::query!(
-        r#"WITH ended AS (
-               UPDATE task_instance t SET state = $3, end_date = now(),
-                      duration = extract(epoch FROM now() - t.start_date), rendered_config = $4,
-                      next_retry_at = $5, updated_at = now()
-                WHERE t.id = $1 AND t.owner = $2 AND t.state = 'running'
-            RETURNING t.id, t.dag_run_id, t.dag_id),
+        r#"WITH input AS (
+               SELECT * FROM unnest($2::bigint[], $3::text[], $4::jsonb[], $5::timestamptz[],
+                                    $6::jsonb[], $7::bool[])
+                   AS i(id, state, rendered, next_retry_at, output, finishes)),
+           ended AS (
+               UPDATE task_instance t SET state = i.state, end_date = now(),
+                      duration = extract(epoch FROM now() - t.start_date),
+                      rendered_config = i.rendered, next_retry_at = i.next_retry_at,
+                      updated_at = now()
+                 FROM input i
+                WHERE t.id = ANY ($2) AND t.id = i.id AND t.owner = $1 AND t.state = 'running'
+            RETURNING t.id, t.dag_run_id, t.dag_id, i.finishes, i.output),
            output AS (
                INSERT INTO xcom (task_instance_id, key, value)
-               SELECT id, 'return_value', $6 FROM ended WHERE $6::jsonb IS NOT NULL
+               SELECT id, 'return_value', output FROM ended WHERE output IS NOT NULL
                ON CONFLICT (task_instance_id, key) DO UPDATE SET value = EXCLUDED.value),
+           finished AS (
+               SELECT dag_run_id, (count(*) FILTER (WHERE finishes))::int AS n
+                 FROM ended GROUP BY dag_run_id),
+           locked AS (
+               -- Runs by key, locked in key order: batches of two processes never wait for
+               -- each other in a cycle, and no plan scans every open run.
+               SELECT r.id FROM dag_run r
+                WHERE r.id = ANY (ARRAY(SELECT dag_run_id FROM finished WHERE n > 0))
+                ORDER BY r.id FOR NO KEY UPDATE),
            counted AS (
-               -- The run by its key alone (its state is read from the row locked), so no plan
-               -- can scan every open run to find it.
                UPDATE dag_run r
                   SET unfinished_tasks = r.unfinished_tasks
-                                         - CASE WHEN r.state = 'running' THEN 1 ELSE 0 END
-                WHERE r.id = (SELECT dag_run_id FROM ended) AND $7
-            RETURNING CASE WHEN r.state = 'running' THEN r.unfinished_tasks END AS unfinished)
-           SELECT e.dag_run_id AS "dag_run_id!", r.state AS "run_state!: RunState",
+                                         - CASE WHEN r.state = 'running' THEN f.n ELSE 0 END
+                 FROM locked l, finished f
+                WHERE r.id = l.id AND f.dag_run_id = l.id
+            RETURNING r.id, CASE WHEN r.state = 'running' THEN r.unfinished_tasks END AS unfinished)
+           SELECT e.id AS "id!", e.dag_run_id AS "dag_run_id!", e.dag_id AS "dag_id!",
+                  r.state AS "run_state!: RunState",
                   r.clear_number AS "clear_number!", r.unfinished_tasks AS "unfinished_seen!",
-                  c.unfinished AS "unfinished_now?",
+                  c.unfinished AS "unfinished_now?", f.n AS "ended_in_run!",
                   d.max_active_tasks AS "max_active_tasks!", d.max_active_runs AS "max_active_runs!",
                   t.id AS "ti_id?", t.task_id AS "ti_task_id?", t.state AS "ti_state?: TaskState"
-             FROM ended e JOIN dag_run r ON r.id = e.dag_run_id JOIN dag d ON d.dag_id = e.dag_id
-             LEFT JOIN counted c ON TRUE
-             LEFT JOIN task_instance t ON t.dag_run_id = e.dag_run_id AND t.task_id = ANY($8)"#,
-        end.task_instance_id,
-        end.owner,
-        end.state as _,
-        end.rendered_config,
-        end.next_retry_at,
-        end.output,
-        finishes,
-        end.read_back,
+             FROM ended e
+             JOIN dag_run r ON r.id = e.dag_run_id
+             JOIN dag d ON d.dag_id = e.dag_id
+             JOIN finished f ON f.dag_run_id = e.dag_run_id
+             LEFT JOIN counted c ON c.id = e.dag_run_id
+             LEFT JOIN unnest($8::bigint[], $9::text[]) AS rb(ended_id, task_id)
+                    ON rb.ended_id = e.id
+             LEFT JOIN task_instance t ON t.dag_run_id = e.dag_run_id AND t.task_id = rb.task_id"#,
+        owner,
+        &ids,
+        &states as _,
+        &rendered as _,
+        &retries as _,
+        &outputs as _,
+        &finishes,
+        &read_ids,
+        &read_tasks,
     )
     .fetch_all(pool)
     .await?;
-    let Some(first) = rows.first() else {
-        return Ok(None);
-    };
-    let mut ended = TryEnded {
-        dag_run_id: first.dag_run_id,
-        run_state: first.run_state,
-        clear_number: first.clear_number,
-        unfinished_seen: first.unfinished_seen,
-        unfinished_now: first.unfinished_now,
-        max_active_tasks: first.max_active_tasks,
-        max_active_runs: first.max_active_runs,
-        rows: Vec::with_capacity(rows.len()),
-    };
+    let mut by_id: HashMap<i64, TryEnded> = HashMap::new();
     for row in rows {
+        let ended = by_id.entry(row.id).or_insert_with(|| TryEnded {
+            task_instance_id: row.id,
+            dag_run_id: row.dag_run_id,
+            dag_id: row.dag_id.clone(),
+            run_state: row.run_state,
+            clear_number: row.clear_number,
+            unfinished_seen: row.unfinished_seen,
+            unfinished_now: row.unfinished_now,
+            ended_in_run: row.ended_in_run,
+            closes_run: false,
+            max_active_tasks: row.max_active_tasks,
+            max_active_runs: row.max_active_runs,
+            rows: Vec::new(),
+        });
         if let (Some(id), Some(task_id), Some(state)) = (row.ti_id, row.ti_task_id, row.ti_state) {
             ended.rows.push(TaskStateRow { id, task_id, state });
         }
     }
-    Ok(Some(ended))
+    // Of the ends that emptied a run, the last one (by id) closes it.
+    let mut closers: HashMap<i64, i64> = HashMap::new();
+    for (end, ended) in ends
+        .iter()
+        .filter_map(|end| Some((end, by_id.get(&end.task_instance_id)?)))
+    {
+        if end.state.is_finished() && ended.unfinished_now == Some(0) {
+            let closer = closers
+                .entry(ended.dag_run_id)
+                .or_insert(ended.task_instance_id);
+            *closer = (*closer).max(ended.task_instance_id);
+        }
+    }
+    for closer in closers.values() {
+        if let Some(ended) = by_id.get_mut(closer) {
+            ended.closes_run = true;
+        }
+    }
+    Ok(ids.iter().map(|id| by_id.remove(id)).collect())
 }
 
-/// Refreshes the heartbeat of every try `owner` runs; returns their ids (a try missing from
-/// the list is no longer ours: cleared, marked or reaped).
-pub async fn heartbeat(pool: &PgPool, owner: &str) -> Result<Vec<i64>, sqlx::Error> {
+/// The tries `owner` runs, as the store has them (a try missing from the list is no longer
+/// ours: cleared, marked or reaped).
+pub async fn owned(pool: &PgPool, owner: &str) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar!(
-        "UPDATE task_instance SET heartbeat_at = now()
-          WHERE owner = $1 AND state = 'running' AND heartbeat_at IS NOT NULL RETURNING id",
+        "SELECT id FROM task_instance
+          WHERE owner = $1 AND state = 'running' AND heartbeat_at IS NOT NULL",
         owner
     )
     .fetch_all(pool)
@@ -201,9 +270,10 @@ pub struct Reaped {
     pub owner: Option<String>,
 }
 
-/// Tries whose heartbeat is older than `threshold` belong to a dead process: they go to
-/// `up_for_retry` (due now: the failure was not the task's) or to `failed` without retries
-/// left, with a log line saying so. A failed one lowers its run's unfinished count.
+/// Tries of a process whose heartbeat is older than `threshold` (or that is gone from
+/// `scheduler_process`) belong to a dead process: they go to `up_for_retry` (due now: the
+/// failure was not the task's) or to `failed` without retries left, with a log line saying
+/// so. A failed one lowers its run's unfinished count.
 pub async fn reap_stale(pool: &PgPool, threshold: Duration) -> Result<Vec<Reaped>, sqlx::Error> {
     sqlx::query_as!(
         Reaped,
@@ -212,7 +282,11 @@ pub async fn reap_stale(pool: &PgPool, threshold: Duration) -> Result<Vec<Reaped
                       state = CASE WHEN try_number <= max_tries THEN 'up_for_retry' ELSE 'failed' END,
                       next_retry_at = now(), end_date = now(),
                       duration = extract(epoch FROM now() - start_date), updated_at = now()
-                WHERE state = 'running' AND heartbeat_at < now() - make_interval(secs => $1)
+                WHERE state = 'running' AND heartbeat_at IS NOT NULL
+                  AND NOT EXISTS (
+                      SELECT 1 FROM scheduler_process p
+                       WHERE p.id = task_instance.owner
+                         AND p.heartbeat_at >= now() - make_interval(secs => $1))
             RETURNING id, dag_run_id, dag_id, state, owner, try_number),
            logged AS (
                INSERT INTO task_log (task_instance_id, try_number, line)

@@ -1,0 +1,218 @@
+//! The ends of tries, stored in batches: tries that end while a batch is being written wait
+//! for the next one, so under load one statement stores many ends (and one run row update
+//! counts all of a run's), while a lone end is written at once.
+//!
+//! A try's end frees a `max_active_tasks` slot. In a DAG where that limit may bind, tasks may
+//! wait for the slot: after each batch, one statement asks which of its DAGs have waiting
+//! tasks (read after the batch's commit, so a queuer that counted a freed slot as taken has
+//! left its tasks visible), and the schedulers are woken to queue them.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::dag::TaskState;
+use crate::engine::advance::limit_may_bind;
+use crate::store::task_instances::{self, TaskStateRow, TryEnd, TryEnded};
+use crate::store::{StoreError, channels, notify};
+
+const MAX_BATCH: usize = 256;
+
+struct Request {
+    end: TryEnd,
+    task_id: String,
+    /// The DAG's task count (whether its max_active_tasks may bind).
+    dag_tasks: usize,
+    reply: oneshot::Sender<Result<Option<TryEnded>, StoreError>>,
+}
+
+/// Hands ends to the writer task of this process.
+#[derive(Clone)]
+pub struct Ender {
+    sender: mpsc::UnboundedSender<Request>,
+}
+
+impl Ender {
+    /// Starts the writer; it ends when every `Ender` is dropped. `release` (the executor's
+    /// shutdown after its grace period) stops retries through a database outage.
+    pub fn start(pool: PgPool, owner: String, release: CancellationToken) -> Ender {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(pool, owner, release, receiver));
+        Ender { sender }
+    }
+
+    /// Stores the end of the try of `task_id` (of a DAG of `dag_tasks` tasks); `None` when its
+    /// row is no longer ours. Other tries of the same run ended by the same statement appear
+    /// in the result's rows with their new states.
+    pub async fn end(
+        &self,
+        end: TryEnd,
+        task_id: &str,
+        dag_tasks: usize,
+    ) -> Result<Option<TryEnded>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            end,
+            task_id: task_id.to_string(),
+            dag_tasks,
+            reply,
+        };
+        let stopped = || StoreError::Shared("the executor's end writer has stopped".into());
+        if self.sender.send(request).is_err() {
+            return Err(stopped());
+        }
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+async fn write_loop(
+    pool: PgPool,
+    owner: String,
+    release: CancellationToken,
+    mut receiver: mpsc::UnboundedReceiver<Request>,
+) {
+    while let Some(first) = receiver.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let ends: Vec<TryEnd> = batch.iter().map(|request| request.end.clone()).collect();
+        let stored = store_batch(&pool, &owner, &ends, &release).await;
+        let ended: Vec<Option<TryEnded>> = stored
+            .iter()
+            .map(|result| result.as_ref().ok().cloned().flatten())
+            .collect();
+        let freed = freed_slots(&batch, &ended);
+        let ended = with_siblings(&batch, ended);
+        for ((request, result), ended) in batch.into_iter().zip(stored).zip(ended) {
+            let _ = request.reply.send(result.map(|_| ended));
+        }
+        if let Err(error) = wake_for_waiting(&pool, &freed).await {
+            // The sweep queues waiting tasks when the schedulers are not woken.
+            tracing::warn!(%error, "cannot check for tasks waiting for a slot");
+        }
+    }
+}
+
+/// Stores a batch; when it fails for good, each end alone, so one end the database refuses
+/// (an output it cannot store, say) fails only its own try.
+async fn store_batch(
+    pool: &PgPool,
+    owner: &str,
+    ends: &[TryEnd],
+    release: &CancellationToken,
+) -> Vec<Result<Option<TryEnded>, StoreError>> {
+    let error = match store_with_retries(pool, owner, ends, release).await {
+        Ok(results) => return results.into_iter().map(Ok).collect(),
+        Err(error) => error,
+    };
+    if ends.len() == 1 || release.is_cancelled() {
+        let message = error.to_string();
+        return ends
+            .iter()
+            .map(|_| Err(StoreError::Shared(message.clone())))
+            .collect();
+    }
+    tracing::warn!(%error, tries = ends.len(), "storing the ends one by one");
+    let mut results = Vec::with_capacity(ends.len());
+    for end in ends {
+        let one = store_with_retries(pool, owner, std::slice::from_ref(end), release).await;
+        results.push(one.map(|mut one| one.pop().flatten()));
+    }
+    results
+}
+
+/// Retried through a database outage (the row guard makes a repeat harmless): failing here
+/// would leave rows running, owned by a live process, forever.
+async fn store_with_retries(
+    pool: &PgPool,
+    owner: &str,
+    ends: &[TryEnd],
+    release: &CancellationToken,
+) -> Result<Vec<Option<TryEnded>>, StoreError> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match task_instances::end_tries(pool, owner, ends).await {
+            Ok(results) => return Ok(results),
+            Err(error) => {
+                let error = StoreError::from(error);
+                if !error.is_transient() || release.is_cancelled() {
+                    tracing::error!(%error, tries = ends.len(), "cannot store the ends of tries");
+                    return Err(error);
+                }
+                tracing::warn!(%error, tries = ends.len(), retry_in = ?delay,
+                    "cannot store the ends of tries; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// The DAGs of the batch whose `max_active_tasks` may bind: their ended tries freed slots.
+fn freed_slots(batch: &[Request], results: &[Option<TryEnded>]) -> Vec<String> {
+    let mut dags: Vec<String> = batch
+        .iter()
+        .zip(results)
+        .filter_map(|(request, result)| {
+            let ended = result.as_ref()?;
+            limit_may_bind(
+                ended.max_active_tasks,
+                ended.max_active_runs,
+                request.dag_tasks,
+            )
+            .then(|| ended.dag_id.clone())
+        })
+        .collect();
+    dags.sort_unstable();
+    dags.dedup();
+    dags
+}
+
+/// Wakes the schedulers for the DAGs among `dags` with tasks waiting for a slot.
+async fn wake_for_waiting(pool: &PgPool, dags: &[String]) -> Result<(), StoreError> {
+    if dags.is_empty() {
+        return Ok(());
+    }
+    for dag_id in task_instances::waiting_among(pool, dags).await? {
+        notify(pool, channels::SLOTS, &dag_id).await?;
+    }
+    Ok(())
+}
+
+/// Each result's view of its run also holds the other tries of that run this batch ended: the
+/// statement's snapshot shows them still running.
+fn with_siblings(batch: &[Request], mut results: Vec<Option<TryEnded>>) -> Vec<Option<TryEnded>> {
+    let mut by_run: HashMap<i64, Vec<(i64, &str, TaskState)>> = HashMap::new();
+    for (request, result) in batch.iter().zip(&results) {
+        if let Some(ended) = result {
+            by_run.entry(ended.dag_run_id).or_default().push((
+                ended.task_instance_id,
+                request.task_id.as_str(),
+                request.end.state,
+            ));
+        }
+    }
+    for ended in results.iter_mut().flatten() {
+        let Some(siblings) = by_run.get(&ended.dag_run_id) else {
+            continue;
+        };
+        for &(id, task_id, state) in siblings {
+            match ended.rows.iter_mut().find(|row| row.id == id) {
+                Some(row) => row.state = state,
+                None => ended.rows.push(TaskStateRow {
+                    id,
+                    task_id: task_id.to_string(),
+                    state,
+                }),
+            }
+        }
+    }
+    results
+}

@@ -1,0 +1,135 @@
+//! The ends of tries stored in one statement, as the executor batches them under load: each end
+//! is guarded by its owner, each run's unfinished count drops by its own ends, and exactly one
+//! end per emptied run closes it.
+
+use std::collections::HashMap;
+
+use serde_json::json;
+use updraft_orchestrator::dag::{RunState, TaskState};
+use updraft_orchestrator::engine::advance::{decide_run_fully, start_queued_runs};
+use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
+use updraft_orchestrator::store::DagCache;
+use updraft_orchestrator::store::task_instances::{self, TryEnd};
+
+use crate::scheduler_support::env;
+
+const TWO_PARALLEL: &str = r#"
+dag_id: two_parallel
+schedule: null
+is_paused_upon_creation: false
+tasks:
+  - id: left
+    operator: empty
+  - id: right
+    operator: empty
+"#;
+
+#[tokio::test]
+async fn one_statement_ends_the_tries_of_several_runs() {
+    if !testkit::require_postgres() {
+        return;
+    }
+    let env = env("store_tries").await;
+    env.write_dag("two_parallel", TWO_PARALLEL).await;
+    let cache = DagCache::new();
+    let mut run_ids = Vec::new();
+    for _ in 0..2 {
+        let run = trigger_run(&env.pool, "two_parallel", TriggerRequest::default())
+            .await
+            .unwrap();
+        run_ids.push(run.id);
+    }
+    let started = start_queued_runs(&env.pool, &cache, "two_parallel")
+        .await
+        .unwrap();
+    assert_eq!(started.len(), 2, "both runs started");
+    for &id in &run_ids {
+        decide_run_fully(&env.pool, &cache, "two_parallel", id)
+            .await
+            .unwrap();
+    }
+    let claimed = task_instances::claim(&env.pool, "owner-a", 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4, "two tasks of two runs: {claimed:?}");
+
+    let end = |id: i64, state: TaskState| TryEnd {
+        task_instance_id: id,
+        state,
+        rendered_config: Some(json!({})),
+        next_retry_at: None,
+        output: Some(json!({"id": id})),
+        read_back: vec!["left".to_string(), "right".to_string()],
+    };
+    let ends: Vec<TryEnd> = claimed
+        .iter()
+        .map(|try_| {
+            let state = if try_.task_id == "left" {
+                TaskState::Success
+            } else {
+                TaskState::Failed
+            };
+            end(try_.id, state)
+        })
+        .collect();
+
+    // Another process's end of these rows is refused, row by row.
+    let foreign = task_instances::end_tries(&env.pool, "owner-b", &ends)
+        .await
+        .unwrap();
+    assert!(foreign.iter().all(Option::is_none), "{foreign:?}");
+
+    let ended = task_instances::end_tries(&env.pool, "owner-a", &ends)
+        .await
+        .unwrap();
+    assert_eq!(ended.len(), 4, "one answer per end, in order");
+    let mut closers: HashMap<i64, Vec<i64>> = HashMap::new();
+    for (end, ended) in ends.iter().zip(&ended) {
+        let ended = ended.as_ref().expect("the row was owner-a's");
+        assert_eq!(ended.task_instance_id, end.task_instance_id);
+        assert!(run_ids.contains(&ended.dag_run_id));
+        assert_eq!(ended.dag_id, "two_parallel");
+        assert_eq!(ended.run_state, RunState::Running);
+        assert_eq!(ended.ended_in_run, 2, "each run's two tries ended here");
+        assert_eq!(ended.unfinished_seen, 2);
+        assert_eq!(ended.unfinished_now, Some(0));
+        assert!(!ended.missed_an_end(), "no end outside the statement");
+        let read: Vec<&str> = ended.rows.iter().map(|row| row.task_id.as_str()).collect();
+        assert_eq!(read.len(), 2, "both tasks read back: {read:?}");
+        if ended.closes_run {
+            closers
+                .entry(ended.dag_run_id)
+                .or_default()
+                .push(ended.task_instance_id);
+        }
+    }
+    for &run in &run_ids {
+        let of_run: Vec<i64> = claimed
+            .iter()
+            .filter(|try_| try_.dag_run_id == run)
+            .map(|try_| try_.id)
+            .collect();
+        let last = of_run.iter().max().copied();
+        assert_eq!(
+            closers.get(&run).map(Vec::as_slice),
+            last.as_ref().map(std::slice::from_ref),
+            "exactly one end closes run {run}: its last try's"
+        );
+    }
+
+    let rows = task_instances::of_runs(&env.pool, &run_ids).await.unwrap();
+    for row in &rows {
+        let expected = if row.task_id == "left" {
+            TaskState::Success
+        } else {
+            TaskState::Failed
+        };
+        assert_eq!(row.state, expected, "{row:?}");
+    }
+
+    // A repeat (a retried statement whose first attempt committed) changes nothing.
+    let again = task_instances::end_tries(&env.pool, "owner-a", &ends)
+        .await
+        .unwrap();
+    assert!(again.iter().all(Option::is_none), "{again:?}");
+}
