@@ -70,6 +70,22 @@ impl Dag {
             .collect()
     }
 
+    /// Airflow's default priority weights (`weight_rule: downstream`), in `tasks` order: one
+    /// for the task plus one for every task downstream of it, however far. Executors claim
+    /// heavier tasks first, so a run's next steps do not wait behind other runs' leaves.
+    pub fn priority_weights(&self) -> Vec<i32> {
+        let mut weights = vec![1; self.tasks.len()];
+        for start in self.graph.node_indices() {
+            let mut reachable = petgraph::visit::Dfs::new(&self.graph, start);
+            let mut count = 0i32;
+            while reachable.next(&self.graph).is_some() {
+                count = count.saturating_add(1);
+            }
+            weights[self.graph[start]] = count;
+        }
+        weights
+    }
+
     /// Task ids in an order where every task follows its upstream tasks.
     pub fn topological_order(&self) -> Vec<&str> {
         petgraph::algo::toposort(&self.graph, None)

@@ -123,10 +123,13 @@ pub async fn create_for_run(
         .iter()
         .map(|t| i32::try_from(t.retry.retries).unwrap_or(i32::MAX))
         .collect();
+    let weights = dag.priority_weights();
     let result = sqlx::query!(
-        "INSERT INTO task_instance (dag_run_id, dag_id, run_id, task_id, operator, max_tries)
-         SELECT $1, $2, $3, t.task_id, t.operator, t.max_tries
-           FROM unnest($4::text[], $5::text[], $6::int[]) AS t(task_id, operator, max_tries)
+        "INSERT INTO task_instance (dag_run_id, dag_id, run_id, task_id, operator, max_tries,
+                                    priority_weight)
+         SELECT $1, $2, $3, t.task_id, t.operator, t.max_tries, t.weight
+           FROM unnest($4::text[], $5::text[], $6::int[], $7::int[])
+                AS t(task_id, operator, max_tries, weight)
          ON CONFLICT (dag_run_id, task_id) DO NOTHING",
         dag_run_id,
         dag.dag_id,
@@ -134,6 +137,7 @@ pub async fn create_for_run(
         &task_ids,
         &operators,
         &max_tries,
+        &weights,
     )
     .execute(conn)
     .await?;

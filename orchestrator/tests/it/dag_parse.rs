@@ -385,3 +385,43 @@ fn one_bad_file_does_not_stop_the_others() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn priority_weights_count_every_task_downstream() {
+    let yaml = r#"
+dag_id: weights
+schedule: null
+tasks:
+  - id: start
+    operator: empty
+  - id: left
+    operator: empty
+    upstream: [start]
+  - id: right
+    operator: empty
+    upstream: [start]
+  - id: join
+    operator: empty
+    upstream: [left, right]
+  - id: alone
+    operator: empty
+"#;
+    let dag = parse_dag("weights.yaml", yaml, &updraft_operators::builtin_registry()).unwrap();
+    let weights: Vec<(&str, i32)> = dag
+        .tasks
+        .iter()
+        .map(|task| task.task_id.as_str())
+        .zip(dag.priority_weights())
+        .collect();
+    // Airflow's `downstream` rule: the task itself plus each task below it, counted once.
+    assert_eq!(
+        weights,
+        [
+            ("start", 4),
+            ("left", 2),
+            ("right", 2),
+            ("join", 1),
+            ("alone", 1)
+        ]
+    );
+}

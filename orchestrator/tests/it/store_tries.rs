@@ -1,4 +1,5 @@
-//! The ends of tries stored in one statement, as the executor batches them under load: each end
+//! Tries in the store: claims take heavier tasks first (Airflow's priority weight), and the
+//! ends of tries are stored in one statement, as the executor batches them under load: each end
 //! is guarded by its owner, each run's unfinished count drops by its own ends, and exactly one
 //! end per emptied run closes it.
 
@@ -132,4 +133,47 @@ async fn one_statement_ends_the_tries_of_several_runs() {
         .await
         .unwrap();
     assert!(again.iter().all(Option::is_none), "{again:?}");
+}
+
+const WEIGHTED: &str = r#"
+dag_id: weighted
+schedule: null
+is_paused_upon_creation: false
+tasks:
+  - id: leaf
+    operator: empty
+  - id: head
+    operator: empty
+  - id: tail
+    operator: empty
+    upstream: [head]
+"#;
+
+#[tokio::test]
+async fn claims_take_the_heavier_task_first() {
+    if !testkit::require_postgres() {
+        return;
+    }
+    let env = env("store_weights").await;
+    env.write_dag("weighted", WEIGHTED).await;
+    let cache = DagCache::new();
+    let run = trigger_run(&env.pool, "weighted", TriggerRequest::default())
+        .await
+        .unwrap();
+    start_queued_runs(&env.pool, &cache, "weighted")
+        .await
+        .unwrap();
+    decide_run_fully(&env.pool, &cache, "weighted", run.id)
+        .await
+        .unwrap();
+
+    // `leaf` was created first, but `head` has a task below it (Airflow's `downstream` weight).
+    let first = task_instances::claim(&env.pool, "owner-a", 1).await.unwrap();
+    let second = task_instances::claim(&env.pool, "owner-a", 1).await.unwrap();
+    let claimed: Vec<&str> = first
+        .iter()
+        .chain(&second)
+        .map(|try_| try_.task_id.as_str())
+        .collect();
+    assert_eq!(claimed, ["head", "leaf"]);
 }

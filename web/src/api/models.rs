@@ -259,7 +259,7 @@ impl From<TaskInstanceView> for TaskInstanceJson {
             pool: "default_pool".into(),
             pool_slots: 1,
             queue: Some("default".into()),
-            priority_weight: Some(1),
+            priority_weight: Some(row.priority_weight),
             operator: Some(row.operator),
             queued_when: row.queued_at.map(|date| date.to_rfc3339()),
             pid,

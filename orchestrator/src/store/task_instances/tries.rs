@@ -28,8 +28,9 @@ pub struct ClaimedTry {
     pub dag_version_id: i64,
 }
 
-/// Claims up to `limit` queued task instances for `owner`, oldest run first (a running run's
-/// next task does not wait behind a newer run's wide fan-out). One statement; the pick is a
+/// Claims up to `limit` queued task instances for `owner`: by priority weight (Airflow's: a
+/// task with more below it first), then oldest run first (a running run's next task does not
+/// wait behind a newer run's wide fan-out). One statement; the pick is a
 /// materialised CTE so it runs exactly once (an `IN (subquery LIMIT n)` may be evaluated again
 /// by the planner and claim more than `n` rows).
 pub async fn claim(pool: &PgPool, owner: &str, limit: i64) -> Result<Vec<ClaimedTry>, sqlx::Error> {
@@ -38,7 +39,8 @@ pub async fn claim(pool: &PgPool, owner: &str, limit: i64) -> Result<Vec<Claimed
         // Rows and runs by their keys (an array, a lateral lookup): a generic plan for an
         // unknown LIMIT may otherwise join by scanning every task instance.
         r#"WITH picked AS MATERIALIZED (
-               SELECT id FROM task_instance WHERE state = 'queued' ORDER BY dag_run_id, id
+               SELECT id FROM task_instance WHERE state = 'queued'
+                ORDER BY priority_weight DESC, dag_run_id, id
                 LIMIT $2 FOR UPDATE SKIP LOCKED),
            claimed AS (
                UPDATE task_instance t SET state = 'running', owner = $1, heartbeat_at = now(),

@@ -27,6 +27,7 @@ pub struct TaskInstanceView {
     pub operator: String,
     pub queued_at: Option<DateTime<Utc>>,
     pub rendered_config: Option<Value>,
+    pub priority_weight: i32,
 }
 
 /// One task instance of a run, by the run's ids.
@@ -40,7 +41,8 @@ pub async fn get_view(
         TaskInstanceView,
         r#"SELECT ti.id, ti.task_id, ti.dag_id, ti.run_id, r.logical_date, ti.start_date,
                   ti.end_date, ti.duration, ti.state AS "state: TaskState", ti.try_number,
-                  ti.max_tries, ti.owner, ti.operator, ti.queued_at, ti.rendered_config
+                  ti.max_tries, ti.owner, ti.operator, ti.queued_at, ti.rendered_config,
+                  ti.priority_weight
              FROM task_instance ti JOIN dag_run r ON r.id = ti.dag_run_id
             WHERE r.dag_id = $1 AND r.run_id = $2 AND ti.task_id = $3"#,
         dag_id,
@@ -61,7 +63,8 @@ pub async fn views_of_run(
         TaskInstanceView,
         r#"SELECT ti.id, ti.task_id, ti.dag_id, ti.run_id, r.logical_date, ti.start_date,
                   ti.end_date, ti.duration, ti.state AS "state: TaskState", ti.try_number,
-                  ti.max_tries, ti.owner, ti.operator, ti.queued_at, ti.rendered_config
+                  ti.max_tries, ti.owner, ti.operator, ti.queued_at, ti.rendered_config,
+                  ti.priority_weight
              FROM dag_run r JOIN task_instance ti ON ti.dag_run_id = r.id
             WHERE r.dag_id = $1 AND r.run_id = $2 ORDER BY ti.id"#,
         dag_id,
@@ -102,7 +105,8 @@ pub async fn page(
         TaskInstanceView,
         r#"SELECT ti.id, ti.task_id, ti.dag_id, ti.run_id, r.logical_date, ti.start_date,
                   ti.end_date, ti.duration, ti.state AS "state: TaskState", ti.try_number,
-                  ti.max_tries, ti.owner, ti.operator, ti.queued_at, ti.rendered_config
+                  ti.max_tries, ti.owner, ti.operator, ti.queued_at, ti.rendered_config,
+                  ti.priority_weight
              FROM task_instance ti JOIN dag_run r ON r.id = ti.dag_run_id
             WHERE ($1::text IS NULL OR ti.dag_id = $1) AND ($2::text IS NULL OR ti.run_id = $2)
               AND ($3::text[] IS NULL OR ti.state = ANY($3))
