@@ -23,9 +23,12 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
+use super::batch::Batcher;
 use super::decide::{decide_run, inputs_of_downstream};
 use crate::dag::{Dag, RunState, TaskState};
-use crate::store::task_instances::{self, Decided, Decisions, TaskStateRow, TryEnded};
+use crate::store::task_instances::{
+    self, Decided, Decisions, RunDecisions, TaskStateRow, TryEnded,
+};
 use crate::store::{DagCache, StoreError, channels, dags, notify, runs};
 
 /// Whether `max_active_tasks` can ever bind: it cannot when all the runs `max_active_runs`
@@ -73,6 +76,7 @@ pub struct EndedTry<'a> {
 pub async fn after_try(
     pool: &PgPool,
     cache: &DagCache,
+    applier: &Applier,
     end: EndedTry<'_>,
     owner: &str,
     free_slots: usize,
@@ -147,15 +151,14 @@ pub async fn after_try(
         tx.commit().await?;
         decided
     } else {
-        let apply = decisions_of(&ready, &admit(ready.len(), free_slots, None));
-        let decided = task_instances::apply_decisions(
-            pool,
-            ended.dag_run_id,
-            ended.clear_number,
-            owner,
-            &apply,
-        )
-        .await?;
+        let decisions = decisions_of(&ready, &admit(ready.len(), free_slots, None));
+        let decided = applier
+            .apply(RunDecisions {
+                dag_run_id: ended.dag_run_id,
+                clear_number: ended.clear_number,
+                decisions,
+            })
+            .await?;
         if decided.iter().any(|task| task.state == TaskState::Queued) {
             notify(pool, channels::QUEUED, &dag.dag_id).await?;
         }
@@ -168,6 +171,71 @@ pub async fn after_try(
             .collect(),
         run_ended: None,
     })
+}
+
+/// The hand-offs of one process (their decisions taken, no lock needed), applied in batches:
+/// the downstream decisions of many ended tries cost one statement.
+#[derive(Clone)]
+pub struct Applier {
+    batcher: Batcher<RunDecisions, Result<Vec<Decided>, StoreError>>,
+}
+
+impl Applier {
+    /// Starts the writer; tasks decided `running` are claimed for `owner`.
+    pub fn start(pool: PgPool, owner: String) -> Applier {
+        let batcher = Batcher::start(256, move |runs: Vec<RunDecisions>| {
+            let (pool, owner) = (pool.clone(), owner.clone());
+            async move { apply_batch(&pool, &owner, runs).await }
+        });
+        Applier { batcher }
+    }
+
+    async fn apply(&self, run: RunDecisions) -> Result<Vec<Decided>, StoreError> {
+        self.batcher.submit(run).await.unwrap_or_else(|| {
+            Err(StoreError::Shared(
+                "the executor's hand-off writer has stopped".into(),
+            ))
+        })
+    }
+}
+
+/// One statement for the batch; each task changed goes back to the first request that
+/// decided it (two ends of one run may both decide a task: it is claimed once). When the
+/// statement fails, each request alone.
+async fn apply_batch(
+    pool: &PgPool,
+    owner: &str,
+    runs: Vec<RunDecisions>,
+) -> Vec<Result<Vec<Decided>, StoreError>> {
+    let mut decided: HashMap<i64, Decided> =
+        match task_instances::apply_decisions_of_runs(pool, owner, &runs).await {
+            Ok(decided) => decided.into_iter().map(|task| (task.id, task)).collect(),
+            Err(error) if runs.len() == 1 => return vec![Err(error.into())],
+            Err(error) => {
+                tracing::warn!(%error, runs = runs.len(), "applying the hand-offs one by one");
+                let mut answers = Vec::with_capacity(runs.len());
+                for run in &runs {
+                    let one = task_instances::apply_decisions_of_runs(
+                        pool,
+                        owner,
+                        std::slice::from_ref(run),
+                    )
+                    .await;
+                    answers.push(one.map_err(StoreError::from));
+                }
+                return answers;
+            }
+        };
+    runs.iter()
+        .map(|run| {
+            Ok(run
+                .decisions
+                .ids
+                .iter()
+                .filter_map(|id| decided.remove(id))
+                .collect())
+        })
+        .collect()
 }
 
 fn decisions_of(ids: &[i64], states: &[TaskState]) -> Decisions {
@@ -298,6 +366,12 @@ pub async fn start_queued_runs(
     cache: &DagCache,
     dag_id: &str,
 ) -> Result<Vec<i64>, StoreError> {
+    // Most calls (every run's end) find nothing to start: they skip the DAG row's lock, which
+    // every start of the DAG's runs waits for. A run queued after this read is started by the
+    // NOTIFY its trigger sends after its commit.
+    if !runs::has_queued(pool, dag_id).await? {
+        return Ok(Vec::new());
+    }
     let mut tx = pool.begin().await?;
     let Some(max_active_runs) = dags::lock_for_starting(&mut tx, dag_id).await? else {
         return Ok(Vec::new());

@@ -22,6 +22,7 @@
 //! starts the executor; both call `advance`, and neither calls the other.
 
 pub mod advance;
+pub(crate) mod batch;
 pub mod clear;
 pub mod decide;
 pub mod execute;

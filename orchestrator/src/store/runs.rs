@@ -366,6 +366,17 @@ pub async fn dags_with_queued_runs(pool: &PgPool) -> Result<Vec<String>, sqlx::E
         .await
 }
 
+/// Whether the DAG has runs waiting to start (read without a lock).
+pub async fn has_queued(pool: &PgPool, dag_id: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM dag_run WHERE dag_id = $1 AND state = 'queued')
+               AS "queued!""#,
+        dag_id
+    )
+    .fetch_one(pool)
+    .await
+}
+
 /// A run the sweep looks at.
 #[derive(Debug, Clone)]
 pub struct RunRef {

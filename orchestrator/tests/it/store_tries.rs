@@ -10,7 +10,7 @@ use updraft_orchestrator::dag::{RunState, TaskState};
 use updraft_orchestrator::engine::advance::{decide_run_fully, start_queued_runs};
 use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
 use updraft_orchestrator::store::DagCache;
-use updraft_orchestrator::store::task_instances::{self, TryEnd};
+use updraft_orchestrator::store::task_instances::{self, Decisions, RunDecisions, TryEnd};
 
 use crate::scheduler_support::env;
 
@@ -168,12 +168,105 @@ async fn claims_take_the_heavier_task_first() {
         .unwrap();
 
     // `leaf` was created first, but `head` has a task below it (Airflow's `downstream` weight).
-    let first = task_instances::claim(&env.pool, "owner-a", 1).await.unwrap();
-    let second = task_instances::claim(&env.pool, "owner-a", 1).await.unwrap();
+    let first = task_instances::claim(&env.pool, "owner-a", 1)
+        .await
+        .unwrap();
+    let second = task_instances::claim(&env.pool, "owner-a", 1)
+        .await
+        .unwrap();
     let claimed: Vec<&str> = first
         .iter()
         .chain(&second)
         .map(|try_| try_.task_id.as_str())
         .collect();
     assert_eq!(claimed, ["head", "leaf"]);
+}
+
+const FORK: &str = r#"
+dag_id: fork
+schedule: null
+is_paused_upon_creation: false
+tasks:
+  - id: start
+    operator: empty
+  - id: left
+    operator: empty
+    upstream: [start]
+  - id: right
+    operator: empty
+    upstream: [start]
+"#;
+
+#[tokio::test]
+async fn batched_decisions_claim_a_task_once_and_skip_a_stale_run() {
+    if !testkit::require_postgres() {
+        return;
+    }
+    let env = env("store_apply").await;
+    env.write_dag("fork", FORK).await;
+    let cache = DagCache::new();
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let run = trigger_run(&env.pool, "fork", TriggerRequest::default())
+            .await
+            .unwrap();
+        runs.push(run.id);
+    }
+    start_queued_runs(&env.pool, &cache, "fork").await.unwrap();
+    // `left` and `right` wait for `start`, still `none`: the decisions below are their first.
+    let rows = task_instances::of_runs(&env.pool, &runs).await.unwrap();
+    let id = |run: i64, task: &str| {
+        rows.iter()
+            .find(|row| row.dag_run_id == run && row.task_id == task)
+            .map(|row| row.id)
+            .unwrap()
+    };
+    let decide = |run: i64, clear_number: i32, decided: &[(&str, TaskState)]| {
+        let mut decisions = Decisions::default();
+        for (task, state) in decided {
+            decisions.push(id(run, task), *state);
+        }
+        RunDecisions {
+            dag_run_id: run,
+            clear_number,
+            decisions,
+        }
+    };
+    let batch = [
+        // Two ends of one run both found `left` ready.
+        decide(runs[0], 0, &[("left", TaskState::Running)]),
+        decide(
+            runs[0],
+            0,
+            &[("left", TaskState::Running), ("right", TaskState::Queued)],
+        ),
+        // Decided before a clear the run has not had: applies nothing.
+        decide(runs[1], 7, &[("left", TaskState::Running)]),
+    ];
+    let decided = task_instances::apply_decisions_of_runs(&env.pool, "owner-a", &batch)
+        .await
+        .unwrap();
+    let mut changed: Vec<(i64, &str, TaskState)> = decided
+        .iter()
+        .map(|task| (task.dag_run_id, task.task_id.as_str(), task.state))
+        .collect();
+    changed.sort_by_key(|change| change.1);
+    assert_eq!(
+        changed,
+        [
+            (runs[0], "left", TaskState::Running),
+            (runs[0], "right", TaskState::Queued)
+        ]
+    );
+    let left = decided.iter().find(|task| task.task_id == "left").unwrap();
+    assert_eq!(left.try_number, 1, "claimed once");
+    let after = task_instances::of_runs(&env.pool, &[runs[1]])
+        .await
+        .unwrap();
+    assert!(
+        after
+            .iter()
+            .all(|row| row.task_id == "start" || row.state == TaskState::None),
+        "{after:?}"
+    );
 }

@@ -11,11 +11,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::dag::TaskState;
 use crate::engine::advance::limit_may_bind;
+use crate::engine::batch::Batcher;
 use crate::store::task_instances::{self, TaskStateRow, TryEnd, TryEnded};
 use crate::store::{StoreError, channels, notify};
 
@@ -26,78 +26,67 @@ struct Request {
     task_id: String,
     /// The DAG's task count (whether its max_active_tasks may bind).
     dag_tasks: usize,
-    reply: oneshot::Sender<Result<Option<TryEnded>, StoreError>>,
 }
+
+type Answer = Result<Option<TryEnded>, StoreError>;
 
 /// Hands ends to the writer task of this process.
 #[derive(Clone)]
 pub struct Ender {
-    sender: mpsc::UnboundedSender<Request>,
+    batcher: Batcher<Request, Answer>,
 }
 
 impl Ender {
     /// Starts the writer; it ends when every `Ender` is dropped. `release` (the executor's
     /// shutdown after its grace period) stops retries through a database outage.
     pub fn start(pool: PgPool, owner: String, release: CancellationToken) -> Ender {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(pool, owner, release, receiver));
-        Ender { sender }
+        let batcher = Batcher::start(MAX_BATCH, move |batch: Vec<Request>| {
+            let (pool, owner, release) = (pool.clone(), owner.clone(), release.clone());
+            async move { write(&pool, &owner, &release, batch).await }
+        });
+        Ender { batcher }
     }
 
     /// Stores the end of the try of `task_id` (of a DAG of `dag_tasks` tasks); `None` when its
     /// row is no longer ours. Other tries of the same run ended by the same statement appear
     /// in the result's rows with their new states.
-    pub async fn end(
-        &self,
-        end: TryEnd,
-        task_id: &str,
-        dag_tasks: usize,
-    ) -> Result<Option<TryEnded>, StoreError> {
-        let (reply, answer) = oneshot::channel();
+    pub async fn end(&self, end: TryEnd, task_id: &str, dag_tasks: usize) -> Answer {
         let request = Request {
             end,
             task_id: task_id.to_string(),
             dag_tasks,
-            reply,
         };
-        let stopped = || StoreError::Shared("the executor's end writer has stopped".into());
-        if self.sender.send(request).is_err() {
-            return Err(stopped());
-        }
-        answer.await.unwrap_or_else(|_| Err(stopped()))
+        self.batcher.submit(request).await.unwrap_or_else(|| {
+            Err(StoreError::Shared(
+                "the executor's end writer has stopped".into(),
+            ))
+        })
     }
 }
 
-async fn write_loop(
-    pool: PgPool,
-    owner: String,
-    release: CancellationToken,
-    mut receiver: mpsc::UnboundedReceiver<Request>,
-) {
-    while let Some(first) = receiver.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
-        let ends: Vec<TryEnd> = batch.iter().map(|request| request.end.clone()).collect();
-        let stored = store_batch(&pool, &owner, &ends, &release).await;
-        let ended: Vec<Option<TryEnded>> = stored
-            .iter()
-            .map(|result| result.as_ref().ok().cloned().flatten())
-            .collect();
-        let freed = freed_slots(&batch, &ended);
-        let ended = with_siblings(&batch, ended);
-        for ((request, result), ended) in batch.into_iter().zip(stored).zip(ended) {
-            let _ = request.reply.send(result.map(|_| ended));
-        }
-        if let Err(error) = wake_for_waiting(&pool, &freed).await {
-            // The sweep queues waiting tasks when the schedulers are not woken.
-            tracing::warn!(%error, "cannot check for tasks waiting for a slot");
-        }
+async fn write(
+    pool: &PgPool,
+    owner: &str,
+    release: &CancellationToken,
+    batch: Vec<Request>,
+) -> Vec<Answer> {
+    let ends: Vec<TryEnd> = batch.iter().map(|request| request.end.clone()).collect();
+    let stored = store_batch(pool, owner, &ends, release).await;
+    let ended: Vec<Option<TryEnded>> = stored
+        .iter()
+        .map(|result| result.as_ref().ok().cloned().flatten())
+        .collect();
+    let freed = freed_slots(&batch, &ended);
+    let ended = with_siblings(&batch, ended);
+    if let Err(error) = wake_for_waiting(pool, &freed).await {
+        // The sweep queues waiting tasks when the schedulers are not woken.
+        tracing::warn!(%error, "cannot check for tasks waiting for a slot");
     }
+    stored
+        .into_iter()
+        .zip(ended)
+        .map(|(result, ended)| result.map(|_| ended))
+        .collect()
 }
 
 /// Stores a batch; when it fails for good, each end alone, so one end the database refuses
@@ -107,7 +96,7 @@ async fn store_batch(
     owner: &str,
     ends: &[TryEnd],
     release: &CancellationToken,
-) -> Vec<Result<Option<TryEnded>, StoreError>> {
+) -> Vec<Answer> {
     let error = match store_with_retries(pool, owner, ends, release).await {
         Ok(results) => return results.into_iter().map(Ok).collect(),
         Err(error) => error,

@@ -18,6 +18,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use updraft_operators::Registry;
 
+use crate::engine::advance::Applier;
 use crate::store::DagCache;
 use crate::store::processes;
 use crate::store::task_instances::{self, ClaimedTry};
@@ -56,6 +57,7 @@ pub struct Executor {
     permits: Arc<Semaphore>,
     logs: mpsc::UnboundedSender<logs::LogMessage>,
     ender: ends::Ender,
+    applier: Applier,
     /// Each running try, by task instance id.
     running: Mutex<HashMap<i64, RunningTry>>,
     /// Heartbeats issued so far: a try registered after a heartbeat was issued may be missing
@@ -78,6 +80,7 @@ impl Executor {
         let logs = logs::start_writer(pool.clone());
         let release = CancellationToken::new();
         let ender = ends::Ender::start(pool.clone(), config.owner.clone(), release.clone());
+        let applier = Applier::start(pool.clone(), config.owner.clone());
         let permits = Arc::new(Semaphore::new(config.parallelism.max(1)));
         Arc::new(Executor {
             pool,
@@ -88,6 +91,7 @@ impl Executor {
             permits,
             logs,
             ender,
+            applier,
             running: Mutex::new(HashMap::new()),
             heartbeats: AtomicU64::new(0),
             release,

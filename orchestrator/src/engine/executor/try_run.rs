@@ -257,6 +257,7 @@ impl Executor {
         let advanced = after_try(
             &self.pool,
             &self.cache,
+            &self.applier,
             end,
             &self.config.owner,
             permits.len(),

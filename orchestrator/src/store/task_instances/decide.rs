@@ -28,10 +28,19 @@ impl Decisions {
 #[derive(Debug, Clone)]
 pub struct Decided {
     pub id: i64,
+    pub dag_run_id: i64,
     pub task_id: String,
     pub state: TaskState,
     pub try_number: i32,
     pub max_tries: i32,
+}
+
+/// One run's decisions, taken from its states at `clear_number`.
+#[derive(Debug, Clone)]
+pub struct RunDecisions {
+    pub dag_run_id: i64,
+    pub clear_number: i32,
+    pub decisions: Decisions,
 }
 
 /// Applies decisions taken from the run's states at `clear_number`, unless the run has stopped
@@ -48,15 +57,50 @@ pub async fn apply_decisions<'e, E>(
 where
     E: sqlx::PgExecutor<'e>,
 {
-    let finished: Vec<bool> = decisions.states.iter().map(|s| s.is_finished()).collect();
-    // KEY SHARE waits only for a clear or a mark (FOR UPDATE), not for other tries' ends.
+    let run = RunDecisions {
+        dag_run_id,
+        clear_number,
+        decisions: decisions.clone(),
+    };
+    apply_decisions_of_runs(executor, owner, std::slice::from_ref(&run)).await
+}
+
+/// `apply_decisions` for several runs in one statement (the executor batches hand-offs).
+pub async fn apply_decisions_of_runs<'e, E>(
+    executor: E,
+    owner: &str,
+    runs: &[RunDecisions],
+) -> Result<Vec<Decided>, sqlx::Error>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    // Rows in key order: two processes' batches never wait for each other in a cycle.
+    let mut rows: Vec<(i64, i64, i32, TaskState)> = runs
+        .iter()
+        .flat_map(|run| {
+            let decisions = &run.decisions;
+            decisions
+                .ids
+                .iter()
+                .zip(&decisions.states)
+                .map(|(&id, &state)| (id, run.dag_run_id, run.clear_number, state))
+        })
+        .collect();
+    rows.sort_by_key(|row| row.0);
+    let ids: Vec<i64> = rows.iter().map(|row| row.0).collect();
+    let run_ids: Vec<i64> = rows.iter().map(|row| row.1).collect();
+    let clear_numbers: Vec<i32> = rows.iter().map(|row| row.2).collect();
+    let states: Vec<TaskState> = rows.iter().map(|row| row.3).collect();
+    let finished: Vec<bool> = states.iter().map(|s| s.is_finished()).collect();
     sqlx::query_as!(
         Decided,
-        // The run by its key alone, locked; its state and clear number are checked on the row
-        // as locked (the latest), so no plan scans every open run to find it.
-        r#"WITH run AS (
-               SELECT r.id, r.state, r.clear_number FROM dag_run r WHERE r.id = $1
-                  FOR KEY SHARE)
+        // The runs by their keys alone, locked (KEY SHARE waits only for a clear or a mark,
+        // FOR UPDATE, not for other tries' ends) in key order; their state and clear number are
+        // checked on the rows as locked (the latest), so no plan scans every open run.
+        r#"WITH runs AS (
+               SELECT r.id, r.state, r.clear_number FROM dag_run r
+                WHERE r.id = ANY (ARRAY(SELECT DISTINCT unnest($1::bigint[])))
+                ORDER BY r.id FOR KEY SHARE)
            UPDATE task_instance t SET state = d.state, updated_at = now(), duration = NULL,
                   next_retry_at = NULL,
                   end_date = CASE WHEN d.finished THEN now() END,
@@ -66,16 +110,20 @@ where
                   heartbeat_at = CASE WHEN d.state = 'running' THEN now() ELSE t.heartbeat_at END,
                   start_date = CASE WHEN d.state = 'running' THEN now() ELSE t.start_date END,
                   try_number = t.try_number + CASE WHEN d.state = 'running' THEN 1 ELSE 0 END
-             FROM run, unnest($4::bigint[], $5::text[], $6::bool[]) AS d(id, state, finished)
+             FROM unnest($1::bigint[], $2::int[], $4::bigint[], $5::text[], $6::bool[])
+                      AS d(run_id, clear_number, id, state, finished)
+             JOIN runs ON runs.id = d.run_id
             -- `t.id = ANY`: the rows by their keys, whatever the plan makes of the join.
-            WHERE run.state = 'running' AND run.clear_number = $2
-              AND t.id = ANY ($4) AND t.id = d.id AND t.state = 'none'
-        RETURNING t.id, t.task_id, t.state AS "state: TaskState", t.try_number, t.max_tries"#,
-        dag_run_id,
-        clear_number,
+            WHERE runs.state = 'running' AND runs.clear_number = d.clear_number
+              AND t.id = ANY ($4) AND t.id = d.id AND t.dag_run_id = d.run_id
+              AND t.state = 'none'
+        RETURNING t.id, t.dag_run_id, t.task_id, t.state AS "state: TaskState", t.try_number,
+                  t.max_tries"#,
+        &run_ids,
+        &clear_numbers,
         owner,
-        &decisions.ids,
-        &decisions.states as _,
+        &ids,
+        &states as _,
         &finished,
     )
     .fetch_all(executor)
