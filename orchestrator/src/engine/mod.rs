@@ -9,10 +9,11 @@
 //!   try_run.rs   inputs (XCom, variables, params)
 //! render.rs      templates rendered once per try
 //! execute.rs     the operator, under execution_timeout
-//!   try_run.rs   end the try                                 → success | failed | up_for_retry
+//!   ends.rs      end the try (batched with other ends)       → success | failed | up_for_retry
 //! advance.rs     hand-off: decide downstream, claim them     → running, … run success | failed
 //! scheduler/     the loop that drives it: NOTIFY events, and the sweep (due runs, retries,
 //!                the reaper, stalled runs)
+//! batch.rs       the writers that batch ends and hand-off decisions into one statement
 //! clear.rs       the user's clear and mark
 //! local.rs       `updraft dags test`: the same decide, render and execute, states in memory
 //! ```
