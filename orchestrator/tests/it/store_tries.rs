@@ -7,12 +7,30 @@ use std::collections::HashMap;
 
 use serde_json::json;
 use updraft_orchestrator::dag::{RunState, TaskState};
-use updraft_orchestrator::engine::advance::{decide_run_fully, start_queued_runs};
+use updraft_orchestrator::engine::advance::start_queued_runs;
 use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
 use updraft_orchestrator::store::DagCache;
 use updraft_orchestrator::store::task_instances::{self, Decisions, RunDecisions, TryEnd};
 
-use crate::scheduler_support::env;
+use crate::scheduler_support::{Env, env};
+
+/// `count` runs of the DAG in `yaml`, triggered and started: their first tasks are queued.
+async fn started_runs(env: &Env, dag_id: &str, yaml: &str, count: usize) -> Vec<i64> {
+    env.write_dag(dag_id, yaml).await;
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        let run = trigger_run(&env.pool, dag_id, TriggerRequest::default())
+            .await
+            .unwrap();
+        ids.push(run.id);
+    }
+    let mut started = start_queued_runs(&env.pool, &DagCache::new(), dag_id)
+        .await
+        .unwrap();
+    started.sort_unstable();
+    assert_eq!(started, ids, "every run started");
+    ids
+}
 
 const TWO_PARALLEL: &str = r#"
 dag_id: two_parallel
@@ -31,24 +49,7 @@ async fn one_statement_ends_the_tries_of_several_runs() {
         return;
     }
     let env = env("store_tries").await;
-    env.write_dag("two_parallel", TWO_PARALLEL).await;
-    let cache = DagCache::new();
-    let mut run_ids = Vec::new();
-    for _ in 0..2 {
-        let run = trigger_run(&env.pool, "two_parallel", TriggerRequest::default())
-            .await
-            .unwrap();
-        run_ids.push(run.id);
-    }
-    let started = start_queued_runs(&env.pool, &cache, "two_parallel")
-        .await
-        .unwrap();
-    assert_eq!(started.len(), 2, "both runs started");
-    for &id in &run_ids {
-        decide_run_fully(&env.pool, &cache, "two_parallel", id)
-            .await
-            .unwrap();
-    }
+    let run_ids = started_runs(&env, "two_parallel", TWO_PARALLEL, 2).await;
     let claimed = task_instances::claim(&env.pool, "owner-a", 10)
         .await
         .unwrap();
@@ -155,17 +156,7 @@ async fn claims_take_the_heavier_task_first() {
         return;
     }
     let env = env("store_weights").await;
-    env.write_dag("weighted", WEIGHTED).await;
-    let cache = DagCache::new();
-    let run = trigger_run(&env.pool, "weighted", TriggerRequest::default())
-        .await
-        .unwrap();
-    start_queued_runs(&env.pool, &cache, "weighted")
-        .await
-        .unwrap();
-    decide_run_fully(&env.pool, &cache, "weighted", run.id)
-        .await
-        .unwrap();
+    started_runs(&env, "weighted", WEIGHTED, 1).await;
 
     // `leaf` was created first, but `head` has a task below it (Airflow's `downstream` weight).
     let first = task_instances::claim(&env.pool, "owner-a", 1)
@@ -203,16 +194,7 @@ async fn batched_decisions_claim_a_task_once_and_skip_a_stale_run() {
         return;
     }
     let env = env("store_apply").await;
-    env.write_dag("fork", FORK).await;
-    let cache = DagCache::new();
-    let mut runs = Vec::new();
-    for _ in 0..2 {
-        let run = trigger_run(&env.pool, "fork", TriggerRequest::default())
-            .await
-            .unwrap();
-        runs.push(run.id);
-    }
-    start_queued_runs(&env.pool, &cache, "fork").await.unwrap();
+    let runs = started_runs(&env, "fork", FORK, 2).await;
     // `left` and `right` wait for `start`, still `none`: the decisions below are their first.
     let rows = task_instances::of_runs(&env.pool, &runs).await.unwrap();
     let id = |run: i64, task: &str| {
