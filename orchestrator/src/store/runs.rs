@@ -214,6 +214,7 @@ pub struct RunLimits {
     pub max_active_runs: i32,
 }
 
+/// The limits a run's queueing obeys (whether the DAG's queueing lock is needed at all).
 pub async fn limits(pool: &PgPool, id: i64) -> Result<Option<RunLimits>, sqlx::Error> {
     sqlx::query_as!(
         RunLimits,
