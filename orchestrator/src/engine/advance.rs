@@ -199,10 +199,10 @@ impl Applier {
     }
 }
 
-/// One statement for the batch; each task changed goes back to the first request that
-/// decided it (two ends of one run may both decide a task: it is claimed once). When the
-/// statement fails, each request alone.
-async fn apply_batch(
+/// What the hand-off writer does with a batch: one statement; each task changed goes back to
+/// the first request that decided it so (two ends of one run may both decide a task: it changes once). When the statement
+/// fails, each request alone.
+pub async fn apply_batch(
     pool: &PgPool,
     owner: &str,
     runs: Vec<RunDecisions>,
@@ -226,13 +226,19 @@ async fn apply_batch(
                 return answers;
             }
         };
+    // A task `running` goes back to a request that asked for it `running` (one that has a
+    // slot for it), never to one that asked for it `queued`.
     runs.iter()
         .map(|run| {
-            Ok(run
-                .decisions
+            let decisions = &run.decisions;
+            Ok(decisions
                 .ids
                 .iter()
-                .filter_map(|id| decided.remove(id))
+                .zip(&decisions.states)
+                .filter_map(|(id, state)| {
+                    let applied = decided.get(id)?.state;
+                    (applied == *state).then(|| decided.remove(id)).flatten()
+                })
                 .collect())
         })
         .collect()

@@ -1,13 +1,14 @@
 //! Tries in the store: claims take heavier tasks first (Airflow's priority weight), and the
 //! ends of tries are stored in one statement, as the executor batches them under load: each end
 //! is guarded by its owner, each run's unfinished count drops by its own ends, and exactly one
-//! end per emptied run closes it.
+//! end per emptied run closes it. Hand-off decisions batched the same way change a task once
+//! and hand a claimed task only to a request with a slot for it.
 
 use std::collections::HashMap;
 
 use serde_json::json;
 use updraft_orchestrator::dag::{RunState, TaskState};
-use updraft_orchestrator::engine::advance::start_queued_runs;
+use updraft_orchestrator::engine::advance::{apply_batch, start_queued_runs};
 use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
 use updraft_orchestrator::store::DagCache;
 use updraft_orchestrator::store::task_instances::{self, Decisions, RunDecisions, TryEnd};
@@ -251,4 +252,37 @@ async fn batched_decisions_claim_a_task_once_and_skip_a_stale_run() {
             .all(|row| row.task_id == "start" || row.state == TaskState::None),
         "{after:?}"
     );
+}
+
+#[tokio::test]
+async fn a_task_claimed_in_a_batch_goes_to_a_request_with_a_slot_for_it() {
+    if !testkit::require_postgres() {
+        return;
+    }
+    let env = env("store_route").await;
+    let runs = started_runs(&env, "fork", FORK, 1).await;
+    let rows = task_instances::of_runs(&env.pool, &runs).await.unwrap();
+    let left = rows.iter().find(|row| row.task_id == "left").unwrap().id;
+    let asking = |state: TaskState| {
+        let mut decisions = Decisions::default();
+        decisions.push(left, state);
+        RunDecisions {
+            dag_run_id: runs[0],
+            clear_number: 0,
+            decisions,
+        }
+    };
+    // One end had no free slot (queued), another had one (running): whichever the statement
+    // applied goes back to the request that asked for exactly that.
+    let batch = vec![asking(TaskState::Queued), asking(TaskState::Running)];
+    let answers = apply_batch(&env.pool, "owner-a", batch.clone()).await;
+    let answers: Vec<Vec<_>> = answers.into_iter().map(Result::unwrap).collect();
+    let applied = task_instances::of_runs(&env.pool, &runs).await.unwrap();
+    let state = applied.iter().find(|row| row.id == left).unwrap().state;
+    for (request, answer) in batch.iter().zip(&answers) {
+        let asked = request.decisions.states[0];
+        let expected: Vec<TaskState> = if asked == state { vec![state] } else { vec![] };
+        let got: Vec<TaskState> = answer.iter().map(|task| task.state).collect();
+        assert_eq!(got, expected, "the request that asked {asked}");
+    }
 }

@@ -264,7 +264,7 @@ impl Executor {
         )
         .await?;
         metrics::HANDOFF.observe(ended_at.elapsed());
-        for (next, permit) in advanced.claimed.into_iter().zip(permits.drain(..)) {
+        for next in advanced.claimed {
             let next = ClaimedTry {
                 id: next.id,
                 task_id: next.task_id,
@@ -272,7 +272,18 @@ impl Executor {
                 max_tries: next.max_tries,
                 ..claimed.clone()
             };
-            self.spawn_try(next, permit);
+            match permits.pop() {
+                Some(permit) => self.spawn_try(next, permit),
+                // Claimed for us beyond our slots: it runs when a slot frees, never dropped.
+                None => {
+                    let executor = Arc::clone(self);
+                    tokio::spawn(async move {
+                        if let Ok(permit) = Arc::clone(&executor.permits).acquire_owned().await {
+                            executor.spawn_try(next, permit);
+                        }
+                    });
+                }
+            }
         }
         // Slots not used here go back before the DAG's next runs are started and claimed.
         drop(permits);
