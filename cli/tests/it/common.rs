@@ -5,14 +5,17 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use sqlx::PgPool;
 use testkit::TestDatabase;
-use updraft_orchestrator::dag::RunState;
 use updraft_orchestrator::processor::DagProcessor;
-use updraft_orchestrator::store::runs;
-use updraft_orchestrator::store::task_instances::{self, TaskInstanceRow};
+
+use std::time::Duration;
+
+use updraft_orchestrator::dag::TaskState;
+use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
+
+pub use crate::runs::{Runs, wait_for_runs};
 
 /// The child process, and the file its output goes to (if any).
 pub struct Scheduler(pub Child, Option<PathBuf>);
@@ -96,64 +99,24 @@ pub async fn setup(
     Some((pool, database, folder))
 }
 
-/// Runs as the store reads them, for waiting on them.
-pub struct Runs {
-    /// Their states, in no particular order.
-    pub states: Vec<RunState>,
-    /// Their task instances, by id.
-    pub task_instances: Vec<TaskInstanceRow>,
-}
-
-impl Runs {
-    pub async fn read(pool: &PgPool, ids: &[i64]) -> Runs {
-        Runs {
-            states: runs::states(pool, ids).await.expect("run states"),
-            task_instances: task_instances::of_runs(pool, ids)
-                .await
-                .expect("task instances"),
-        }
-    }
-
-    /// How many of the runs are in `state`.
-    pub fn count(&self, state: RunState) -> usize {
-        self.states.iter().filter(|seen| **seen == state).count()
-    }
-
-    /// How many task instances `which` selects.
-    pub fn tis(&self, which: impl Fn(&TaskInstanceRow) -> bool) -> usize {
-        self.task_instances.iter().filter(|ti| which(ti)).count()
-    }
-
-    /// The task instance of `task_id` (the runs waited on have one each).
-    pub fn ti(&self, task_id: &str) -> Option<&TaskInstanceRow> {
-        self.task_instances.iter().find(|ti| ti.task_id == task_id)
-    }
-}
-
-/// The states, and each task instance as (run, task, state, try).
-impl std::fmt::Debug for Runs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let tis: Vec<_> = self
-            .task_instances
-            .iter()
-            .map(|ti| (&ti.run_id, &ti.task_id, ti.state, ti.try_number))
-            .collect();
-        write!(f, "runs {:?}, task instances {tis:?}", self.states)
-    }
-}
-
-/// Waits until `done` holds for the runs `ids` and their task instances, and returns what it
-/// saw; on timeout the failure names `what` and shows the runs' states and every task instance.
-pub async fn wait_for_runs(
-    pool: &PgPool,
-    what: &str,
-    ids: &[i64],
-    limit: Duration,
-    done: impl Fn(&Runs) -> bool,
-) -> Runs {
-    testkit::eventually(what, limit, async || {
-        let seen = Runs::read(pool, ids).await;
-        if done(&seen) { Ok(seen) } else { Err(seen) }
-    })
-    .await
+/// Triggers run `r1` of `dag_id` and waits until its task `task_id` is running; returns the
+/// run's id.
+pub async fn trigger_until_running(pool: &PgPool, dag_id: &str, task_id: &str) -> i64 {
+    let request = TriggerRequest {
+        run_id: Some("r1".into()),
+        ..Default::default()
+    };
+    let run = trigger_run(pool, dag_id, request).await.expect("trigger");
+    wait_for_runs(
+        pool,
+        &format!("{task_id} to run"),
+        &[run.id],
+        Duration::from_secs(30),
+        |runs| {
+            runs.ti(task_id)
+                .is_some_and(|ti| ti.state == TaskState::Running)
+        },
+    )
+    .await;
+    run.id
 }

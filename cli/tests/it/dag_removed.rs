@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use crate::common::{Scheduler, setup, wait_for_runs};
-use updraft_orchestrator::dag::{RunState, TaskState};
-use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
+use crate::common::{Scheduler, setup, trigger_until_running, wait_for_runs};
+use updraft_orchestrator::dag::RunState;
 use updraft_orchestrator::store::dags;
 
 const DAG: &str = "\
@@ -29,27 +28,7 @@ async fn a_run_outlives_the_deletion_of_its_dag_file() {
     };
     let log = folder.path().join("scheduler.log");
     let mut scheduler = Scheduler::start(database.url(), folder.path(), &[], Some(&log));
-    let run = trigger_run(
-        &pool,
-        "vanishing",
-        TriggerRequest {
-            run_id: Some("r1".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("trigger");
-    wait_for_runs(
-        &pool,
-        "the first task to run",
-        &[run.id],
-        Duration::from_secs(30),
-        |runs| {
-            runs.ti("first")
-                .is_some_and(|ti| ti.state == TaskState::Running)
-        },
-    )
-    .await;
+    let run = trigger_until_running(&pool, "vanishing", "first").await;
 
     std::fs::remove_file(folder.path().join("vanishing.yaml")).expect("delete the DAG file");
     testkit::eventually(
@@ -71,7 +50,7 @@ async fn a_run_outlives_the_deletion_of_its_dag_file() {
     wait_for_runs(
         &pool,
         "the run to succeed",
-        &[run.id],
+        &[run],
         Duration::from_secs(30),
         |runs| runs.states == [RunState::Success],
     )

@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use crate::common::{Scheduler, setup, wait_for_runs};
+use crate::common::{Scheduler, setup, trigger_until_running, wait_for_runs};
 use testkit::proxy::TcpProxy;
 use updraft_orchestrator::dag::{RunState, TaskState};
-use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
 
 const DAG: &str = "\
 dag_id: outage
@@ -54,27 +53,7 @@ async fn the_scheduler_outlives_a_database_outage() {
     scheduler.assert_alive("while the database was down at start-up");
     proxy.restore();
 
-    let run = trigger_run(
-        &pool,
-        "outage",
-        TriggerRequest {
-            run_id: Some("r1".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("trigger");
-    wait_for_runs(
-        &pool,
-        "the first task to run",
-        &[run.id],
-        Duration::from_secs(30),
-        |runs| {
-            runs.ti("first")
-                .is_some_and(|ti| ti.state == TaskState::Running)
-        },
-    )
-    .await;
+    let run = trigger_until_running(&pool, "outage", "first").await;
 
     // The outage itself: longer than the running task, so its completion meets no database.
     proxy.cut();
@@ -85,7 +64,7 @@ async fn the_scheduler_outlives_a_database_outage() {
     let seen = wait_for_runs(
         &pool,
         "the run to succeed",
-        &[run.id],
+        &[run],
         Duration::from_secs(60),
         |runs| runs.states == [RunState::Success],
     )

@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use crate::common::{Runs, Scheduler, setup, wait_for_runs};
+use crate::common::{Runs, Scheduler, setup, trigger_until_running};
 use sqlx::PgPool;
 use updraft_orchestrator::dag::TaskState;
-use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
 
 fn dag(seconds: u32) -> String {
     format!(
@@ -20,32 +19,6 @@ async fn task_state(pool: &PgPool, run: i64) -> Option<(TaskState, i32, i32)> {
     let seen = Runs::read(pool, &[run]).await;
     let work = seen.ti("work")?;
     Some((work.state, work.try_number, work.max_tries))
-}
-
-/// Triggers a run and waits until its task is running under `scheduler`; returns the run's id.
-async fn run_until_working(pool: &PgPool) -> i64 {
-    let run = trigger_run(
-        pool,
-        "slow",
-        TriggerRequest {
-            run_id: Some("r1".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("trigger");
-    wait_for_runs(
-        pool,
-        "the task to start",
-        &[run.id],
-        Duration::from_secs(30),
-        |runs| {
-            runs.ti("work")
-                .is_some_and(|ti| ti.state == TaskState::Running)
-        },
-    )
-    .await;
-    run.id
 }
 
 /// Sends SIGTERM and waits for the process to exit.
@@ -69,7 +42,7 @@ async fn a_running_try_finishes_within_the_grace_period() {
     };
     let grace = [("UPDRAFT_GRACE_PERIOD_MS", "30000")];
     let mut scheduler = Scheduler::start(database.url(), folder.path(), &grace, None);
-    let run = run_until_working(&pool).await;
+    let run = trigger_until_running(&pool, "slow", "work").await;
 
     let status = terminate_and_wait(&mut scheduler, Duration::from_secs(20)).await;
     assert!(status.success(), "exit status {status}");
@@ -86,7 +59,7 @@ async fn a_try_longer_than_the_grace_period_is_released_for_retry() {
     };
     let grace = [("UPDRAFT_GRACE_PERIOD_MS", "500")];
     let mut scheduler = Scheduler::start(database.url(), folder.path(), &grace, None);
-    let run = run_until_working(&pool).await;
+    let run = trigger_until_running(&pool, "slow", "work").await;
 
     let status = terminate_and_wait(&mut scheduler, Duration::from_secs(20)).await;
     assert!(status.success(), "exit status {status}");

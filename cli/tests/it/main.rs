@@ -6,4 +6,6 @@ mod common;
 mod dag_removed;
 mod db_outage;
 mod graceful_stop;
+#[path = "../../../orchestrator/tests/support/runs.rs"]
+mod runs;
 mod scheduler_processes;

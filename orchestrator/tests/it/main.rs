@@ -10,6 +10,8 @@ mod dag_user_automation;
 mod engine_regressions;
 mod postgres_smoke;
 mod processor;
+#[path = "../support/runs.rs"]
+mod runs;
 mod scheduler_limits;
 mod scheduler_runs;
 mod scheduler_scheduling;

@@ -9,13 +9,14 @@ use std::time::Duration;
 use sqlx::PgPool;
 use testkit::TestDatabase;
 use tokio_util::sync::CancellationToken;
-use updraft_orchestrator::dag::RunState;
 use updraft_orchestrator::engine::{Scheduler, SchedulerConfig};
 use updraft_orchestrator::processor::DagProcessor;
 use updraft_orchestrator::store::logs::{self, LogLine};
 use updraft_orchestrator::store::runs::{DagRunRow, RunFilter, RunOrder};
 use updraft_orchestrator::store::task_instances::TaskInstanceRow;
-use updraft_orchestrator::store::{MIGRATOR, runs, task_instances};
+use updraft_orchestrator::store::{MIGRATOR, runs};
+
+pub use crate::runs::Runs;
 
 pub struct Env {
     pub pool: PgPool,
@@ -100,11 +101,7 @@ impl Env {
         timeout: Duration,
         done: impl Fn(&Runs) -> bool,
     ) -> Runs {
-        testkit::eventually(what, timeout, async || {
-            let seen = Runs::read(&self.pool, ids).await;
-            if done(&seen) { Ok(seen) } else { Err(seen) }
-        })
-        .await
+        crate::runs::wait_for_runs(&self.pool, what, ids, timeout, done).await
     }
 }
 
@@ -118,45 +115,6 @@ pub async fn log_lines(pool: &PgPool, ti: &TaskInstanceRow) -> Vec<(i32, LogLine
         lines.extend(of_try.into_iter().map(|line| (try_number, line)));
     }
     lines
-}
-
-/// Runs as the store reads them, for waiting on them.
-pub struct Runs {
-    /// Their states, in no particular order.
-    pub states: Vec<RunState>,
-    /// Their task instances, by id.
-    pub task_instances: Vec<TaskInstanceRow>,
-}
-
-impl Runs {
-    pub async fn read(pool: &PgPool, ids: &[i64]) -> Runs {
-        Runs {
-            states: runs::states(pool, ids).await.unwrap(),
-            task_instances: task_instances::of_runs(pool, ids).await.unwrap(),
-        }
-    }
-
-    /// How many of the runs are in `state`.
-    pub fn count(&self, state: RunState) -> usize {
-        self.states.iter().filter(|seen| **seen == state).count()
-    }
-
-    /// How many task instances `which` selects.
-    pub fn tis(&self, which: impl Fn(&TaskInstanceRow) -> bool) -> usize {
-        self.task_instances.iter().filter(|ti| which(ti)).count()
-    }
-}
-
-/// The states, and each task instance as (run, task, state, try).
-impl std::fmt::Debug for Runs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let tis: Vec<_> = self
-            .task_instances
-            .iter()
-            .map(|ti| (&ti.run_id, &ti.task_id, ti.state, ti.try_number))
-            .collect();
-        write!(f, "runs {:?}, task instances {tis:?}", self.states)
-    }
 }
 
 impl Drop for Env {
