@@ -216,23 +216,8 @@ tasks:
     )
     .await;
     env.start_scheduler(config());
-    let run = trigger_run(&env.pool, "rules", TriggerRequest::default())
-        .await
-        .unwrap();
-    let seen = env
-        .wait_for_runs(
-            "the run to end",
-            &[run.id],
-            Duration::from_secs(30),
-            |runs| runs.count(RunState::Success) + runs.count(RunState::Failed) == 1,
-        )
-        .await;
-    let mut states: Vec<(&str, TaskState)> = seen
-        .task_instances
-        .iter()
-        .map(|ti| (ti.task_id.as_str(), ti.state))
-        .collect();
-    states.sort_unstable_by_key(|(task_id, _)| *task_id);
+    let seen = env.trigger_and_finish("rules").await;
+    let states = seen.task_states();
     let expected = [
         ("after_after", TaskState::UpstreamFailed),
         ("after_boom", TaskState::UpstreamFailed),
@@ -270,24 +255,9 @@ tasks:
     )
     .await;
     env.start_scheduler(config());
-    let run = trigger_run(&env.pool, "ends", TriggerRequest::default())
-        .await
-        .unwrap();
-    let seen = env
-        .wait_for_runs(
-            "the run to end",
-            &[run.id],
-            Duration::from_secs(30),
-            |runs| runs.count(RunState::Success) + runs.count(RunState::Failed) == 1,
-        )
-        .await;
+    let seen = env.trigger_and_finish("ends").await;
     // `after` is decided upstream_failed in the pass that ends the run: that decision is stored.
-    let mut states: Vec<(&str, TaskState)> = seen
-        .task_instances
-        .iter()
-        .map(|ti| (ti.task_id.as_str(), ti.state))
-        .collect();
-    states.sort_unstable_by_key(|(task_id, _)| *task_id);
+    let states = seen.task_states();
     assert_eq!(
         states,
         [

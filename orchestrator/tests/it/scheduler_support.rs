@@ -9,6 +9,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use testkit::TestDatabase;
 use tokio_util::sync::CancellationToken;
+use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
 use updraft_orchestrator::engine::{Scheduler, SchedulerConfig};
 use updraft_orchestrator::processor::DagProcessor;
 use updraft_orchestrator::store::logs::{self, LogLine};
@@ -89,6 +90,20 @@ impl Env {
             .await
             .unwrap()
             .rows
+    }
+
+    /// Triggers a run of `dag_id` and waits until it has ended; returns it as it ended.
+    pub async fn trigger_and_finish(&self, dag_id: &str) -> Runs {
+        let run = trigger_run(&self.pool, dag_id, TriggerRequest::default())
+            .await
+            .unwrap();
+        self.wait_for_runs(
+            "the run to end",
+            &[run.id],
+            Duration::from_secs(30),
+            |runs| !runs.states.is_empty() && runs.states.iter().all(|state| state.is_finished()),
+        )
+        .await
     }
 
     /// Waits until `done` holds for the runs `ids` and their task instances, and returns what

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use sqlx::PgPool;
-use updraft_orchestrator::dag::RunState;
+use updraft_orchestrator::dag::{RunState, TaskState};
 use updraft_orchestrator::store::runs;
 use updraft_orchestrator::store::task_instances::{self, TaskInstanceRow};
 
@@ -34,6 +34,18 @@ impl Runs {
     /// How many task instances `which` selects.
     pub fn tis(&self, which: impl Fn(&TaskInstanceRow) -> bool) -> usize {
         self.task_instances.iter().filter(|ti| which(ti)).count()
+    }
+
+    /// Each task instance as (task, state), by task id.
+    #[allow(dead_code)] // not every including crate asks
+    pub fn task_states(&self) -> Vec<(&str, TaskState)> {
+        let mut states: Vec<(&str, TaskState)> = self
+            .task_instances
+            .iter()
+            .map(|ti| (ti.task_id.as_str(), ti.state))
+            .collect();
+        states.sort_unstable_by_key(|(task_id, _)| *task_id);
+        states
     }
 
     /// The task instance of `task_id` (the runs waited on have one each).
