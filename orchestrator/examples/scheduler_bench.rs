@@ -25,6 +25,7 @@ use updraft_orchestrator::dag::{Dag, RunState, TaskState};
 use updraft_orchestrator::engine::advance::start_queued_runs;
 use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
 use updraft_orchestrator::engine::{Scheduler, SchedulerConfig};
+use updraft_orchestrator::metrics::HANDOFF;
 use updraft_orchestrator::processor::DagProcessor;
 use updraft_orchestrator::store::runs::DagRunRow;
 use updraft_orchestrator::store::task_instances::{self, TryEnd};
@@ -176,6 +177,10 @@ async fn main() -> anyhow::Result<()> {
             "handoff_ms": {"count": handoff.len(), "p50": percentile(&handoff, 0.5),
                 "p95": percentile(&handoff, 0.95), "p99": percentile(&handoff, 0.99),
                 "max": percentile(&handoff, 1.0)},
+            // In the executor: from an operator's return to its downstream tasks claimed.
+            "executor_handoff_ms": {"mean": HANDOFF.mean().map(|s| s * 1000.0),
+                "p50_at_most": HANDOFF.quantile_bound(0.5).map(|s| s * 1000.0),
+                "p99_at_most": HANDOFF.quantile_bound(0.99).map(|s| s * 1000.0)},
             "postgres_cpu_ms_per_ti": cpu_ms(postgres_after - postgres_before),
             "updraft_cpu_ms_per_ti": cpu_ms(own_after - own_before),
         })
@@ -268,6 +273,7 @@ async fn limit(pool: &PgPool, runs: usize) -> anyhow::Result<()> {
                 next_retry_at: None,
                 output: None,
                 read_back: Vec::new(),
+                decided_downstream: None,
             })
             .collect();
         task_instances::end_tries(pool, "bench", &ends).await?;

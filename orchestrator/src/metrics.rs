@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Bucket upper bounds in seconds.
-const BUCKETS: [f64; 12] = [
-    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+const BUCKETS: [f64; 14] = [
+    0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
 pub struct Histogram {
@@ -39,6 +39,27 @@ impl Histogram {
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_micros
             .fetch_add(value.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The smallest bucket bound (seconds) at or below which a `q` share of the observations
+    /// lie; `None` before any, or beyond the largest bound.
+    pub fn quantile_bound(&self, q: f64) -> Option<f64> {
+        let count = self.count.load(Ordering::Relaxed);
+        let wanted = (q * count as f64).ceil() as u64;
+        if count == 0 {
+            return None;
+        }
+        BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .find(|(_, bucket)| bucket.load(Ordering::Relaxed) >= wanted)
+            .map(|(bound, _)| *bound)
+    }
+
+    /// The mean observation, in seconds.
+    pub fn mean(&self) -> Option<f64> {
+        let count = self.count.load(Ordering::Relaxed);
+        (count > 0).then(|| self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6 / count as f64)
     }
 
     fn render(&self, out: &mut String) {
@@ -97,6 +118,18 @@ pub fn render_prometheus() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantiles_are_bucket_bounds() {
+        let histogram = Histogram::new("h", "test");
+        assert_eq!(histogram.quantile_bound(0.5), None);
+        for millis in [1, 1, 1, 30] {
+            histogram.observe(Duration::from_millis(millis));
+        }
+        assert_eq!(histogram.quantile_bound(0.5), Some(0.001));
+        assert_eq!(histogram.quantile_bound(0.99), Some(0.05));
+        assert_eq!(histogram.mean(), Some(0.00825));
+    }
 
     #[test]
     fn renders_histograms() {

@@ -52,6 +52,39 @@ pub fn admit(ready: usize, claim: usize, slots: Option<i64>) -> Vec<TaskState> {
         .collect()
 }
 
+/// The downstream tasks of `task_id` that its end in `state` alone decides, to claim with the
+/// end itself: when every downstream task has `task_id` as its only upstream task, the rules
+/// run every one of them, and the DAG's `max_active_tasks` cannot bind (so no slot is
+/// counted). `None` otherwise: the end hands off after it is stored ([`after_try`]).
+pub fn decided_with_end<'d>(dag: &'d Dag, task_id: &str, state: TaskState) -> Option<Vec<&'d str>> {
+    let downstream = dag.downstream(task_id);
+    let bounded = limit_may_bind(
+        i32::try_from(dag.max_active_tasks).unwrap_or(i32::MAX),
+        i32::try_from(dag.max_active_runs).unwrap_or(i32::MAX),
+        dag.tasks.len(),
+    );
+    if bounded || !state.is_finished() || downstream.is_empty() {
+        return None;
+    }
+    let mut view: HashMap<&str, TaskState> = HashMap::from([(task_id, state)]);
+    for down in &downstream {
+        let only_this = dag
+            .task(down)
+            .is_some_and(|task| task.upstream.len() == 1 && task.upstream[0] == task_id);
+        if !only_this {
+            return None;
+        }
+        view.insert(down, TaskState::None);
+    }
+    let decisions = decide_run(dag, &view);
+    let all_run = decisions.tasks.len() == downstream.len()
+        && decisions
+            .tasks
+            .iter()
+            .all(|(_, state)| *state == TaskState::Scheduled);
+    all_run.then(|| decisions.tasks.iter().map(|(task, _)| *task).collect())
+}
+
 /// What a hand-off did.
 #[derive(Debug, Default)]
 pub struct Advanced {
@@ -69,6 +102,8 @@ pub struct EndedTry<'a> {
     pub state: TaskState,
     /// What `end_try` read when it stored the end.
     pub ended: TryEnded,
+    /// The end carried the decisions of its downstream tasks ([`decided_with_end`]).
+    pub decided_with_end: bool,
 }
 
 /// The hand-off after a try ended: decides the downstream tasks and applies the decisions; of
@@ -86,6 +121,7 @@ pub async fn after_try(
         task_id,
         state,
         ended,
+        decided_with_end,
     } = end;
     let bounded = limit_may_bind(
         ended.max_active_tasks,
@@ -94,6 +130,17 @@ pub async fn after_try(
     );
     if ended.closes_run {
         return full_decision(pool, cache, &dag.dag_id, ended.dag_run_id).await;
+    }
+    if decided_with_end {
+        if ended.decided_downstream.is_empty() {
+            // None applied: the run stopped, those tasks were changed (cleared, marked), or
+            // the DAG's limits were edited. Rare; the whole run is decided again.
+            return full_decision(pool, cache, &dag.dag_id, ended.dag_run_id).await;
+        }
+        return Ok(Advanced {
+            claimed: ended.decided_downstream,
+            run_ended: None,
+        });
     }
     // A retry, a run stopped meanwhile (marked, cleared), a run another end of the same
     // statement closes, or a leaf: nothing to decide here. (The slot a try frees in a DAG
@@ -415,6 +462,43 @@ pub async fn advance_dag(
 mod tests {
     use super::*;
     use TaskState::{Queued, Running, Scheduled};
+
+    fn dag(limits: &str, tasks: &str) -> Dag {
+        let source = format!("dag_id: d\nschedule: null\n{limits}tasks:\n{tasks}");
+        let registry = updraft_operators::builtin_registry();
+        crate::dag::parse::parse_dag("d.yaml", &source, &registry).expect("a valid DAG")
+    }
+
+    const UNBOUNDED: &str = "max_active_runs: 1\nmax_active_tasks: 100\n";
+
+    #[test]
+    fn an_end_decides_the_tasks_that_wait_for_it_alone() {
+        let tasks = "  - {id: a, operator: empty}
+  - {id: b, operator: empty, upstream: [a]}
+  - {id: c, operator: empty, upstream: [a]}
+  - {id: d, operator: empty, upstream: [b, c]}
+  - {id: e, operator: empty, upstream: [d], trigger_rule: all_failed}
+";
+        let dag = dag(UNBOUNDED, tasks);
+        // A fan-out: both wait for `a` alone.
+        let mut fan_out = decided_with_end(&dag, "a", TaskState::Success).unwrap_or_default();
+        fan_out.sort_unstable();
+        assert_eq!(fan_out, vec!["b", "c"]);
+        // A fan-in waits for others too; a retry or a leaf decides nothing; a failure and a
+        // rule that skips finish tasks, which the whole run's decision propagates.
+        assert_eq!(decided_with_end(&dag, "b", TaskState::Success), None);
+        assert_eq!(decided_with_end(&dag, "a", TaskState::UpForRetry), None);
+        assert_eq!(decided_with_end(&dag, "e", TaskState::Success), None);
+        assert_eq!(decided_with_end(&dag, "a", TaskState::Failed), None);
+        assert_eq!(decided_with_end(&dag, "d", TaskState::Success), None);
+        assert_eq!(
+            decided_with_end(&dag, "d", TaskState::Failed),
+            Some(vec!["e"])
+        );
+        // Where max_active_tasks may bind, a slot must be counted under the queueing lock.
+        let bounded = self::dag("max_active_runs: 16\nmax_active_tasks: 16\n", tasks);
+        assert_eq!(decided_with_end(&bounded, "a", TaskState::Success), None);
+    }
 
     #[test]
     fn the_limit_binds_only_when_the_runs_can_exceed_it() {

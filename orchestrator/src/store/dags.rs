@@ -421,7 +421,7 @@ pub async fn counts(pool: &PgPool) -> Result<DagCounts, sqlx::Error> {
     .await
 }
 
-fn to_i32(value: u32) -> i32 {
+pub(crate) fn to_i32(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
 }
 

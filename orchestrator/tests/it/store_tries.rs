@@ -1,17 +1,22 @@
 //! Tries in the store: claims take heavier tasks first (Airflow's priority weight), and the
 //! ends of tries are stored in one statement, as the executor batches them under load: each end
 //! is guarded by its owner, each run's unfinished count drops by its own ends, and exactly one
-//! end per emptied run closes it. Hand-off decisions batched the same way change a task once
-//! and hand a claimed task only to a request with a slot for it.
+//! end per emptied run closes it. An end claims the downstream tasks it alone decides in the
+//! same statement. Hand-off decisions batched the same way change a task once and hand a
+//! claimed task only to a request with a slot for it.
 
 use std::collections::HashMap;
 
 use serde_json::json;
 use updraft_orchestrator::dag::{RunState, TaskState};
-use updraft_orchestrator::engine::advance::{apply_batch, start_queued_runs};
+use updraft_orchestrator::engine::advance::{
+    Applier, EndedTry, after_try, apply_batch, start_queued_runs,
+};
 use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
 use updraft_orchestrator::store::DagCache;
-use updraft_orchestrator::store::task_instances::{self, Decisions, RunDecisions, TryEnd};
+use updraft_orchestrator::store::task_instances::{
+    self, DecidedDownstream, Decisions, RunDecisions, TryEnd,
+};
 
 use crate::scheduler_support::{Env, env};
 
@@ -63,6 +68,7 @@ async fn one_statement_ends_the_tries_of_several_runs() {
         next_retry_at: None,
         output: Some(json!({"id": id})),
         read_back: vec!["left".to_string(), "right".to_string()],
+        decided_downstream: None,
     };
     let ends: Vec<TryEnd> = claimed
         .iter()
@@ -284,5 +290,120 @@ async fn a_task_claimed_in_a_batch_goes_to_a_request_with_a_slot_for_it() {
         let expected: Vec<TaskState> = if asked == state { vec![state] } else { vec![] };
         let got: Vec<TaskState> = answer.iter().map(|task| task.state).collect();
         assert_eq!(got, expected, "the request that asked {asked}");
+    }
+}
+
+const FAN_OUT: &str = r#"
+dag_id: fan_out
+schedule: null
+is_paused_upon_creation: false
+max_active_runs: 2
+max_active_tasks: 100
+tasks:
+  - id: a
+    operator: empty
+  - id: b
+    operator: empty
+    upstream: [a]
+  - id: c
+    operator: empty
+    upstream: [a]
+"#;
+
+#[tokio::test]
+async fn an_end_claims_the_tasks_it_alone_decides_in_the_same_statement() {
+    if !testkit::require_postgres() {
+        return;
+    }
+    let env = env("store_ahead").await;
+    let run_ids = started_runs(&env, "fan_out", FAN_OUT, 2).await;
+    let claimed = task_instances::claim(&env.pool, "owner-a", 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2, "the root of each run: {claimed:?}");
+    let (first, second) = if claimed[0].dag_run_id == run_ids[0] {
+        (&claimed[0], &claimed[1])
+    } else {
+        (&claimed[1], &claimed[0])
+    };
+    // The first end assumes the DAG's limits; the second limits it no longer has (edited).
+    let end = |id: i64, max_active_tasks: i32| TryEnd {
+        task_instance_id: id,
+        state: TaskState::Success,
+        rendered_config: None,
+        next_retry_at: None,
+        output: None,
+        read_back: Vec::new(),
+        decided_downstream: Some(DecidedDownstream {
+            task_ids: vec!["b".to_string(), "c".to_string()],
+            max_active_tasks,
+            max_active_runs: 2,
+        }),
+    };
+    let ends = [end(first.id, 100), end(second.id, 99)];
+    let ended = task_instances::end_tries(&env.pool, "owner-a", &ends)
+        .await
+        .unwrap();
+    let [Some(first_end), Some(second_end)] = &ended[..] else {
+        panic!("both rows were owner-a's: {ended:?}");
+    };
+    let mut started: Vec<&str> = first_end
+        .decided_downstream
+        .iter()
+        .map(|task| task.task_id.as_str())
+        .collect();
+    started.sort_unstable();
+    assert_eq!(started, ["b", "c"]);
+    assert!(
+        first_end
+            .decided_downstream
+            .iter()
+            .all(|task| task.state == TaskState::Running && task.try_number == 1),
+        "{first_end:?}"
+    );
+    assert!(second_end.decided_downstream.is_empty(), "{second_end:?}");
+
+    let rows = task_instances::of_runs(&env.pool, &run_ids).await.unwrap();
+    let row = |run: i64, task: &str| {
+        rows.iter()
+            .find(|row| row.dag_run_id == run && row.task_id == task)
+            .unwrap_or_else(|| panic!("{task} of run {run}"))
+    };
+    let root_end = row(run_ids[0], "a").end_date;
+    for task in ["b", "c"] {
+        let claimed = row(run_ids[0], task);
+        assert_eq!(claimed.state, TaskState::Running);
+        assert_eq!(claimed.owner.as_deref(), Some("owner-a"));
+        assert_eq!(
+            claimed.start_date, root_end,
+            "claimed in the end's transaction"
+        );
+        assert_eq!(row(run_ids[1], task).state, TaskState::None);
+    }
+
+    // Nothing applied: the hand-off decides that run whole instead.
+    let cache = DagCache::new();
+    let dag = cache.get(&env.pool, second.dag_version_id).await.unwrap();
+    let applier = Applier::start(env.pool.clone(), "owner-a".to_string());
+    let handed = EndedTry {
+        dag: &dag,
+        task_id: "a",
+        state: TaskState::Success,
+        ended: second_end.clone(),
+        decided_with_end: true,
+    };
+    let advanced = after_try(&env.pool, &cache, &applier, handed, "owner-a", 0)
+        .await
+        .unwrap();
+    assert!(advanced.claimed.is_empty() && advanced.run_ended.is_none());
+    let states = task_instances::of_runs(&env.pool, &run_ids[1..])
+        .await
+        .unwrap();
+    for task in ["b", "c"] {
+        let state = states
+            .iter()
+            .find(|row| row.task_id == task)
+            .map(|row| row.state);
+        assert_eq!(state, Some(TaskState::Queued), "{task}");
     }
 }

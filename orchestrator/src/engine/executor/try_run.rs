@@ -14,12 +14,12 @@ use super::logs::DbLogSink;
 use super::{Executor, RunningTry};
 use crate::dag::params::resolve_params;
 use crate::dag::{Dag, RetryPolicy, Task, TaskState};
-use crate::engine::advance::{EndedTry, advance_dag, after_try};
+use crate::engine::advance::{EndedTry, advance_dag, after_try, decided_with_end};
 use crate::engine::decide::inputs_of_downstream;
 use crate::engine::execute::{TryError, run_try};
 use crate::engine::render::TemplateInputs;
 use crate::metrics;
-use crate::store::task_instances::{ClaimedTry, TryEnd};
+use crate::store::task_instances::{ClaimedTry, DecidedDownstream, TryEnd};
 use crate::store::{StoreError, channels, notify, variables, xcom};
 
 /// Airflow's retry delay: `retry_delay`, doubled per try with exponential backoff, capped by
@@ -207,10 +207,32 @@ impl Executor {
                 return Ok(());
             }
         };
+        // Slots for the tasks this end may make ready: ours, plus idle ones (never waited for).
+        let wanted = tried
+            .dag
+            .as_ref()
+            .map_or(0, |dag| dag.downstream(&claimed.task_id).len());
+        let mut permits = Vec::new();
+        if !self.stopping.is_cancelled() {
+            permits.push(permit);
+            self.take_idle_permits(&mut permits, wanted);
+        } else {
+            drop(permit);
+        }
+        // Downstream tasks this end alone decides are claimed with it when a slot is free for
+        // each (none is while stopping); otherwise they are read back and decided after it.
+        let decided_downstream = tried.dag.as_ref().and_then(|dag| {
+            decided_with_end(dag, &claimed.task_id, state)
+                .filter(|tasks| tasks.len() <= permits.len())
+                .map(|tasks| DecidedDownstream::new(dag, &tasks))
+        });
         let read_back = match &tried.dag {
-            Some(dag) if state.is_finished() => inputs_of_downstream(dag, &claimed.task_id),
+            Some(dag) if state.is_finished() && decided_downstream.is_none() => {
+                inputs_of_downstream(dag, &claimed.task_id)
+            }
             _ => Vec::new(),
         };
+        let decided_with_end = decided_downstream.is_some();
         let end = TryEnd {
             task_instance_id: claimed.id,
             state,
@@ -218,6 +240,7 @@ impl Executor {
             next_retry_at,
             output: (!output.is_null()).then_some(output),
             read_back,
+            decided_downstream,
         };
         let dag_tasks = tried.dag.as_ref().map_or(0, |dag| dag.tasks.len());
         let Some(ended) = self.ender.end(end, &claimed.task_id, dag_tasks).await? else {
@@ -234,25 +257,16 @@ impl Executor {
         let Some(dag) = tried.dag else {
             return Ok(());
         };
-        // Slots for the tasks this end may make ready: ours, plus idle ones (never waited for).
-        let mut permits = Vec::new();
-        if !self.stopping.is_cancelled() {
-            permits.push(permit);
-            let wanted = dag.downstream(&claimed.task_id).len();
-            while permits.len() < wanted {
-                match Arc::clone(&self.permits).try_acquire_owned() {
-                    Ok(extra) => permits.push(extra),
-                    Err(_) => break,
-                }
-            }
-        } else {
-            drop(permit);
+        // Slots freed while the end was stored serve its downstream tasks first.
+        if !decided_with_end && !self.stopping.is_cancelled() {
+            self.take_idle_permits(&mut permits, wanted);
         }
         let end = EndedTry {
             dag: &dag,
             task_id: &claimed.task_id,
             state,
             ended,
+            decided_with_end,
         };
         let advanced = after_try(
             &self.pool,
@@ -263,7 +277,9 @@ impl Executor {
             permits.len(),
         )
         .await?;
-        metrics::HANDOFF.observe(ended_at.elapsed());
+        if wanted > 0 {
+            metrics::HANDOFF.observe(ended_at.elapsed());
+        }
         for next in advanced.claimed {
             let next = ClaimedTry {
                 id: next.id,
@@ -293,6 +309,16 @@ impl Executor {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Adds idle slots to `permits` (never waiting for one) until it holds `wanted`.
+    fn take_idle_permits(&self, permits: &mut Vec<OwnedSemaphorePermit>, wanted: usize) {
+        while permits.len() < wanted {
+            match Arc::clone(&self.permits).try_acquire_owned() {
+                Ok(extra) => permits.push(extra),
+                Err(_) => break,
+            }
+        }
     }
 }
 

@@ -8,8 +8,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgPool;
 
-use super::TaskStateRow;
-use crate::dag::{RunState, TaskState};
+use super::{Decided, TaskStateRow};
+use crate::dag::{Dag, RunState, TaskState};
+use crate::store::dags::to_i32;
 
 /// A try claimed by this process, with its run's columns.
 #[derive(Debug, Clone)]
@@ -46,7 +47,9 @@ pub async fn claim(pool: &PgPool, owner: &str, limit: i64) -> Result<Vec<Claimed
                UPDATE task_instance t SET state = 'running', owner = $1, heartbeat_at = now(),
                       try_number = t.try_number + 1, start_date = now(), end_date = NULL,
                       duration = NULL, next_retry_at = NULL, updated_at = now()
-                WHERE t.id = ANY (ARRAY(SELECT id FROM picked)) AND t.state = 'queued'
+                -- Picked rows are locked and were `queued` when locked: no state check here,
+                -- which would plan a scan of the whole queue.
+                WHERE t.id = ANY (ARRAY(SELECT id FROM picked))
             RETURNING t.id, t.dag_run_id, t.dag_id, t.run_id, t.task_id, t.try_number,
                       t.max_tries)
            SELECT c.id AS "id!", c.dag_run_id AS "dag_run_id!", c.dag_id AS "dag_id!",
@@ -75,6 +78,31 @@ pub struct TryEnd {
     pub output: Option<Value>,
     /// The tasks of the run whose states the caller needs back.
     pub read_back: Vec<String>,
+    /// Downstream tasks decided by this end alone, claimed in the same statement.
+    pub decided_downstream: Option<DecidedDownstream>,
+}
+
+/// Downstream tasks whose only upstream task is the one ending: their decision depends on this
+/// end alone, so the end claims them for the owner in the same statement (no hand-off round
+/// trip). Applied only to tasks still `none`, while the run is running, and while the DAG's
+/// limits are still those the decision assumed (it was taken for a DAG whose
+/// `max_active_tasks` cannot bind).
+#[derive(Debug, Clone, Default)]
+pub struct DecidedDownstream {
+    pub task_ids: Vec<String>,
+    pub max_active_tasks: i32,
+    pub max_active_runs: i32,
+}
+
+impl DecidedDownstream {
+    /// `task_ids` of a run of `dag` (its limits as the decision assumed them).
+    pub fn new(dag: &Dag, task_ids: &[&str]) -> Self {
+        DecidedDownstream {
+            task_ids: task_ids.iter().map(|task_id| task_id.to_string()).collect(),
+            max_active_tasks: to_i32(dag.max_active_tasks),
+            max_active_runs: to_i32(dag.max_active_runs),
+        }
+    }
 }
 
 /// What the end of a try found, read in the same statement.
@@ -101,6 +129,8 @@ pub struct TryEnded {
     /// The `read_back` tasks as the snapshot saw them (tries ended by the statement still
     /// `running`).
     pub rows: Vec<TaskStateRow>,
+    /// The `decided_downstream` tasks the statement claimed.
+    pub decided_downstream: Vec<Decided>,
 }
 
 impl TryEnded {
@@ -135,6 +165,17 @@ pub async fn end_tries(
                 .map(|task_id| (end.task_instance_id, task_id.clone()))
         })
         .unzip();
+    let mut ahead = DownstreamColumns::default();
+    for end in ends {
+        if let Some(decided) = &end.decided_downstream {
+            for task_id in &decided.task_ids {
+                ahead.ended_ids.push(end.task_instance_id);
+                ahead.task_ids.push(task_id.clone());
+                ahead.max_active_tasks.push(decided.max_active_tasks);
+                ahead.max_active_runs.push(decided.max_active_runs);
+            }
+        }
+    }
     let rows = sqlx::query!(
         r#"WITH input AS (
                SELECT * FROM unnest($2::bigint[], $3::text[], $4::jsonb[], $5::timestamptz[],
@@ -158,7 +199,7 @@ pub async fn end_tries(
            locked AS (
                -- Runs by key, locked in key order: batches of two processes never wait for
                -- each other in a cycle, and no plan scans every open run.
-               SELECT r.id FROM dag_run r
+               SELECT r.id, r.state FROM dag_run r
                 WHERE r.id = ANY (ARRAY(SELECT dag_run_id FROM finished WHERE n > 0))
                 ORDER BY r.id FOR NO KEY UPDATE),
            counted AS (
@@ -167,21 +208,46 @@ pub async fn end_tries(
                                          - CASE WHEN r.state = 'running' THEN f.n ELSE 0 END
                  FROM locked l, finished f
                 WHERE r.id = l.id AND f.dag_run_id = l.id
-            RETURNING r.id, CASE WHEN r.state = 'running' THEN r.unfinished_tasks END AS unfinished)
+            RETURNING r.id, CASE WHEN r.state = 'running' THEN r.unfinished_tasks END AS unfinished),
+           ahead AS (
+               UPDATE task_instance t SET state = 'running', owner = $1, heartbeat_at = now(),
+                      queued_at = now(), start_date = now(), try_number = t.try_number + 1,
+                      end_date = NULL, duration = NULL, next_retry_at = NULL, updated_at = now()
+                 FROM unnest($10::bigint[], $11::text[], $12::int[], $13::int[])
+                          AS a(ended_id, task_id, max_active_tasks, max_active_runs)
+                 JOIN ended e ON e.id = a.ended_id
+                 JOIN locked l ON l.id = e.dag_run_id
+                 JOIN dag d ON d.dag_id = e.dag_id
+                WHERE l.state = 'running' AND d.max_active_tasks = a.max_active_tasks
+                  AND d.max_active_runs = a.max_active_runs
+                  AND t.dag_run_id = e.dag_run_id AND t.task_id = a.task_id AND t.state = 'none'
+            RETURNING a.ended_id, t.id, t.task_id, t.state, t.try_number, t.max_tries),
+           extra AS MATERIALIZED (
+               SELECT rb.ended_id, t.id, t.task_id, t.state, NULL::int AS try_number,
+                      NULL::int AS max_tries, false AS decided
+                 FROM unnest($8::bigint[], $9::text[]) AS rb(ended_id, task_id)
+                 JOIN ended e ON e.id = rb.ended_id
+                 JOIN task_instance t ON t.dag_run_id = e.dag_run_id AND t.task_id = rb.task_id
+               UNION ALL
+               SELECT ended_id, id, task_id, state, try_number, max_tries, true FROM ahead),
+           -- Each run read once (a busy run row is slow to find: its versions are many).
+           seen AS MATERIALIZED (
+               SELECT r.id, r.state, r.clear_number, r.unfinished_tasks FROM dag_run r
+                WHERE r.id = ANY (ARRAY(SELECT dag_run_id FROM finished)))
            SELECT e.id AS "id!", e.dag_run_id AS "dag_run_id!", e.dag_id AS "dag_id!",
                   r.state AS "run_state!: RunState",
                   r.clear_number AS "clear_number!", r.unfinished_tasks AS "unfinished_seen!",
                   c.unfinished AS "unfinished_now?", f.n AS "ended_in_run!",
                   d.max_active_tasks AS "max_active_tasks!", d.max_active_runs AS "max_active_runs!",
-                  t.id AS "ti_id?", t.task_id AS "ti_task_id?", t.state AS "ti_state?: TaskState"
+                  x.id AS "ti_id?", x.task_id AS "ti_task_id?", x.state AS "ti_state?: TaskState",
+                  x.try_number AS "ti_try_number?", x.max_tries AS "ti_max_tries?",
+                  x.decided AS "ti_decided?"
              FROM ended e
-             JOIN dag_run r ON r.id = e.dag_run_id
+             JOIN seen r ON r.id = e.dag_run_id
              JOIN dag d ON d.dag_id = e.dag_id
              JOIN finished f ON f.dag_run_id = e.dag_run_id
              LEFT JOIN counted c ON c.id = e.dag_run_id
-             LEFT JOIN unnest($8::bigint[], $9::text[]) AS rb(ended_id, task_id)
-                    ON rb.ended_id = e.id
-             LEFT JOIN task_instance t ON t.dag_run_id = e.dag_run_id AND t.task_id = rb.task_id"#,
+             LEFT JOIN extra x ON x.ended_id = e.id"#,
         owner,
         &ids,
         &states as _,
@@ -191,6 +257,10 @@ pub async fn end_tries(
         &finishes,
         &read_ids,
         &read_tasks,
+        &ahead.ended_ids,
+        &ahead.task_ids,
+        &ahead.max_active_tasks,
+        &ahead.max_active_runs,
     )
     .fetch_all(pool)
     .await?;
@@ -209,9 +279,24 @@ pub async fn end_tries(
             max_active_tasks: row.max_active_tasks,
             max_active_runs: row.max_active_runs,
             rows: Vec::new(),
+            decided_downstream: Vec::new(),
         });
-        if let (Some(id), Some(task_id), Some(state)) = (row.ti_id, row.ti_task_id, row.ti_state) {
-            ended.rows.push(TaskStateRow { id, task_id, state });
+        let (Some(id), Some(task_id), Some(state)) = (row.ti_id, row.ti_task_id, row.ti_state)
+        else {
+            continue;
+        };
+        match (row.ti_decided, row.ti_try_number, row.ti_max_tries) {
+            (Some(true), Some(try_number), Some(max_tries)) => {
+                ended.decided_downstream.push(Decided {
+                    id,
+                    dag_run_id: ended.dag_run_id,
+                    task_id,
+                    state,
+                    try_number,
+                    max_tries,
+                })
+            }
+            _ => ended.rows.push(TaskStateRow { id, task_id, state }),
         }
     }
     // Of the ends that emptied a run, the last one (by id) closes it.
@@ -233,6 +318,15 @@ pub async fn end_tries(
         }
     }
     Ok(ids.iter().map(|id| by_id.remove(id)).collect())
+}
+
+/// [`DecidedDownstream`] of a batch of ends, as columns.
+#[derive(Default)]
+struct DownstreamColumns {
+    ended_ids: Vec<i64>,
+    task_ids: Vec<String>,
+    max_active_tasks: Vec<i32>,
+    max_active_runs: Vec<i32>,
 }
 
 /// The tries `owner` runs, as the store has them (a try missing from the list is no longer

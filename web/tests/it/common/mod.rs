@@ -313,6 +313,7 @@ impl Ctx {
             next_retry_at: None,
             output: output.cloned(),
             read_back: Vec::new(),
+            decided_downstream: None,
         };
         let ended = task_instances::end_tries(&self.pool, owner, &[end])
             .await
