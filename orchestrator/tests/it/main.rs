@@ -8,6 +8,7 @@ mod dag_parse_fuzz;
 mod dag_schema;
 mod dag_user_automation;
 mod engine_regressions;
+mod failure_safety;
 mod postgres_smoke;
 mod processor;
 #[path = "../support/runs.rs"]

@@ -8,7 +8,7 @@ mod ends;
 pub mod logs;
 mod try_run;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -184,6 +184,29 @@ impl Executor {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.permits.acquire_many(all)).await;
     }
 
+    /// Registers a try this process holds (claimed: waiting for a slot, running, or being
+    /// ended); returns its cancellation token.
+    fn hold(&self, task_instance_id: i64) -> CancellationToken {
+        let registered_after = self.heartbeats.load(Ordering::SeqCst);
+        match self.running.lock() {
+            Ok(mut running) => running
+                .entry(task_instance_id)
+                .or_insert_with(|| RunningTry {
+                    cancel: CancellationToken::new(),
+                    registered_after,
+                })
+                .cancel
+                .clone(),
+            Err(_) => CancellationToken::new(),
+        }
+    }
+
+    fn let_go(&self, task_instance_id: i64) {
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(&task_instance_id);
+        }
+    }
+
     /// Hands a try back for retry without counting it: the stop was ours.
     async fn release_one(&self, task_instance_id: i64) {
         let result =
@@ -195,8 +218,11 @@ impl Executor {
 
     /// Keeps this process alive in `scheduler_process` (the reaper of other processes takes the
     /// tries of a process whose heartbeat stopped); a try whose row is no longer ours (cleared,
-    /// marked, reaped) is cancelled.
+    /// marked, reaped) is cancelled; a row of ours that no try here holds (its end or its claim
+    /// was lost to an error), seen so at two checks in a row, is released for retry: the
+    /// reaper would never take it while this process lives.
     async fn heartbeat_loop(self: Arc<Self>, cancel: CancellationToken) {
+        let mut abandoned_before: HashSet<i64> = HashSet::new();
         let mut interval = tokio::time::interval(self.config.heartbeat_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -229,6 +255,24 @@ impl Executor {
                     for token in lost {
                         token.cancel();
                     }
+                    // Read after the answer: a try claimed after its snapshot is not in it, and
+                    // one claimed before is held by the next check at the latest.
+                    let abandoned: HashSet<i64> = match self.running.lock() {
+                        Ok(running) => alive
+                            .iter()
+                            .filter(|id| !running.contains_key(id))
+                            .copied()
+                            .collect(),
+                        Err(_) => HashSet::new(),
+                    };
+                    for &id in abandoned.intersection(&abandoned_before) {
+                        tracing::warn!(
+                            task_instance_id = id,
+                            "a try of this process that nothing here holds: released for retry"
+                        );
+                        self.release_one(id).await;
+                    }
+                    abandoned_before = abandoned;
                 }
                 Err(error) => tracing::warn!(%error, "cannot check the tries this process owns"),
             }

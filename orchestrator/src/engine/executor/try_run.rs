@@ -10,8 +10,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::Executor;
 use super::logs::DbLogSink;
-use super::{Executor, RunningTry};
 use crate::dag::params::resolve_params;
 use crate::dag::{Dag, RetryPolicy, Task, TaskState};
 use crate::engine::advance::{EndedTry, advance_dag, after_try, decided_with_end};
@@ -54,31 +54,23 @@ impl Executor {
         claimed: ClaimedTry,
         permit: OwnedSemaphorePermit,
     ) {
-        let token = CancellationToken::new();
-        if let Ok(mut running) = self.running.lock() {
-            let registered_after = self.heartbeats.load(std::sync::atomic::Ordering::SeqCst);
-            let try_ = RunningTry {
-                cancel: token.clone(),
-                registered_after,
-            };
-            running.insert(claimed.id, try_);
-        }
+        let token = self.hold(claimed.id);
         metrics::TASKS_STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let span = tracing::info_span!("try", dag_id = %claimed.dag_id, run_id = %claimed.run_id,
             task_id = %claimed.task_id, try_number = claimed.try_number);
         let sink = DbLogSink::new(claimed.id, claimed.try_number, self.logs.clone());
         let tried = self.execute(&claimed, &sink, &token).instrument(span).await;
-        if let Ok(mut running) = self.running.lock() {
-            running.remove(&claimed.id);
-        }
         if let Outcome::Failure(message) = &tried.outcome {
             updraft_operators::LogSink::write_line(&*sink, &format!("ERROR: {message}"));
         }
         sink.flush().await;
         if let Err(error) = self.complete(&claimed, tried, permit).await {
-            // The row stays running; the reaper hands it to retry once our heartbeat stops.
+            // The row stays running, no longer held: the heartbeat loop releases it for retry.
             tracing::error!(%error, task_instance_id = claimed.id, "cannot complete try");
         }
+        // Held until its end is stored: a try whose row is running but held by no one here
+        // is abandoned.
+        self.let_go(claimed.id);
         metrics::TASKS_FINISHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
@@ -292,6 +284,7 @@ impl Executor {
                 Some(permit) => self.spawn_try(next, permit),
                 // Claimed for us beyond our slots: it runs when a slot frees, never dropped.
                 None => {
+                    self.hold(next.id);
                     let executor = Arc::clone(self);
                     tokio::spawn(async move {
                         if let Ok(permit) = Arc::clone(&executor.permits).acquire_owned().await {
