@@ -45,6 +45,44 @@ impl TestDatabase {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// An outage of this database alone (the server keeps serving the others): new connections
+    /// are refused and the open ones ended, until [`TestDatabase::end_outage`].
+    pub async fn begin_outage(&self) {
+        self.admin(&[
+            format!(
+                "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS false",
+                self.name
+            ),
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+                self.name
+            ),
+        ])
+        .await;
+    }
+
+    pub async fn end_outage(&self) {
+        let allow = format!(
+            "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS true",
+            self.name
+        );
+        self.admin(&[allow]).await;
+    }
+
+    async fn admin(&self, statements: &[String]) {
+        let server_url = crate::database_url();
+        let mut admin = PgConnection::connect(&server_url)
+            .await
+            .unwrap_or_else(|error| panic!("cannot connect to {server_url}: {error}"));
+        for sql in statements {
+            admin
+                .execute(statement(sql.clone()))
+                .await
+                .unwrap_or_else(|error| panic!("{sql}: {error}"));
+        }
+        let _ = admin.close().await;
+    }
 }
 
 impl Drop for TestDatabase {
@@ -93,7 +131,7 @@ fn drop_database(name: &str) -> Result<(), String> {
     })
 }
 
-/// `CREATE`/`DROP DATABASE` cannot take bind parameters; the name is ours (a test prefix plus
+/// `CREATE`/`DROP`/`ALTER DATABASE` cannot take bind parameters; the name is ours (a test prefix plus
 /// pid, time and a counter), never user input.
 fn statement(sql: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(sql)

@@ -25,7 +25,7 @@ pub struct Env {
     pub processor: DagProcessor,
     pub schedulers: Vec<(CancellationToken, tokio::task::JoinHandle<()>)>,
     /// Dropped last (fields drop in order), after the pool.
-    _database: TestDatabase,
+    database: TestDatabase,
 }
 
 pub async fn env(prefix: &str) -> Env {
@@ -43,7 +43,7 @@ pub async fn env(prefix: &str) -> Env {
         folder,
         processor,
         schedulers: Vec::new(),
-        _database: database,
+        database,
     }
 }
 
@@ -59,6 +59,10 @@ pub fn config() -> SchedulerConfig {
 }
 
 impl Env {
+    pub fn database(&self) -> &TestDatabase {
+        &self.database
+    }
+
     /// Writes `dags/<name>.yaml` and loads the folder into the database.
     pub async fn write_dag(&self, name: &str, yaml: &str) {
         std::fs::write(self.folder.join(format!("{name}.yaml")), yaml).unwrap();

@@ -9,9 +9,9 @@ pub mod logs;
 mod try_run;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
@@ -32,8 +32,12 @@ pub struct ExecutorConfig {
     pub owner: String,
     /// Tries running at once in this process (`UPDRAFT_PARALLELISM`).
     pub parallelism: usize,
-    /// How often running claims are refreshed.
+    /// How often this process's heartbeat is refreshed.
     pub heartbeat_interval: Duration,
+    /// Without a heartbeat stored for this long, the process stops its tries (fencing): other
+    /// processes take them once its heartbeat is older than the reaper threshold, so this is
+    /// shorter than that threshold.
+    pub fence_after: Duration,
     /// Claim even without a wake-up this often.
     pub poll_interval: Duration,
     /// After SIGTERM, how long running tries may take before they are released.
@@ -67,6 +71,11 @@ pub struct Executor {
     release: CancellationToken,
     /// Cancelled when the process stops claiming (hand-offs claim nothing either).
     stopping: CancellationToken,
+    /// When the last heartbeat that was stored was sent.
+    last_beat: Mutex<Instant>,
+    /// Cut off from the database longer than `fence_after`: no try runs until a heartbeat is
+    /// stored again.
+    fenced: AtomicBool,
 }
 
 impl Executor {
@@ -96,12 +105,15 @@ impl Executor {
             heartbeats: AtomicU64::new(0),
             release,
             stopping: CancellationToken::new(),
+            last_beat: Mutex::new(Instant::now()),
+            fenced: AtomicBool::new(false),
         })
     }
 
     /// Claims and runs tries until `cancel`, then stops gracefully.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let heartbeat = tokio::spawn(Arc::clone(&self).heartbeat_loop(cancel.clone()));
+        let fence = tokio::spawn(Arc::clone(&self).fence_loop());
         let stopping = self.stopping.clone();
         let stop_forwarder = tokio::spawn({
             let cancel = cancel.clone();
@@ -116,6 +128,14 @@ impl Executor {
             let mut permits = Vec::new();
             while let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
                 permits.push(permit);
+            }
+            if self.fenced.load(Ordering::SeqCst) {
+                drop(permits);
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(self.config.poll_interval) => {}
+                }
+                continue;
             }
             if permits.is_empty() {
                 // Wait for a free slot (a permit returns when a try ends).
@@ -158,6 +178,7 @@ impl Executor {
         stop_forwarder.abort();
         self.shutdown().await;
         heartbeat.abort();
+        fence.abort();
     }
 
     /// Runs a claimed try on its own task; `permit` is its parallelism slot.
@@ -186,9 +207,10 @@ impl Executor {
 
     /// Registers a try this process holds (claimed: waiting for a slot, running, or being
     /// ended); returns its cancellation token.
+    /// While fenced, the token comes cancelled: the try does not start.
     fn hold(&self, task_instance_id: i64) -> CancellationToken {
         let registered_after = self.heartbeats.load(Ordering::SeqCst);
-        match self.running.lock() {
+        let token = match self.running.lock() {
             Ok(mut running) => running
                 .entry(task_instance_id)
                 .or_insert_with(|| RunningTry {
@@ -198,6 +220,44 @@ impl Executor {
                 .cancel
                 .clone(),
             Err(_) => CancellationToken::new(),
+        };
+        if self.fenced.load(Ordering::SeqCst) {
+            token.cancel();
+        }
+        token
+    }
+
+    /// Fencing: when no heartbeat has been stored for `fence_after` (the database is out of
+    /// reach, or too slow to answer), every try of this process stops, before any other
+    /// process may take them; they stay `running` in the store and are retried once (released
+    /// by this process when it reaches the database again, or reaped by another).
+    async fn fence_loop(self: Arc<Self>) {
+        let check = (self.config.fence_after / 4).max(Duration::from_millis(10));
+        loop {
+            tokio::time::sleep(check).await;
+            let silent = self
+                .last_beat
+                .lock()
+                .map(|at| at.elapsed())
+                .unwrap_or_default();
+            let fence = silent >= self.config.fence_after;
+            let was = self.fenced.swap(fence, Ordering::SeqCst);
+            if fence && !was {
+                let tokens: Vec<CancellationToken> = match self.running.lock() {
+                    Ok(running) => running.values().map(|try_| try_.cancel.clone()).collect(),
+                    Err(_) => Vec::new(),
+                };
+                tracing::error!(
+                    tries = tokens.len(),
+                    ?silent,
+                    "no heartbeat stored for too long: stopping every try of this process"
+                );
+                for token in tokens {
+                    token.cancel();
+                }
+            } else if was && !fence {
+                tracing::info!("heartbeat stored again: running tries again");
+            }
         }
     }
 
@@ -227,15 +287,25 @@ impl Executor {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            match processes::beat(&self.pool, &self.config.owner).await {
-                Ok(true) => {}
+            let sent = Instant::now();
+            let stored = match processes::beat(&self.pool, &self.config.owner).await {
+                Ok(true) => true,
                 // Forgotten after a long silence (a database outage): be known again.
-                Ok(false) => {
-                    if let Err(error) = register(&self.pool, &self.config.owner).await {
+                Ok(false) => match register(&self.pool, &self.config.owner).await {
+                    Ok(()) => true,
+                    Err(error) => {
                         tracing::warn!(%error, "cannot register this process again");
+                        false
                     }
+                },
+                Err(error) => {
+                    tracing::warn!(%error, "heartbeat failed");
+                    false
                 }
-                Err(error) => tracing::warn!(%error, "heartbeat failed"),
+            };
+            if stored && let Ok(mut last_beat) = self.last_beat.lock() {
+                // When it was sent: the database's clock stored it no earlier.
+                *last_beat = sent;
             }
             // Tries registered from now on may have been claimed after this check's snapshot:
             // their absence from its answer proves nothing.

@@ -204,16 +204,15 @@ impl Executor {
             .dag
             .as_ref()
             .map_or(0, |dag| dag.downstream(&claimed.task_id).len());
-        let mut permits = Vec::new();
+        // Ours is held until the end is stored: a stopping executor waits for every slot.
+        let mut permits = vec![permit];
         if !self.stopping.is_cancelled() {
-            permits.push(permit);
             self.take_idle_permits(&mut permits, wanted);
-        } else {
-            drop(permit);
         }
         // Downstream tasks this end alone decides are claimed with it when a slot is free for
         // each (none is while stopping); otherwise they are read back and decided after it.
-        let decided_downstream = tried.dag.as_ref().and_then(|dag| {
+        let stopping = self.stopping.is_cancelled();
+        let decided_downstream = tried.dag.as_ref().filter(|_| !stopping).and_then(|dag| {
             decided_with_end(dag, &claimed.task_id, state)
                 .filter(|tasks| tasks.len() <= permits.len())
                 .map(|tasks| DecidedDownstream::new(dag, &tasks))
@@ -249,8 +248,11 @@ impl Executor {
         let Some(dag) = tried.dag else {
             return Ok(());
         };
-        // Slots freed while the end was stored serve its downstream tasks first.
-        if !decided_with_end && !self.stopping.is_cancelled() {
+        if self.stopping.is_cancelled() {
+            // Claims nothing: the downstream tasks are queued for the other processes.
+            permits.clear();
+        } else if !decided_with_end {
+            // Slots freed while the end was stored serve its downstream tasks first.
             self.take_idle_permits(&mut permits, wanted);
         }
         let end = EndedTry {

@@ -138,6 +138,8 @@ impl Scheduler {
                     owner: self.config.owner.clone(),
                     parallelism: self.config.parallelism,
                     heartbeat_interval: self.config.heartbeat_interval(),
+                    // Two beats missed: still a third of the threshold before others reap.
+                    fence_after: self.config.reaper_threshold * 2 / 3,
                     poll_interval: self.config.poll_interval.min(Duration::from_secs(1)),
                     grace_period: self.config.grace_period,
                 },
