@@ -101,6 +101,19 @@ pub struct StreamMetrics {
     pub end_to_end: Histogram,
     lag: Mutex<BTreeMap<(String, i32), i64>>,
     assigned: Mutex<BTreeSet<(String, i32)>>,
+    /// Since when writes have failed without one succeeding (ms after [`clock`]'s start; 0:
+    /// they succeed), and the latest error.
+    failing_since_ms: AtomicU64,
+    last_error: Mutex<String>,
+}
+
+/// Milliseconds since the first call (never 0).
+fn clock() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 impl StreamMetrics {
@@ -116,6 +129,25 @@ impl StreamMetrics {
     }
     pub fn retried(&self) {
         self.retries.fetch_add(1, Relaxed);
+    }
+    pub fn write_failed(&self, error: &str) {
+        let _ = self
+            .failing_since_ms
+            .compare_exchange(0, clock(), Relaxed, Relaxed);
+        *lock(&self.last_error) = error.to_string();
+    }
+    pub fn write_succeeded(&self) {
+        if self.failing_since_ms.load(Relaxed) != 0 {
+            self.failing_since_ms.store(0, Relaxed);
+        }
+    }
+    /// How long writes have failed without one succeeding, and the latest error.
+    pub fn failing_for(&self) -> Option<(Duration, String)> {
+        let since = self.failing_since_ms.load(Relaxed);
+        (since != 0).then(|| {
+            let failing = Duration::from_millis(clock().saturating_sub(since));
+            (failing, lock(&self.last_error).clone())
+        })
     }
     pub fn dead_lettered(&self, kind: &'static str) {
         *lock(&self.dead_lettered).entry(kind).or_default() += 1;
@@ -265,6 +297,24 @@ impl Metrics {
         self.ready.load(Relaxed)
     }
 
+    /// Why the worker is not healthy: starting, or a stream whose writes have failed for
+    /// [`FAILING_UNHEALTHY`] without one succeeding (Cassandra down, the table missing).
+    pub fn unhealthy(&self) -> Option<String> {
+        if !self.is_ready() {
+            return Some("starting".to_string());
+        }
+        lock(&self.streams).iter().find_map(|stream| {
+            let (failing, error) = stream.failing_for()?;
+            (failing >= FAILING_UNHEALTHY).then(|| {
+                format!(
+                    "stream `{}`: writes failing for {} s: {error}",
+                    stream.stream,
+                    failing.as_secs()
+                )
+            })
+        })
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::from(HELP);
@@ -274,6 +324,9 @@ impl Metrics {
         out
     }
 }
+
+/// Writes failing this long without one succeeding make `/healthz` answer 503.
+pub const FAILING_UNHEALTHY: Duration = Duration::from_secs(10);
 
 /// `/metrics` and `/healthz`.
 pub fn router(metrics: Arc<Metrics>) -> Router {
@@ -285,10 +338,9 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
         .route(
             "/healthz",
             get(|State(m): State<Arc<Metrics>>| async move {
-                if m.is_ready() {
-                    (StatusCode::OK, "ok")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "starting")
+                match m.unhealthy() {
+                    None => (StatusCode::OK, "ok".to_string()),
+                    Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
                 }
             }),
         )
@@ -298,6 +350,22 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failing_writes_are_timed_until_one_succeeds() {
+        let metrics = Metrics::new();
+        metrics.set_ready(true);
+        let stream = metrics.stream("users");
+        assert!(stream.failing_for().is_none());
+        stream.write_failed("unconfigured table created_users");
+        stream.write_failed("still unconfigured");
+        let (_, error) = stream.failing_for().expect("failing");
+        assert_eq!(error, "still unconfigured");
+        // Healthy until the failures have lasted FAILING_UNHEALTHY.
+        assert_eq!(metrics.unhealthy(), None);
+        stream.write_succeeded();
+        assert!(stream.failing_for().is_none());
+    }
 
     #[test]
     fn renders_prometheus_text() {

@@ -70,7 +70,10 @@ pub struct Sink {
     session: Arc<Session>,
     insert: PreparedStatement,
     metrics: Arc<StreamMetrics>,
-    stream: String,
+    stream: Stream,
+    /// When the target was last found missing and created again: one writer does it, the
+    /// others wait for it, and not more than once per [`MAX_BACKOFF`].
+    recreated: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl Sink {
@@ -93,7 +96,8 @@ impl Sink {
             session,
             insert,
             metrics,
-            stream: stream.name.clone(),
+            stream: stream.clone(),
+            recreated: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -111,8 +115,9 @@ impl Sink {
         loop {
             match self.session.execute_unpaged(&self.insert, &row).await {
                 Ok(_) => {
+                    self.metrics.write_succeeded();
                     if failures > 0 {
-                        tracing::info!(stream = %self.stream, failures, "write succeeded after retries");
+                        tracing::info!(stream = %self.stream.name, failures, "write succeeded after retries");
                     }
                     return Ok(());
                 }
@@ -124,10 +129,14 @@ impl Sink {
                 Err(error) => {
                     failures += 1;
                     self.metrics.retried();
+                    self.metrics.write_failed(&error.to_string());
+                    if is_target_missing(&error) {
+                        self.create_target_again().await;
+                    }
                     // Log the first failure and then every 10th, so an outage does not flood logs.
                     if failures % 10 == 1 {
                         tracing::warn!(
-                            stream = %self.stream, failures, %error,
+                            stream = %self.stream.name, failures, %error,
                             waited_ms = started.elapsed().as_millis() as u64,
                             "write failed; retrying with backoff"
                         );
@@ -140,22 +149,85 @@ impl Sink {
     }
 }
 
+impl Sink {
+    /// The keyspace or table is gone (dropped, or lost in a restart): create it again as at
+    /// start-up. Failing that, the writes keep being retried: the records wait, none is lost.
+    async fn create_target_again(&self) {
+        let mut recreated = self.recreated.lock().await;
+        if recreated.is_some_and(|at| at.elapsed() < MAX_BACKOFF) {
+            return;
+        }
+        *recreated = Some(Instant::now());
+        match crate::schema::ensure(&self.session, &self.stream).await {
+            Ok(()) => tracing::warn!(stream = %self.stream.name,
+                keyspace = %self.stream.keyspace, table = %self.stream.table,
+                "the target table was missing and has been created again"),
+            Err(error) => tracing::error!(stream = %self.stream.name, %error,
+                "the target table is missing and cannot be created; retrying"),
+        }
+    }
+}
+
 /// Errors about the row itself; everything else (timeouts, unavailable, lost connections,
-/// overload) is the cluster's state and worth retrying.
+/// overload, a missing keyspace or table) is the cluster's state and worth retrying.
 fn is_permanent(error: &ExecutionError) -> bool {
     match error {
         ExecutionError::BadQuery(_) => true,
         ExecutionError::LastAttemptError(RequestAttemptError::SerializationError(_)) => true,
-        ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, _)) => {
-            matches!(db, DbError::Invalid | DbError::SyntaxError)
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, message)) => {
+            matches!(db, DbError::Invalid | DbError::SyntaxError) && !names_missing_schema(message)
         }
         _ => false,
     }
 }
 
+/// Whether the target keyspace or table (or one of its columns) does not exist: Cassandra says
+/// so with the same `Invalid` code as for a bad row, so the message tells them apart.
+fn is_target_missing(error: &ExecutionError) -> bool {
+    match error {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(_, message)) => {
+            names_missing_schema(message)
+        }
+        other => names_missing_schema(&other.to_string()),
+    }
+}
+
+fn names_missing_schema(message: &str) -> bool {
+    let message = message.to_lowercase();
+    [
+        "unconfigured table",
+        "does not exist",
+        "undefined column name",
+        "unknown identifier",
+    ]
+    .iter()
+    .any(|phrase| message.contains(phrase))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_table_or_keyspace_is_an_outage_and_a_bad_row_is_not() {
+        let db = |message: &str| {
+            ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+                DbError::Invalid,
+                message.to_string(),
+            ))
+        };
+        for missing in [
+            "unconfigured table created_users",
+            "Keyspace spark_streaming does not exist",
+            "Undefined column name phone in table spark_streaming.created_users",
+        ] {
+            assert!(!is_permanent(&db(missing)), "{missing}");
+            assert!(is_target_missing(&db(missing)), "{missing}");
+        }
+        let bad_row = db("Invalid null value in condition for column id");
+        assert!(is_permanent(&bad_row));
+        assert!(!is_target_missing(&bad_row));
+    }
 
     #[test]
     fn insert_uses_the_record_timestamp() {

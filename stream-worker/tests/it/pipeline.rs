@@ -359,6 +359,48 @@ async fn a_cassandra_outage_loses_nothing_and_the_worker_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dropped_table_is_an_outage_not_bad_records() {
+    if !testkit::require_kafka() || !testkit::require_cassandra() {
+        return;
+    }
+    let names = Names::new("sw_dropped");
+    testkit::kafka::create_topic(&names.topic, 1).await;
+    let worker = start_worker(config(), vec![definition(&names, "")]);
+    worker.ready().await;
+    let stream = worker.metrics.stream("users_created");
+    let records = |range: std::ops::Range<usize>| -> Vec<Vec<u8>> {
+        range
+            .map(|i| seed_record(i).to_string().into_bytes())
+            .collect()
+    };
+    testkit::kafka::produce(&names.topic, &records(0..200)).await;
+    let session = testkit::cassandra::session().await;
+    wait_for_rows(&session, &names.keyspace, 200, Duration::from_secs(60)).await;
+
+    // As after a restart that lost the table: every write fails with Cassandra's `Invalid`.
+    let drop = format!("DROP TABLE {}.created_users", names.keyspace);
+    session
+        .query_unpaged(drop, ())
+        .await
+        .expect("drop the table");
+    testkit::kafka::produce(&names.topic, &records(200..1_200)).await;
+
+    // The worker creates the table again, as at start-up, and the records wait for it.
+    wait_for_rows(&session, &names.keyspace, 1_000, Duration::from_secs(90)).await;
+    assert!(
+        stream.retries_total() > 0,
+        "the writes met the missing table"
+    );
+    assert_eq!(
+        stream.dead_lettered_total(),
+        0,
+        "no good record dead-lettered"
+    );
+    assert!(worker.metrics.unhealthy().is_none());
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_table_that_does_not_match_is_refused_with_its_columns_named() {
     if !testkit::require_kafka() || !testkit::require_cassandra() {
         return;
