@@ -1,6 +1,7 @@
 //! Bad records go, byte for byte, to the stream's dead-letter topic with headers saying why and
-//! where they came from. Sending is retried until Kafka accepts it: a record is only "done" (and
-//! its offset committable) once it is written or dead-lettered.
+//! where they came from; one too large for that topic goes as a reference (headers only).
+//! Sending is retried until Kafka accepts it: a record is only "done" (and its offset
+//! committable) once it is written or dead-lettered.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,9 +65,13 @@ impl DeadLetters {
         })
     }
 
-    /// Sends `record` to the dead-letter topic, retrying until Kafka has it.
+    /// Sends `record` to the dead-letter topic, retrying until Kafka has it. A record too
+    /// large for the dead-letter topic (or the producer) goes as a reference: its headers, a
+    /// `payload.omitted` header, and no payload; its bytes stay readable at its source offset
+    /// for the topic's retention.
     pub async fn send(&self, record: &SourceRecord, error: &RecordError) {
-        let headers = headers(record, error);
+        let mut headers = headers(record, error);
+        let mut whole = true;
         let mut backoff = Duration::from_millis(100);
         loop {
             let mut owned = OwnedHeaders::new_with_capacity(headers.len());
@@ -78,10 +83,14 @@ impl DeadLetters {
             }
             let mut message: FutureRecord<'_, [u8], [u8]> =
                 FutureRecord::to(&self.topic).headers(owned);
-            if let Some(key) = &record.key {
+            if let Some(key) = record
+                .key
+                .as_ref()
+                .filter(|key| whole || key.len() <= MAX_KEPT_KEY)
+            {
                 message = message.key(key.as_slice());
             }
-            if let Some(payload) = &record.payload {
+            if let Some(payload) = record.payload.as_ref().filter(|_| whole) {
                 message = message.payload(payload.as_slice());
             }
             match self.producer.send(message, Duration::from_secs(30)).await {
@@ -94,6 +103,15 @@ impl DeadLetters {
                     );
                     return;
                 }
+                Err((kafka_error, _)) if whole && is_too_large(&kafka_error) => {
+                    let bytes = record.payload.as_ref().map_or(0, Vec::len);
+                    tracing::warn!(
+                        stream = %self.metrics.stream, topic = %self.topic, bytes,
+                        error = %kafka_error, "dead letter too large: sending its reference only"
+                    );
+                    headers.push(("payload.omitted", omitted(bytes)));
+                    whole = false;
+                }
                 Err((kafka_error, _)) => {
                     tracing::warn!(
                         stream = %self.metrics.stream, topic = %self.topic, error = %kafka_error,
@@ -105,6 +123,30 @@ impl DeadLetters {
             }
         }
     }
+}
+
+/// A key longer than this is left out of a dead letter sent as a reference.
+const MAX_KEPT_KEY: usize = 16 * 1024;
+
+/// Kafka's answers to a record larger than the producer or the topic accepts: sending it again
+/// can never succeed.
+fn is_too_large(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::MessageBatchTooLarge
+        )
+    )
+}
+
+/// The `payload.omitted` header of a dead letter sent as a reference.
+fn omitted(bytes: usize) -> String {
+    format!(
+        "{bytes} bytes: larger than the dead-letter topic accepts; \
+         read them at source.topic/source.partition/source.offset"
+    )
 }
 
 /// Creates the topics that do not exist yet, with the broker's default partitions and

@@ -27,7 +27,15 @@ fn admin() -> AdminClient<DefaultClientContext> {
 
 /// Creates `name` with `partitions` partitions (replication factor 1); panics if it fails.
 pub async fn create_topic(name: &str, partitions: i32) {
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    create_topic_with(name, partitions, &[]).await;
+}
+
+/// [`create_topic`] with topic configs, e.g. `("max.message.bytes", "8388608")`.
+pub async fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (key, value) in configs {
+        topic = topic.set(key, value);
+    }
     let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
     let results = admin()
         .create_topics(&[topic], &options)
@@ -53,11 +61,13 @@ pub async fn delete_topic(name: &str) {
     }
 }
 
-/// A producer that batches a little (`linger.ms` 5) and queues up to 200,000 records.
+/// A producer that batches a little (`linger.ms` 5), queues up to 200,000 records, and sends
+/// records up to 16 MiB (to topics whose `max.message.bytes` allows them).
 pub fn producer() -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", crate::kafka_bootstrap_servers())
         .set("linger.ms", "5")
+        .set("message.max.bytes", "16777216")
         .set("queue.buffering.max.messages", "200000")
         .create()
         .expect("Kafka producer")

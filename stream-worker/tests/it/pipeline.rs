@@ -359,6 +359,57 @@ async fn a_cassandra_outage_loses_nothing_and_the_worker_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_record_too_large_for_the_dead_letter_topic_is_sent_as_a_reference() {
+    if !testkit::require_kafka() || !testkit::require_cassandra() {
+        return;
+    }
+    let names = Names::new("sw_huge");
+    // The source accepts 8 MiB records; the dead-letter topic has the broker's 1 MB default.
+    testkit::kafka::create_topic_with(&names.topic, 1, &[("max.message.bytes", "8388608")]).await;
+    let huge = vec![b'x'; 5 * 1024 * 1024];
+    let mut payloads: Vec<Vec<u8>> = (0..10)
+        .map(|i| seed_record(i).to_string().into_bytes())
+        .collect();
+    payloads.push(huge.clone());
+    payloads.extend((10..20).map(|i| seed_record(i).to_string().into_bytes()));
+    testkit::kafka::produce(&names.topic, &payloads).await;
+
+    let worker = start_worker(config(), vec![definition(&names, "")]);
+    worker.ready().await;
+    let session = testkit::cassandra::session().await;
+    // The partition goes on past the huge record.
+    wait_for_rows(&session, &names.keyspace, 20, Duration::from_secs(60)).await;
+    let letters =
+        testkit::kafka::read_topic(&format!("{}.dlq", names.topic), 1, Duration::from_secs(30))
+            .await;
+    let [letter] = &letters[..] else {
+        panic!("one dead letter: {letters:?}");
+    };
+    assert!(letter.payload.is_empty(), "sent without its payload");
+    assert_eq!(
+        letter.headers.get("error").map(String::as_str),
+        Some("too_large")
+    );
+    assert_eq!(
+        letter.headers.get("source.offset").map(String::as_str),
+        Some("10")
+    );
+    let omitted = letter
+        .headers
+        .get("payload.omitted")
+        .expect("payload.omitted");
+    assert!(
+        omitted.starts_with(&format!("{} bytes", huge.len())),
+        "{omitted}"
+    );
+    assert_eq!(
+        worker.metrics.stream("users_created").dead_lettered_total(),
+        1
+    );
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dropped_table_is_an_outage_not_bad_records() {
     if !testkit::require_kafka() || !testkit::require_cassandra() {
         return;
