@@ -45,7 +45,7 @@ pub fn load_folder(folder: &Path, registry: &Registry) -> FolderLoad {
     }
     files.sort();
     for path in files {
-        match std::fs::read(&path) {
+        match read_dag_file(&path) {
             Ok(bytes) => match load_bytes(&path, &bytes, registry) {
                 Ok(dag) => load.dags.push(dag),
                 Err(error) => load.errors.push(error),
@@ -66,7 +66,7 @@ pub fn load_paths(paths: &[PathBuf], registry: &Registry) -> FolderLoad {
             load.dags.append(&mut part.dags);
             load.errors.append(&mut part.errors);
         } else {
-            match std::fs::read(path) {
+            match read_dag_file(path) {
                 Ok(bytes) => match load_bytes(path, &bytes, registry) {
                     Ok(dag) => load.dags.push(dag),
                     Err(error) => load.errors.push(error),
@@ -79,9 +79,61 @@ pub fn load_paths(paths: &[PathBuf], registry: &Registry) -> FolderLoad {
     load
 }
 
-/// One file (for the DAG processor's file events).
+/// The largest DAG file read: a bigger one (or a link to `/dev/zero`) is an import error, not
+/// memory exhausted.
+pub const MAX_DAG_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A DAG file's bytes: only a regular file (a FIFO would block the reader, a device never
+/// end), and at most [`MAX_DAG_FILE_BYTES`] (checked while reading, too: a file may grow).
+pub fn read_dag_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let refuse = |message: String| std::io::Error::new(std::io::ErrorKind::InvalidData, message);
+    let metadata = std::fs::metadata(path)?;
+    if !metadata.is_file() {
+        return Err(refuse(
+            "not a regular file (a FIFO, socket or device): skipped".into(),
+        ));
+    }
+    let too_large = |bytes: u64| {
+        refuse(format!(
+            "{bytes} bytes: larger than the {MAX_DAG_FILE_BYTES}-byte limit for a DAG file"
+        ))
+    };
+    if metadata.len() > MAX_DAG_FILE_BYTES {
+        return Err(too_large(metadata.len()));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_DAG_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_DAG_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// One file (for the DAG processor's file events). A leading byte-order mark is ignored; a NUL
+/// character is an error at its position (YAML does not allow it, and the parser would stop
+/// there without a word).
 pub fn load_file(path: &Path, source: &str, registry: &Registry) -> Result<LoadedDag, ImportError> {
     let source_hash = sha256_hex(source.as_bytes());
+    let source = source.strip_prefix('\u{feff}').unwrap_or(source);
+    if let Some(at) = source.find('\0') {
+        let before = &source[..at];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+        let column = before[line_start..].chars().count() + 1;
+        return Err(ImportError {
+            path: path.to_path_buf(),
+            source_hash,
+            diagnostics: vec![diagnostic(
+                path,
+                line,
+                column,
+                "a NUL character (byte 0x00) is not allowed in a DAG file".into(),
+            )],
+        });
+    }
     match parse_dag(&path.display().to_string(), source, registry) {
         Ok(dag) => Ok(LoadedDag {
             path: path.to_path_buf(),
@@ -224,7 +276,7 @@ pub fn resolve_dag(
 ) -> Result<LoadedDag, Vec<String>> {
     let path = Path::new(id_or_file);
     if path.is_file() {
-        let bytes = std::fs::read(path)
+        let bytes = read_dag_file(path)
             .map_err(|error| vec![format!("{}: cannot read: {error}", path.display())])?;
         return load_bytes(path, &bytes, registry)
             .map_err(|error| error.diagnostics.iter().map(ToString::to_string).collect());

@@ -177,6 +177,8 @@ enum Open {
         pos: Pos,
         anchor: usize,
         entries: Vec<Entry>,
+        /// Each key's line, for the duplicate check (a scan of `entries` per key is O(n²)).
+        lines: HashMap<String, usize>,
         pending_key: Option<(String, Pos)>,
     },
 }
@@ -221,6 +223,7 @@ impl Builder {
                     pos,
                     anchor,
                     entries: Vec::new(),
+                    lines: HashMap::new(),
                     pending_key: None,
                 },
                 pos,
@@ -283,6 +286,7 @@ impl Builder {
             Some(Open::Seq { items, .. }) => items.push(node),
             Some(Open::Map {
                 entries,
+                lines,
                 pending_key,
                 ..
             }) => match pending_key.take() {
@@ -305,15 +309,13 @@ impl Builder {
                     *pending_key = Some((key, node.pos));
                 }
                 Some((key, key_pos)) => {
-                    if let Some(first) = entries.iter().find(|entry| entry.key == key) {
+                    if let Some(first_line) = lines.get(&key) {
                         self.errors.push(YamlError {
                             pos: key_pos,
-                            message: format!(
-                                "duplicate key `{key}` (first at line {})",
-                                first.key_pos.line
-                            ),
+                            message: format!("duplicate key `{key}` (first at line {first_line})"),
                         });
                     } else {
+                        lines.insert(key.clone(), key_pos.line);
                         entries.push(Entry {
                             key,
                             key_pos,

@@ -39,6 +39,7 @@ pub(super) async fn apply(
         import_errors: load.errors.len(),
         ..SyncReport::default()
     };
+    let mut refused: Vec<(String, &String, String)> = Vec::new();
     for loaded in &load.dags {
         let fileloc = loaded.path.display().to_string();
         let unchanged = known.get(&loaded.dag.dag_id).is_some_and(|dag| {
@@ -47,20 +48,29 @@ pub(super) async fn apply(
         if unchanged {
             continue;
         }
-        let file = DagFile {
-            dag: &loaded.dag,
-            fileloc: &fileloc,
-            source_hash: &loaded.source_hash,
-            owners: &owners(loaded),
-        };
-        dags::upsert(&mut tx, &file).await?;
-        let version_id =
-            versions::record(&mut tx, &loaded.dag, &loaded.source_hash, &loaded.source).await?;
-        dags::set_latest_version(&mut tx, &loaded.dag.dag_id, version_id).await?;
-        report.changed.push(loaded.dag.dag_id.clone());
+        // Each file in a savepoint: one the database refuses is an import error of its own
+        // and never stops the others.
+        let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+        match store_dag(&mut savepoint, loaded, &fileloc).await {
+            Ok(()) => {
+                savepoint.commit().await?;
+                report.changed.push(loaded.dag.dag_id.clone());
+            }
+            Err(error) => {
+                savepoint.rollback().await?;
+                tracing::warn!(file = %fileloc, %error, "the database refused a DAG file");
+                refused.push((fileloc, &loaded.source_hash, error.to_string()));
+            }
+        }
     }
     let prefix = folder_prefix(folder);
-    let mut failing = Vec::with_capacity(load.errors.len());
+    let mut failing = Vec::with_capacity(load.errors.len() + refused.len());
+    report.import_errors += refused.len();
+    for (fileloc, source_hash, error) in refused {
+        let message = format!("{fileloc}:1:1: cannot store this DAG: {error}");
+        import_errors::record(&mut tx, &fileloc, source_hash, &message).await?;
+        failing.push(fileloc);
+    }
     for error in &load.errors {
         let fileloc = error.path.display().to_string();
         let message = error
@@ -88,6 +98,24 @@ pub(super) async fn apply(
 }
 
 /// Airflow shows the distinct owners of a DAG's tasks.
+/// A DAG that parsed: its row, a new version, and that version as its latest.
+async fn store_dag(
+    conn: &mut sqlx::PgConnection,
+    loaded: &LoadedDag,
+    fileloc: &str,
+) -> Result<(), sqlx::Error> {
+    let file = DagFile {
+        dag: &loaded.dag,
+        fileloc,
+        source_hash: &loaded.source_hash,
+        owners: &owners(loaded),
+    };
+    dags::upsert(&mut *conn, &file).await?;
+    let version_id =
+        versions::record(&mut *conn, &loaded.dag, &loaded.source_hash, &loaded.source).await?;
+    dags::set_latest_version(&mut *conn, &loaded.dag.dag_id, version_id).await
+}
+
 fn owners(loaded: &LoadedDag) -> String {
     let owners: BTreeSet<&str> = std::iter::once(loaded.dag.owner.as_str())
         .chain(loaded.dag.tasks.iter().map(|task| task.owner.as_str()))

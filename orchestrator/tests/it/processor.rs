@@ -164,6 +164,94 @@ async fn a_bad_file_is_an_import_error_that_hides_nothing_and_clears_when_fixed(
 }
 
 #[tokio::test]
+async fn files_that_are_not_dags_are_import_errors_and_the_others_load() {
+    let Some((pool, _database)) = database().await else {
+        return;
+    };
+    let folder = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| folder.path().join(name);
+    std::fs::write(path("chain.yaml"), CHAIN).expect("write");
+    // A NUL character: the YAML parser would stop there and drop the task after it.
+    std::fs::write(
+        path("nul.yaml"),
+        "dag_id: nul\nschedule: null\ntasks:\n  - id: a\n    operator: empty\n  - id: b\0\n    operator: empty\n",
+    )
+    .expect("write");
+    // A byte-order mark (editors on Windows write one) is fine.
+    std::fs::write(path("bom.yaml"), format!("\u{feff}{LATE_START}")).expect("write");
+    // A FIFO would block the reader; a link to /dev/zero would never end.
+    let fifo = std::ffi::CString::new(path("fifo.yaml").to_string_lossy().as_bytes()).unwrap();
+    // SAFETY: mkfifo(3) on a NUL-terminated path of our own.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    std::os::unix::fs::symlink("/dev/zero", path("zero.yaml")).expect("symlink");
+    let huge = format!("{CHAIN}# {}\n", "x".repeat(5 * 1024 * 1024));
+    std::fs::write(path("huge.yaml"), huge).expect("write");
+    let processor = processor(&pool, folder.path());
+
+    let report = tokio::time::timeout(Duration::from_secs(30), processor.sync_once())
+        .await
+        .expect("the sync does not block")
+        .expect("sync");
+    assert_eq!((report.dags, report.import_errors), (2, 4), "{report:?}");
+    assert!(dag_row(&pool, "chain").await.is_some());
+    assert!(
+        dag_row(&pool, "eager").await.is_some(),
+        "the BOM file loads"
+    );
+    let errors = import_errors(&pool).await;
+    let message = |file: &str| {
+        errors
+            .iter()
+            .find(|(fileloc, _)| fileloc.ends_with(file))
+            .map(|(_, message)| message.clone())
+            .unwrap_or_else(|| panic!("no import error for {file}: {errors:?}"))
+    };
+    assert!(message("nul.yaml").contains("nul.yaml:6:10") && message("nul.yaml").contains("NUL"));
+    assert!(message("fifo.yaml").contains("not a regular file"));
+    assert!(message("zero.yaml").contains("not a regular file"));
+    assert!(
+        message("huge.yaml").contains("limit"),
+        "{}",
+        message("huge.yaml")
+    );
+}
+
+#[tokio::test]
+async fn a_dag_the_database_refuses_is_an_import_error_and_the_others_are_stored() {
+    let Some((pool, _database)) = database().await else {
+        return;
+    };
+    // A rule of this database alone stands for anything PostgreSQL may refuse in a file.
+    sqlx::raw_sql("ALTER TABLE dag ADD CONSTRAINT no_refused CHECK (dag_id <> 'refused')")
+        .execute(&pool)
+        .await
+        .expect("add the constraint");
+    let folder = tempfile::tempdir().expect("tempdir");
+    std::fs::write(folder.path().join("chain.yaml"), CHAIN).expect("write");
+    std::fs::write(
+        folder.path().join("refused.yaml"),
+        CHAIN.replace("dag_id: chain", "dag_id: refused"),
+    )
+    .expect("write");
+    let processor = processor(&pool, folder.path());
+
+    let report = processor
+        .sync_once()
+        .await
+        .expect("one refused DAG fails nothing else");
+    assert_eq!(report.changed, ["chain"]);
+    assert_eq!(report.import_errors, 1);
+    assert!(dag_row(&pool, "chain").await.is_some());
+    assert!(dag_row(&pool, "refused").await.is_none());
+    let errors = import_errors(&pool).await;
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].0.ends_with("refused.yaml") && errors[0].1.contains("cannot store this DAG"),
+        "{errors:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_duplicate_dag_id_names_both_files() {
     let Some((pool, _database)) = database().await else {
         return;
