@@ -70,6 +70,19 @@ impl TestDatabase {
         self.admin(&[allow]).await;
     }
 
+    /// Runs one schema statement in this database: a test's own rule (a constraint standing
+    /// for anything PostgreSQL may refuse) or fault.
+    pub async fn alter_schema(&self, sql: &str) {
+        let mut connection = PgConnection::connect(&self.url)
+            .await
+            .unwrap_or_else(|error| panic!("cannot connect to {}: {error}", self.url));
+        connection
+            .execute(statement(sql.to_string()))
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"));
+        let _ = connection.close().await;
+    }
+
     async fn admin(&self, statements: &[String]) {
         let server_url = crate::database_url();
         let mut admin = PgConnection::connect(&server_url)
@@ -132,7 +145,7 @@ fn drop_database(name: &str) -> Result<(), String> {
 }
 
 /// `CREATE`/`DROP`/`ALTER DATABASE` cannot take bind parameters; the name is ours (a test prefix plus
-/// pid, time and a counter), never user input.
+/// pid, time and a counter), never user input, and schema statements come from tests.
 fn statement(sql: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(sql)
 }
