@@ -27,6 +27,9 @@ pub trait Operator: Send + Sync + 'static {
     /// Top-level config fields the operator renders itself (e.g. per item of a `for_each`);
     /// the orchestrator leaves their templates untouched.
     const DEFERRED_FIELDS: &'static [&'static str] = &[];
+    /// Top-level config fields a shell runs: every value a template puts in them is
+    /// shell-quoted unless marked `| safe` (a `conf` value must never become a command).
+    const SHELL_FIELDS: &'static [&'static str] = &[];
     /// The operator's own YAML fields; `#[serde(deny_unknown_fields)]` so typos are errors.
     type Config: DeserializeOwned + JsonSchema + Send;
 

@@ -12,6 +12,7 @@ use crate::{Operator, OperatorError, TaskContext};
 pub trait OperatorKind: Send + Sync {
     fn name(&self) -> &'static str;
     fn deferred_fields(&self) -> &'static [&'static str];
+    fn shell_fields(&self) -> &'static [&'static str];
     /// The JSON Schema of the operator's config.
     fn config_schema(&self) -> Schema;
     /// Checks a config's shape (field names and types) before any rendering.
@@ -27,6 +28,10 @@ impl<O: Operator> OperatorKind for O {
 
     fn deferred_fields(&self) -> &'static [&'static str] {
         O::DEFERRED_FIELDS
+    }
+
+    fn shell_fields(&self) -> &'static [&'static str] {
+        O::SHELL_FIELDS
     }
 
     fn config_schema(&self) -> Schema {

@@ -44,8 +44,9 @@ pub struct ShellConfig {
     /// Extra environment variables (values may be numbers or booleans).
     #[serde(default)]
     pub env: BTreeMap<String, Text>,
-    /// Whether the worker's environment is passed on (default true). With false, only `env` and
-    /// the `UPDRAFT_*` identity variables are set.
+    /// Whether the worker's environment is passed on (default true), without Updraft's own
+    /// settings (`DATABASE_URL`, `UPDRAFT_*`). With false, only `env` and the `UPDRAFT_*`
+    /// identity variables are set.
     #[serde(default = "default_true")]
     pub inherit_env: bool,
     /// Working directory; default the worker's.
@@ -60,9 +61,15 @@ fn default_true() -> bool {
     true
 }
 
+/// Whether a variable of the worker's environment is Updraft's own (withheld from tasks).
+fn is_updraft_setting(name: &str) -> bool {
+    name == "DATABASE_URL" || name.starts_with("UPDRAFT_")
+}
+
 #[async_trait]
 impl Operator for ShellOperator {
     const NAME: &'static str = "shell";
+    const SHELL_FIELDS: &'static [&'static str] = &["command", "script"];
     type Config = ShellConfig;
 
     fn check(config: &ShellConfig) -> Result<(), String> {
@@ -172,7 +179,15 @@ async fn build_command(
     let first_line = text.trim().lines().next().unwrap_or_default();
     let label = format!("`{}`", excerpt(first_line, 80));
 
-    if !config.inherit_env {
+    if config.inherit_env {
+        // Updraft's own settings and secrets (its database, passwords, keys, variables) are
+        // never a task's: a DAG passes what a task needs through `env`.
+        for (name, _) in std::env::vars_os() {
+            if is_updraft_setting(&name.to_string_lossy()) {
+                command.env_remove(&name);
+            }
+        }
+    } else {
         command.env_clear();
     }
     let identity = &ctx.identity;
@@ -368,6 +383,16 @@ impl Drop for ProcessGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn updrafts_own_settings_are_told_apart() {
+        for name in ["DATABASE_URL", "UPDRAFT_ADMIN_PASSWORD", "UPDRAFT_VAR_API_KEY"] {
+            assert!(is_updraft_setting(name), "{name}");
+        }
+        for name in ["PATH", "HOME", "KAFKA_BOOTSTRAP_SERVERS"] {
+            assert!(!is_updraft_setting(name), "{name}");
+        }
+    }
 
     #[test]
     fn exactly_one_of_command_and_script() {

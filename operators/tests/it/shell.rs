@@ -95,6 +95,24 @@ async fn without_inherit_env_only_the_given_variables_are_set() {
 }
 
 #[tokio::test]
+async fn updrafts_own_settings_and_secrets_never_reach_a_task() {
+    // Under `scripts/test` this process has DATABASE_URL (and CI sets UPDRAFT_* switches).
+    assert!(
+        !testkit::in_ci() || std::env::var_os("DATABASE_URL").is_some(),
+        "CI=true: the test needs DATABASE_URL in its environment to prove anything"
+    );
+    let h = harness("secrets");
+    let listing = "env | cut -d= -f1 | grep -E '^(DATABASE_URL|UPDRAFT_)' | sort | tr '\\n' ' '";
+    let output = run("shell", json!({"command": listing}), &h.ctx)
+        .await
+        .unwrap();
+    assert_eq!(
+        output["last_line"], "UPDRAFT_DAG_ID UPDRAFT_RUN_ID UPDRAFT_TASK_ID UPDRAFT_TRY_NUMBER ",
+        "only the identity variables"
+    );
+}
+
+#[tokio::test]
 async fn a_missing_cwd_is_a_config_error() {
     let h = harness("bad_cwd");
     let result = run(

@@ -7,7 +7,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
-use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value as JinjaValue};
+use minijinja::{
+    AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value as JinjaValue,
+    escape_formatter,
+};
 use serde_json::{Map, Value};
 
 /// Names available in every template, besides those given per render (`item`, `index`).
@@ -98,46 +101,65 @@ pub struct TemplateScope {
     pub variables: BTreeMap<String, String>,
 }
 
+/// Quotes text as one word of a POSIX shell, nothing in it interpreted. Plain words (letters,
+/// digits and `-_./:=@%+,`) stay as they are, so `echo {{ ds }}` still reads `echo 2024-01-01`.
+pub fn shell_quote(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
 /// Renders templates for one try; implements the operators' [`updraft_operators::Renderer`].
 pub struct TemplateRenderer {
     env: Environment<'static>,
+    /// For the fields a shell runs: every value is shell-quoted unless marked `| safe`.
+    shell: Environment<'static>,
     names: Map<String, Value>,
 }
 
 impl TemplateRenderer {
     pub fn new(scope: TemplateScope) -> TemplateRenderer {
-        let mut env = base_environment();
         let xcom = Arc::new(scope.xcom);
-        env.add_function("xcom", move |task_id: String| -> Result<JinjaValue, Error> {
-            xcom.get(&task_id).map(JinjaValue::from_serialize).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("xcom('{task_id}'): no output from task `{task_id}` in this run (is it upstream of this task?)"),
-                )
-            })
-        });
         let variables = Arc::new(scope.variables);
-        env.add_function("var", move |name: String, default: Option<JinjaValue>| -> Result<JinjaValue, Error> {
-            let env_name = format!("UPDRAFT_VAR_{}", name.to_uppercase());
-            if let Ok(value) = std::env::var(&env_name) {
-                return Ok(JinjaValue::from(value));
+        let mut shell = functions(Arc::clone(&xcom), Arc::clone(&variables));
+        shell.set_auto_escape_callback(|_| AutoEscape::Custom("shell"));
+        shell.set_formatter(|out, state, value| {
+            if value.is_safe() || state.auto_escape() != AutoEscape::Custom("shell") {
+                return escape_formatter(out, state, value);
             }
-            if let Some(value) = variables.get(&name) {
-                return Ok(JinjaValue::from(value.clone()));
-            }
-            default.ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("var('{name}'): variable `{name}` is not set (set env {env_name} or give a default)"),
-                )
-            })
+            let text = match value.as_str() {
+                Some(text) => text.to_string(),
+                None => value.to_string(),
+            };
+            out.write_str(&shell_quote(&text)).map_err(Error::from)
         });
-        env.add_function("uuid4", || uuid::Uuid::new_v4().to_string());
-        env.add_function("now", || chrono::Utc::now().to_rfc3339());
         TemplateRenderer {
-            env,
+            env: functions(xcom, variables),
+            shell,
             names: scope.names,
         }
+    }
+
+    /// Renders one string a shell will run: values are quoted ([`shell_quote`]) unless marked
+    /// `| safe`, and the result is always text.
+    pub fn render_shell_str(
+        &self,
+        text: &str,
+        locals: &Map<String, Value>,
+    ) -> Result<Value, String> {
+        if !is_template(text) {
+            return Ok(Value::String(text.to_string()));
+        }
+        self.shell
+            .render_str(text, self.context(locals))
+            .map(Value::String)
+            .map_err(|error| describe(&error))
     }
 
     /// Renders one string with extra `locals` in scope.
@@ -198,6 +220,41 @@ impl TemplateRenderer {
     }
 }
 
+/// The run-time environment: the base settings and the functions (`xcom`, `var`, `uuid4`,
+/// `now`).
+fn functions(
+    xcom: Arc<BTreeMap<String, Value>>,
+    variables: Arc<BTreeMap<String, String>>,
+) -> Environment<'static> {
+    let mut env = base_environment();
+    env.add_function("xcom", move |task_id: String| -> Result<JinjaValue, Error> {
+            xcom.get(&task_id).map(JinjaValue::from_serialize).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("xcom('{task_id}'): no output from task `{task_id}` in this run (is it upstream of this task?)"),
+                )
+            })
+        });
+    env.add_function("var", move |name: String, default: Option<JinjaValue>| -> Result<JinjaValue, Error> {
+            let env_name = format!("UPDRAFT_VAR_{}", name.to_uppercase());
+            if let Ok(value) = std::env::var(&env_name) {
+                return Ok(JinjaValue::from(value));
+            }
+            if let Some(value) = variables.get(&name) {
+                return Ok(JinjaValue::from(value.clone()));
+            }
+            default.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("var('{name}'): variable `{name}` is not set (set env {env_name} or give a default)"),
+                )
+            })
+        });
+    env.add_function("uuid4", || uuid::Uuid::new_v4().to_string());
+    env.add_function("now", || chrono::Utc::now().to_rfc3339());
+    env
+}
+
 impl updraft_operators::Renderer for TemplateRenderer {
     fn render(&self, template: &Value, locals: &Map<String, Value>) -> Result<Value, String> {
         self.render_value(template, locals)
@@ -229,6 +286,32 @@ mod tests {
             xcom,
             variables,
         })
+    }
+
+    #[test]
+    fn shell_fields_quote_every_value_unless_it_is_marked_safe() {
+        let r = renderer();
+        let locals: Map<String, Value> = [
+            ("msg".to_string(), json!("hi; rm -rf ~ $(id) 'x'")),
+            ("n".to_string(), json!(3)),
+        ]
+        .into_iter()
+        .collect();
+        let shell = |text: &str| r.render_shell_str(text, &locals).unwrap();
+        assert_eq!(
+            shell("echo {{ msg }}"),
+            json!(r#"echo 'hi; rm -rf ~ $(id) '\''x'\'''"#)
+        );
+        // Plain words stay readable; a lone expression is text too (never a native value).
+        assert_eq!(shell("seq {{ n }} {{ ds }}"), json!("seq 3 2023-09-03"));
+        assert_eq!(shell("{{ params.results }}"), json!("3"));
+        assert_eq!(shell("{{ msg | safe }}"), json!("hi; rm -rf ~ $(id) 'x'"));
+        assert_eq!(shell_quote(""), "''");
+        // Elsewhere nothing is quoted.
+        assert_eq!(
+            r.render_str("say {{ msg }}", &locals).unwrap(),
+            json!("say hi; rm -rf ~ $(id) 'x'")
+        );
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub fn render(
         .ok_or_else(|| RenderError::UnknownOperator(task.operator.clone()))?;
     let renderer = Arc::new(TemplateRenderer::new(inputs.scope()));
     let deferred = operator.deferred_fields();
+    let shell = operator.shell_fields();
     let Value::Object(fields) = &task.config else {
         return Ok(Rendered {
             config: task.config.clone(),
@@ -102,15 +103,18 @@ pub fn render(
     let none = Map::new();
     let mut config = Map::with_capacity(fields.len());
     for (field, value) in fields {
-        let value = if deferred.contains(&field.as_str()) {
-            value.clone()
-        } else {
-            renderer
+        let template_error = |message| RenderError::Template {
+            field: format!("`{field}`"),
+            message,
+        };
+        let value = match value {
+            _ if deferred.contains(&field.as_str()) => value.clone(),
+            Value::String(text) if shell.contains(&field.as_str()) => renderer
+                .render_shell_str(text, &none)
+                .map_err(template_error)?,
+            _ => renderer
                 .render_value(value, &none)
-                .map_err(|message| RenderError::Template {
-                    field: format!("`{field}`"),
-                    message,
-                })?
+                .map_err(template_error)?,
         };
         config.insert(field.clone(), value);
     }

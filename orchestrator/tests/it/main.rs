@@ -17,4 +17,5 @@ mod scheduler_limits;
 mod scheduler_runs;
 mod scheduler_scheduling;
 mod scheduler_support;
+mod shell_injection;
 mod store_tries;
