@@ -99,6 +99,58 @@ impl BasicCache {
     }
 }
 
+/// Failed logins (form or Basic) per username: after [`FREE_FAILURES`] in a row the name is
+/// locked for 30 s, doubling with each further failure up to 15 min; a success clears it.
+/// A locked name is refused without checking the password (no argon2 work for a guesser).
+/// Kept per process: behind several web servers each throttles on its own.
+#[derive(Default, Clone)]
+pub struct LoginThrottle(Arc<Mutex<HashMap<String, Failures>>>);
+
+#[derive(Clone, Copy)]
+struct Failures {
+    count: u32,
+    locked_until: Option<Instant>,
+}
+
+const FREE_FAILURES: u32 = 5;
+const FIRST_LOCK: Duration = Duration::from_secs(30);
+const LONGEST_LOCK: Duration = Duration::from_secs(15 * 60);
+
+impl LoginThrottle {
+    /// How long `username` stays locked, if it is.
+    pub fn locked_for(&self, username: &str) -> Option<Duration> {
+        let map = self.0.lock().ok()?;
+        let until = map.get(username)?.locked_until?;
+        until.checked_duration_since(Instant::now())
+    }
+
+    pub fn failed(&self, username: &str) {
+        let Ok(mut map) = self.0.lock() else {
+            return;
+        };
+        if map.len() > 10_000 {
+            let now = Instant::now();
+            map.retain(|_, failures| failures.locked_until.is_some_and(|until| until > now));
+        }
+        let failures = map.entry(username.to_string()).or_insert(Failures {
+            count: 0,
+            locked_until: None,
+        });
+        failures.count += 1;
+        if failures.count >= FREE_FAILURES {
+            let doublings = (failures.count - FREE_FAILURES).min(10);
+            let lock = FIRST_LOCK.saturating_mul(1 << doublings).min(LONGEST_LOCK);
+            failures.locked_until = Some(Instant::now() + lock);
+        }
+    }
+
+    pub fn succeeded(&self, username: &str) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(username);
+        }
+    }
+}
+
 pub fn sha256_hex(text: &str) -> String {
     format!("{:x}", Sha256::digest(text.as_bytes()))
 }
@@ -199,16 +251,31 @@ async fn basic_user(state: &AppState, header_value: &str) -> Result<Option<User>
     let Some((username, password)) = text.split_once(':') else {
         return Ok(None);
     };
+    if let Some(wait) = state.login_throttle.locked_for(username) {
+        return Err(too_many_failures(username, wait));
+    }
     let user = users::authenticate(&state.pool, username, password)
         .await
         .map_err(|error| match error {
             users::UserError::Database(db) => AppError::Database(db),
             other => AppError::Internal(other.to_string()),
         })?;
-    if let Some(user) = &user {
-        state.basic_cache.put(key, user.clone());
+    match &user {
+        Some(user) => {
+            state.login_throttle.succeeded(username);
+            state.basic_cache.put(key, user.clone());
+        }
+        None => state.login_throttle.failed(username),
     }
     Ok(user)
+}
+
+/// 429 for a username locked by [`LoginThrottle`].
+pub fn too_many_failures(username: &str, wait: Duration) -> AppError {
+    AppError::TooManyRequests(format!(
+        "too many failed logins for `{username}`; try again in {} s",
+        wait.as_secs().max(1)
+    ))
 }
 
 pub fn session_token(headers: &HeaderMap) -> Option<String> {
@@ -256,8 +323,17 @@ async fn session_user(pool: &PgPool, token: &str) -> Result<Option<CurrentUser>,
     }))
 }
 
+/// Whether the browser reached us over HTTPS (through a TLS-terminating proxy that says so):
+/// the session cookie is then `Secure`, never sent over plain HTTP.
+pub fn over_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
+}
+
 /// Starts a session: returns the `Set-Cookie` value. Only the token's SHA-256 is stored.
-pub async fn start_session(pool: &PgPool, user: &User) -> Result<String, AppError> {
+pub async fn start_session(pool: &PgPool, user: &User, secure: bool) -> Result<String, AppError> {
     let token = random_token();
     let session = NewSession {
         token_hash: &sha256_hex(&token),
@@ -267,8 +343,9 @@ pub async fn start_session(pool: &PgPool, user: &User) -> Result<String, AppErro
     };
     sessions::start(pool, &session).await?;
     Ok(format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
-        SESSION_HOURS * 3600
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        SESSION_HOURS * 3600,
+        if secure { "; Secure" } else { "" }
     ))
 }
 

@@ -22,6 +22,8 @@ pub enum AppError {
     PayloadTooLarge(usize),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("{0}")]
@@ -48,6 +50,7 @@ impl AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Database(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -62,6 +65,7 @@ impl AppError {
             AppError::Conflict(_) => "AlreadyExists",
             AppError::PayloadTooLarge(_) => "RequestEntityTooLarge",
             AppError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            AppError::TooManyRequests(_) => "TooManyRequests",
             AppError::Database(_) | AppError::Internal(_) => "Unknown",
         }
     }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router, middleware};
 use sqlx::PgPool;
@@ -30,6 +30,7 @@ pub struct AppState {
     pub pool: PgPool,
     pub dags_folder: PathBuf,
     pub basic_cache: auth::BasicCache,
+    pub login_throttle: auth::LoginThrottle,
     openapi: Arc<String>,
 }
 
@@ -41,6 +42,7 @@ impl AppState {
             pool,
             dags_folder,
             basic_cache: auth::BasicCache::default(),
+            login_throttle: auth::LoginThrottle::default(),
             openapi,
         }
     }
@@ -65,6 +67,25 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
     Json(api::misc::health_of(&state).await)
 }
 
+/// On every response: no framing by other sites (clickjacking), no content-type sniffing, no
+/// plugins, forms and `<base>` only to this origin, and no full URLs in referrers.
+async fn security_headers(request: axum::extract::Request, next: middleware::Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        (
+            "content-security-policy",
+            "frame-ancestors 'none'; base-uri 'self'; object-src 'none'; form-action 'self'",
+        ),
+        ("referrer-policy", "same-origin"),
+    ] {
+        headers.insert(name, axum::http::HeaderValue::from_static(value));
+    }
+    response
+}
+
 async fn api_not_found() -> AppError {
     AppError::NotFound("no such API endpoint".into())
 }
@@ -83,6 +104,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             auth::require_user,
         ))
+        .layer(middleware::from_fn(security_headers))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .with_state(state)
 }

@@ -77,9 +77,10 @@ async fn a_chain_runs_with_xcom_and_logs_per_try() {
     );
     let two = seen.task_instances.iter().find(|ti| ti.task_id == "two");
     let rendered = two.and_then(|ti| ti.rendered_config.as_ref());
+    // An XCom value in a command is one shell word (quoted), as the shell received it.
     assert_eq!(
         rendered.map(|config| &config["command"]),
-        Some(&json!("echo got second line"))
+        Some(&json!("echo got 'second line'"))
     );
     // Clear `two` with downstream: both run again with try 2, `one` keeps try 1.
     let request = ClearRequest {

@@ -210,6 +210,16 @@ async fn login(
         };
         return login_form(page, StatusCode::FORBIDDEN);
     }
+    if let Some(wait) = state.login_throttle.locked_for(&form.username) {
+        tracing::info!(username = %form.username, "login refused: too many failures");
+        let page = LoginPage {
+            error: Some(auth::too_many_failures(&form.username, wait).to_string()),
+            next,
+            username: form.username,
+            csrf: expected.unwrap_or_else(auth::random_token),
+        };
+        return login_form(page, StatusCode::TOO_MANY_REQUESTS);
+    }
     let user = users::authenticate(&state.pool, &form.username, &form.password)
         .await
         .map_err(|error| match error {
@@ -217,6 +227,7 @@ async fn login(
             other => AppError::Internal(other.to_string()),
         })?;
     let Some(user) = user else {
+        state.login_throttle.failed(&form.username);
         tracing::info!(username = %form.username, "failed login");
         let page = LoginPage {
             error: Some("Wrong username or password.".into()),
@@ -226,7 +237,8 @@ async fn login(
         };
         return login_form(page, StatusCode::UNAUTHORIZED);
     };
-    let cookie = auth::start_session(&state.pool, &user).await?;
+    state.login_throttle.succeeded(&form.username);
+    let cookie = auth::start_session(&state.pool, &user, auth::over_https(&headers)).await?;
     tracing::info!(username = %user.username, "login");
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response())
 }

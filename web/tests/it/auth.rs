@@ -444,3 +444,98 @@ async fn ensure_admin_creates_once() {
         Err(updraft_web::users::UserError::Duplicate(_))
     ));
 }
+
+fn basic_with(user: &str, password: &str) -> String {
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {token}")
+}
+
+async fn get_dags_as(ctx: &Ctx, authorization: &str) -> crate::common::Reply {
+    ctx.raw(
+        Request::get("/api/v1/dags")
+            .header(header::AUTHORIZATION, authorization)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_lock_the_name_without_checking_passwords() {
+    let Some(ctx) = setup("web_throttle").await else {
+        return;
+    };
+    for attempt in 1..=5 {
+        let reply = get_dags_as(&ctx, &basic_with("viewer", "guess")).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
+    }
+    // Locked now: even the right password is refused, with how long to wait.
+    let right = crate::common::basic("viewer");
+    let locked = get_dags_as(&ctx, &right).await;
+    assert_eq!(
+        locked.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        locked.text()
+    );
+    assert!(
+        locked
+            .text()
+            .contains("too many failed logins for `viewer`"),
+        "{}",
+        locked.text()
+    );
+    // The login form says the same for that name; other users are not affected.
+    let (csrf_cookie, csrf) = ctx.login_csrf().await;
+    let body = format!("username=viewer&password=guess&next=%2Fdags&csrf_token={csrf}");
+    let form = ctx
+        .raw(
+            Request::post("/login")
+                .header(header::COOKIE, csrf_cookie)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(form.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(form.text().contains("too many failed logins"));
+    let other = get_dags_as(&ctx, &crate::common::basic("admin")).await;
+    assert_eq!(other.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn responses_carry_security_headers_and_https_sessions_secure_cookies() {
+    let Some(ctx) = setup("web_headers").await else {
+        return;
+    };
+    for reply in [
+        ctx.send(Method::GET, "/login", None, None).await,
+        ctx.send(Method::GET, "/api/v1/dags", Some("viewer"), None)
+            .await,
+        ctx.send(Method::GET, "/api/v1/dags", None, None).await,
+    ] {
+        assert_eq!(reply.headers["x-frame-options"], "DENY");
+        assert_eq!(reply.headers["x-content-type-options"], "nosniff");
+        let csp = reply.headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    }
+    let (csrf_cookie, csrf) = ctx.login_csrf().await;
+    let body = format!(
+        "username=viewer&password={}&next=%2Fdags&csrf_token={csrf}",
+        crate::common::password("viewer")
+    );
+    let login = ctx
+        .raw(
+            Request::post("/login")
+                .header(header::COOKIE, csrf_cookie)
+                .header("x-forwarded-proto", "https")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.text());
+    let cookie = login.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+}
