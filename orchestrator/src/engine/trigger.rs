@@ -36,6 +36,12 @@ pub enum TriggerError {
     DuplicateLogicalDate(DateTime<Utc>),
     #[error("invalid conf: {0}")]
     InvalidConf(#[from] ParamError),
+    #[error("invalid conf: {0}")]
+    ConfNumberOutOfRange(String),
+    #[error(
+        "run_id `{0}`: 1 to 250 of the characters A-Z a-z 0-9 _ . ~ : + - (Airflow's allowed_run_id_pattern)"
+    )]
+    InvalidRunId(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -53,6 +59,36 @@ impl From<InsertRunError> for TriggerError {
 impl From<sqlx::Error> for TriggerError {
     fn from(error: sqlx::Error) -> Self {
         TriggerError::Store(error.into())
+    }
+}
+
+/// Airflow's `allowed_run_id_pattern` (`^[A-Za-z0-9_.~:+-]+$`), at most 250 characters: run
+/// ids appear in URLs, file names and logs.
+pub fn is_allowed_run_id(run_id: &str) -> bool {
+    (1..=250).contains(&run_id.len())
+        && run_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.~:+-".contains(c))
+}
+
+/// Numbers beyond ±1e300 are refused: PostgreSQL keeps them exactly and gives them back as
+/// long integers that no reader of the run can parse as a double.
+const LARGEST_CONF_NUMBER: f64 = 1e300;
+
+fn check_conf_numbers(path: &str, value: &Value) -> Result<(), String> {
+    match value {
+        Value::Number(number) => match number.as_f64() {
+            Some(float) if float.abs() < LARGEST_CONF_NUMBER => Ok(()),
+            _ => Err(format!("`{path}` = {number} is beyond ±1e300")),
+        },
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(index, item)| check_conf_numbers(&format!("{path}[{index}]"), item)),
+        Value::Object(entries) => entries
+            .iter()
+            .try_for_each(|(key, item)| check_conf_numbers(&format!("{path}.{key}"), item)),
+        _ => Ok(()),
     }
 }
 
@@ -117,6 +153,13 @@ async fn create(
     request: TriggerRequest,
     run_type: RunType,
 ) -> Result<DagRunRow, TriggerError> {
+    if let Some(run_id) = &request.run_id
+        && !is_allowed_run_id(run_id)
+    {
+        return Err(TriggerError::InvalidRunId(run_id.clone()));
+    }
+    check_conf_numbers("conf", &Value::Object(request.conf.clone()))
+        .map_err(TriggerError::ConfNumberOutOfRange)?;
     resolve_params(dag, &request.conf)?;
     // PostgreSQL keeps microseconds: round now so the run id matches the stored date.
     let logical_date = request

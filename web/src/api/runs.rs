@@ -148,9 +148,6 @@ pub async fn post_dag_run(
 
 /// Triggers through the store and maps its errors to statuses; returns the run id.
 pub async fn trigger(pool: &PgPool, dag_id: &str, request: TriggerRequest) -> ApiResult<String> {
-    if let Some(run_id) = &request.run_id {
-        check_run_id(run_id)?;
-    }
     match trigger_run(pool, dag_id, request).await {
         Ok(record) => Ok(record.run_id),
         Err(TriggerError::UnknownDag(id)) => Err(AppError::not_found(format!(
@@ -163,19 +160,13 @@ pub async fn trigger(pool: &PgPool, dag_id: &str, request: TriggerRequest) -> Ap
             "DAGRun with DAG ID: '{dag_id}' and DAGRun logical date: '{}' already exists",
             date.to_rfc3339()
         ))),
-        Err(TriggerError::InvalidConf(error)) => Err(AppError::BadRequest(error.to_string())),
+        Err(
+            invalid @ (TriggerError::InvalidConf(_)
+            | TriggerError::ConfNumberOutOfRange(_)
+            | TriggerError::InvalidRunId(_)),
+        ) => Err(AppError::BadRequest(invalid.to_string())),
         Err(TriggerError::Store(error)) => Err(store_error(error)),
     }
-}
-
-/// Airflow's run ids are at most 250 characters; NUL cannot be stored.
-pub fn check_run_id(run_id: &str) -> ApiResult<()> {
-    if run_id.chars().count() > 250 || run_id.contains('\0') || run_id.trim().is_empty() {
-        return Err(AppError::BadRequest(
-            "dag_run_id must be 1-250 characters without NUL".into(),
-        ));
-    }
-    Ok(())
 }
 
 /// Store errors: unknown things are 404, refused state changes 400, the rest 500.

@@ -246,3 +246,46 @@ async fn injection_strings_in_paths_and_queries() {
     assert_eq!(login.status, StatusCode::UNAUTHORIZED);
     assert_eq!(state_of(&ctx).await, before, "bad requests changed state");
 }
+
+#[tokio::test]
+async fn out_of_range_conf_numbers_and_unsafe_run_ids_are_refused() {
+    let Some(ctx) = setup("web_bad_values").await else {
+        return;
+    };
+    let before = state_of(&ctx).await;
+    for (body, says) in [
+        (r#"{"conf": {"x": 1.7976931348623157e+308}}"#, "`conf.x`"),
+        (
+            r#"{"conf": {"deep": [1, {"y": -1e301}]}}"#,
+            "`conf.deep[1].y`",
+        ),
+        (r#"{"dag_run_id": "a<b>'\""}"#, "run_id"),
+        (r#"{"dag_run_id": "with space"}"#, "run_id"),
+    ] {
+        let reply = send_raw(
+            &ctx,
+            &Method::POST,
+            "/api/v1/dags/web_demo/dagRuns",
+            "application/json",
+            body.as_bytes().to_vec(),
+        )
+        .await;
+        reply.assert_problem(400);
+        assert!(reply.text().contains(says), "{body}: {}", reply.text());
+    }
+    assert_eq!(
+        state_of(&ctx).await,
+        before,
+        "refused triggers changed state"
+    );
+    // The largest number kept exactly still goes through.
+    let fine = send_raw(
+        &ctx,
+        &Method::POST,
+        "/api/v1/dags/web_demo/dagRuns",
+        "application/json",
+        br#"{"dag_run_id": "big.numbers~1", "conf": {"x": 1e299}}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(fine.status, StatusCode::OK, "{}", fine.text());
+}
