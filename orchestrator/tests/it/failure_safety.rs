@@ -39,7 +39,7 @@ async fn a_try_its_live_process_no_longer_holds_is_released_and_runs_again() {
     // The process is known and alive, and owns the try, but nothing in it runs the try: as
     // after a claim whose answer was lost.
     let mut config = config();
-    config.reaper_threshold = Duration::from_millis(600);
+    config.reaper_threshold = Duration::from_millis(1500);
     register(&env.pool, &config.owner).await.unwrap();
     let claimed = task_instances::claim(&env.pool, &config.owner, 1)
         .await

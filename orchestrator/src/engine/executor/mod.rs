@@ -206,8 +206,8 @@ impl Executor {
     }
 
     /// Registers a try this process holds (claimed: waiting for a slot, running, or being
-    /// ended); returns its cancellation token.
-    /// While fenced, the token comes cancelled: the try does not start.
+    /// ended); returns its cancellation token, already cancelled while the process is fenced
+    /// (the try does not start).
     fn hold(&self, task_instance_id: i64) -> CancellationToken {
         let registered_after = self.heartbeats.load(Ordering::SeqCst);
         let token = match self.running.lock() {
