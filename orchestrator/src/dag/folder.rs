@@ -37,6 +37,48 @@ pub struct FolderLoad {
 /// Every `*.yaml`/`*.yml` file under `folder` (recursively, hidden entries skipped, in path
 /// order), parsed; a `dag_id` defined in two files is an error on both, naming the other.
 pub fn load_folder(folder: &Path, registry: &Registry) -> FolderLoad {
+    load_folder_cached(folder, registry, &mut ParseCache::default())
+}
+
+/// What a file's metadata says about its content: while it is the same, so is the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified_ns: i64,
+    changed_ns: i64,
+    inode: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            len: metadata.len(),
+            modified_ns: metadata.mtime() * 1_000_000_000 + metadata.mtime_nsec(),
+            changed_ns: metadata.ctime() * 1_000_000_000 + metadata.ctime_nsec(),
+            inode: metadata.ino(),
+        })
+    }
+}
+
+/// The last parse of each file, kept between scans of a folder: a file whose size, times and
+/// inode are unchanged is not read or parsed again.
+#[derive(Default)]
+pub struct ParseCache {
+    files: BTreeMap<PathBuf, (FileStamp, Result<LoadedDag, ImportError>)>,
+    parsed: usize,
+}
+
+impl ParseCache {
+    /// Files read and parsed by the last scan (the others came from the cache).
+    pub fn parsed_last_scan(&self) -> usize {
+        self.parsed
+    }
+}
+
+/// [`load_folder`], parsing only the files that changed since `cache` saw them.
+pub fn load_folder_cached(folder: &Path, registry: &Registry, cache: &mut ParseCache) -> FolderLoad {
     let mut load = FolderLoad::default();
     let mut files = Vec::new();
     if let Err(error) = collect_files(folder, &mut files) {
@@ -44,15 +86,30 @@ pub fn load_folder(folder: &Path, registry: &Registry) -> FolderLoad {
         return load;
     }
     files.sort();
+    cache.parsed = 0;
+    let mut seen = BTreeMap::new();
     for path in files {
-        match read_dag_file(&path) {
-            Ok(bytes) => match load_bytes(&path, &bytes, registry) {
-                Ok(dag) => load.dags.push(dag),
-                Err(error) => load.errors.push(error),
-            },
-            Err(error) => load.errors.push(io_error(&path, &error)),
+        let stamp = FileStamp::of(&path);
+        let result = match (stamp, cache.files.remove(&path)) {
+            (Some(stamp), Some((cached, result))) if cached == stamp => result,
+            _ => {
+                cache.parsed += 1;
+                match read_dag_file(&path) {
+                    Ok(bytes) => load_bytes(&path, &bytes, registry),
+                    Err(error) => Err(io_error(&path, &error)),
+                }
+            }
+        };
+        match &result {
+            Ok(dag) => load.dags.push(dag.clone()),
+            Err(error) => load.errors.push(error.clone()),
+        }
+        if let Some(stamp) = stamp {
+            seen.insert(path, (stamp, result));
         }
     }
+    // Files gone from the folder leave the cache too.
+    cache.files = seen;
     reject_duplicate_ids(&mut load);
     load
 }

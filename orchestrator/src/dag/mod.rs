@@ -16,7 +16,9 @@ pub mod trigger_rules;
 pub mod values;
 pub mod yaml;
 
-pub use folder::{FolderLoad, ImportError, LoadedDag, load_file, load_folder};
+pub use folder::{
+    FolderLoad, ImportError, LoadedDag, ParseCache, load_file, load_folder, load_folder_cached,
+};
 pub use model::{Dag, Param, ParamType, RetryPolicy, Schedule, Task, TaskGraph, TriggerRule};
 pub use parse::{Diagnostic, parse_dag};
 pub use state::{RunState, RunType, TaskState, Transition};

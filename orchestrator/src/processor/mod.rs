@@ -2,12 +2,13 @@
 //!
 //! Parsing is pure (`dag::load_folder`); this module only does the I/O around it: it scans at
 //! start, then rescans on file events (with a periodic rescan as a safety net, since file events
-//! can be missed on network filesystems), and writes what changed (`sync.rs`).
+//! can be missed on network filesystems), parsing again only the files whose size, times or
+//! inode changed, and writes what changed (`sync.rs`).
 
 mod sync;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
@@ -16,7 +17,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use updraft_operators::Registry;
 
-use crate::dag::load_folder;
+use crate::dag::{ParseCache, load_folder_cached};
 
 pub use sync::SyncReport;
 
@@ -41,6 +42,8 @@ pub struct DagProcessor {
     pool: PgPool,
     folder: PathBuf,
     registry: Arc<Registry>,
+    /// Parses kept between scans: only changed files are parsed again.
+    cache: Arc<Mutex<ParseCache>>,
 }
 
 impl DagProcessor {
@@ -51,6 +54,7 @@ impl DagProcessor {
             pool,
             folder,
             registry,
+            cache: Arc::default(),
         }
     }
 
@@ -58,18 +62,24 @@ impl DagProcessor {
         &self.folder
     }
 
-    /// Parses the whole folder now and writes what changed.
+    /// Scans the folder now (parsing the files that changed) and writes what changed.
     pub async fn sync_once(&self) -> Result<SyncReport, ProcessorError> {
         let started = Instant::now();
         let folder = self.folder.clone();
         let registry = Arc::clone(&self.registry);
+        let cache = Arc::clone(&self.cache);
         // Parsing is CPU work: keep it off the async workers.
-        let load = tokio::task::spawn_blocking(move || load_folder(&folder, &registry))
-            .await
-            .unwrap_or_default();
+        let (load, parsed) = tokio::task::spawn_blocking(move || {
+            let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+            let load = load_folder_cached(&folder, &registry, &mut cache);
+            (load, cache.parsed_last_scan())
+        })
+        .await
+        .unwrap_or_default();
         let parse_time = started.elapsed();
         let mut report = sync::apply(&self.pool, &self.folder, &load).await?;
         report.parse_time = parse_time;
+        report.parsed_files = parsed;
         report.total_time = started.elapsed();
         tracing::debug!(
             dags = report.dags,

@@ -21,6 +21,8 @@ pub struct SyncReport {
     pub import_errors: usize,
     /// DAGs whose file disappeared.
     pub deactivated: Vec<String>,
+    /// Files read and parsed by this scan (unchanged ones come from the processor's cache).
+    pub parsed_files: usize,
     pub parse_time: Duration,
     pub total_time: Duration,
 }

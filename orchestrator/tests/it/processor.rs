@@ -251,6 +251,35 @@ async fn a_dag_the_database_refuses_is_an_import_error_and_the_others_are_stored
 }
 
 #[tokio::test]
+async fn a_rescan_parses_only_the_files_that_changed() {
+    let Some((pool, _database)) = database().await else {
+        return;
+    };
+    let folder = tempfile::tempdir().expect("tempdir");
+    std::fs::write(folder.path().join("chain.yaml"), CHAIN).expect("write");
+    std::fs::write(folder.path().join("eager.yaml"), LATE_START).expect("write");
+    let processor = processor(&pool, folder.path());
+    assert_eq!(processor.sync_once().await.expect("sync").parsed_files, 2);
+    let idle = processor.sync_once().await.expect("sync");
+    assert_eq!((idle.parsed_files, idle.dags), (0, 2), "{idle:?}");
+
+    std::fs::write(
+        folder.path().join("eager.yaml"),
+        format!("{LATE_START}# edited\n"),
+    )
+    .expect("edit");
+    let edited = processor.sync_once().await.expect("sync");
+    assert_eq!(edited.parsed_files, 1);
+    assert_eq!(edited.changed, ["eager"]);
+    assert_eq!(dag_row(&pool, "eager").await, Some((false, true, 2)));
+
+    std::fs::remove_file(folder.path().join("chain.yaml")).expect("delete");
+    let removed = processor.sync_once().await.expect("sync");
+    assert_eq!((removed.parsed_files, removed.dags), (0, 1));
+    assert_eq!(removed.deactivated, ["chain"]);
+}
+
+#[tokio::test]
 async fn a_duplicate_dag_id_names_both_files() {
     let Some((pool, _database)) = database().await else {
         return;
