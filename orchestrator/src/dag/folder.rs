@@ -78,7 +78,11 @@ impl ParseCache {
 }
 
 /// [`load_folder`], parsing only the files that changed since `cache` saw them.
-pub fn load_folder_cached(folder: &Path, registry: &Registry, cache: &mut ParseCache) -> FolderLoad {
+pub fn load_folder_cached(
+    folder: &Path,
+    registry: &Registry,
+    cache: &mut ParseCache,
+) -> FolderLoad {
     let mut load = FolderLoad::default();
     let mut files = Vec::new();
     if let Err(error) = collect_files(folder, &mut files) {
