@@ -5,7 +5,7 @@
 //! lists and mappings render element by element. Undefined names are errors.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use minijinja::{
     AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value as JinjaValue,
@@ -118,8 +118,11 @@ pub fn shell_quote(text: &str) -> String {
 /// Renders templates for one try; implements the operators' [`updraft_operators::Renderer`].
 pub struct TemplateRenderer {
     env: Environment<'static>,
-    /// For the fields a shell runs: every value is shell-quoted unless marked `| safe`.
-    shell: Environment<'static>,
+    /// For the fields a shell runs: every value is shell-quoted unless marked `| safe`. Built
+    /// on first use: most tries have no such field.
+    shell: OnceLock<Environment<'static>>,
+    xcom: Arc<BTreeMap<String, Value>>,
+    variables: Arc<BTreeMap<String, String>>,
     names: Map<String, Value>,
 }
 
@@ -127,23 +130,31 @@ impl TemplateRenderer {
     pub fn new(scope: TemplateScope) -> TemplateRenderer {
         let xcom = Arc::new(scope.xcom);
         let variables = Arc::new(scope.variables);
-        let mut shell = functions(Arc::clone(&xcom), Arc::clone(&variables));
-        shell.set_auto_escape_callback(|_| AutoEscape::Custom("shell"));
-        shell.set_formatter(|out, state, value| {
-            if value.is_safe() || state.auto_escape() != AutoEscape::Custom("shell") {
-                return escape_formatter(out, state, value);
-            }
-            let text = match value.as_str() {
-                Some(text) => text.to_string(),
-                None => value.to_string(),
-            };
-            out.write_str(&shell_quote(&text)).map_err(Error::from)
-        });
         TemplateRenderer {
-            env: functions(xcom, variables),
-            shell,
+            env: functions(Arc::clone(&xcom), Arc::clone(&variables)),
+            shell: OnceLock::new(),
+            xcom,
+            variables,
             names: scope.names,
         }
+    }
+
+    fn shell_environment(&self) -> &Environment<'static> {
+        self.shell.get_or_init(|| {
+            let mut shell = functions(Arc::clone(&self.xcom), Arc::clone(&self.variables));
+            shell.set_auto_escape_callback(|_| AutoEscape::Custom("shell"));
+            shell.set_formatter(|out, state, value| {
+                if value.is_safe() || state.auto_escape() != AutoEscape::Custom("shell") {
+                    return escape_formatter(out, state, value);
+                }
+                let text = match value.as_str() {
+                    Some(text) => text.to_string(),
+                    None => value.to_string(),
+                };
+                out.write_str(&shell_quote(&text)).map_err(Error::from)
+            });
+            shell
+        })
     }
 
     /// Renders one string a shell will run: values are quoted ([`shell_quote`]) unless marked
@@ -156,7 +167,7 @@ impl TemplateRenderer {
         if !is_template(text) {
             return Ok(Value::String(text.to_string()));
         }
-        self.shell
+        self.shell_environment()
             .render_str(text, self.context(locals))
             .map(Value::String)
             .map_err(|error| describe(&error))

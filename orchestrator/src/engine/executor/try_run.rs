@@ -206,12 +206,12 @@ impl Executor {
             .map_or(0, |dag| dag.downstream(&claimed.task_id).len());
         // Ours is held until the end is stored: a stopping executor waits for every slot.
         let mut permits = vec![permit];
-        if !self.stopping.is_cancelled() {
+        let stopping = self.stopping.is_cancelled();
+        if !stopping {
             self.take_idle_permits(&mut permits, wanted);
         }
         // Downstream tasks this end alone decides are claimed with it when a slot is free for
         // each (none is while stopping); otherwise they are read back and decided after it.
-        let stopping = self.stopping.is_cancelled();
         let decided_downstream = tried.dag.as_ref().filter(|_| !stopping).and_then(|dag| {
             decided_with_end(dag, &claimed.task_id, state)
                 .filter(|tasks| tasks.len() <= permits.len())
