@@ -1,6 +1,7 @@
 //! `shell`: runs a bash command or script in its own process group. Output lines stream into
 //! the task log as they come; a non-zero exit fails the try; on timeout or cancellation the whole
-//! group gets SIGTERM, then SIGKILL after a grace period.
+//! group gets SIGTERM, then SIGKILL after a grace period. The group dies with the worker process,
+//! even when that is killed with SIGKILL (see `ProcessGroup`).
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -95,10 +96,13 @@ impl Operator for ShellOperator {
             .transpose()?
             .map(|limit| limit.0);
         let (mut command, label) = build_command(config, ctx).await?;
+        let group = ProcessGroup::start().map_err(|error| {
+            OperatorError::Failed(format!("cannot start a process group for {label}: {error}"))
+        })?;
         let mut child = command
+            .process_group(group.pgid)
             .spawn()
             .map_err(|error| OperatorError::Failed(format!("cannot start {label}: {error}")))?;
-        let group = ProcessGroup::of(&child);
         let (lines_tx, mut lines) = mpsc::channel::<(Stream, String)>(256);
         let mut readers = JoinSet::new();
         if let Some(stdout) = child.stdout.take() {
@@ -220,7 +224,6 @@ async fn build_command(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
         .kill_on_drop(true);
     Ok((command, label))
 }
@@ -335,25 +338,50 @@ fn describe_exit(status: ExitStatus) -> String {
     }
 }
 
-/// The child's process group; SIGKILLed on drop unless disarmed, so a try dropped from outside
-/// (the orchestrator's timeout) leaves no processes behind.
+/// The leader of a task's process group: a shell that ignores the polite signals and blocks
+/// reading a pipe only this process writes to. When this process ends in any way, SIGKILL
+/// included, the kernel closes the pipe and the watchdog kills the group: a retry started
+/// elsewhere never overlaps processes of the old try. (`PR_SET_PDEATHSIG` would not do: it fires
+/// when the spawning *thread* exits, and tokio's blocking threads come and go.)
+const WATCHDOG: &str = "trap '' HUP INT TERM; read -r _; kill -9 0";
+
+/// The task's process group, led by the watchdog; SIGKILLed on drop unless disarmed, so a try
+/// dropped from outside (the orchestrator's timeout) leaves no processes behind.
 struct ProcessGroup {
-    pgid: Option<i32>,
+    pgid: i32,
+    armed: bool,
+    /// Holds the write end of the watchdog's pipe (its stdin) open while the try runs.
+    _watchdog: Child,
 }
 
 impl ProcessGroup {
-    fn of(child: &Child) -> Self {
-        // `process_group(0)` made the child the leader: its pid is the group id.
-        ProcessGroup {
-            pgid: child.id().and_then(|pid| i32::try_from(pid).ok()),
-        }
+    fn start() -> std::io::Result<Self> {
+        // The pipe's write end is close-on-exec, so the task's processes do not hold it.
+        let watchdog = Command::new("/bin/sh")
+            .args(["-c", WATCHDOG])
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()?;
+        let pgid = watchdog
+            .id()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .ok_or_else(|| std::io::Error::other("the watchdog has no pid"))?;
+        Ok(ProcessGroup {
+            pgid,
+            armed: true,
+            _watchdog: watchdog,
+        })
     }
 
     fn signal(&self, signal: i32) {
-        if let Some(pgid) = self.pgid.filter(|pgid| *pgid > 0) {
+        if self.armed && self.pgid > 0 {
             // SAFETY: kill(2) takes plain integers; a negative pid addresses the process group.
             unsafe {
-                libc::kill(-pgid, signal);
+                libc::kill(-self.pgid, signal);
             }
         }
     }
@@ -365,12 +393,12 @@ impl ProcessGroup {
             self.signal(libc::SIGKILL);
             let _ = child.wait().await;
         }
-        // Stragglers in the group that ignored SIGTERM.
+        // Stragglers in the group that ignored SIGTERM, and the watchdog.
         self.signal(libc::SIGKILL);
     }
 
     fn disarm(mut self) {
-        self.pgid = None;
+        self.armed = false;
     }
 }
 

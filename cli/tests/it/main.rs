@@ -6,6 +6,7 @@ mod common;
 mod dag_removed;
 mod db_outage;
 mod graceful_stop;
+mod killed_shell;
 #[path = "../../../orchestrator/tests/support/runs.rs"]
 mod runs;
 mod scheduler_processes;
