@@ -5,13 +5,15 @@
 //! lists and mappings render element by element. Undefined names are errors.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use minijinja::{
-    AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value as JinjaValue,
+    AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehavior, Value as JinjaValue,
     escape_formatter,
 };
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 /// Names available in every template, besides those given per render (`item`, `index`).
 pub const TEMPLATE_NAMES: &[&str] = &[
@@ -115,6 +117,42 @@ pub fn shell_quote(text: &str) -> String {
     }
 }
 
+/// `uuid4()`'s values: version-4 UUIDs whose bits come from a hash of the task instance (DAG,
+/// run, task), the call's position among the try's `uuid4()` calls and the `item` being
+/// rendered, not from a random source. Every try of a task instance renders the same values, so
+/// a retried publish re-sends identical records and an upsert by id collapses them; another run,
+/// task or item gets other values.
+struct StableUuids {
+    task_instance: String,
+    calls: AtomicU64,
+}
+
+impl StableUuids {
+    fn of(names: &Map<String, Value>) -> StableUuids {
+        let part = |name: &str| names.get(name).map(Value::to_string).unwrap_or_default();
+        StableUuids {
+            task_instance: [part("dag_id"), part("run_id"), part("task_id")].join("\u{1f}"),
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self, item: Option<JinjaValue>) -> String {
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
+        let mut hash = Sha256::new();
+        hash.update(self.task_instance.as_bytes());
+        hash.update(call.to_le_bytes());
+        if let Some(item) = item.filter(|item| !item.is_undefined()) {
+            hash.update(serde_json::to_vec(&item).unwrap_or_default());
+        }
+        let digest = hash.finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .to_string()
+    }
+}
+
 /// Renders templates for one try; implements the operators' [`updraft_operators::Renderer`].
 pub struct TemplateRenderer {
     env: Environment<'static>,
@@ -123,6 +161,7 @@ pub struct TemplateRenderer {
     shell: OnceLock<Environment<'static>>,
     xcom: Arc<BTreeMap<String, Value>>,
     variables: Arc<BTreeMap<String, String>>,
+    uuids: Arc<StableUuids>,
     names: Map<String, Value>,
 }
 
@@ -130,18 +169,28 @@ impl TemplateRenderer {
     pub fn new(scope: TemplateScope) -> TemplateRenderer {
         let xcom = Arc::new(scope.xcom);
         let variables = Arc::new(scope.variables);
+        let uuids = Arc::new(StableUuids::of(&scope.names));
         TemplateRenderer {
-            env: functions(Arc::clone(&xcom), Arc::clone(&variables)),
+            env: functions(
+                Arc::clone(&xcom),
+                Arc::clone(&variables),
+                Arc::clone(&uuids),
+            ),
             shell: OnceLock::new(),
             xcom,
             variables,
+            uuids,
             names: scope.names,
         }
     }
 
     fn shell_environment(&self) -> &Environment<'static> {
         self.shell.get_or_init(|| {
-            let mut shell = functions(Arc::clone(&self.xcom), Arc::clone(&self.variables));
+            let mut shell = functions(
+                Arc::clone(&self.xcom),
+                Arc::clone(&self.variables),
+                Arc::clone(&self.uuids),
+            );
             shell.set_auto_escape_callback(|_| AutoEscape::Custom("shell"));
             shell.set_formatter(|out, state, value| {
                 if value.is_safe() || state.auto_escape() != AutoEscape::Custom("shell") {
@@ -236,6 +285,7 @@ impl TemplateRenderer {
 fn functions(
     xcom: Arc<BTreeMap<String, Value>>,
     variables: Arc<BTreeMap<String, String>>,
+    uuids: Arc<StableUuids>,
 ) -> Environment<'static> {
     let mut env = base_environment();
     env.add_function("xcom", move |task_id: String| -> Result<JinjaValue, Error> {
@@ -261,7 +311,9 @@ fn functions(
                 )
             })
         });
-    env.add_function("uuid4", || uuid::Uuid::new_v4().to_string());
+    env.add_function("uuid4", move |state: &State| {
+        uuids.next(state.lookup("item"))
+    });
     env.add_function("now", || chrono::Utc::now().to_rfc3339());
     env
 }
@@ -428,6 +480,40 @@ mod tests {
         );
         let error = r.render_str("{{ var('unset_here') }}", &none).unwrap_err();
         assert!(error.contains("UPDRAFT_VAR_UNSET_HERE"), "{error}");
+    }
+
+    #[test]
+    fn uuid4_renders_the_same_values_on_every_try_of_a_task_instance() {
+        let try_of = |run_id: &str, try_number: u32| {
+            let mut names = Map::new();
+            names.insert("dag_id".into(), json!("user_automation"));
+            names.insert("run_id".into(), json!(run_id));
+            names.insert("task_id".into(), json!("stream_users"));
+            names.insert("try_number".into(), json!(try_number));
+            TemplateRenderer::new(TemplateScope {
+                names,
+                ..TemplateScope::default()
+            })
+        };
+        let ids = |renderer: &TemplateRenderer, items: &[Value]| -> Vec<Value> {
+            items
+                .iter()
+                .map(|item| {
+                    let mut locals = Map::new();
+                    locals.insert("item".into(), item.clone());
+                    renderer.render_str("{{ uuid4() }}", &locals).unwrap()
+                })
+                .collect()
+        };
+        let people = [json!({"name": "Zoë"}), json!({"name": "Ünal"})];
+        let first = ids(&try_of("r1", 1), &people);
+        assert_ne!(first[0], first[1]);
+        assert_eq!(ids(&try_of("r1", 2), &people), first, "a retry");
+        assert_ne!(ids(&try_of("r2", 1), &people), first, "another run");
+        let others = [json!({"name": "Ana"}), json!({"name": "Ünal"})];
+        assert_ne!(ids(&try_of("r1", 2), &others)[0], first[0], "another item");
+        let parsed = uuid::Uuid::parse_str(first[0].as_str().unwrap()).unwrap();
+        assert_eq!(parsed.get_version_num(), 4);
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod engine_regressions;
 mod failure_safety;
 mod postgres_smoke;
 mod processor;
+mod publish_retry;
 #[path = "../support/runs.rs"]
 mod runs;
 mod scheduler_limits;
