@@ -18,6 +18,8 @@ enum Command {
     Standalone(serve::StandaloneArgs),
     /// DAG processor, scheduler and executor (add as many as you like on one database).
     Scheduler(serve::SchedulerArgs),
+    /// Web UI and REST API only (add as many as you like on one database).
+    Webserver(serve::WebserverArgs),
     /// DAGs: files (validate, show, test) and the database (list, trigger, pause, ...).
     Dags {
         #[command(subcommand)]
@@ -83,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Standalone(args) => serve::standalone(args).await?,
         Command::Scheduler(args) => serve::scheduler(args).await?,
+        Command::Webserver(args) => serve::webserver(args).await?,
         Command::Dags { command } => dags::run(command).await?,
         Command::Tasks {
             command: TasksCommand::Clear(args),

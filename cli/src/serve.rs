@@ -1,5 +1,6 @@
-//! `updraft standalone` and `updraft scheduler`: long-running processes. Start-up applies the
-//! migrations; a database that is away is retried with backoff, never a reason to exit.
+//! `updraft standalone`, `updraft scheduler` and `updraft webserver`: long-running processes,
+//! any number of each on one database. Start-up applies the migrations; a database that is away
+//! is retried with backoff, never a reason to exit.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +38,21 @@ pub struct StandaloneArgs {
     #[arg(long, env = "UPDRAFT_BIND", default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
 }
+
+#[derive(Args)]
+pub struct WebserverArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// The DAG files the UI shows and edits (the schedulers' folder, shared).
+    #[arg(long, env = "UPDRAFT_DAGS_FOLDER", default_value = "dags")]
+    dags_folder: PathBuf,
+    /// Web server address.
+    #[arg(long, env = "UPDRAFT_BIND", default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+}
+
+/// Connections of a web server's pool.
+const WEB_POOL_SIZE: u32 = 16;
 
 /// Connects and migrates, retrying with backoff until the database answers; `None` when
 /// stopped (SIGTERM) before that.
@@ -150,24 +166,43 @@ pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     let Some(pool) = connect_and_migrate(url, pool_size(&args.scheduler), &cancel).await else {
         return Ok(());
     };
-    if let Some(password) = updraft_web::users::ensure_admin(&pool).await? {
-        println!("Created user `admin` with password: {password}");
-        println!("(shown once; set UPDRAFT_ADMIN_PASSWORD to choose it)");
-    }
     let mut tasks = spawn_components(&pool, &args.scheduler, &cancel);
-    let web = updraft_web::serve(
-        pool.clone(),
-        args.bind,
-        args.scheduler.dags_folder.clone(),
-        cancel.clone(),
-    );
-    tasks.push(tokio::spawn(async move {
-        if let Err(error) = web.await {
-            tracing::error!(%error, "web server stopped");
-        }
-    }));
+    let folder = args.scheduler.dags_folder.clone();
+    tasks.push(spawn_web(&pool, args.bind, folder, &cancel).await?);
     for task in tasks {
         let _ = task.await;
     }
     Ok(())
+}
+
+/// The UI and REST API alone: no DAG parsing, no scheduling, no tries.
+pub async fn webserver(args: WebserverArgs) -> anyhow::Result<()> {
+    let cancel = shutdown_token();
+    let url = &args.db.database_url;
+    let Some(pool) = connect_and_migrate(url, WEB_POOL_SIZE, &cancel).await else {
+        return Ok(());
+    };
+    let _ = spawn_web(&pool, args.bind, args.dags_folder, &cancel)
+        .await?
+        .await;
+    Ok(())
+}
+
+/// Creates `admin` on an empty database (printing a generated password once), then serves.
+async fn spawn_web(
+    pool: &PgPool,
+    bind: SocketAddr,
+    dags_folder: PathBuf,
+    cancel: &CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    if let Some(password) = updraft_web::users::ensure_admin(pool).await? {
+        println!("Created user `admin` with password: {password}");
+        println!("(shown once; set UPDRAFT_ADMIN_PASSWORD to choose it)");
+    }
+    let web = updraft_web::serve(pool.clone(), bind, dags_folder, cancel.clone());
+    Ok(tokio::spawn(async move {
+        if let Err(error) = web.await {
+            tracing::error!(%error, "web server stopped");
+        }
+    }))
 }

@@ -38,9 +38,20 @@ impl Scheduler {
     /// `updraft scheduler` on `url` with the DAGs of `folder`; `env` adds or overrides settings;
     /// its output goes to `log` when given.
     pub fn start(url: &str, folder: &Path, env: &[(&str, &str)], log: Option<&Path>) -> Scheduler {
+        Scheduler::start_role(&["scheduler"], url, folder, env, log)
+    }
+
+    /// `updraft ARGS...` (another role: `webserver`, `standalone`), set up as [`Scheduler::start`].
+    pub fn start_role(
+        args: &[&str],
+        url: &str,
+        folder: &Path,
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Scheduler {
         let mut command = Command::new(env!("CARGO_BIN_EXE_updraft"));
         command
-            .arg("scheduler")
+            .args(args)
             .env("DATABASE_URL", url)
             .env("UPDRAFT_DAGS_FOLDER", folder)
             .env("RUST_LOG", "warn")
@@ -61,7 +72,7 @@ impl Scheduler {
             }
         }
         Scheduler(
-            command.spawn().expect("start updraft scheduler"),
+            command.spawn().expect("start updraft"),
             log.map(Path::to_path_buf),
         )
     }

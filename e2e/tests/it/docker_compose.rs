@@ -73,10 +73,33 @@ fn every_service_of_the_pipeline_is_there() {
         "kafka",
         "kafka-ui",
         "postgres",
+        "scheduler",
         "stream-worker",
         "updraft",
+        "webserver",
     ];
     assert_eq!(names, expected.into_iter().collect());
+}
+
+#[test]
+fn the_multinode_profile_runs_the_roles_on_one_database() {
+    let compose = compose();
+    let standalone = service(&compose, "updraft");
+    assert!(standalone["profiles"].is_null(), "the quickstart's default");
+    for (name, role) in [("webserver", "webserver"), ("scheduler", "scheduler")] {
+        let process = service(&compose, name);
+        assert_eq!(process["profiles"][0].as_str(), Some("multinode"), "{name}");
+        assert_eq!(process["command"][1].as_str(), Some(role), "{name}");
+        assert_eq!(
+            env(process, "DATABASE_URL"),
+            env(standalone, "DATABASE_URL"),
+            "{name} shares the database"
+        );
+    }
+    assert!(service(&compose, "scheduler")["deploy"]["replicas"].as_u64() >= Some(2));
+    assert!(published_ports(service(&compose, "scheduler")).is_empty());
+    let ops = read("docs/operations.md");
+    assert!(ops.contains("docker compose --profile multinode up"));
 }
 
 #[test]
