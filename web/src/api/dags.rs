@@ -22,8 +22,8 @@ pub async fn fetch_dag(pool: &PgPool, dag_id: &str) -> ApiResult<DagView> {
 /// List DAGs.
 #[utoipa::path(get, path = "/dags", tag = "DAG",
     params(
-        ("limit" = Option<i64>, Query, description = "page size, at most 100"),
-        ("offset" = Option<i64>, Query),
+        ("limit" = Option<i64>, Query, minimum = 0, description = "page size, at most 100"),
+        ("offset" = Option<i64>, Query, minimum = 0),
         ("paused" = Option<bool>, Query),
         ("only_active" = Option<bool>, Query, description = "default true"),
         ("dag_id_pattern" = Option<String>, Query, description = "substring, case-insensitive"),

@@ -30,7 +30,7 @@ impl From<ImportErrorRow> for ImportErrorJson {
 
 /// List import errors.
 #[utoipa::path(get, path = "/importErrors", tag = "ImportError",
-    params(("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)),
+    params(("limit" = Option<i64>, Query, minimum = 0), ("offset" = Option<i64>, Query, minimum = 0)),
     responses((status = 200, body = ImportErrorCollection), (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn get_import_errors(
     State(state): State<AppState>,

@@ -8,8 +8,9 @@ pub mod runs;
 pub mod task_instances;
 
 use axum::Router;
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{OpenApi, Server};
+use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Response, Server};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -46,5 +47,66 @@ pub fn router() -> (Router<AppState>, OpenApi) {
         "Basic",
         Vec::<String>::new(),
     )]);
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            document_errors(operation);
+        }
+    }
     (router, openapi)
+}
+
+/// The content type of every error body.
+const PROBLEM: &str = "application/problem+json";
+
+/// What every operation may answer besides its own responses, said once here rather than in
+/// each annotation: errors are `application/problem+json`; a malformed parameter gets `400`, a
+/// body that is not JSON `415`, a user locked after failed logins `429`.
+fn document_errors(operation: &mut Operation) {
+    for response in operation.responses.responses.values_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        let is_problem = response.content.get("application/json").is_some_and(|content| {
+            matches!(&content.schema, Some(RefOr::Ref(schema)) if schema.ref_location.ends_with("/Problem"))
+        });
+        if is_problem && let Some(content) = response.content.shift_remove("application/json") {
+            response.content.insert(PROBLEM.into(), content);
+        }
+    }
+    let problem = |description: &str| {
+        let mut response = Response::new(description);
+        let schema = Ref::from_schema_name("Problem");
+        response
+            .content
+            .insert(PROBLEM.into(), Content::new(Some(schema)));
+        RefOr::T(response)
+    };
+    let responses = &mut operation.responses.responses;
+    if operation.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+        responses
+            .entry("400".into())
+            .or_insert_with(|| problem("a parameter is malformed"));
+    }
+    if operation.request_body.is_some() {
+        responses
+            .entry("415".into())
+            .or_insert_with(|| problem("the body is not `Content-Type: application/json`"));
+    }
+    let is_public = operation.security.as_ref().is_some_and(|requirements| {
+        requirements.iter().all(|requirement| {
+            serde_json::to_value(requirement).is_ok_and(|v| v == serde_json::json!({}))
+        })
+    });
+    if !is_public {
+        responses
+            .entry("429".into())
+            .or_insert_with(|| problem("the user is locked for a while after failed logins"));
+    }
 }

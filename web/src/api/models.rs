@@ -11,8 +11,6 @@ use updraft_orchestrator::store::runs::DagRunRow;
 use updraft_orchestrator::store::task_instances::TaskInstanceView;
 use utoipa::ToSchema;
 
-type Date = Option<DateTime<Utc>>;
-
 /// Airflow's words for a schedule.
 pub fn timetable_description(schedule: Option<&str>, timezone: &str) -> String {
     match schedule {
@@ -42,9 +40,9 @@ pub struct DagJson {
     pub is_paused: bool,
     pub is_active: bool,
     pub is_subdag: bool,
-    pub last_parsed_time: Date,
-    pub last_pickled: Date,
-    pub last_expired: Date,
+    pub last_parsed_time: Option<DateTime<Utc>>,
+    pub last_pickled: Option<DateTime<Utc>>,
+    pub last_expired: Option<DateTime<Utc>>,
     pub scheduler_lock: Option<bool>,
     pub pickle_id: Option<String>,
     pub default_view: String,
@@ -60,10 +58,10 @@ pub struct DagJson {
     pub max_consecutive_failed_dag_runs: i32,
     pub has_task_concurrency_limits: bool,
     pub has_import_errors: bool,
-    pub next_dagrun: Date,
-    pub next_dagrun_data_interval_start: Date,
-    pub next_dagrun_data_interval_end: Date,
-    pub next_dagrun_create_after: Date,
+    pub next_dagrun: Option<DateTime<Utc>>,
+    pub next_dagrun_data_interval_start: Option<DateTime<Utc>>,
+    pub next_dagrun_data_interval_end: Option<DateTime<Utc>>,
+    pub next_dagrun_create_after: Option<DateTime<Utc>>,
 }
 
 impl From<&DagView> for DagJson {
@@ -123,14 +121,14 @@ pub struct DagDetailJson {
     pub catchup: bool,
     pub orientation: String,
     pub concurrency: i32,
-    pub start_date: Date,
-    pub end_date: Date,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
     pub dag_run_timeout: Option<Value>,
     pub doc_md: Option<String>,
     #[schema(value_type = Object)]
     pub params: Value,
     pub is_paused_upon_creation: Option<bool>,
-    pub last_parsed: Date,
+    pub last_parsed: Option<DateTime<Utc>>,
     pub template_search_path: Option<Vec<String>>,
     pub render_template_as_native_obj: bool,
     pub dataset_expression: Option<Value>,
@@ -160,11 +158,11 @@ pub struct DagRunJson {
     pub dag_id: String,
     pub logical_date: DateTime<Utc>,
     pub execution_date: DateTime<Utc>,
-    pub start_date: Date,
-    pub end_date: Date,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
     pub data_interval_start: DateTime<Utc>,
     pub data_interval_end: DateTime<Utc>,
-    pub last_scheduling_decision: Date,
+    pub last_scheduling_decision: Option<DateTime<Utc>>,
     pub run_type: String,
     pub state: String,
     pub external_trigger: bool,
@@ -207,8 +205,8 @@ pub struct TaskInstanceJson {
     pub dag_id: String,
     pub dag_run_id: String,
     pub execution_date: DateTime<Utc>,
-    pub start_date: Date,
-    pub end_date: Date,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
     pub duration: Option<f64>,
     /// `null` while the scheduler has not decided (our state `none`).
     pub state: Option<String>,
@@ -342,7 +340,7 @@ pub struct StatusJson {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SchedulerStatus {
     pub status: Option<String>,
-    pub latest_scheduler_heartbeat: Date,
+    pub latest_scheduler_heartbeat: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -379,8 +377,19 @@ pub struct DagRunCreate {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DagRunStatePatch {
-    /// `success`, `failed` or `queued`.
+    #[schema(value_type = SettableRunState)]
     pub state: String,
+}
+
+/// The states a run may be set to; other values are refused with `400`. (For the document only:
+/// the handler checks the text, to answer with Airflow's message.)
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum SettableRunState {
+    Success,
+    Failed,
+    Queued,
 }
 
 /// Airflow's `ClearTaskInstances`. Unsupported switches are refused when set, never ignored.

@@ -53,10 +53,12 @@ fn run_order(order_by: Option<&str>) -> ApiResult<RunOrder> {
 /// List runs of a DAG (`~` for every DAG).
 #[utoipa::path(get, path = "/dags/{dag_id}/dagRuns", tag = "DAGRun",
     params(("dag_id" = String, Path, description = "`~` for all DAGs"),
-        ("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query),
+        ("limit" = Option<i64>, Query, minimum = 0), ("offset" = Option<i64>, Query, minimum = 0),
         ("state" = Option<Vec<String>>, Query), ("order_by" = Option<String>, Query),
-        ("execution_date_gte" = Option<String>, Query), ("execution_date_lte" = Option<String>, Query),
-        ("start_date_gte" = Option<String>, Query), ("start_date_lte" = Option<String>, Query)),
+        ("execution_date_gte" = Option<chrono::DateTime<chrono::Utc>>, Query),
+        ("execution_date_lte" = Option<chrono::DateTime<chrono::Utc>>, Query),
+        ("start_date_gte" = Option<chrono::DateTime<chrono::Utc>>, Query),
+        ("start_date_lte" = Option<chrono::DateTime<chrono::Utc>>, Query)),
     responses((status = 200, body = DagRunCollection), (status = 400, body = Problem),
               (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_dag_runs(

@@ -39,7 +39,7 @@ pub async fn fetch_ti(
 /// Task instances of a run (`~` for all DAGs or all runs).
 #[utoipa::path(get, path = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances", tag = "TaskInstance",
     params(("dag_id" = String, Path), ("dag_run_id" = String, Path),
-        ("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query), ("state" = Option<Vec<String>>, Query)),
+        ("limit" = Option<i64>, Query, minimum = 0), ("offset" = Option<i64>, Query, minimum = 0), ("state" = Option<Vec<String>>, Query)),
     responses((status = 200, body = TaskInstanceCollection), (status = 400, body = Problem),
               (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_task_instances(
@@ -99,8 +99,9 @@ pub fn format_line(line: &LogLine) -> String {
     tag = "TaskInstance",
     params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path),
         ("task_try_number" = i32, Path), ("full_content" = Option<bool>, Query),
-        ("token" = Option<String>, Query, description = "continuation token of a previous answer")),
-    responses((status = 200, body = LogJson), (status = 400, body = Problem), (status = 401, body = Problem),
+        ("token" = Option<String>, Query, pattern = "^[0-9]*$", description = "continuation token of a previous answer")),
+    responses((status = 200, description = "the log lines", content(
+                  (LogJson = "application/json"), (String = "text/plain"))), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 404, body = Problem)))]
 pub async fn get_log(
     State(state): State<AppState>,
@@ -174,7 +175,7 @@ fn xcom_entry(
 #[utoipa::path(get, path = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries",
     tag = "XCom",
     params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path),
-        ("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)),
+        ("limit" = Option<i64>, Query, minimum = 0), ("offset" = Option<i64>, Query, minimum = 0)),
     responses((status = 200, body = XComCollection), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_xcom_entries(
     State(state): State<AppState>,

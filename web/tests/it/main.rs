@@ -5,6 +5,7 @@
 
 mod airflow_client;
 mod api;
+mod api_fuzz;
 mod auth;
 mod bad_input;
 mod browser;
