@@ -3,6 +3,7 @@
 //!   cargo test -p stream-worker --test it [<module>::]
 
 mod common;
+mod decode_fuzz;
 mod docs;
 mod pipeline;
 mod process;

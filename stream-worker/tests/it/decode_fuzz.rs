@@ -1,0 +1,108 @@
+//! Record decoding never panics and always says what is wrong and where, whatever the bytes:
+//! arbitrary bytes, the seed's good record with random edits, and generated good records (which
+//! must decode to exactly their values). The definition parser never panics either.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+use scylla::value::{CqlValue, MaybeUnset};
+use stream_worker::decode::{RecordError, decode};
+use stream_worker::{Stream, definition};
+
+const SEED_DEFINITION: &str = include_str!("../../../streams/users_created.yaml");
+const GOOD_RECORD: &str = r#"{"id": "6f1c2a44-9f1e-4a7e-9a53-5b8e2e4f0c11", "first_name": "Zoë", "last_name": "Ünal", "gender": "female", "address": "4021 Rue de l'Église, Besançon", "post_code": "25000", "email": "zoe@example.com", "username": "zoe_u", "dob": "1990-01-01T00:00:00.000Z", "registered_date": "2015-05-05T00:00:00.000Z", "phone": "01-23-45", "picture": "https://example.com/z.jpg"}"#;
+
+/// Characters that change JSON structure.
+const SIGNIFICANT: &[&str] = &[
+    "{", "}", "[", "]", ",", ":", "\"", "\\", "\\u", "null", "1e999", "-", " ", "\u{0}", "ü",
+];
+
+fn seed_stream() -> Stream {
+    definition::parse(Path::new("users_created.yaml"), SEED_DEFINITION).expect("seed definition")
+}
+
+/// The error names where the record is wrong: a position for bad JSON, a field otherwise.
+fn says_where(error: &RecordError) -> bool {
+    match error {
+        RecordError::NotJson { message } => {
+            message.contains(" at line ") && message.contains(" column ")
+        }
+        RecordError::MissingField { field }
+        | RecordError::InvalidUuid { field, .. }
+        | RecordError::WrongType { field, .. } => !field.is_empty(),
+        RecordError::NotObject | RecordError::TooLarge { .. } | RecordError::Rejected { .. } => {
+            true
+        }
+    }
+}
+
+fn edited(base: &'static str) -> impl Strategy<Value = Vec<u8>> {
+    let edits = prop::collection::vec(
+        (
+            any::<prop::sample::Index>(),
+            any::<bool>(),
+            prop::sample::select(SIGNIFICANT),
+        ),
+        1..6,
+    );
+    edits.prop_map(move |edits| {
+        let mut bytes = base.as_bytes().to_vec();
+        for (at, insert, text) in edits {
+            let index = at.index(bytes.len() + 1);
+            if insert {
+                bytes.splice(index..index, text.bytes());
+            } else {
+                let end = (index + 2).min(bytes.len());
+                bytes.drain(index..end);
+            }
+        }
+        bytes
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        if let Err(error) = decode(&seed_stream(), Some(&bytes)) {
+            prop_assert!(says_where(&error), "{error}");
+        }
+    }
+
+    #[test]
+    fn an_edited_good_record_never_panics(bytes in edited(GOOD_RECORD)) {
+        if let Err(error) = decode(&seed_stream(), Some(&bytes)) {
+            prop_assert!(says_where(&error), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_generated_good_record_decodes_to_its_values(
+        id in any::<u128>(),
+        texts in prop::collection::vec(any::<String>(), 11),
+    ) {
+        let id = uuid::Uuid::from_u128(id);
+        let stream = seed_stream();
+        let mut record = serde_json::Map::new();
+        record.insert("id".into(), id.to_string().into());
+        for (column, text) in stream.columns.iter().skip(1).zip(&texts) {
+            record.insert(column.field.clone(), text.clone().into());
+        }
+        let bytes = serde_json::to_vec(&record).expect("json");
+        let row = decode(&stream, Some(&bytes)).map_err(|error| TestCaseError::fail(error.to_string()))?;
+        prop_assert!(matches!(&row[0], MaybeUnset::Set(Some(CqlValue::Uuid(found))) if *found == id));
+        for (bound, text) in row.iter().skip(1).zip(&texts) {
+            prop_assert!(
+                matches!(bound, MaybeUnset::Set(Some(CqlValue::Text(found))) if found == text),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_edited_definition_never_panics(bytes in edited(SEED_DEFINITION)) {
+        let text = String::from_utf8_lossy(&bytes);
+        let _ = definition::parse(Path::new("edited.yaml"), &text);
+    }
+}
