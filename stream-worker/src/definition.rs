@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use scylla::statement::Consistency;
 use serde::Deserialize;
 
 use crate::yaml_marks::Marks;
@@ -56,6 +57,7 @@ struct TargetSpec {
     #[serde(default)]
     clustering_key: Vec<String>,
     replication: Option<BTreeMap<String, serde_yaml_ng::Value>>,
+    consistency: Option<String>,
 }
 
 // ---- the validated model ----
@@ -160,6 +162,8 @@ pub struct Stream {
     pub clustering_key: Vec<String>,
     /// Keyspace replication options, e.g. `class: SimpleStrategy, replication_factor: "1"`.
     pub replication: BTreeMap<String, String>,
+    /// The write consistency level of every insert.
+    pub consistency: Consistency,
     pub dead_letter_topic: String,
     pub max_record_bytes: usize,
 }
@@ -443,6 +447,17 @@ pub fn parse(file: &Path, text: &str) -> Result<Stream, Vec<DefinitionError>> {
         }
     };
 
+    let consistency = match spec.target.consistency.as_deref() {
+        None => default_consistency(&replication),
+        Some(name) => consistency_named(name).unwrap_or_else(|| {
+            error_at(
+                "target.consistency",
+                format!("unknown consistency level `{name}` (one of {CONSISTENCY_NAMES})"),
+            );
+            Consistency::LocalQuorum
+        }),
+    };
+
     let max_record_bytes = spec.max_record_bytes.unwrap_or(DEFAULT_MAX_RECORD_BYTES);
     if max_record_bytes == 0 {
         error_at(
@@ -475,6 +490,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Stream, Vec<DefinitionError>> {
         primary_key: spec.target.primary_key,
         clustering_key: spec.target.clustering_key,
         replication,
+        consistency,
         dead_letter_topic,
         max_record_bytes,
     })
@@ -504,3 +520,37 @@ fn strip_location(message: &str) -> String {
 #[cfg(test)]
 #[path = "definition_tests.rs"]
 mod tests;
+
+const CONSISTENCY_NAMES: &str =
+    "ANY, ONE, TWO, THREE, QUORUM, ALL, LOCAL_QUORUM, EACH_QUORUM, LOCAL_ONE";
+
+fn consistency_named(name: &str) -> Option<Consistency> {
+    Some(match name.to_ascii_uppercase().as_str() {
+        "ANY" => Consistency::Any,
+        "ONE" => Consistency::One,
+        "TWO" => Consistency::Two,
+        "THREE" => Consistency::Three,
+        "QUORUM" => Consistency::Quorum,
+        "ALL" => Consistency::All,
+        "LOCAL_QUORUM" => Consistency::LocalQuorum,
+        "EACH_QUORUM" => Consistency::EachQuorum,
+        "LOCAL_ONE" => Consistency::LocalOne,
+        _ => return None,
+    })
+}
+
+/// `LOCAL_QUORUM` when a quorum survives a node's loss (3 replicas or more in a data centre),
+/// else `LOCAL_ONE`: with 2 replicas a quorum is both, so one node down would stop every write.
+fn default_consistency(replication: &BTreeMap<String, String>) -> Consistency {
+    let most_replicas = replication
+        .iter()
+        .filter(|(key, _)| key.as_str() != "class")
+        .filter_map(|(_, value)| value.parse::<u32>().ok())
+        .max()
+        .unwrap_or(1);
+    if most_replicas >= 3 {
+        Consistency::LocalQuorum
+    } else {
+        Consistency::LocalOne
+    }
+}

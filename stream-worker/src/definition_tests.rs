@@ -174,3 +174,27 @@ fn two_streams_with_one_name_are_rejected() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn the_write_consistency_is_a_quorum_when_three_replicas_allow_it() {
+    let with_target = |extra: &str| {
+        let text = format!("{GOOD}{extra}");
+        parse(Path::new("s.yaml"), &text).map(|stream| stream.consistency)
+    };
+    assert_eq!(
+        with_target(""),
+        Ok(Consistency::LocalOne),
+        "RF 1 by default"
+    );
+    let rf3 = "  replication: {class: SimpleStrategy, replication_factor: 3}\n";
+    assert_eq!(with_target(rf3), Ok(Consistency::LocalQuorum));
+    let dcs = "  replication: {class: NetworkTopologyStrategy, dc1: 3, dc2: 2}\n";
+    assert_eq!(with_target(dcs), Ok(Consistency::LocalQuorum));
+    let chosen = format!("{rf3}  consistency: all\n");
+    assert_eq!(with_target(&chosen), Ok(Consistency::All));
+    let errors = errors_of(&format!("{GOOD}  consistency: most\n"));
+    assert!(
+        errors[0].starts_with("s.yaml:13:") && errors[0].contains("LOCAL_QUORUM"),
+        "{errors:?}"
+    );
+}

@@ -92,6 +92,7 @@ impl Sink {
                 })?;
         // An upsert with an explicit timestamp: replaying it changes nothing.
         insert.set_is_idempotent(true);
+        insert.set_consistency(stream.consistency);
         Ok(Self {
             session,
             insert,
