@@ -32,7 +32,17 @@ pub async fn create_topic(name: &str, partitions: i32) {
 
 /// [`create_topic`] with topic configs, e.g. `("max.message.bytes", "8388608")`.
 pub async fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    create_replicated_topic(name, partitions, 1, configs).await;
+}
+
+/// [`create_topic_with`] on `replicas` brokers (a multi-node stack).
+pub async fn create_replicated_topic(
+    name: &str,
+    partitions: i32,
+    replicas: i32,
+    configs: &[(&str, &str)],
+) {
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replicas));
     for (key, value) in configs {
         topic = topic.set(key, value);
     }
@@ -201,6 +211,14 @@ pub async fn read_topic(topic: &str, count: usize, within: Duration) -> Vec<Reco
         }
     }
     records
+}
+
+/// The broker leading `partition` of `topic` now (`None` while it has no leader).
+pub fn leader_of(topic: &str, partition: i32) -> Option<i32> {
+    let metadata = reader().fetch_metadata(Some(topic), REQUEST_TIMEOUT).ok()?;
+    let topic = metadata.topics().first()?;
+    let found = topic.partitions().iter().find(|p| p.id() == partition)?;
+    (found.leader() >= 0).then_some(found.leader())
 }
 
 /// How many records `topic` holds now (high minus low watermark, summed); 0 when it does not

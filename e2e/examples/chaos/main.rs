@@ -4,6 +4,7 @@
 
 mod processes;
 mod scenarios;
+mod stream_rig;
 mod task_runs;
 
 use std::time::Instant;

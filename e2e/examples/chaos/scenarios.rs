@@ -3,17 +3,30 @@
 
 use std::time::{Duration, Instant};
 
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
 use crate::Row;
-use crate::processes::{Dice, Process, binary, free_port, stack};
+use crate::processes::{Dice, stack};
+use crate::stream_rig::{Durability, StreamRig, record};
 use crate::task_runs::{Cluster, Load, REAPER_THRESHOLD_MS};
 
-pub const NAMES: &[&str] = &["kill-updraft", "restart-postgres", "kill-stream-worker"];
+/// Every scenario; the last two need the 3-node stack (`scripts/stack up --nodes 3`).
+pub const NAMES: &[&str] = &[
+    "kill-updraft",
+    "restart-postgres",
+    "kill-stream-worker",
+    "kill-kafka-leader",
+    "kill-cassandra",
+];
 
 pub async fn run(name: &str, full: bool, seed: u64) -> Row {
     match name {
         "kill-updraft" => kill_updraft(full, seed).await,
         "restart-postgres" => restart_postgres(full).await,
         "kill-stream-worker" => kill_stream_worker(full, seed).await,
+        "kill-kafka-leader" => kill_kafka_leader(full).await,
+        "kill-cassandra" => kill_cassandra(full).await,
         other => unreachable!("scenario {other} is not in NAMES"),
     }
 }
@@ -151,89 +164,24 @@ async fn restart_postgres(full: bool) -> Row {
 /// every record lands, once per id.
 async fn kill_stream_worker(full: bool, seed: u64) -> Row {
     let (records, kills) = if full { (100_000, 20) } else { (20_000, 5) };
-    let names = testkit::unique_name("chaos_sw");
-    let topic = format!("{names}_topic");
-    testkit::kafka::create_topic(&topic, 3).await;
-    let payloads: Vec<Vec<u8>> = (0..records)
-        .map(|index| record(index).to_string().into_bytes())
-        .collect();
-    testkit::kafka::produce(&topic, &payloads).await;
-
-    let folder = tempfile::tempdir().expect("tempdir");
-    let definition = folder.path().join("stream.yaml");
-    let shipped =
-        std::fs::read_to_string(crate::processes::workspace().join("streams/users_created.yaml"))
-            .expect("the shipped definition");
-    let text = shipped
-        .replace("topic: users_created", &format!("topic: {topic}"))
-        .replace("group: updraft-stream-worker", &format!("group: {names}"))
-        .replace("keyspace: spark_streaming", &format!("keyspace: {names}"))
-        .replace(
-            "dead_letter_topic: users_created.dlq",
-            &format!("dead_letter_topic: {topic}.dlq"),
-        );
-    std::fs::write(&definition, text).expect("definition");
-    let env = [
-        (
-            "KAFKA_BOOTSTRAP_SERVERS",
-            testkit::kafka_bootstrap_servers(),
-        ),
-        (
-            "CASSANDRA_CONTACT_POINTS",
-            testkit::cassandra_contact_points(),
-        ),
-        ("RUST_LOG", "warn".to_string()),
-    ];
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let args = [
-        "--definitions",
-        &definition.display().to_string(),
-        "--metrics-addr",
-        &metrics,
-        "--session-timeout-ms",
-        "6000",
-    ]
-    .map(String::from);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let log = folder.path().join("worker.log");
-    let mut worker = Process::start("stream-worker", &binary("stream-worker"), &args, &env, &log);
-    let session = testkit::cassandra::session().await;
-    let table = format!("{names}.created_users");
+    let rig = StreamRig::start("chaos_sw", &stack_durability()).await;
+    produce(&rig.topic, 0..records).await;
+    let mut rig = rig;
     let mut dice = Dice::new(seed);
-    let mut rows_at_kills = Vec::new();
+    let mut mid_stream = 0;
     for _ in 0..kills {
         // Pacing the faults: 1 to 2 s apart.
         tokio::time::sleep(Duration::from_millis(1_000 + dice.below(1_000) as u64)).await;
-        worker.kill_and_restart();
-        rows_at_kills.push(testkit::cassandra::count_rows(&session, &table).await);
+        rig.worker.kill_and_restart();
+        mid_stream += usize::from(rig.rows().await < records as i64);
     }
-    let last_kill = Instant::now();
-    let mut rows = 0;
-    while last_kill.elapsed() < Duration::from_secs(180) {
-        rows = testkit::cassandra::count_rows(&session, &table).await;
-        if rows >= records as i64 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let caught_up = last_kill.elapsed();
-    let dead_letters = testkit::kafka::record_count(&format!("{topic}.dlq"));
-    worker.kill();
+    let (rows, caught_up) = rig
+        .wait_rows(records as i64, Duration::from_secs(180))
+        .await;
+    let dead_letters = rig.dead_letters();
     // The primary key is the id: rows are distinct ids, and every id must be there.
     let holds = rows == records as i64 && dead_letters == 0;
-    let mid_stream = rows_at_kills
-        .iter()
-        .filter(|rows| **rows < records as i64)
-        .count();
-    if !holds {
-        eprintln!(
-            "kill-stream-worker: log kept in {}",
-            folder.keep().display()
-        );
-    } else {
-        testkit::cassandra::drop_keyspace(&session, &names).await;
-        testkit::kafka::delete_topic(&topic).await;
-    }
+    rig.finish(holds, "kill-stream-worker").await;
     Row {
         scenario: "kill-stream-worker",
         injected: format!(
@@ -250,20 +198,175 @@ async fn kill_stream_worker(full: bool, seed: u64) -> Row {
     }
 }
 
-/// A record of the seed's shape with a distinct id per index.
-fn record(index: usize) -> serde_json::Value {
-    serde_json::json!({
-        "id": uuid::Uuid::from_u128(0xC4A0_5000_0000_0000_0000_0000_0000_0000 + index as u128).to_string(),
-        "first_name": format!("First{index}"),
-        "last_name": "Chaos",
-        "gender": "female",
-        "address": "1 Fault Street",
-        "post_code": "00000",
-        "email": format!("user{index}@example.com"),
-        "username": format!("user{index}"),
-        "dob": "1990-01-01T00:00:00.000Z",
-        "registered_date": "2020-01-01T00:00:00.000Z",
-        "phone": "000",
-        "picture": "https://example.com/p.jpg",
+/// How many nodes the running stack has (`scripts/stack up --nodes N`).
+fn stack_nodes() -> u32 {
+    std::env::var("UPDRAFT_STACK_NODES")
+        .ok()
+        .and_then(|nodes| nodes.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Three replicas and quorum writes on a 3-node stack, one replica otherwise.
+fn stack_durability() -> Durability {
+    if stack_nodes() >= 3 {
+        Durability {
+            topic_replicas: 3,
+            keyspace_replicas: 3,
+            consistency: "QUORUM",
+        }
+    } else {
+        Durability {
+            topic_replicas: 1,
+            keyspace_replicas: 1,
+            consistency: "LOCAL_ONE",
+        }
+    }
+}
+
+/// The row of a scenario that needs the 3-node stack, on a smaller one.
+fn needs_three_nodes(scenario: &'static str) -> Option<Row> {
+    (stack_nodes() < 3).then(|| Row {
+        scenario,
+        injected: "nothing".into(),
+        load: "none".into(),
+        outcome: "needs the 3-node stack: scripts/stack down; scripts/stack up --nodes 3".into(),
+        holds: false,
+        seconds: 0.0,
     })
+}
+
+/// Publishes the records of `indexes` and waits for every acknowledgement.
+async fn produce(topic: &str, indexes: std::ops::Range<usize>) {
+    let payloads: Vec<Vec<u8>> = indexes
+        .map(|index| record(index).to_string().into_bytes())
+        .collect();
+    testkit::kafka::produce(topic, &payloads).await;
+}
+
+/// The leader broker of partition 0 killed mid-publish (idempotent producer, acks=all) while
+/// the stream worker consumes, started again later: every record published and landed.
+async fn kill_kafka_leader(full: bool) -> Row {
+    if let Some(row) = needs_three_nodes("kill-kafka-leader") {
+        return row;
+    }
+    let records = if full { 50_000 } else { 10_000 };
+    let rig = StreamRig::start("chaos_kl", &stack_durability()).await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", testkit::kafka_bootstrap_servers())
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "120000")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let slices = 20;
+    let mut deliveries = Vec::with_capacity(records);
+    let mut killed = None;
+    for slice in 0..slices {
+        for index in (slice * records / slices)..((slice + 1) * records / slices) {
+            let payload = record(index).to_string();
+            let key = index.to_string();
+            let sent =
+                producer.send_result(FutureRecord::to(&rig.topic).key(&key).payload(&payload));
+            deliveries.push(sent.map_err(|(error, _)| error));
+        }
+        if slice == slices / 3 {
+            let leader =
+                testkit::kafka::leader_of(&rig.topic, 0).expect("partition 0 has a leader");
+            stack(&["kill", &format!("kafka:{leader}")]);
+            killed = Some(leader);
+        }
+        if slice == 2 * slices / 3
+            && let Some(leader) = killed
+        {
+            stack(&["start", &format!("kafka:{leader}")]);
+        }
+        // Pacing the publication, so the kill lands mid-publish.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut failed = 0;
+    for delivery in deliveries {
+        match delivery {
+            Ok(future) => failed += usize::from(!matches!(future.await, Ok(Ok(_)))),
+            Err(_) => failed += 1,
+        }
+    }
+    let published = testkit::kafka::record_count(&rig.topic);
+    let (rows, caught_up) = rig
+        .wait_rows(records as i64, Duration::from_secs(180))
+        .await;
+    let dead_letters = rig.dead_letters();
+    let holds = failed == 0 && rows == records as i64 && dead_letters == 0;
+    rig.finish(holds, "kill-kafka-leader").await;
+    Row {
+        scenario: "kill-kafka-leader",
+        injected: format!(
+            "kill -9 of broker {} (leader of partition 0) mid-publish and mid-stream, started again after a third of the records",
+            killed.unwrap_or_default()
+        ),
+        load: format!(
+            "{records} records published (idempotent, acks=all; RF 3, min ISR 2) and streamed"
+        ),
+        outcome: format!(
+            "{failed} publish failures, {published} records on the topic ({} duplicates), {rows} rows for {records} ids ({} lost), {dead_letters} dead letters; caught up {:.1} s after publishing",
+            published.saturating_sub(records),
+            records as i64 - rows,
+            caught_up.as_secs_f64()
+        ),
+        holds,
+        seconds: 0.0,
+    }
+}
+
+/// One Cassandra node killed mid-stream (writes at QUORUM continue), then the whole ring
+/// killed and started again mid-stream: every record lands once the ring is back.
+async fn kill_cassandra(full: bool) -> Row {
+    if let Some(row) = needs_three_nodes("kill-cassandra") {
+        return row;
+    }
+    let records = if full { 50_000 } else { 10_000 };
+    let rig = StreamRig::start("chaos_cn", &stack_durability()).await;
+    produce(&rig.topic, 0..records).await;
+    rig.wait_rows(records as i64 / 5, Duration::from_secs(120))
+        .await;
+    stack(&["kill", "cassandra:3"]);
+    let at_kill = rig.rows().await;
+    let (while_down, _) = rig
+        .wait_rows(records as i64, Duration::from_secs(180))
+        .await;
+    stack(&["start", "cassandra:3"]);
+
+    produce(&rig.topic, records..2 * records).await;
+    rig.wait_rows(
+        records as i64 + records as i64 / 5,
+        Duration::from_secs(120),
+    )
+    .await;
+    stack(&["kill", "cassandra:1", "cassandra:2", "cassandra:3"]);
+    let ring_down = Instant::now();
+    stack(&["start", "cassandra:1", "cassandra:2", "cassandra:3"]);
+    let ring_back = ring_down.elapsed();
+    let (rows, caught_up) = rig
+        .wait_rows(2 * records as i64, Duration::from_secs(240))
+        .await;
+    let dead_letters = rig.dead_letters();
+    let holds = while_down == records as i64 && rows == 2 * records as i64 && dead_letters == 0;
+    rig.finish(holds, "kill-cassandra").await;
+    Row {
+        scenario: "kill-cassandra",
+        injected: format!(
+            "kill -9 of node 3 of 3 mid-stream; later all 3 nodes killed mid-stream and started again ({:.0} s down)",
+            ring_back.as_secs_f64()
+        ),
+        load: format!("2 × {records} records, RF 3, writes at QUORUM"),
+        outcome: format!(
+            "node down: {} rows written after the kill, {while_down} of {records}; ring restarted: {rows} rows for {} ids ({} lost), {dead_letters} dead letters, caught up {:.1} s after the ring was back",
+            while_down - at_kill,
+            2 * records,
+            2 * records as i64 - rows,
+            caught_up.as_secs_f64()
+        ),
+        holds,
+        seconds: 0.0,
+    }
 }
