@@ -3,11 +3,17 @@
 
   probe.py kafka HOST:PORT      -> prints the broker count of a Metadata (v4) response
   probe.py cassandra HOST:PORT  -> prints release_version from system.local (CQL protocol v4)
-  probe.py cql HOST:PORT QUERY  -> prints the rows of QUERY, one a line, columns tab-separated
+  probe.py cql HOST:PORT QUERY [CONSISTENCY]
+                                -> prints the rows of QUERY, one a line, columns tab-separated
+                                   (none for a statement such as CREATE or INSERT); CONSISTENCY
+                                   is ONE (the default), QUORUM, ALL, ...
 
+HOST:PORT may be a comma-separated list (as in KAFKA_BOOTSTRAP_SERVERS or
+CASSANDRA_CONTACT_POINTS): the first address that answers is used.
 Exit 0 with the answer on stdout when the service really answers; exit 1 with the reason on
 stderr otherwise.
 """
+import ipaddress
 import socket
 import struct
 import sys
@@ -67,20 +73,40 @@ def cql_string(data, offset):
     return data[offset + 2:offset + 2 + length].decode(), offset + 2 + length
 
 
-def cql_value(type_id, raw):
+def cql_value(column_type, raw):
+    """column_type: a simple type id, or (collection id, element type ids) of simple types."""
     if raw is None:
         return "null"
-    if type_id in (0x0002, 0x0009):  # bigint, int
+    if isinstance(column_type, tuple):  # list, set (one element type) or map (key, value)
+        kind, element_types = column_type
+        (count,) = struct.unpack(">i", raw[:4])
+        offset, items = 4, []
+        for index in range(count * len(element_types)):
+            (length,) = struct.unpack(">i", raw[offset:offset + 4])
+            offset += 4
+            element = None if length < 0 else raw[offset:offset + length]
+            offset += max(length, 0)
+            items.append(cql_value(element_types[index % len(element_types)], element))
+        if kind == 0x0021:
+            return "{" + ", ".join(f"{k}: {v}" for k, v in zip(items[::2], items[1::2])) + "}"
+        return ("[" if kind == 0x0020 else "{") + ", ".join(items) + ("]" if kind == 0x0020 else "}")
+    if column_type in (0x0002, 0x0009):  # bigint, int
         return str(int.from_bytes(raw, "big", signed=True))
-    if type_id in (0x000C, 0x000F):  # uuid, timeuuid
+    if column_type in (0x000C, 0x000F):  # uuid, timeuuid
         return str(uuid.UUID(bytes=raw))
-    if type_id in (0x0001, 0x000D):  # ascii, varchar
+    if column_type in (0x0001, 0x000D):  # ascii, varchar
         return raw.decode()
+    if column_type == 0x0010:  # inet
+        return str(ipaddress.ip_address(raw))
     return raw.hex()
 
 
-def cql_query(host, port, query):
-    """Runs one query at consistency ONE; returns the rows as lists of printable strings."""
+CONSISTENCIES = {"ANY": 0x0000, "ONE": 0x0001, "TWO": 0x0002, "THREE": 0x0003, "QUORUM": 0x0004,
+                 "ALL": 0x0005, "LOCAL_QUORUM": 0x0006, "EACH_QUORUM": 0x0007, "LOCAL_ONE": 0x000A}
+
+
+def cql_query(host, port, query, consistency="ONE"):
+    """Runs one query; returns the rows as lists of printable strings (none for a statement)."""
     with socket.create_connection((host, port), TIMEOUT_SECONDS) as sock:
         sock.settimeout(TIMEOUT_SECONDS * 5)
         options = {b"CQL_VERSION": b"3.0.0"}
@@ -92,14 +118,15 @@ def cql_query(host, port, query):
         if opcode != 0x02:
             raise RuntimeError(f"STARTUP answered with opcode {opcode:#x}, not READY: {payload[6:]!r}")
         encoded = query.encode()
-        body = struct.pack(">i", len(encoded)) + encoded + struct.pack(">hB", 0x0001, 0)
+        body = struct.pack(">i", len(encoded)) + encoded + struct.pack(">hB", CONSISTENCIES[consistency], 0)
         sock.sendall(cql_frame(0x07, body, stream=2))
         opcode, payload = cql_read(sock)
     if opcode != 0x08:
         raise RuntimeError(f"query answered with opcode {opcode:#x}: {payload[6:]!r}")
-    kind, flags, column_count = struct.unpack(">iii", payload[:12])
-    if kind != 2:
-        raise RuntimeError(f"query returned result kind {kind}, not rows")
+    (kind,) = struct.unpack(">i", payload[:4])
+    if kind != 2:  # void, set keyspace, schema change: no rows
+        return []
+    flags, column_count = struct.unpack(">ii", payload[4:12])
     offset = 12
     if flags & 0x0002:  # has_more_pages: paging state
         (length,) = struct.unpack(">i", payload[offset:offset + 4])
@@ -115,22 +142,24 @@ def cql_query(host, port, query):
         _, offset = cql_string(payload, offset)
         (type_id,) = struct.unpack(">h", payload[offset:offset + 2])
         offset += 2
-        if type_id in (0x0020, 0x0022):  # list, set: one element type (simple types only)
-            offset += 2
-        elif type_id == 0x0021:  # map
-            offset += 4
-        types.append(type_id)
+        if type_id in (0x0020, 0x0021, 0x0022):  # list, map, set of simple types
+            count = 2 if type_id == 0x0021 else 1
+            elements = struct.unpack(f">{count}h", payload[offset:offset + 2 * count])
+            offset += 2 * count
+            types.append((type_id, elements))
+        else:
+            types.append(type_id)
     (row_count,) = struct.unpack(">i", payload[offset:offset + 4])
     offset += 4
     rows = []
     for _ in range(row_count):
         row = []
-        for type_id in types:
+        for column_type in types:
             (length,) = struct.unpack(">i", payload[offset:offset + 4])
             offset += 4
             raw = None if length < 0 else payload[offset:offset + length]
             offset += max(length, 0)
-            row.append(cql_value(type_id, raw))
+            row.append(cql_value(column_type, raw))
         rows.append(row)
     return rows
 
@@ -142,25 +171,33 @@ def cassandra_release_version(host, port):
     return rows[0][0]
 
 
+def answer(command, host, port, args):
+    if command == "kafka":
+        return [kafka_metadata(host, port)]
+    if command == "cassandra":
+        return [cassandra_release_version(host, port)]
+    return ["\t".join(row) for row in cql_query(host, port, *args)]
+
+
 def main():
-    commands = {"kafka": 3, "cassandra": 3, "cql": 4}
-    if len(sys.argv) < 2 or commands.get(sys.argv[1]) != len(sys.argv):
+    commands = {"kafka": (3, 3), "cassandra": (3, 3), "cql": (4, 5)}
+    shortest, longest = commands.get(sys.argv[1] if len(sys.argv) > 1 else "", (0, -1))
+    if not shortest <= len(sys.argv) <= longest or sys.argv[4:5] and sys.argv[4] not in CONSISTENCIES:
         print(__doc__, file=sys.stderr)
         return 2
-    host, _, port = sys.argv[2].rpartition(":")
-    host = host or "127.0.0.1"
-    try:
-        if sys.argv[1] == "kafka":
-            print(kafka_metadata(host, int(port)))
-        elif sys.argv[1] == "cassandra":
-            print(cassandra_release_version(host, int(port)))
-        else:
-            for row in cql_query(host, int(port), sys.argv[3]):
-                print("\t".join(row))
-    except (OSError, RuntimeError, ConnectionError, struct.error, ValueError) as error:
-        print(f"{sys.argv[1]} at {sys.argv[2]}: {error}", file=sys.stderr)
-        return 1
-    return 0
+    errors = []
+    for address in sys.argv[2].split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            lines = answer(sys.argv[1], host or "127.0.0.1", int(port), sys.argv[3:])
+        except (OSError, RuntimeError, ConnectionError, struct.error, ValueError) as error:
+            errors.append(f"{sys.argv[1]} at {address}: {error}")
+            continue
+        for line in lines:
+            print(line)
+        return 0
+    print("\n".join(errors), file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
