@@ -1,1 +1,2 @@
-//! End-to-end tests live in `tests/it/` (one binary); this crate has no code of its own.
+//! End-to-end tests live in `tests/it/` (one binary), and the chaos suite in `examples/chaos/`
+//! (run by `scripts/chaos`); this crate has no code of its own.

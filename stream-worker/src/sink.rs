@@ -171,7 +171,7 @@ impl Sink {
 
 /// Errors about the row itself; everything else (timeouts, unavailable, lost connections,
 /// overload, a missing keyspace or table) is the cluster's state and worth retrying.
-fn is_permanent(error: &ExecutionError) -> bool {
+pub(crate) fn is_permanent(error: &ExecutionError) -> bool {
     match error {
         ExecutionError::BadQuery(_) => true,
         ExecutionError::LastAttemptError(RequestAttemptError::SerializationError(_)) => true,

@@ -84,6 +84,67 @@ pub enum WorkerError {
     Task(String),
 }
 
+impl WorkerError {
+    /// Whether retrying cannot help: a table that does not match its definition, a statement
+    /// Cassandra refuses as invalid. Anything else (a node or broker away) passes.
+    fn is_lasting(&self) -> bool {
+        match self {
+            WorkerError::Schema(SchemaError::Mismatch { .. }) => true,
+            WorkerError::Schema(SchemaError::Create { source, .. }) => sink::is_permanent(source),
+            _ => false,
+        }
+    }
+}
+
+/// Connects to Cassandra and creates the keyspaces, tables and topics, retrying with backoff
+/// while Cassandra or Kafka is away: a restarting cluster is never a reason to exit. `None` when
+/// stopped before that.
+async fn prepare(
+    config: &WorkerConfig,
+    streams: &[Stream],
+    shutdown: &CancellationToken,
+) -> Result<Option<Arc<Session>>, WorkerError> {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match prepare_once(config, streams).await {
+            Ok(session) => return Ok(Some(session)),
+            Err(error) if error.is_lasting() => return Err(error),
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?delay, "cannot start the streams yet");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(None),
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn prepare_once(
+    config: &WorkerConfig,
+    streams: &[Stream],
+) -> Result<Arc<Session>, WorkerError> {
+    let session = Arc::new(
+        sink::connect(
+            &config.cassandra_contact_points,
+            config.connections_per_host,
+        )
+        .await?,
+    );
+    for stream in streams {
+        schema::ensure(&session, stream).await?;
+    }
+    let topics: Vec<String> = streams
+        .iter()
+        .flat_map(|s| [s.topic.clone(), s.dead_letter_topic.clone()])
+        .collect();
+    dead_letter::ensure_topics(&config.kafka_bootstrap_servers, &topics)
+        .await
+        .map_err(kafka("create topics"))?;
+    Ok(session)
+}
+
 fn kafka(what: impl Into<String>) -> impl FnOnce(KafkaError) -> WorkerError {
     let what = what.into();
     move |source| WorkerError::Kafka { what, source }
@@ -103,23 +164,9 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    let session = Arc::new(
-        sink::connect(
-            &config.cassandra_contact_points,
-            config.connections_per_host,
-        )
-        .await?,
-    );
-    for stream in &streams {
-        schema::ensure(&session, stream).await?;
-    }
-    let topics: Vec<String> = streams
-        .iter()
-        .flat_map(|s| [s.topic.clone(), s.dead_letter_topic.clone()])
-        .collect();
-    dead_letter::ensure_topics(&config.kafka_bootstrap_servers, &topics)
-        .await
-        .map_err(kafka("create topics"))?;
+    let Some(session) = prepare(&config, &streams, &shutdown).await? else {
+        return Ok(());
+    };
 
     let mut tasks = JoinSet::new();
     for stream in streams {

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
@@ -12,6 +12,7 @@ use tokio::sync::watch;
 pub struct TcpProxy {
     pub addr: SocketAddr,
     cut: Arc<AtomicBool>,
+    refused: Arc<AtomicUsize>,
     epoch: watch::Sender<u64>,
 }
 
@@ -30,10 +31,13 @@ impl TcpProxy {
         let addr = listener.local_addr().expect("the proxy's address");
         let cut = Arc::new(AtomicBool::new(false));
         let (epoch, _) = watch::channel(0u64);
-        let (accept_cut, accept_epoch) = (cut.clone(), epoch.clone());
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (accept_cut, accept_epoch, accept_refused) =
+            (cut.clone(), epoch.clone(), refused.clone());
         tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 if accept_cut.load(Ordering::SeqCst) {
+                    accept_refused.fetch_add(1, Ordering::SeqCst);
                     continue; // dropping the socket refuses the connection
                 }
                 let upstream = upstream.clone();
@@ -49,7 +53,17 @@ impl TcpProxy {
                 });
             }
         });
-        TcpProxy { addr, cut, epoch }
+        TcpProxy {
+            addr,
+            cut,
+            refused,
+            epoch,
+        }
+    }
+
+    /// How many connections were refused while cut: a client's attempts to reach the service.
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
     }
 
     /// Drops every open connection and refuses new ones until `restore`.

@@ -68,28 +68,26 @@ async fn kill_updraft(full: bool, seed: u64) -> Row {
     cluster.trigger(&load).await;
     cluster.wait_for_work().await;
     let mut dice = Dice::new(seed);
-    let mut victims = Vec::new();
+    let mut webserver_kills = 0;
     for _ in 0..kills {
         // Pacing the faults, not waiting for a condition.
         tokio::time::sleep(Duration::from_secs_f64(every)).await;
         let victim = dice.below(cluster.processes.len());
         cluster.processes[victim].kill_and_restart();
-        victims.push(cluster.processes[victim].name.clone());
+        webserver_kills += usize::from(cluster.processes[victim].name == "webserver");
     }
     let last_kill = Instant::now();
     let verdict = cluster.verdict(last_kill, settle_limit(&load)).await;
     let holds = verdict.holds();
     let outcome = verdict.describe();
     if !holds {
-        eprintln!(
-            "kill-updraft: logs kept in {}",
-            cluster.keep_logs().display()
-        );
+        cluster.keep_logs("kill-updraft");
     }
     Row {
         scenario: "kill-updraft",
         injected: format!(
-            "{kills} × kill -9 of a random process of 3 `updraft scheduler` + 1 `updraft webserver`, every {every} s, restarted at once (reaper threshold {REAPER_THRESHOLD_MS} ms)"
+            "{kills} × kill -9 of a random process of 3 `updraft scheduler` + 1 `updraft webserver` ({} of the schedulers), every {every} s, restarted at once (reaper threshold {REAPER_THRESHOLD_MS} ms)",
+            kills - webserver_kills
         ),
         load: load.describe(),
         outcome,
@@ -140,10 +138,7 @@ async fn restart_postgres(full: bool) -> Row {
     let mut outcome = verdict.describe();
     outcome.push_str(&format!("; processes that exited: {}", restarted.len()));
     if !holds {
-        eprintln!(
-            "restart-postgres: logs kept in {}",
-            cluster.keep_logs().display()
-        );
+        cluster.keep_logs("restart-postgres");
     }
     Row {
         scenario: "restart-postgres",
@@ -235,6 +230,22 @@ fn needs_three_nodes(scenario: &'static str) -> Option<Row> {
     })
 }
 
+/// Publishes the records of `indexes` in 10 slices over about 3 s, in the background.
+fn produce_paced(topic: &str, indexes: std::ops::Range<usize>) -> tokio::task::JoinHandle<()> {
+    let topic = topic.to_string();
+    tokio::spawn(async move {
+        let slice = indexes.len().div_ceil(10);
+        let mut start = indexes.start;
+        while start < indexes.end {
+            let end = (start + slice).min(indexes.end);
+            produce(&topic, start..end).await;
+            start = end;
+            // Pacing the publication, so the faults land mid-stream.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+}
+
 /// Publishes the records of `indexes` and waits for every acknowledgement.
 async fn produce(topic: &str, indexes: std::ops::Range<usize>) {
     let payloads: Vec<Vec<u8>> = indexes
@@ -301,7 +312,7 @@ async fn kill_kafka_leader(full: bool) -> Row {
     Row {
         scenario: "kill-kafka-leader",
         injected: format!(
-            "kill -9 of broker {} (leader of partition 0) mid-publish and mid-stream, started again after a third of the records",
+            "kill -9 of broker {} (leader of partition 0) mid-publish and mid-stream after a third of the records, started again after two thirds",
             killed.unwrap_or_default()
         ),
         load: format!(
@@ -326,24 +337,24 @@ async fn kill_cassandra(full: bool) -> Row {
     }
     let records = if full { 50_000 } else { 10_000 };
     let rig = StreamRig::start("chaos_cn", &stack_durability()).await;
-    produce(&rig.topic, 0..records).await;
-    rig.wait_rows(records as i64 / 5, Duration::from_secs(120))
-        .await;
+    let publishing = produce_paced(&rig.topic, 0..records);
+    // Mid-stream: the worker is writing, records still arriving.
+    rig.wait_rows(1, Duration::from_secs(60)).await;
     stack(&["kill", "cassandra:3"]);
     let at_kill = rig.rows().await;
+    publishing.await.expect("publishing");
     let (while_down, _) = rig
         .wait_rows(records as i64, Duration::from_secs(180))
         .await;
     stack(&["start", "cassandra:3"]);
 
-    produce(&rig.topic, records..2 * records).await;
-    rig.wait_rows(
-        records as i64 + records as i64 / 5,
-        Duration::from_secs(120),
-    )
-    .await;
+    let publishing = produce_paced(&rig.topic, records..2 * records);
+    rig.wait_rows(records as i64 + 1, Duration::from_secs(60))
+        .await;
     stack(&["kill", "cassandra:1", "cassandra:2", "cassandra:3"]);
     let ring_down = Instant::now();
+    let at_ring_kill = rig.rows().await;
+    publishing.await.expect("publishing");
     stack(&["start", "cassandra:1", "cassandra:2", "cassandra:3"]);
     let ring_back = ring_down.elapsed();
     let (rows, caught_up) = rig
@@ -360,8 +371,9 @@ async fn kill_cassandra(full: bool) -> Row {
         ),
         load: format!("2 × {records} records, RF 3, writes at QUORUM"),
         outcome: format!(
-            "node down: {} rows written after the kill, {while_down} of {records}; ring restarted: {rows} rows for {} ids ({} lost), {dead_letters} dead letters, caught up {:.1} s after the ring was back",
+            "node down: {} of {records} rows written after the kill, {while_down} in all; ring killed at {at_ring_kill} of {} rows, restarted: {rows} rows for {} ids ({} lost), {dead_letters} dead letters, caught up {:.1} s after the ring was back",
             while_down - at_kill,
+            2 * records,
             2 * records,
             2 * records as i64 - rows,
             caught_up.as_secs_f64()

@@ -238,13 +238,13 @@ impl Cluster {
         }
     }
 
-    /// Where the processes' logs are (kept when a scenario fails).
-    pub fn keep_logs(self) -> PathBuf {
+    /// Keeps the processes' logs and the tries' log (a scenario failed) and says where.
+    pub fn keep_logs(self, scenario: &str) {
         let Cluster {
             folder, database, ..
         } = self;
         drop(database);
-        folder.keep()
+        eprintln!("{scenario}: logs kept in {}", folder.keep().display());
     }
 }
 

@@ -493,3 +493,32 @@ async fn a_table_that_does_not_match_is_refused_with_its_columns_named() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_started_while_cassandra_is_away_waits_for_it() {
+    if !testkit::require_kafka() || !testkit::require_cassandra() {
+        return;
+    }
+    let names = Names::new("sw_late");
+    testkit::kafka::create_topic(&names.topic, 1).await;
+    let proxy = testkit::proxy::TcpProxy::start(&testkit::cassandra_contact_points()).await;
+    proxy.cut();
+    let mut config = config();
+    config.cassandra_contact_points = vec![proxy.addr.to_string()];
+    let worker = start_worker(config, vec![definition(&names, "")]);
+    // A restarting node is no reason to exit: the worker tries again, and again.
+    let what = "the worker to try reaching Cassandra twice";
+    testkit::eventually(what, Duration::from_secs(20), async || {
+        assert!(!worker.task.is_finished(), "the worker gave up");
+        proxy.refused() >= 2
+    })
+    .await;
+    let records: Vec<Vec<u8>> = (0..100)
+        .map(|i| seed_record(i).to_string().into_bytes())
+        .collect();
+    testkit::kafka::produce(&names.topic, &records).await;
+    proxy.restore();
+    let session = testkit::cassandra::session().await;
+    wait_for_rows(&session, &names.keyspace, 100, Duration::from_secs(60)).await;
+    worker.stop().await;
+}
