@@ -340,8 +340,8 @@ async fn kill_cassandra(full: bool) -> Row {
     let publishing = produce_paced(&rig.topic, 0..records);
     // Mid-stream: the worker is writing, records still arriving.
     rig.wait_rows(1, Duration::from_secs(60)).await;
-    stack(&["kill", "cassandra:3"]);
     let at_kill = rig.rows().await;
+    stack(&["kill", "cassandra:3"]);
     publishing.await.expect("publishing");
     let (while_down, _) = rig
         .wait_rows(records as i64, Duration::from_secs(180))
@@ -351,9 +351,9 @@ async fn kill_cassandra(full: bool) -> Row {
     let publishing = produce_paced(&rig.topic, records..2 * records);
     rig.wait_rows(records as i64 + 1, Duration::from_secs(60))
         .await;
+    let at_ring_kill = rig.rows().await;
     stack(&["kill", "cassandra:1", "cassandra:2", "cassandra:3"]);
     let ring_down = Instant::now();
-    let at_ring_kill = rig.rows().await;
     publishing.await.expect("publishing");
     stack(&["start", "cassandra:1", "cassandra:2", "cassandra:3"]);
     let ring_back = ring_down.elapsed();
