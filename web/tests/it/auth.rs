@@ -539,3 +539,37 @@ async fn responses_carry_security_headers_and_https_sessions_secure_cookies() {
     let cookie = login.headers[header::SET_COOKIE].to_str().unwrap();
     assert!(cookie.contains("; Secure"), "{cookie}");
 }
+
+/// Once wrong (#14): every time was `format: date` (a type alias named `Date` reads so), none
+/// was nullable, and paging had no minimum.
+#[test]
+fn openapi_times_are_nullable_date_times_and_paging_has_minimums() {
+    let doc = serde_json::to_value(updraft_web::openapi()).expect("the document as JSON");
+    let schemas = &doc["components"]["schemas"];
+    let end_date = &schemas["DagRunJson"]["properties"]["end_date"];
+    assert_eq!(end_date["format"], "date-time", "{end_date}");
+    assert_eq!(end_date["type"], serde_json::json!(["string", "null"]));
+    let text = doc.to_string();
+    assert!(
+        !text.contains(r#""format":"date""#),
+        "no plain dates remain"
+    );
+    let parameters = doc["paths"]["/dags"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters");
+    for name in ["limit", "offset"] {
+        let parameter = parameters
+            .iter()
+            .find(|parameter| parameter["name"] == name)
+            .expect(name);
+        assert_eq!(parameter["schema"]["minimum"], 0, "{name}");
+    }
+    let errors = &doc["paths"]["/dags/{dag_id}/dagRuns"]["post"]["responses"];
+    for status in ["400", "401", "415", "429"] {
+        assert!(
+            errors[status]["content"]["application/problem+json"].is_object(),
+            "{status}: {}",
+            errors[status]
+        );
+    }
+}
