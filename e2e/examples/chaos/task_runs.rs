@@ -177,16 +177,11 @@ impl Cluster {
 
     /// Waits until some task is running (the faults should land mid-work).
     pub async fn wait_for_work(&self) {
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(60) {
-            if let Ok(tis) = task_instances::of_runs(&self.pool, &self.ids).await
-                && tis.iter().any(|ti| ti.state == TaskState::Running)
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("no task started within a minute");
+        testkit::eventually("a task to run", Duration::from_secs(60), async || {
+            let tis = task_instances::of_runs(&self.pool, &self.ids).await;
+            tis.is_ok_and(|tis| tis.iter().any(|ti| ti.state == TaskState::Running))
+        })
+        .await;
     }
 
     /// Waits (up to `limit` after `last_fault`) for every run to finish, then judges them.
