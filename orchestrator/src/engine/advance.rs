@@ -4,8 +4,10 @@
 //!
 //! Two paths apply decisions, with the same rules:
 //! - [`decide_run_fully`]: the run locked, all its states read, every decision applied and its
-//!   unfinished count set. Runs that start, the sweep's stalled runs, clears, and any run where
-//!   a decision finished a task (skips and upstream failures propagate) take this path.
+//!   unfinished count set. The sweep's stalled runs, clears, runs re-queued with their history,
+//!   and any run where a decision finished a task (skips and upstream failures propagate) take
+//!   this path. A fresh run needs neither: [`start_queued_runs`] creates its task instances in
+//!   the states of its first decision.
 //! - [`after_try`]: the executor's hand-off, without the run lock. The end of a try lowered the
 //!   run's unfinished count under the run row's lock, so the ends of one run are serialised
 //!   there; an end that finds another one committed after the states it read reads them again.
@@ -129,7 +131,11 @@ pub async fn after_try(
         dag.tasks.len(),
     );
     if ended.closes_run {
-        return full_decision(pool, cache, &dag.dag_id, ended.dag_run_id).await;
+        // Every task is finished: nothing can become ready, so no slot is counted.
+        return Ok(Advanced {
+            claimed: Vec::new(),
+            run_ended: decide(pool, cache, &dag.dag_id, ended.dag_run_id, Queueing::Later).await?,
+        });
     }
     if decided_with_end {
         if ended.decided_downstream.is_empty() {
@@ -320,16 +326,37 @@ pub async fn decide_run_fully(
     dag_id: &str,
     dag_run_id: i64,
 ) -> Result<Option<RunState>, StoreError> {
+    decide(pool, cache, dag_id, dag_run_id, Queueing::InTransaction).await
+}
+
+/// When [`decide`] queues the ready tasks of a DAG whose `max_active_tasks` may bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queueing {
+    /// Under the DAG's queueing lock, taken before the run's.
+    InTransaction,
+    /// After the commit (they wait as `scheduled` until then): for a run that cannot have
+    /// ready tasks, which then never waits for the lock.
+    Later,
+}
+
+async fn decide(
+    pool: &PgPool,
+    cache: &DagCache,
+    dag_id: &str,
+    dag_run_id: i64,
+    queueing: Queueing,
+) -> Result<Option<RunState>, StoreError> {
     // The queueing lock comes before the run's, and only DAGs whose limit may bind need it.
     let Some(limits) = runs::limits(pool, dag_run_id).await? else {
         return Ok(None);
     };
     let dag: Arc<Dag> = cache.get(pool, limits.dag_version_id).await?;
-    let queue_locked = limit_may_bind(
-        limits.max_active_tasks,
-        limits.max_active_runs,
-        dag.tasks.len(),
-    );
+    let queue_locked = queueing == Queueing::InTransaction
+        && limit_may_bind(
+            limits.max_active_tasks,
+            limits.max_active_runs,
+            dag.tasks.len(),
+        );
     let mut tx = pool.begin().await?;
     if queue_locked {
         task_instances::lock_queue(&mut tx, dag_id).await?;
@@ -374,7 +401,8 @@ pub async fn decide_run_fully(
             let admitted = task_instances::queue_waiting_locked(&mut tx, dag_id).await?;
             (Some(admitted.left()), admitted.queued)
         }
-        // The limit was edited to bind meanwhile: they wait, and are queued after the commit.
+        // Not locked (or the limit was edited to bind meanwhile): they wait, and are queued
+        // after the commit.
         (true, false) => (Some(0), 0),
         (false, _) => (None, 0),
     };
@@ -412,8 +440,11 @@ pub async fn decide_run_fully(
 }
 
 /// Starts the DAG's oldest queued runs within `max_active_runs` (not while paused): creates
-/// their task instances from the pinned version and decides their first tasks. Returns the
-/// started runs' ids.
+/// their task instances from the pinned version, those that can run at once already queued
+/// within `max_active_tasks` (the first decision of a fresh run needs no states read back).
+/// A run with task instances from before (re-queued by a clear or a mark), or whose first
+/// decision finishes tasks, is decided again from what is stored. Returns the started runs'
+/// ids.
 pub async fn start_queued_runs(
     pool: &PgPool,
     cache: &DagCache,
@@ -426,22 +457,92 @@ pub async fn start_queued_runs(
         return Ok(Vec::new());
     }
     let mut tx = pool.begin().await?;
-    let Some(max_active_runs) = dags::lock_for_starting(&mut tx, dag_id).await? else {
+    let Some(limits) = dags::lock_for_starting(&mut tx, dag_id).await? else {
         return Ok(Vec::new());
     };
-    let started = runs::start_queued(&mut tx, dag_id, max_active_runs).await?;
+    // Lock order: the DAG row, its queueing lock, then runs (the lock is uncontended for a DAG
+    // whose limit cannot bind: nothing else takes it).
+    task_instances::lock_queue(&mut tx, dag_id).await?;
+    let started = runs::start_queued(&mut tx, dag_id, limits.max_active_runs).await?;
+    // Free max_active_tasks slots, counted once (after queueing older waiting tasks) when a
+    // run whose limit may bind needs them, then handed out run by run.
+    let mut slots_left: Option<i64> = None;
+    let mut decide_again = Vec::new();
+    let mut queued_any = false;
     for run in &started {
         let dag = cache.get(&mut *tx, run.dag_version_id).await?;
-        task_instances::create_for_run(&mut tx, &dag, run.id, &run.run_id).await?;
+        let bounded = limit_may_bind(
+            limits.max_active_tasks,
+            limits.max_active_runs,
+            dag.tasks.len(),
+        );
+        let free = match (bounded, slots_left) {
+            (false, _) => None,
+            (true, Some(left)) => Some(left),
+            (true, None) => {
+                let admitted = task_instances::queue_waiting_locked(&mut tx, dag_id).await?;
+                queued_any |= admitted.queued > 0;
+                Some(admitted.left())
+            }
+        };
+        let first = first_states(&dag, free);
+        let decided_in_full = first.is_none();
+        let states = first.unwrap_or_else(|| vec![TaskState::None; dag.tasks.len()]);
+        let queued = states.iter().filter(|s| **s == TaskState::Queued).count();
+        queued_any |= queued > 0;
+        if let Some(free) = free {
+            slots_left = Some(free - queued as i64);
+        }
+        let created =
+            task_instances::create_for_run(&mut tx, &dag, run.id, &run.run_id, &states).await?;
+        if decided_in_full || created != dag.tasks.len() as i64 {
+            decide_again.push(run.id);
+        }
+    }
+    if queued_any {
+        notify(&mut *tx, channels::QUEUED, dag_id).await?;
     }
     tx.commit().await?;
-    for run in &started {
-        decide_run_fully(pool, cache, dag_id, run.id).await?;
+    for id in decide_again {
+        decide_run_fully(pool, cache, dag_id, id).await?;
     }
     if !started.is_empty() {
         tracing::debug!(dag_id, runs = started.len(), "runs started");
     }
     Ok(started.into_iter().map(|run| run.id).collect())
+}
+
+/// The states a fresh run's task instances start in (by position in `dag.tasks`): its first
+/// decision, the ready tasks queued into `free` slots (`None`: no limit) and the rest
+/// `scheduled`, every other task `none`. `None` when that decision finishes tasks (a rule
+/// skips or fails a task with nothing upstream): the run is then decided in full.
+fn first_states(dag: &Dag, free: Option<i64>) -> Option<Vec<TaskState>> {
+    let all_none: HashMap<&str, TaskState> = dag
+        .tasks
+        .iter()
+        .map(|task| (task.task_id.as_str(), TaskState::None))
+        .collect();
+    let first = decide_run(dag, &all_none);
+    if first.finishes_a_task() || first.run_end.is_some() {
+        return None;
+    }
+    let admitted: HashMap<&str, TaskState> = first
+        .tasks
+        .iter()
+        .map(|(task_id, _)| *task_id)
+        .zip(admit(first.tasks.len(), 0, free))
+        .collect();
+    Some(
+        dag.tasks
+            .iter()
+            .map(|task| {
+                admitted
+                    .get(task.task_id.as_str())
+                    .copied()
+                    .unwrap_or(TaskState::None)
+            })
+            .collect(),
+    )
 }
 
 /// Everything a DAG may need after an event: its due scheduled runs (when `create_runs`), its

@@ -184,21 +184,29 @@ pub async fn lock_for_scheduling(
     .await
 }
 
-/// Locks the DAG row while its queued runs are started; `Some(max_active_runs)` unless the DAG
-/// is missing or paused.
+/// The limits a DAG's runs start within.
+#[derive(Debug, Clone, Copy)]
+pub struct StartLimits {
+    pub max_active_runs: i32,
+    pub max_active_tasks: i32,
+}
+
+/// Locks the DAG row while its queued runs are started; `None` unless the DAG exists and is
+/// not paused.
 pub async fn lock_for_starting(
     conn: &mut PgConnection,
     dag_id: &str,
-) -> Result<Option<i32>, sqlx::Error> {
+) -> Result<Option<StartLimits>, sqlx::Error> {
     let row = sqlx::query!(
-        "SELECT is_paused, max_active_runs FROM dag WHERE dag_id = $1 FOR UPDATE",
+        "SELECT is_paused, max_active_runs, max_active_tasks FROM dag WHERE dag_id = $1 FOR UPDATE",
         dag_id
     )
     .fetch_optional(conn)
     .await?;
-    Ok(row
-        .filter(|row| !row.is_paused)
-        .map(|row| row.max_active_runs))
+    Ok(row.filter(|row| !row.is_paused).map(|row| StartLimits {
+        max_active_runs: row.max_active_runs,
+        max_active_tasks: row.max_active_tasks,
+    }))
 }
 
 pub async fn set_next_run(

@@ -42,6 +42,8 @@ const UNFINISHED: &[TaskState] = &[NoneState, Scheduled, Queued, Running, UpForR
 /// Every state change the store writes, by the function that writes it.
 #[rustfmt::skip]
 pub const TRANSITIONS: &[(&str, Transition)] = &[
+    ("create_for_run: wait", Transition::new(&[NoneState], &[], Scheduled)),
+    ("create_for_run: queue", Transition::new(&[NoneState], &[Scheduled], Queued)),
     ("apply_decisions: run", Transition::new(&[NoneState], &[], Scheduled)),
     ("apply_decisions: queue", Transition::new(&[NoneState], &[Scheduled], Queued)),
     ("apply_decisions: claim", Transition::new(&[NoneState], &[Scheduled, Queued], Running)),
@@ -108,14 +110,18 @@ pub async fn of_runs(
     .await
 }
 
-/// Creates the run's task instances (state `none`) from its pinned DAG version. Existing rows
-/// are kept (a cleared run restarts with its history).
+/// Creates a starting run's task instances from its pinned DAG version, each in the state of
+/// `states` (by position in `dag.tasks`): `none`, or the first decision of a run whose tasks
+/// are all `none` (`scheduled`, `queued`). Existing rows are kept (a cleared run restarts with
+/// its history). Sets the run's unfinished count to the rows created, and returns it: when it
+/// is not every task of the DAG, the caller decides the run again from what is stored.
 pub async fn create_for_run(
     conn: &mut PgConnection,
     dag: &Dag,
     dag_run_id: i64,
     run_id: &str,
-) -> Result<u64, sqlx::Error> {
+    states: &[TaskState],
+) -> Result<i64, sqlx::Error> {
     let task_ids: Vec<String> = dag.tasks.iter().map(|t| t.task_id.clone()).collect();
     let operators: Vec<String> = dag.tasks.iter().map(|t| t.operator.clone()).collect();
     let max_tries: Vec<i32> = dag
@@ -124,13 +130,19 @@ pub async fn create_for_run(
         .map(|t| i32::try_from(t.retry.retries).unwrap_or(i32::MAX))
         .collect();
     let weights = dag.priority_weights();
-    let result = sqlx::query!(
-        "INSERT INTO task_instance (dag_run_id, dag_id, run_id, task_id, operator, max_tries,
-                                    priority_weight)
-         SELECT $1, $2, $3, t.task_id, t.operator, t.max_tries, t.weight
-           FROM unnest($4::text[], $5::text[], $6::int[], $7::int[])
-                AS t(task_id, operator, max_tries, weight)
-         ON CONFLICT (dag_run_id, task_id) DO NOTHING",
+    sqlx::query_scalar!(
+        r#"WITH created AS (
+               INSERT INTO task_instance (dag_run_id, dag_id, run_id, task_id, operator, max_tries,
+                                          priority_weight, state, queued_at)
+               SELECT $1, $2, $3, t.task_id, t.operator, t.max_tries, t.weight, t.state,
+                      CASE WHEN t.state = 'queued' THEN now() END
+                 FROM unnest($4::text[], $5::text[], $6::int[], $7::int[], $8::text[])
+                      AS t(task_id, operator, max_tries, weight, state)
+               ON CONFLICT (dag_run_id, task_id) DO NOTHING
+               RETURNING 1)
+           UPDATE dag_run SET unfinished_tasks = (SELECT count(*) FROM created)
+            WHERE id = $1
+        RETURNING unfinished_tasks::bigint AS "created!""#,
         dag_run_id,
         dag.dag_id,
         run_id,
@@ -138,10 +150,10 @@ pub async fn create_for_run(
         &operators,
         &max_tries,
         &weights,
+        states as _,
     )
-    .execute(conn)
-    .await?;
-    Ok(result.rows_affected())
+    .fetch_one(conn)
+    .await
 }
 
 /// Every task instance of a run, read fresh (call it after taking the run's lock).

@@ -407,3 +407,103 @@ async fn an_end_claims_the_tasks_it_alone_decides_in_the_same_statement() {
         assert_eq!(state, Some(TaskState::Queued), "{task}");
     }
 }
+
+const BOUNDED: &str = r#"
+dag_id: bounded
+schedule: null
+is_paused_upon_creation: false
+max_active_runs: 2
+max_active_tasks: 3
+tasks:
+  - id: a
+    operator: empty
+  - id: b
+    operator: empty
+  - id: c
+    operator: empty
+    upstream: [a, b]
+"#;
+
+#[tokio::test]
+async fn a_started_run_is_created_with_its_first_tasks_admitted() {
+    if !testkit::require_postgres() {
+        return;
+    }
+    let env = env("store_start").await;
+    let run_ids = started_runs(&env, "bounded", BOUNDED, 2).await;
+    let rows = task_instances::of_runs(&env.pool, &run_ids).await.unwrap();
+    let states: Vec<(i64, &str, TaskState)> = rows
+        .iter()
+        .map(|row| (row.dag_run_id, row.task_id.as_str(), row.state))
+        .collect();
+    // Three slots: the older run's roots, then one of the newer run's; the other waits for a
+    // slot, and the fan-in waits for its upstream tasks.
+    use TaskState::{None as NoneState, Queued, Scheduled};
+    let of_run = |run: i64| -> Vec<TaskState> {
+        let mut run_states: Vec<TaskState> = states
+            .iter()
+            .filter(|(id, task, _)| *id == run && *task != "c")
+            .map(|(_, _, state)| *state)
+            .collect();
+        run_states.sort_by_key(|state| state.to_string());
+        run_states
+    };
+    assert_eq!(of_run(run_ids[0]), vec![Queued, Queued]);
+    assert_eq!(of_run(run_ids[1]), vec![Queued, Scheduled]);
+    assert!(
+        states
+            .iter()
+            .filter(|(_, task, _)| *task == "c")
+            .all(|(_, _, state)| *state == NoneState)
+    );
+    assert!(
+        rows.iter()
+            .filter(|row| row.state == Queued)
+            .all(|row| row.queued_at.is_some())
+    );
+
+    // The first run's tasks all end: the last end closes it (the start counted three
+    // unfinished tasks), and the newer run's waiting root is queued into a freed slot.
+    let claimed = task_instances::claim(&env.pool, "owner-a", 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3, "{claimed:?}");
+    let success = |id: i64| TryEnd {
+        task_instance_id: id,
+        state: TaskState::Success,
+        rendered_config: None,
+        next_retry_at: None,
+        output: None,
+        read_back: Vec::new(),
+        decided_downstream: None,
+    };
+    let ended = task_instances::end_tries(
+        &env.pool,
+        "owner-a",
+        &claimed
+            .iter()
+            .map(|try_| success(try_.id))
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    let unfinished: HashMap<i64, Option<i32>> = ended
+        .iter()
+        .flatten()
+        .map(|ended| (ended.dag_run_id, ended.unfinished_now))
+        .collect();
+    assert_eq!(
+        unfinished[&run_ids[0]],
+        Some(1),
+        "c is left in the first run"
+    );
+    assert_eq!(
+        unfinished[&run_ids[1]],
+        Some(2),
+        "a root and c are left in the second"
+    );
+    let queued = task_instances::queue_waiting(&env.pool, "bounded", true)
+        .await
+        .unwrap();
+    assert_eq!(queued, 1, "the waiting root takes a freed slot");
+}
