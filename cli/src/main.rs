@@ -2,6 +2,7 @@ use clap::{Parser, Subcommand};
 
 mod dag_runs;
 mod dags;
+mod secrets;
 mod serve;
 
 /// Updraft: declarative YAML DAGs, scheduled on PostgreSQL.
@@ -34,6 +35,21 @@ enum Command {
     Users {
         #[command(subcommand)]
         command: UsersCommand,
+    },
+    /// Connections: credentials and endpoints tasks name by id (`conn_id`).
+    Connections {
+        #[command(subcommand)]
+        command: secrets::ConnectionsCommand,
+    },
+    /// Variables: values templates read with `var('key')`.
+    Variables {
+        #[command(subcommand)]
+        command: secrets::VariablesCommand,
+    },
+    /// The key that encrypts stored secrets (UPDRAFT_SECRET_KEY).
+    Secrets {
+        #[command(subcommand)]
+        command: secrets::SecretsCommand,
     },
     /// Database maintenance.
     Db {
@@ -87,6 +103,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Scheduler(args) => serve::scheduler(args).await?,
         Command::Webserver(args) => serve::webserver(args).await?,
         Command::Dags { command } => dags::run(command).await?,
+        Command::Connections { command } => secrets::connections(command).await?,
+        Command::Variables { command } => secrets::variables(command).await?,
+        Command::Secrets { command } => secrets::secrets(command).await?,
         Command::Tasks {
             command: TasksCommand::Clear(args),
         } => dag_runs::clear(args).await?,

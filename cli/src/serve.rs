@@ -148,7 +148,20 @@ fn pool_size(args: &SchedulerArgs) -> u32 {
     u32::try_from(args.parallelism).unwrap_or(64).clamp(4, 64) + 8
 }
 
+/// A key that is set must be usable: better to refuse to start than to fail every task that
+/// reads a secret. No key is allowed, and said.
+fn check_secret_key() -> anyhow::Result<()> {
+    let cipher = updraft_secrets::Cipher::from_env()?;
+    if !cipher.has_key() {
+        tracing::warn!(
+            "UPDRAFT_SECRET_KEY is not set: connections cannot store passwords or extras, and variables are stored unencrypted (make a key with `updraft secrets generate-key`)"
+        );
+    }
+    Ok(())
+}
+
 pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
+    check_secret_key()?;
     let cancel = shutdown_token();
     let Some(pool) = connect_and_migrate(&args.db.database_url, pool_size(&args), &cancel).await
     else {
@@ -161,6 +174,7 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
 }
 
 pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
+    check_secret_key()?;
     let cancel = shutdown_token();
     let url = &args.scheduler.db.database_url;
     let Some(pool) = connect_and_migrate(url, pool_size(&args.scheduler), &cancel).await else {

@@ -83,6 +83,21 @@ impl TestDatabase {
         let _ = connection.close().await;
     }
 
+    /// Every row of `table` as PostgreSQL prints it (`row::text`): what is stored, for tests
+    /// that must see the raw contents (no secret in plain text at rest).
+    pub async fn raw_rows(&self, table: &str) -> Vec<String> {
+        let mut connection = PgConnection::connect(&self.url)
+            .await
+            .unwrap_or_else(|error| panic!("cannot connect to {}: {error}", self.url));
+        let sql = format!("SELECT t::text FROM {table} t");
+        let rows: Vec<String> = sqlx::query_scalar(statement(sql.clone()))
+            .fetch_all(&mut connection)
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"));
+        let _ = connection.close().await;
+        rows
+    }
+
     async fn admin(&self, statements: &[String]) {
         let server_url = crate::database_url();
         let mut admin = PgConnection::connect(&server_url)

@@ -11,3 +11,4 @@ mod roles;
 #[path = "../../../orchestrator/tests/support/runs.rs"]
 mod runs;
 mod scheduler_processes;
+mod secrets;

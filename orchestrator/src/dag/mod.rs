@@ -8,6 +8,7 @@ pub mod params;
 pub mod parse;
 mod reader;
 pub mod schema;
+pub mod secret_lookup;
 pub mod state;
 pub mod tasks;
 pub mod template;

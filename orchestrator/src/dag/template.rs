@@ -14,6 +14,9 @@ use minijinja::{
 };
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use updraft_secrets::Connection;
+
+use super::secret_lookup::{Connections, Variables};
 
 /// Names available in every template, besides those given per render (`item`, `index`).
 pub const TEMPLATE_NAMES: &[&str] = &[
@@ -31,6 +34,10 @@ pub const TEMPLATE_NAMES: &[&str] = &[
     "conf",
     "xcom(task_id)",
     "var(name, default)",
+    "var.value.name",
+    "var.json.name",
+    "conn(id)",
+    "conn.id",
     "uuid4()",
     "now()",
 ];
@@ -101,6 +108,8 @@ pub struct TemplateScope {
     pub xcom: BTreeMap<String, Value>,
     /// Variables from the store; `UPDRAFT_VAR_<NAME>` env vars take precedence.
     pub variables: BTreeMap<String, String>,
+    /// Connections from the store; `UPDRAFT_CONN_<ID>` env vars take precedence.
+    pub connections: BTreeMap<String, Connection>,
 }
 
 /// Quotes text as one word of a POSIX shell, nothing in it interpreted. Plain words (letters,
@@ -160,7 +169,8 @@ pub struct TemplateRenderer {
     /// on first use: most tries have no such field.
     shell: OnceLock<Environment<'static>>,
     xcom: Arc<BTreeMap<String, Value>>,
-    variables: Arc<BTreeMap<String, String>>,
+    variables: Arc<Variables>,
+    connections: Arc<Connections>,
     uuids: Arc<StableUuids>,
     names: Map<String, Value>,
 }
@@ -168,17 +178,24 @@ pub struct TemplateRenderer {
 impl TemplateRenderer {
     pub fn new(scope: TemplateScope) -> TemplateRenderer {
         let xcom = Arc::new(scope.xcom);
-        let variables = Arc::new(scope.variables);
+        let variables = Arc::new(Variables {
+            stored: Arc::new(scope.variables),
+        });
+        let connections = Arc::new(Connections {
+            stored: Arc::new(scope.connections),
+        });
         let uuids = Arc::new(StableUuids::of(&scope.names));
         TemplateRenderer {
             env: functions(
                 Arc::clone(&xcom),
                 Arc::clone(&variables),
+                Arc::clone(&connections),
                 Arc::clone(&uuids),
             ),
             shell: OnceLock::new(),
             xcom,
             variables,
+            connections,
             uuids,
             names: scope.names,
         }
@@ -189,6 +206,7 @@ impl TemplateRenderer {
             let mut shell = functions(
                 Arc::clone(&self.xcom),
                 Arc::clone(&self.variables),
+                Arc::clone(&self.connections),
                 Arc::clone(&self.uuids),
             );
             shell.set_auto_escape_callback(|_| AutoEscape::Custom("shell"));
@@ -280,11 +298,12 @@ impl TemplateRenderer {
     }
 }
 
-/// The run-time environment: the base settings and the functions (`xcom`, `var`, `uuid4`,
-/// `now`).
+/// The run-time environment: the base settings, the functions (`xcom`, `uuid4`, `now`) and
+/// the lookups (`var`, `conn`: callable, and with attributes).
 fn functions(
     xcom: Arc<BTreeMap<String, Value>>,
-    variables: Arc<BTreeMap<String, String>>,
+    variables: Arc<Variables>,
+    connections: Arc<Connections>,
     uuids: Arc<StableUuids>,
 ) -> Environment<'static> {
     let mut env = base_environment();
@@ -296,21 +315,8 @@ fn functions(
                 )
             })
         });
-    env.add_function("var", move |name: String, default: Option<JinjaValue>| -> Result<JinjaValue, Error> {
-            let env_name = format!("UPDRAFT_VAR_{}", name.to_uppercase());
-            if let Ok(value) = std::env::var(&env_name) {
-                return Ok(JinjaValue::from(value));
-            }
-            if let Some(value) = variables.get(&name) {
-                return Ok(JinjaValue::from(value.clone()));
-            }
-            default.ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("var('{name}'): variable `{name}` is not set (set env {env_name} or give a default)"),
-                )
-            })
-        });
+    env.add_global("var", JinjaValue::from_dyn_object(variables));
+    env.add_global("conn", JinjaValue::from_dyn_object(connections));
     env.add_function("uuid4", move |state: &State| {
         uuids.next(state.lookup("item"))
     });
@@ -348,6 +354,7 @@ mod tests {
             names,
             xcom,
             variables,
+            connections: BTreeMap::new(),
         })
     }
 
@@ -480,6 +487,93 @@ mod tests {
         );
         let error = r.render_str("{{ var('unset_here') }}", &none).unwrap_err();
         assert!(error.contains("UPDRAFT_VAR_UNSET_HERE"), "{error}");
+    }
+
+    #[test]
+    fn var_value_and_var_json_read_as_in_airflow() {
+        let mut variables = BTreeMap::new();
+        variables.insert("plain".into(), "text".into());
+        variables.insert(
+            "settings".into(),
+            r#"{"retries": 3, "hosts": ["a", "b"]}"#.into(),
+        );
+        let r = TemplateRenderer::new(TemplateScope {
+            variables,
+            ..TemplateScope::default()
+        });
+        let none = Map::new();
+        assert_eq!(
+            r.render_str("{{ var.value.plain }}", &none).unwrap(),
+            json!("text")
+        );
+        assert_eq!(
+            r.render_str("{{ var.json.settings.hosts }}", &none)
+                .unwrap(),
+            json!(["a", "b"])
+        );
+        assert_eq!(
+            r.render_str("n={{ var.json.settings.retries }}", &none)
+                .unwrap(),
+            json!("n=3")
+        );
+        let missing = r.render_str("{{ var.value.nope }}", &none).unwrap_err();
+        assert!(
+            missing.contains("variable `nope`") && missing.contains("UPDRAFT_VAR_NOPE"),
+            "{missing}"
+        );
+        let not_json = r.render_str("{{ var.json.plain }}", &none).unwrap_err();
+        assert!(not_json.contains("not JSON"), "{not_json}");
+    }
+
+    #[test]
+    fn conn_reads_env_first_then_the_store() {
+        let stored = Connection::from_uri(
+            "stored_api",
+            "https://bot:pa%24%24@api.example.com:8443/v2?timeout=5",
+        )
+        .unwrap();
+        let r = TemplateRenderer::new(TemplateScope {
+            connections: BTreeMap::from([("stored_api".to_string(), stored)]),
+            ..TemplateScope::default()
+        });
+        let none = Map::new();
+        assert_eq!(
+            r.render_str(
+                "{{ conn.stored_api.conn_type }}://{{ conn.stored_api.host }}:{{ conn.stored_api.port }}/{{ conn.stored_api.schema }}",
+                &none
+            )
+            .unwrap(),
+            json!("https://api.example.com:8443/v2")
+        );
+        assert_eq!(
+            r.render_str("{{ conn('stored_api').password }}", &none)
+                .unwrap(),
+            json!("pa$$")
+        );
+        assert_eq!(
+            r.render_str("{{ conn.stored_api.extra_dejson.timeout }}", &none)
+                .unwrap(),
+            json!("5")
+        );
+        // SAFETY: the variable name is unique to this test; no other thread reads it.
+        unsafe {
+            std::env::set_var(
+                "UPDRAFT_CONN_TEMPLATE_TEST_ENV",
+                r#"{"conn_type": "kafka", "host": "broker", "port": 9092}"#,
+            )
+        };
+        assert_eq!(
+            r.render_str("{{ conn.template_test_env.host }}", &none)
+                .unwrap(),
+            json!("broker")
+        );
+        let missing = r.render_str("{{ conn('nowhere') }}", &none).unwrap_err();
+        assert!(
+            missing.contains("connection `nowhere`") && missing.contains("UPDRAFT_CONN_NOWHERE"),
+            "{missing}"
+        );
+        let missing = r.render_str("{{ conn.nowhere.host }}", &none).unwrap_err();
+        assert!(missing.contains("connection `nowhere`"), "{missing}");
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct LocalRunOptions {
     pub logical_date: DateTime<Utc>,
     /// Variables as the store would give them (`UPDRAFT_VAR_*` env vars still win).
     pub variables: BTreeMap<String, String>,
+    /// Connections as the store would give them (`UPDRAFT_CONN_*` env vars still win).
+    pub connections: BTreeMap<String, updraft_secrets::Connection>,
     /// Where each task's log lines go, by task id.
     pub log_for: LogFor,
     /// Called when a task finishes (to print progress as it happens).
@@ -73,6 +75,7 @@ impl LocalRunOptions {
             conf,
             logical_date: Utc::now().trunc_subsecs(0),
             variables: BTreeMap::new(),
+            connections: BTreeMap::new(),
             log_for: Box::new(|task_id| {
                 Arc::new(updraft_operators::StdoutLog {
                     prefix: format!("[{task_id}] "),
@@ -135,6 +138,7 @@ pub async fn run_locally(
                 conf: options.conf.clone(),
                 xcom: xcom.clone(),
                 variables: options.variables.clone(),
+                connections: options.connections.clone(),
             };
             let started = Instant::now();
             let (outcome, _) = run_try(

@@ -28,6 +28,8 @@ pub struct TemplateInputs {
     pub xcom: BTreeMap<String, Value>,
     /// Variables from the database; `UPDRAFT_VAR_<NAME>` env vars take precedence.
     pub variables: BTreeMap<String, String>,
+    /// Connections from the database; `UPDRAFT_CONN_<ID>` env vars take precedence.
+    pub connections: BTreeMap<String, updraft_secrets::Connection>,
 }
 
 impl TemplateInputs {
@@ -62,6 +64,7 @@ impl TemplateInputs {
             names,
             xcom: self.xcom.clone(),
             variables: self.variables.clone(),
+            connections: self.connections.clone(),
         }
     }
 }

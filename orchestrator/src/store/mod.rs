@@ -14,6 +14,7 @@
 //! Every write that other processes must react to also runs `pg_notify` on one of the
 //! [`channels`], in the same transaction, so schedulers wake at once.
 
+pub mod connections;
 pub mod dags;
 pub mod import_errors;
 pub mod logs;

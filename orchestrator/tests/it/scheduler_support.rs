@@ -55,6 +55,7 @@ pub fn config() -> SchedulerConfig {
         reaper_threshold: Duration::from_secs(30),
         grace_period: Duration::from_secs(5),
         execute: true,
+        cipher: updraft_secrets::Cipher::none(),
     }
 }
 

@@ -42,6 +42,8 @@ pub struct ExecutorConfig {
     pub poll_interval: Duration,
     /// After SIGTERM, how long running tries may take before they are released.
     pub grace_period: Duration,
+    /// Decrypts the variables templates read.
+    pub cipher: updraft_secrets::Cipher,
 }
 
 /// A try this process runs.

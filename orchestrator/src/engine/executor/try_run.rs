@@ -20,7 +20,7 @@ use crate::engine::execute::{TryError, run_try};
 use crate::engine::render::TemplateInputs;
 use crate::metrics;
 use crate::store::task_instances::{ClaimedTry, DecidedDownstream, TryEnd};
-use crate::store::{StoreError, channels, notify, variables, xcom};
+use crate::store::{StoreError, channels, connections, notify, variables, xcom};
 
 /// Airflow's retry delay: `retry_delay`, doubled per try with exponential backoff, capped by
 /// `max_retry_delay`. `try_number` is the try that just failed (1-based).
@@ -142,9 +142,19 @@ impl Executor {
             Default::default()
         };
         let variables = if config_text.contains("var") {
-            variables::all(&self.pool)
+            variables::all(&self.pool, &self.config.cipher)
                 .await
                 .map_err(|error| format!("cannot read variables: {error}"))?
+        } else {
+            Default::default()
+        };
+        let connections = if config_text.contains("conn") {
+            connections::all(&self.pool, &self.config.cipher)
+                .await
+                .map_err(|error| format!("cannot read connections: {error}"))?
+                .into_iter()
+                .map(|connection| (connection.conn_id.clone(), connection))
+                .collect()
         } else {
             Default::default()
         };
@@ -165,6 +175,7 @@ impl Executor {
             conf,
             xcom,
             variables,
+            connections,
         })
     }
 

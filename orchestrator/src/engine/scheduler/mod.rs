@@ -17,6 +17,7 @@ use sqlx::PgPool;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use updraft_operators::Registry;
+use updraft_secrets::Cipher;
 
 use super::advance::advance_dag;
 use super::executor::{Executor, ExecutorConfig, register};
@@ -38,6 +39,8 @@ pub struct SchedulerConfig {
     pub grace_period: Duration,
     /// Whether this process runs tasks (false: schedule only).
     pub execute: bool,
+    /// `UPDRAFT_SECRET_KEY`: decrypts the variables templates read.
+    pub cipher: Cipher,
 }
 
 impl SchedulerConfig {
@@ -66,6 +69,11 @@ impl SchedulerConfig {
             ),
             grace_period: Duration::from_millis(number("UPDRAFT_GRACE_PERIOD_MS", 30_000)),
             execute: true,
+            cipher: Cipher::from_env().unwrap_or_else(|error| {
+                // The binaries check the key before they start; here it only cannot decrypt.
+                tracing::error!(%error, "no usable secret key");
+                Cipher::none()
+            }),
         }
     }
 
@@ -142,6 +150,7 @@ impl Scheduler {
                     fence_after: self.config.reaper_threshold * 2 / 3,
                     poll_interval: self.config.poll_interval.min(Duration::from_secs(1)),
                     grace_period: self.config.grace_period,
+                    cipher: self.config.cipher.clone(),
                 },
                 Arc::clone(&wake_executor),
             );
