@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use minijinja::value::{Object, Value as JinjaValue};
 use minijinja::{Error, ErrorKind, State};
-use updraft_secrets::Connection;
+use updraft_secrets::mask::is_sensitive;
+use updraft_secrets::{Connection, Masker};
 
 /// The environment variable that overrides variable `name`.
 pub fn variable_env_name(name: &str) -> String {
@@ -29,13 +30,19 @@ fn lookup_error(message: String) -> Error {
 #[derive(Debug)]
 pub struct Variables {
     pub stored: Arc<BTreeMap<String, String>>,
+    /// Learns the value of every variable with a sensitive name the templates read.
+    pub masker: Arc<Masker>,
 }
 
 impl Variables {
     fn lookup(&self, name: &str) -> Option<String> {
-        std::env::var(variable_env_name(name))
+        let value = std::env::var(variable_env_name(name))
             .ok()
-            .or_else(|| self.stored.get(name).cloned())
+            .or_else(|| self.stored.get(name).cloned())?;
+        if is_sensitive(name) {
+            self.masker.add(&value);
+        }
+        Some(value)
     }
 
     fn missing(name: &str) -> Error {
@@ -101,6 +108,8 @@ impl Object for VariableValues {
 #[derive(Debug)]
 pub struct Connections {
     pub stored: Arc<BTreeMap<String, Connection>>,
+    /// Learns the password and sensitive extras of every connection the templates read.
+    pub masker: Arc<Masker>,
 }
 
 impl Connections {
@@ -116,9 +125,14 @@ impl Connections {
                 ))
             })?,
         };
+        if let Some(password) = &connection.password {
+            self.masker.add(password);
+        }
         let extra = connection
             .extra_dejson()
             .map_err(|error| lookup_error(format!("connection `{conn_id}`: {error}")))?;
+        self.masker
+            .add_sensitive_values(&serde_json::Value::Object(extra.clone()));
         let mut fields = serde_json::to_value(&connection)
             .map_err(|error| lookup_error(format!("connection `{conn_id}`: {error}")))?;
         if let Some(fields) = fields.as_object_mut() {

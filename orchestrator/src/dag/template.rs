@@ -14,7 +14,7 @@ use minijinja::{
 };
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use updraft_secrets::Connection;
+use updraft_secrets::{Connection, Masker};
 
 use super::secret_lookup::{Connections, Variables};
 
@@ -110,6 +110,8 @@ pub struct TemplateScope {
     pub variables: BTreeMap<String, String>,
     /// Connections from the store; `UPDRAFT_CONN_<ID>` env vars take precedence.
     pub connections: BTreeMap<String, Connection>,
+    /// Learns every secret `var` and `conn` reveal (passwords, sensitive extras and variables).
+    pub masker: Arc<Masker>,
 }
 
 /// Quotes text as one word of a POSIX shell, nothing in it interpreted. Plain words (letters,
@@ -180,9 +182,11 @@ impl TemplateRenderer {
         let xcom = Arc::new(scope.xcom);
         let variables = Arc::new(Variables {
             stored: Arc::new(scope.variables),
+            masker: Arc::clone(&scope.masker),
         });
         let connections = Arc::new(Connections {
             stored: Arc::new(scope.connections),
+            masker: scope.masker,
         });
         let uuids = Arc::new(StableUuids::of(&scope.names));
         TemplateRenderer {
@@ -354,7 +358,7 @@ mod tests {
             names,
             xcom,
             variables,
-            connections: BTreeMap::new(),
+            ..TemplateScope::default()
         })
     }
 

@@ -12,6 +12,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use updraft_operators::{LogSink, Registry};
+use updraft_secrets::Masker;
 
 use super::decide::decide_run;
 use super::execute::run_try;
@@ -126,6 +127,7 @@ pub async fn run_locally(
             let Some(task) = dag.task(task_id) else {
                 continue;
             };
+            let masker = Arc::new(Masker::new());
             let inputs = TemplateInputs {
                 dag_id: dag.dag_id.clone(),
                 run_id: run_id.clone(),
@@ -139,16 +141,14 @@ pub async fn run_locally(
                 xcom: xcom.clone(),
                 variables: options.variables.clone(),
                 connections: options.connections.clone(),
+                masker: Arc::clone(&masker),
             };
             let started = Instant::now();
-            let (outcome, _) = run_try(
-                task,
-                registry,
-                &inputs,
-                (options.log_for)(task_id),
-                cancel.clone(),
-            )
-            .await;
+            let sink = Arc::new(MaskedLog {
+                inner: (options.log_for)(task_id),
+                masker: Arc::clone(&masker),
+            });
+            let (outcome, _) = run_try(task, registry, &inputs, sink, cancel.clone()).await;
             let result = match outcome {
                 Ok(output) => {
                     xcom.insert(task_id.to_string(), output.clone());
@@ -165,7 +165,7 @@ pub async fn run_locally(
                     state: TaskState::Failed,
                     duration: started.elapsed(),
                     output: None,
-                    error: Some(error.to_string()),
+                    error: Some(masker.mask(&error.to_string())),
                 },
             };
             states.insert(task_id, result.state);
@@ -180,4 +180,16 @@ pub async fn run_locally(
         data_interval_end,
         tasks: results,
     })
+}
+
+/// A task's log with the secrets its templates revealed masked, as the executor stores it.
+struct MaskedLog {
+    inner: Arc<dyn LogSink>,
+    masker: Arc<Masker>,
+}
+
+impl LogSink for MaskedLog {
+    fn write_line(&self, line: &str) {
+        self.inner.write_line(&self.masker.mask(line));
+    }
 }

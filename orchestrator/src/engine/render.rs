@@ -30,6 +30,8 @@ pub struct TemplateInputs {
     pub variables: BTreeMap<String, String>,
     /// Connections from the database; `UPDRAFT_CONN_<ID>` env vars take precedence.
     pub connections: BTreeMap<String, updraft_secrets::Connection>,
+    /// Collects the secrets the templates reveal, to mask them in what the try leaves behind.
+    pub masker: Arc<updraft_secrets::Masker>,
 }
 
 impl TemplateInputs {
@@ -65,6 +67,7 @@ impl TemplateInputs {
             xcom: self.xcom.clone(),
             variables: self.variables.clone(),
             connections: self.connections.clone(),
+            masker: Arc::clone(&self.masker),
         }
     }
 }

@@ -18,5 +18,6 @@ mod scheduler_limits;
 mod scheduler_runs;
 mod scheduler_scheduling;
 mod scheduler_support;
+mod secrets_in_tasks;
 mod shell_injection;
 mod store_tries;

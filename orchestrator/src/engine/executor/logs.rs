@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use updraft_secrets::Masker;
 
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
@@ -88,6 +89,8 @@ pub struct DbLogSink {
     try_number: i32,
     sender: mpsc::UnboundedSender<LogMessage>,
     written: AtomicUsize,
+    /// The secrets revealed to the try: masked in every line it stores.
+    masker: Arc<Masker>,
 }
 
 impl DbLogSink {
@@ -95,12 +98,14 @@ impl DbLogSink {
         task_instance_id: i64,
         try_number: i32,
         sender: mpsc::UnboundedSender<LogMessage>,
+        masker: Arc<Masker>,
     ) -> Arc<DbLogSink> {
         Arc::new(DbLogSink {
             task_instance_id,
             try_number,
             sender,
             written: AtomicUsize::new(0),
+            masker,
         })
     }
 
@@ -122,7 +127,7 @@ impl LogSink for DbLogSink {
         let _ = self.sender.send(LogMessage::Line {
             task_instance_id: self.task_instance_id,
             try_number: self.try_number,
-            line: line.to_string(),
+            line: self.masker.mask(line),
         });
     }
 }

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use updraft_secrets::Masker;
 
 use super::Executor;
 use super::logs::DbLogSink;
@@ -58,8 +59,17 @@ impl Executor {
         metrics::TASKS_STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let span = tracing::info_span!("try", dag_id = %claimed.dag_id, run_id = %claimed.run_id,
             task_id = %claimed.task_id, try_number = claimed.try_number);
-        let sink = DbLogSink::new(claimed.id, claimed.try_number, self.logs.clone());
-        let tried = self.execute(&claimed, &sink, &token).instrument(span).await;
+        let masker = Arc::new(Masker::new());
+        let sink = DbLogSink::new(
+            claimed.id,
+            claimed.try_number,
+            self.logs.clone(),
+            Arc::clone(&masker),
+        );
+        let tried = self
+            .execute(&claimed, &sink, &masker, &token)
+            .instrument(span)
+            .await;
         if let Outcome::Failure(message) = &tried.outcome {
             updraft_operators::LogSink::write_line(&*sink, &format!("ERROR: {message}"));
         }
@@ -74,10 +84,13 @@ impl Executor {
         metrics::TASKS_FINISHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Runs the try; what it leaves behind (its stored config, its error) has the secrets its
+    /// templates revealed masked (`masker`); the operator gets them as they are.
     async fn execute(
         &self,
         claimed: &ClaimedTry,
         sink: &Arc<DbLogSink>,
+        masker: &Arc<Masker>,
         token: &CancellationToken,
     ) -> Tried {
         let failed = |message: String, dag: Option<Arc<Dag>>| Tried {
@@ -93,7 +106,7 @@ impl Executor {
             let message = format!("task `{}` is not in the run's DAG version", claimed.task_id);
             return failed(message, Some(dag));
         };
-        let inputs = match self.inputs(claimed, &dag, task).await {
+        let inputs = match self.inputs(claimed, &dag, task, masker).await {
             Ok(inputs) => inputs,
             Err(message) => return failed(message, Some(dag.clone())),
         };
@@ -112,11 +125,11 @@ impl Executor {
         let outcome = match result {
             Ok(value) => Outcome::Success(value),
             Err(TryError::Cancelled) => Outcome::Stopped,
-            Err(error) => Outcome::Failure(error.to_string()),
+            Err(error) => Outcome::Failure(masker.mask(&error.to_string())),
         };
         Tried {
             outcome,
-            rendered,
+            rendered: rendered.map(|config| masker.mask_json(&config)),
             dag: Some(dag),
         }
     }
@@ -127,6 +140,7 @@ impl Executor {
         claimed: &ClaimedTry,
         dag: &Dag,
         task: &Task,
+        masker: &Arc<Masker>,
     ) -> Result<TemplateInputs, String> {
         let conf: Map<String, Value> = match &claimed.conf {
             Value::Object(map) => map.clone(),
@@ -176,6 +190,7 @@ impl Executor {
             xcom,
             variables,
             connections,
+            masker: Arc::clone(masker),
         })
     }
 
