@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
+use updraft_secrets::Connection;
 
 /// Who is running: the names an operator puts in its messages and metadata.
 #[derive(Debug, Clone, Default)]
@@ -35,6 +36,14 @@ impl LogSink for StdoutLog {
 /// objects render element by element.
 pub trait Renderer: Send + Sync {
     fn render(&self, template: &Value, locals: &Map<String, Value>) -> Result<Value, String>;
+
+    /// The connection `conn_id` as templates see it (`conn.<id>`: the environment first, then
+    /// the store); its secrets are masked in what the try leaves behind from then on.
+    fn connection(&self, conn_id: &str) -> Result<Connection, String> {
+        Err(format!(
+            "connection `{conn_id}`: no connections are available here"
+        ))
+    }
 }
 
 /// What an operator gets besides its config.
@@ -50,5 +59,10 @@ impl TaskContext {
     /// Writes one line to the try's log.
     pub fn log(&self, line: impl AsRef<str>) {
         self.log.write_line(line.as_ref());
+    }
+
+    /// A connection named by the config's `conn_id` ([`Renderer::connection`]).
+    pub fn connection(&self, conn_id: &str) -> Result<Connection, String> {
+        self.renderer.connection(conn_id)
     }
 }

@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, Url};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::Error as _;
@@ -18,6 +20,7 @@ use serde_json::{Value, json};
 
 use crate::fields::{DurationValue, Templated, Text, excerpt};
 use crate::{Operator, OperatorError, TaskContext};
+use updraft_secrets::Connection;
 
 /// How much of a response body an error message quotes.
 const BODY_EXCERPT_CHARS: usize = 500;
@@ -36,8 +39,14 @@ pub struct HttpConfig {
     #[serde(default = "default_method")]
     #[schemars(default = "default_method_name")]
     pub method: Templated<HttpMethod>,
-    /// Absolute http(s) URL.
+    /// An absolute http(s) URL; or, with `conn_id`, a path joined to the connection's base URL
+    /// (also spelled `endpoint`, as Airflow's). Default: the base URL itself.
+    #[serde(default, alias = "endpoint")]
     pub url: String,
+    /// A connection giving the base URL (its host, port and scheme), basic auth (login,
+    /// password) or a bearer token (`extra.token`), and default headers (`extra.headers`).
+    #[serde(default)]
+    pub conn_id: Option<String>,
     /// Query parameters appended to the URL.
     #[serde(default)]
     pub query: BTreeMap<String, Text>,
@@ -140,7 +149,11 @@ impl Operator for HttpOperator {
     }
 
     async fn execute(&self, config: HttpConfig, ctx: &TaskContext) -> Result<Value, OperatorError> {
-        let request = Request::try_from(config)?;
+        let connection = match &config.conn_id {
+            Some(conn_id) => Some(ctx.connection(conn_id).map_err(OperatorError::Config)?),
+            None => None,
+        };
+        let request = Request::new(config, connection.as_ref())?;
         let target = format!("{} {}", request.method, request.url);
         let client = match self.client.get() {
             Some(client) => client,
@@ -182,26 +195,132 @@ enum Body {
     Text(String),
 }
 
-impl TryFrom<HttpConfig> for Request {
-    type Error = OperatorError;
+/// Where a connection points: `host` when it holds a scheme (`https://api.example.com`), else
+/// `scheme://host[:port]`, the scheme being the `schema` when that is `http` or `https` (Airflow's
+/// HttpHook) and else the connection type's (`https` for an `https` connection, `http`
+/// otherwise), with any other `schema` as the base path (`https://randomuser.me/api`).
+fn base_url(connection: &Connection) -> Result<String, String> {
+    let conn_id = &connection.conn_id;
+    let host = connection
+        .host
+        .as_deref()
+        .map(str::trim)
+        .filter(|host| !host.is_empty())
+        .ok_or_else(|| format!("connection `{conn_id}` has no host"))?;
+    if host.contains("://") {
+        return Ok(host.trim_end_matches('/').to_string());
+    }
+    let schema = connection.schema.as_deref().unwrap_or("").trim_matches('/');
+    let (scheme, path) = match schema {
+        "http" | "https" => (schema, ""),
+        _ if connection.conn_type == "https" => ("https", schema),
+        _ => ("http", schema),
+    };
+    let port = connection
+        .port
+        .map(|port| format!(":{port}"))
+        .unwrap_or_default();
+    let path = if path.is_empty() {
+        String::new()
+    } else {
+        format!("/{path}")
+    };
+    Ok(format!("{scheme}://{host}{port}{path}"))
+}
 
-    fn try_from(config: HttpConfig) -> Result<Self, OperatorError> {
-        let invalid = |message: String| OperatorError::Config(message);
-        let url = Url::parse(config.url.trim())
-            .map_err(|error| invalid(format!("url `{}`: {error}", config.url)))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid(format!(
-                "url `{url}`: only http and https are supported"
-            )));
+/// The URL to call: `url` when absolute, else joined to the connection's base URL.
+fn target_url(url: &str, connection: Option<&Connection>) -> Result<Url, String> {
+    let url = url.trim();
+    let absolute = url.contains("://");
+    let full = match connection {
+        Some(connection) if !absolute => {
+            let base = base_url(connection)?;
+            match url.trim_start_matches('/') {
+                "" => base,
+                path => format!("{base}/{path}"),
+            }
         }
-        let mut headers = HeaderMap::new();
+        None if !absolute => {
+            return Err(format!(
+                "url `{url}` is not an absolute http(s) URL (give one, or a conn_id whose base URL it is joined to)"
+            ));
+        }
+        _ => url.to_string(),
+    };
+    let parsed = Url::parse(&full).map_err(|error| format!("url `{full}`: {error}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("url `{parsed}`: only http and https are supported"));
+    }
+    Ok(parsed)
+}
+
+/// A connection's default headers (`extra.headers`) and auth: basic from login and password,
+/// else a bearer token from `extra.token`.
+fn connection_headers(connection: &Connection) -> Result<HeaderMap, String> {
+    let conn_id = &connection.conn_id;
+    let extra = connection.extra_dejson().map_err(|error| error.to_string())?;
+    let mut headers = HeaderMap::new();
+    if let Some(defaults) = extra.get("headers") {
+        let Value::Object(defaults) = defaults else {
+            return Err(format!(
+                "connection `{conn_id}`: extra.headers must be an object of header names and values"
+            ));
+        };
+        for (name, value) in defaults {
+            let text = match value {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|error| {
+                format!("connection `{conn_id}`: extra.headers name `{name}`: {error}")
+            })?;
+            let header_value = HeaderValue::from_str(&text).map_err(|error| {
+                format!("connection `{conn_id}`: extra.headers `{name}` value: {error}")
+            })?;
+            headers.insert(header_name, header_value);
+        }
+    }
+    let auth = match (&connection.login, extra.get("token")) {
+        (Some(login), _) => {
+            let password = connection.password.as_deref().unwrap_or("");
+            Some(format!(
+                "Basic {}",
+                BASE64.encode(format!("{login}:{password}"))
+            ))
+        }
+        (None, Some(Value::String(token))) => Some(format!("Bearer {token}")),
+        _ => None,
+    };
+    if let Some(auth) = auth {
+        let mut value = HeaderValue::from_str(&auth)
+            .map_err(|_| format!("connection `{conn_id}`: its credentials cannot be sent in a header"))?;
+        value.set_sensitive(true);
+        headers.insert(AUTHORIZATION, value);
+    }
+    Ok(headers)
+}
+
+impl Request {
+    fn new(config: HttpConfig, connection: Option<&Connection>) -> Result<Self, OperatorError> {
+        let invalid = |message: String| OperatorError::Config(message);
+        let url = target_url(&config.url, connection).map_err(invalid)?;
+        // The connection's headers first: the task's own replace them.
+        let mut headers = match connection {
+            Some(connection) => connection_headers(connection).map_err(invalid)?,
+            None => HeaderMap::new(),
+        };
+        let mut own = HeaderMap::new();
         for (name, Text(value)) in config.headers {
             let header_name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|error| invalid(format!("header name `{name}`: {error}")))?;
             let header_value = HeaderValue::from_str(&value)
                 .map_err(|error| invalid(format!("header `{name}` value: {error}")))?;
-            headers.append(header_name, header_value);
+            own.append(header_name, header_value);
         }
+        for name in own.keys() {
+            headers.remove(name);
+        }
+        headers.extend(own);
         let body = match (config.json, config.body) {
             (Some(json), _) => Body::Json(json),
             (None, Some(text)) => Body::Text(text),

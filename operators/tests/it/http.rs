@@ -246,3 +246,96 @@ async fn cancellation_stops_a_request_in_flight() {
     )
     .await;
 }
+
+/// Renders nothing; gives the connections it holds, as the orchestrator's renderer does.
+struct WithConnections(Vec<updraft_secrets::Connection>);
+
+impl updraft_operators::Renderer for WithConnections {
+    fn render(
+        &self,
+        template: &Value,
+        _: &serde_json::Map<String, Value>,
+    ) -> Result<Value, String> {
+        Ok(template.clone())
+    }
+
+    fn connection(&self, conn_id: &str) -> Result<updraft_secrets::Connection, String> {
+        self.0
+            .iter()
+            .find(|connection| connection.conn_id == conn_id)
+            .cloned()
+            .ok_or_else(|| format!("connection `{conn_id}` is not defined"))
+    }
+}
+
+#[tokio::test]
+async fn a_connection_gives_the_base_url_auth_and_default_headers() {
+    let server = MockServer::start().await;
+    // Basic auth from login and password; the task's own header wins over the connection's.
+    Mock::given(method("GET"))
+        .and(path("/api/users"))
+        .and(header("authorization", "Basic Ym90OnMzY3IzdA=="))
+        .and(header("x-team", "data"))
+        .and(header("x-trace", "from-task"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": "basic"})))
+        .mount(&server)
+        .await;
+    // A bearer token from extra.token when there is no login.
+    Mock::given(method("GET"))
+        .and(path("/v2/items"))
+        .and(header("authorization", "Bearer tok-123"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": "bearer"})))
+        .mount(&server)
+        .await;
+    let address = server.address();
+    let basic = updraft_secrets::Connection::from_uri(
+        "users_api",
+        &format!("http://bot:s3cr3t@{}:{}/api", address.ip(), address.port()),
+    )
+    .unwrap();
+    let mut bearer = updraft_secrets::Connection::from_json(
+        "items_api",
+        &format!(
+            r#"{{"conn_type": "http", "host": "{}", "port": {}, "extra": {{"token": "tok-123"}}}}"#,
+            address.ip(),
+            address.port()
+        ),
+    )
+    .unwrap();
+    bearer.schema = Some("v2".into());
+    let mut basic = basic;
+    basic.extra = Some(r#"{"headers": {"X-Team": "data", "X-Trace": "from-connection"}}"#.into());
+
+    let mut h = harness("with_connection");
+    h.ctx.renderer = std::sync::Arc::new(WithConnections(vec![basic, bearer]));
+    let users = run(
+        "http",
+        json!({"conn_id": "users_api", "endpoint": "/users", "headers": {"X-Trace": "from-task"}}),
+        &h.ctx,
+    )
+    .await
+    .unwrap();
+    assert_eq!(users["body"], json!({"ok": "basic"}));
+    let items = run(
+        "http",
+        json!({"conn_id": "items_api", "url": "items"}),
+        &h.ctx,
+    )
+    .await
+    .unwrap();
+    assert_eq!(items["body"], json!({"ok": "bearer"}));
+
+    // A relative URL needs a connection; a missing connection is named.
+    let relative = run("http", json!({"url": "/users"}), &h.ctx).await;
+    assert!(
+        matches!(&relative, Err(OperatorError::Config(message)) if message.contains("not an absolute")),
+        "{relative:?}"
+    );
+    let missing = run("http", json!({"conn_id": "nope"}), &h.ctx).await;
+    assert!(
+        matches!(&missing, Err(OperatorError::Config(message)) if message.contains("connection `nope`")),
+        "{missing:?}"
+    );
+    let log = h.log.lines().join("\n");
+    assert!(!log.contains("s3cr3t") && !log.contains("tok-123"), "{log}");
+}

@@ -113,16 +113,18 @@ pub struct Connections {
 }
 
 impl Connections {
-    /// The connection as templates see it, or why there is none.
-    fn lookup(&self, conn_id: &str) -> Result<JinjaValue, Error> {
+    /// The connection `conn_id` (env first, then the store), its secrets given to the masker;
+    /// or why there is none.
+    pub fn resolve(&self, conn_id: &str) -> Result<Connection, String> {
         let env_name = connection_env_name(conn_id);
         let connection = match std::env::var(&env_name) {
-            Ok(text) => Connection::parse(conn_id, &text)
-                .map_err(|error| lookup_error(format!("{env_name}: {error}")))?,
+            Ok(text) => {
+                Connection::parse(conn_id, &text).map_err(|error| format!("{env_name}: {error}"))?
+            }
             Err(_) => self.stored.get(conn_id).cloned().ok_or_else(|| {
-                lookup_error(format!(
+                format!(
                     "connection `{conn_id}` is not defined (set env {env_name} or add it: `updraft connections add {conn_id} ...`)"
-                ))
+                )
             })?,
         };
         if let Some(password) = &connection.password {
@@ -130,9 +132,18 @@ impl Connections {
         }
         let extra = connection
             .extra_dejson()
-            .map_err(|error| lookup_error(format!("connection `{conn_id}`: {error}")))?;
+            .map_err(|error| format!("connection `{conn_id}`: {error}"))?;
         self.masker
-            .add_sensitive_values(&serde_json::Value::Object(extra.clone()));
+            .add_sensitive_values(&serde_json::Value::Object(extra));
+        Ok(connection)
+    }
+
+    /// The connection as templates see it, or why there is none.
+    fn lookup(&self, conn_id: &str) -> Result<JinjaValue, Error> {
+        let connection = self.resolve(conn_id).map_err(lookup_error)?;
+        let extra = connection
+            .extra_dejson()
+            .map_err(|error| lookup_error(format!("connection `{conn_id}`: {error}")))?;
         let mut fields = serde_json::to_value(&connection)
             .map_err(|error| lookup_error(format!("connection `{conn_id}`: {error}")))?;
         if let Some(fields) = fields.as_object_mut() {

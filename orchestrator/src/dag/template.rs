@@ -332,6 +332,10 @@ impl updraft_operators::Renderer for TemplateRenderer {
     fn render(&self, template: &Value, locals: &Map<String, Value>) -> Result<Value, String> {
         self.render_value(template, locals)
     }
+
+    fn connection(&self, conn_id: &str) -> Result<Connection, String> {
+        self.connections.resolve(conn_id)
+    }
 }
 
 #[cfg(test)]
