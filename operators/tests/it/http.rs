@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{harness, run};
+use crate::support::{WithConnections, harness, run};
 use serde_json::{Value, json};
 use updraft_operators::OperatorError;
 use wiremock::matchers::{body_json, header, method, path, query_param};
@@ -245,27 +245,6 @@ async fn cancellation_stops_a_request_in_flight() {
         async || h.log.lines().iter().any(|l| l.ends_with("cancelled")),
     )
     .await;
-}
-
-/// Renders nothing; gives the connections it holds, as the orchestrator's renderer does.
-struct WithConnections(Vec<updraft_secrets::Connection>);
-
-impl updraft_operators::Renderer for WithConnections {
-    fn render(
-        &self,
-        template: &Value,
-        _: &serde_json::Map<String, Value>,
-    ) -> Result<Value, String> {
-        Ok(template.clone())
-    }
-
-    fn connection(&self, conn_id: &str) -> Result<updraft_secrets::Connection, String> {
-        self.0
-            .iter()
-            .find(|connection| connection.conn_id == conn_id)
-            .cloned()
-            .ok_or_else(|| format!("connection `{conn_id}` is not defined"))
-    }
 }
 
 #[tokio::test]

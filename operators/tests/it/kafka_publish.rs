@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::support::{harness, run};
+use crate::support::{WithConnections, harness, run};
 use serde_json::{Value, json};
 use testkit::kafka::Record;
 use updraft_operators::OperatorError;
@@ -289,4 +289,40 @@ async fn a_large_for_each_is_pipelined_and_fully_acknowledged() {
     seen.sort_unstable();
     assert_eq!(seen, (0..RECORDS as u64).collect::<Vec<_>>());
     eprintln!("published {RECORDS} records in {elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_connection_gives_the_brokers_and_client_settings() {
+    if !testkit::require_kafka() {
+        return;
+    }
+    let topic = create_topic("ops_conn").await;
+    let bootstrap = testkit::kafka_bootstrap_servers();
+    let by_extra = updraft_secrets::Connection::from_json(
+        "events",
+        &json!({"conn_type": "kafka", "extra": {"bootstrap.servers": bootstrap, "linger.ms": 5}})
+            .to_string(),
+    )
+    .unwrap();
+    // Brokers from the host; a setting librdkafka refuses shows the extra reaches the producer.
+    let by_host = updraft_secrets::Connection::from_json(
+        "misconfigured",
+        &json!({"conn_type": "kafka", "host": bootstrap, "extra": {"security.protocol": "carrier-pigeon"}})
+            .to_string(),
+    )
+    .unwrap();
+    let mut h = harness("with_connection");
+    h.ctx.renderer = std::sync::Arc::new(WithConnections(vec![by_extra, by_host]));
+    let config = json!({"conn_id": "events", "topic": topic, "value": {"via": "connection"}});
+    let output = run("kafka_publish", config, &h.ctx).await.unwrap();
+    assert_eq!(output["count"], 1);
+    let records = consume(&topic, 1).await;
+    assert_eq!(records[0].json(), json!({"via": "connection"}));
+
+    let config = json!({"conn_id": "misconfigured", "topic": topic, "value": 1});
+    let refused = run("kafka_publish", config, &h.ctx).await;
+    assert!(
+        matches!(&refused, Err(OperatorError::Failed(message)) if message.contains("security.protocol")),
+        "{refused:?}"
+    );
 }

@@ -111,3 +111,24 @@ pub async fn run(operator: &str, config: Value, ctx: &TaskContext) -> Result<Val
     kind.validate(&config).map_err(OperatorError::Config)?;
     kind.execute(config, ctx).await
 }
+
+/// Renders nothing; gives the connections it holds, as the orchestrator's renderer does.
+pub struct WithConnections(pub Vec<updraft_secrets::Connection>);
+
+impl updraft_operators::Renderer for WithConnections {
+    fn render(
+        &self,
+        template: &Value,
+        _: &serde_json::Map<String, Value>,
+    ) -> Result<Value, String> {
+        Ok(template.clone())
+    }
+
+    fn connection(&self, conn_id: &str) -> Result<updraft_secrets::Connection, String> {
+        self.0
+            .iter()
+            .find(|connection| connection.conn_id == conn_id)
+            .cloned()
+            .ok_or_else(|| format!("connection `{conn_id}` is not defined"))
+    }
+}
