@@ -40,8 +40,8 @@ pub struct HttpConfig {
     #[schemars(default = "default_method_name")]
     pub method: Templated<HttpMethod>,
     /// An absolute http(s) URL; or, with `conn_id`, a path joined to the connection's base URL
-    /// (also spelled `endpoint`, as Airflow's). Default: the base URL itself.
-    #[serde(default, alias = "endpoint")]
+    /// (Airflow's `endpoint`). Default: the base URL itself.
+    #[serde(default)]
     pub url: String,
     /// A connection giving the base URL (its host, port and scheme), basic auth (login,
     /// password) or a bearer token (`extra.token`), and default headers (`extra.headers`).
@@ -235,9 +235,9 @@ fn target_url(url: &str, connection: Option<&Connection>) -> Result<Url, String>
     let full = match connection {
         Some(connection) if !absolute => {
             let base = base_url(connection)?;
-            match url.trim_start_matches('/') {
+            match url {
                 "" => base,
-                path => format!("{base}/{path}"),
+                path => format!("{base}/{}", path.trim_start_matches('/')),
             }
         }
         None if !absolute => {

@@ -289,7 +289,7 @@ async fn a_connection_gives_the_base_url_auth_and_default_headers() {
     h.ctx.renderer = std::sync::Arc::new(WithConnections(vec![basic, bearer]));
     let users = run(
         "http",
-        json!({"conn_id": "users_api", "endpoint": "/users", "headers": {"X-Trace": "from-task"}}),
+        json!({"conn_id": "users_api", "url": "/users", "headers": {"X-Trace": "from-task"}}),
         &h.ctx,
     )
     .await

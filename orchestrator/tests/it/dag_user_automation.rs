@@ -206,3 +206,59 @@ async fn user_automation_publishes_records_of_exactly_the_seeds_shape() {
         assert!(ids.insert(id.to_string()), "ids are unique");
     }
 }
+
+/// docs/connections.md: the seed DAG with its `fetch_users` task naming a connection
+/// (`conn_id`, a relative `url`) instead of the `randomuser_url` variable runs the same.
+#[tokio::test]
+async fn user_automation_takes_its_url_from_a_connection() {
+    if !testkit::require_kafka() {
+        return;
+    }
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/"))
+        .and(query_param("results", "3"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(randomuser_body()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let seed = std::fs::read_to_string("../dags/user_automation.yaml").unwrap();
+    let by_variable = "    url: \"{{ var('randomuser_url', 'https://randomuser.me/api/') }}\"\n";
+    assert!(seed.contains(by_variable), "the seed DAG's url line moved");
+    let by_connection = seed.replace(by_variable, "    conn_id: randomuser\n    url: /\n");
+    let registry = updraft_operators::builtin_registry();
+    let dag = updraft_orchestrator::dag::parse::parse_dag(
+        "user_automation.yaml",
+        &by_connection,
+        &registry,
+    )
+    .unwrap_or_else(|errors| panic!("{errors:#?}"));
+    let topic = testkit::unique_name("users_created_conn");
+    testkit::kafka::create_topic(&topic, 1).await;
+    let conf: Map<String, Value> =
+        serde_json::from_value(json!({"topic": topic, "results": 3})).unwrap();
+    let mut options = LocalRunOptions::new(conf);
+    let connection =
+        updraft_secrets::Connection::from_uri("randomuser", &format!("{}/api", server.uri()))
+            .unwrap();
+    options.connections.insert("randomuser".into(), connection);
+    options.log_for = Box::new(|_| Arc::new(Collect(Mutex::new(Vec::new()))));
+    let run = run_locally(&dag, &registry, options, CancellationToken::new())
+        .await
+        .unwrap();
+    let states: Vec<(&str, TaskState)> = run
+        .tasks
+        .iter()
+        .map(|task| (task.task_id.as_str(), task.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("fetch_users", TaskState::Success),
+            ("stream_users", TaskState::Success)
+        ],
+        "{:#?}",
+        run.tasks
+    );
+    assert_eq!(run.tasks[1].output.as_ref().unwrap()["count"], 3);
+}
