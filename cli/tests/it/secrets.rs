@@ -210,6 +210,26 @@ async fn bad_input_names_what_is_wrong() {
             output.stderr
         );
     }
+    // Beyond what a command line can hold: through a file.
+    let huge = tempfile::NamedTempFile::new().unwrap();
+    let value = "x".repeat(1024 * 1024 + 1);
+    huge.as_file()
+        .write_all(json!({ "big": value }).to_string().as_bytes())
+        .unwrap();
+    let file = huge.path().to_str().unwrap();
+    let oversized = updraft(url, Some(&key), &["variables", "import", file]);
+    assert!(!oversized.ok);
+    assert!(
+        oversized.stderr.contains("variable `big`") && oversized.stderr.contains("at most"),
+        "{}",
+        oversized.stderr
+    );
+    let blank = updraft(url, Some(&key), &["variables", "set", " ", "v"]);
+    assert!(
+        !blank.ok && blank.stderr.contains("variable key"),
+        "{}",
+        blank.stderr
+    );
     let wrong = updraft(url, Some("not-a-key"), &["variables", "list"]);
     assert!(!wrong.ok && wrong.stderr.contains("UPDRAFT_SECRET_KEY"));
 }

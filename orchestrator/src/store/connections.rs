@@ -8,10 +8,25 @@ use updraft_secrets::{Cipher, CipherError, Connection};
 
 use super::Page;
 
+/// The largest connection field (an extra, a password) and variable value stored: secrets and
+/// settings, not documents. Larger ones are refused, naming the field.
+pub const LARGEST_FIELD: usize = 64 * 1024;
+pub const LARGEST_VARIABLE: usize = 1024 * 1024;
+/// Longest variable key (as Airflow's column).
+pub const LONGEST_KEY: usize = 250;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SecretStoreError {
     #[error("connection `{0}` already exists")]
     DuplicateConnection(String),
+    #[error("{what} is {size} bytes: at most {limit} are stored")]
+    TooLarge {
+        what: String,
+        size: usize,
+        limit: usize,
+    },
+    #[error("variable key `{0}`: 1 to 250 characters, not blank")]
+    InvalidKey(String),
     #[error("{what}: {source}")]
     Cipher {
         what: String,
@@ -68,11 +83,30 @@ impl ConnectionRow {
     }
 }
 
-/// A connection's password and extra as the tokens to store.
+/// A connection's password and extra as the tokens to store (each field within
+/// [`LARGEST_FIELD`]).
 fn sealed(
     cipher: &Cipher,
     connection: &Connection,
 ) -> Result<(Option<String>, Option<String>), SecretStoreError> {
+    let fields = [
+        ("description", &connection.description),
+        ("host", &connection.host),
+        ("login", &connection.login),
+        ("password", &connection.password),
+        ("schema", &connection.schema),
+        ("extra", &connection.extra),
+    ];
+    for (field, value) in fields {
+        let size = value.as_deref().map_or(0, str::len);
+        if size > LARGEST_FIELD {
+            return Err(SecretStoreError::TooLarge {
+                what: format!("connection `{}` {field}", connection.conn_id),
+                size,
+                limit: LARGEST_FIELD,
+            });
+        }
+    }
     let seal = |value: &Option<String>, field: &str| {
         value
             .as_deref()

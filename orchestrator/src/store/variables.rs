@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use updraft_secrets::Cipher;
 
 use super::Page;
-use super::connections::SecretStoreError;
+use super::connections::{LARGEST_VARIABLE, LONGEST_KEY, SecretStoreError};
 
 /// A variable, its value decrypted.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -101,6 +101,17 @@ pub async fn set(
     cipher: &Cipher,
     variable: &Variable,
 ) -> Result<(), SecretStoreError> {
+    let key = &variable.key;
+    if key.trim().is_empty() || key.chars().count() > LONGEST_KEY {
+        return Err(SecretStoreError::InvalidKey(key.clone()));
+    }
+    if variable.value.len() > LARGEST_VARIABLE {
+        return Err(SecretStoreError::TooLarge {
+            what: format!("variable `{key}`"),
+            size: variable.value.len(),
+            limit: LARGEST_VARIABLE,
+        });
+    }
     let (value, is_encrypted) = if cipher.has_key() {
         let token = cipher
             .encrypt(&variable.value)
