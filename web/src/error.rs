@@ -28,6 +28,9 @@ pub enum AppError {
     Database(#[from] sqlx::Error),
     #[error("{0}")]
     Internal(String),
+    /// A 500 whose message is safe to show (a stored secret no key opens, say).
+    #[error("{0}")]
+    ServerError(String),
 }
 
 /// Airflow's problem document (RFC 7807).
@@ -51,7 +54,9 @@ impl AppError {
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Database(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Database(_) | AppError::Internal(_) | AppError::ServerError(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -66,7 +71,7 @@ impl AppError {
             AppError::PayloadTooLarge(_) => "RequestEntityTooLarge",
             AppError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             AppError::TooManyRequests(_) => "TooManyRequests",
-            AppError::Database(_) | AppError::Internal(_) => "Unknown",
+            AppError::Database(_) | AppError::Internal(_) | AppError::ServerError(_) => "Unknown",
         }
     }
 
@@ -81,6 +86,10 @@ impl AppError {
             AppError::Internal(message) => {
                 tracing::error!(%message, "internal error while serving a request");
                 "Internal error; see the server log".to_string()
+            }
+            AppError::ServerError(message) => {
+                tracing::error!(%message, "server error while serving a request");
+                message.clone()
             }
             other => other.to_string(),
         };

@@ -21,6 +21,7 @@ use axum::routing::get;
 use axum::{Json, Router, middleware};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use updraft_secrets::Cipher;
 
 pub use error::AppError;
 
@@ -31,11 +32,19 @@ pub struct AppState {
     pub dags_folder: PathBuf,
     pub basic_cache: auth::BasicCache,
     pub login_throttle: auth::LoginThrottle,
+    /// `UPDRAFT_SECRET_KEY`, read once: encrypts connections' secrets and variables.
+    pub cipher: Cipher,
     openapi: Arc<String>,
 }
 
 impl AppState {
+    /// The state with the cipher of `UPDRAFT_SECRET_KEY`; an invalid key is logged and leaves
+    /// no key (the `updraft` binary refuses to start with one before it gets here).
     pub fn new(pool: PgPool, dags_folder: PathBuf) -> AppState {
+        let cipher = Cipher::from_env().unwrap_or_else(|error| {
+            tracing::error!(%error, "ignoring an invalid secret key: secrets cannot be read or written");
+            Cipher::none()
+        });
         let (_, openapi) = api::router();
         let openapi = Arc::new(openapi.to_pretty_json().unwrap_or_else(|_| "{}".into()));
         AppState {
@@ -43,8 +52,15 @@ impl AppState {
             dags_folder,
             basic_cache: auth::BasicCache::default(),
             login_throttle: auth::LoginThrottle::default(),
+            cipher,
             openapi,
         }
+    }
+
+    /// The same state with another cipher (tests, embedding).
+    pub fn with_cipher(mut self, cipher: Cipher) -> AppState {
+        self.cipher = cipher;
+        self
     }
 }
 

@@ -1,11 +1,13 @@
 //! The Airflow 2 compatible REST API under `/api/v1`, with its OpenAPI document built from the
 //! handlers' annotations (so the document and the router cannot drift apart).
 
+pub mod connections;
 pub mod dags;
 pub mod misc;
 pub mod models;
 pub mod runs;
 pub mod task_instances;
+pub mod variables;
 
 use axum::Router;
 use utoipa::openapi::path::Operation;
@@ -34,6 +36,22 @@ pub fn router() -> (Router<AppState>, OpenApi) {
         .routes(routes!(misc::get_import_error))
         .routes(routes!(misc::get_health))
         .routes(routes!(misc::get_version))
+        .routes(routes!(
+            connections::get_connections,
+            connections::post_connection
+        ))
+        .routes(routes!(
+            connections::get_connection,
+            connections::patch_connection,
+            connections::delete_connection
+        ))
+        .routes(routes!(connections::test_connection))
+        .routes(routes!(variables::get_variables, variables::post_variable))
+        .routes(routes!(
+            variables::get_variable,
+            variables::patch_variable,
+            variables::delete_variable
+        ))
         .split_for_parts();
     openapi.info.title = "Updraft REST API (Airflow 2 compatible)".into();
     openapi.info.version = env!("CARGO_PKG_VERSION").into();

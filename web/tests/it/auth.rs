@@ -48,6 +48,8 @@ fn concrete(path: &str, import_error_id: i64) -> String {
         .replace("{xcom_key}", "return_value")
         .replace("{import_error_id}", &import_error_id.to_string())
         .replace("{file}", "app.css")
+        .replace("{connection_id}", "web_conn")
+        .replace("{variable_key}", "web_var")
 }
 
 async fn import_error_id(ctx: &Ctx) -> i64 {
@@ -62,6 +64,15 @@ async fn no_route_but_public_ones_answers_without_authentication() {
     };
     ctx.run_with_tis("r1").await;
     let error_id = import_error_id(&ctx).await;
+    let connection = serde_json::json!({"connection_id": "web_conn", "conn_type": "http"});
+    let variable = serde_json::json!({"key": "web_var", "value": "v"});
+    for (uri, body) in [
+        ("/api/v1/connections", connection),
+        ("/api/v1/variables", variable),
+    ] {
+        let created = ctx.send(Method::POST, uri, Some("admin"), Some(body)).await;
+        assert_eq!(created.status, StatusCode::OK, "{uri}: {}", created.text());
+    }
     let routes = all_routes();
     assert!(routes.len() >= 30, "{routes:?}");
     for (method, template) in &routes {
@@ -88,10 +99,18 @@ async fn no_route_but_public_ones_answers_without_authentication() {
                 "{method} {uri} → {location}"
             );
         }
-        // With a user every route exists: GETs answer 200, writes refuse only the empty body.
+        // With a user every route exists: GETs answer 200, writes refuse only the empty body
+        // (a DELETE needs none: it answers 204, after the GETs of its path).
         let authed = ctx.send(method.clone(), &uri, Some("admin"), None).await;
         if method == Method::GET && uri == "/" {
             assert_eq!(authed.status, StatusCode::SEE_OTHER);
+        } else if method == Method::DELETE && uri.starts_with("/api/") {
+            assert_eq!(
+                authed.status,
+                StatusCode::NO_CONTENT,
+                "{method} {uri}: {}",
+                authed.text()
+            );
         } else if method == Method::GET {
             assert_eq!(
                 authed.status,
@@ -164,6 +183,11 @@ async fn openapi_document_matches_the_router() {
         "/importErrors",
         "/health",
         "/version",
+        "/connections",
+        "/connections/{connection_id}",
+        "/connections/test",
+        "/variables",
+        "/variables/{variable_key}",
     ] {
         assert!(
             paths.contains(&expected),

@@ -11,4 +11,5 @@ mod bad_input;
 mod browser;
 mod common;
 mod perf;
+mod secrets_api;
 mod ui;

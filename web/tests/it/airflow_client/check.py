@@ -9,7 +9,10 @@ import time
 
 import airflow_client.client as client
 from airflow_client.client.api import dag_api, dag_run_api, task_instance_api, x_com_api
-from airflow_client.client.api import import_error_api, monitoring_api
+from airflow_client.client.api import connection_api, import_error_api, monitoring_api
+from airflow_client.client.api import variable_api
+from airflow_client.client.model.connection import Connection
+from airflow_client.client.model.variable import Variable
 from airflow_client.client.model.clear_task_instances import ClearTaskInstances
 from airflow_client.client.model.dag import DAG
 from airflow_client.client.model.dag_run import DAGRun
@@ -83,4 +86,39 @@ with client.ApiClient(config) as api:
         dag_id, ClearTaskInstances(dry_run=True, dag_run_id="client-1", only_failed=False))
     assert len(cleared.task_instances) == 2, cleared
     import_error_api.ImportErrorApi(api).get_import_errors()
+
+    step("connections: create, list, get, patch, delete")
+    conns = connection_api.ConnectionApi(api)
+    created = conns.post_connection(Connection(
+        connection_id="client_api", conn_type="http", host="api.example.com", login="bot",
+        password="client-pw-123", port=8443, schema="v1", extra='{"timeout": "5"}'))
+    assert created.connection_id == "client_api" and created.port == 8443, created
+    listed = conns.get_connections(limit=10)
+    assert [c.connection_id for c in listed.connections] == ["client_api"], listed
+    assert listed.total_entries == 1
+    got = conns.get_connection("client_api")
+    assert got.host == "api.example.com" and got.schema == "v1", got
+    assert "client-pw-123" not in str(got.to_dict()), "the password came back"
+    patched = conns.patch_connection(
+        "client_api", Connection(connection_id="client_api", conn_type="http",
+                                 host="api2.example.com"), update_mask=["host"])
+    assert patched.host == "api2.example.com" and patched.login == "bot", patched
+    try:
+        conns.post_connection(Connection(connection_id="client_api", conn_type="http"))
+        raise AssertionError("duplicate connection accepted")
+    except client.ApiException as error:
+        assert error.status == 409, error
+    conns.delete_connection("client_api")
+    assert conns.get_connections().total_entries == 0
+
+    step("variables: create, list, get, patch, delete")
+    variables = variable_api.VariableApi(api)
+    variables.post_variables(Variable(key="client_var", value="v1", description="from the client"))
+    assert [v.key for v in variables.get_variables().variables] == ["client_var"]
+    assert variables.get_variable("client_var").value == "v1"
+    patched = variables.patch_variable("client_var", Variable(key="client_var", value="v2"),
+                                       update_mask=["value"])
+    assert patched.value == "v2" and patched.description == "from the client", patched
+    variables.delete_variable("client_var")
+    assert variables.get_variables().total_entries == 0
     step("ok")

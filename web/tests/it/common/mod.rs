@@ -20,6 +20,7 @@ use updraft_orchestrator::engine::clear::mark_run;
 use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
 use updraft_orchestrator::store::task_instances::{self, TryEnd};
 use updraft_orchestrator::store::{DagCache, dags, logs, runs};
+use updraft_secrets::Cipher;
 use updraft_web::users::{Role, create_user};
 use updraft_web::{AppState, app};
 
@@ -153,7 +154,9 @@ pub async fn setup(prefix: &str) -> Option<Ctx> {
         Arc::new(updraft_operators::builtin_registry()),
     );
     processor.sync_once().await.expect("sync");
-    let app = app(AppState::new(pool.clone(), dir.path().to_path_buf()));
+    let key = Cipher::generate_key();
+    let cipher = Cipher::from_keys(&key).expect("a generated key");
+    let app = app(AppState::new(pool.clone(), dir.path().to_path_buf()).with_cipher(cipher));
     Some(Ctx {
         pool,
         app,

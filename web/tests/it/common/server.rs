@@ -90,6 +90,11 @@ pub async fn start(prefix: &str, log_name: &str) -> Standalone {
         .arg(dags.path())
         .env("DATABASE_URL", database.url())
         .env("UPDRAFT_ADMIN_PASSWORD", PASSWORD)
+        // Connections with passwords can be stored (the client test creates one).
+        .env(
+            "UPDRAFT_SECRET_KEY",
+            updraft_secrets::Cipher::generate_key(),
+        )
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
         .spawn()
