@@ -538,3 +538,25 @@ async fn test_kafka(connection: &Connection) -> (bool, String) {
         ),
     }
 }
+
+/// `/connections/test` is also the path of a connection whose id is `test`: its GET, PATCH and
+/// DELETE (routed apart from the test's POST, which wins the path) reach the same handlers.
+pub fn connection_named_test() -> axum::routing::MethodRouter<AppState> {
+    fn id() -> ApiPath<String> {
+        ApiPath("test".to_string())
+    }
+    axum::routing::get(|state: State<AppState>, user: CurrentUser| async move {
+        get_connection(state, user, id()).await
+    })
+    .patch(
+        |state: State<AppState>,
+         user: CurrentUser,
+         params: Params,
+         body: ApiJson<Map<String, Value>>| async move {
+            patch_connection(state, user, id(), params, body).await
+        },
+    )
+    .delete(|state: State<AppState>, user: CurrentUser| async move {
+        delete_connection(state, user, id()).await
+    })
+}

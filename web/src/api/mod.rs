@@ -53,6 +53,7 @@ pub fn router() -> (Router<AppState>, OpenApi) {
             variables::delete_variable
         ))
         .split_for_parts();
+    let router = router.route("/connections/test", connections::connection_named_test());
     openapi.info.title = "Updraft REST API (Airflow 2 compatible)".into();
     openapi.info.version = env!("CARGO_PKG_VERSION").into();
     openapi.servers = Some(vec![Server::new("/api/v1")]);

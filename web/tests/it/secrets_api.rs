@@ -389,3 +389,63 @@ fn the_openapi_document_describes_connections_and_variables() {
         assert!(doc["paths"][path][method].is_object(), "{method} {path}");
     }
 }
+
+#[tokio::test]
+async fn a_connection_named_test_is_reachable_beside_the_test_route() {
+    let Some(ctx) = setup("web_secrets_test_id").await else {
+        return;
+    };
+    let created = ctx
+        .send(
+            Method::POST,
+            "/api/v1/connections",
+            Some("admin"),
+            Some(json!({"connection_id": "test", "conn_type": "http", "host": "a.example.com"})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text());
+    let got = ctx
+        .send(Method::GET, "/api/v1/connections/test", Some("admin"), None)
+        .await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.text());
+    assert_eq!(got.json()["host"], "a.example.com");
+    let patched = ctx
+        .send(
+            Method::PATCH,
+            "/api/v1/connections/test?update_mask=host",
+            Some("admin"),
+            Some(json!({"connection_id": "test", "conn_type": "http", "host": "b.example.com"})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
+    assert_eq!(patched.json()["host"], "b.example.com");
+    let viewer = ctx
+        .send(
+            Method::GET,
+            "/api/v1/connections/test",
+            Some("viewer"),
+            None,
+        )
+        .await;
+    viewer.assert_problem(403);
+    let deleted = ctx
+        .send(
+            Method::DELETE,
+            "/api/v1/connections/test",
+            Some("admin"),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    // The test itself still answers on POST.
+    let tested = ctx
+        .send(
+            Method::POST,
+            "/api/v1/connections/test",
+            Some("admin"),
+            Some(json!({"connection_id": "t", "conn_type": "smtp"})),
+        )
+        .await;
+    assert_eq!(tested.status, StatusCode::OK, "{}", tested.text());
+    assert_eq!(tested.json()["status"], false);
+}
