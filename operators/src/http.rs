@@ -195,46 +195,13 @@ enum Body {
     Text(String),
 }
 
-/// Where a connection points: `host` when it holds a scheme (`https://api.example.com`), else
-/// `scheme://host[:port]`, the scheme being the `schema` when that is `http` or `https` (Airflow's
-/// HttpHook) and else the connection type's (`https` for an `https` connection, `http`
-/// otherwise), with any other `schema` as the base path (`https://randomuser.me/api`).
-fn base_url(connection: &Connection) -> Result<String, String> {
-    let conn_id = &connection.conn_id;
-    let host = connection
-        .host
-        .as_deref()
-        .map(str::trim)
-        .filter(|host| !host.is_empty())
-        .ok_or_else(|| format!("connection `{conn_id}` has no host"))?;
-    if host.contains("://") {
-        return Ok(host.trim_end_matches('/').to_string());
-    }
-    let schema = connection.schema.as_deref().unwrap_or("").trim_matches('/');
-    let (scheme, path) = match schema {
-        "http" | "https" => (schema, ""),
-        _ if connection.conn_type == "https" => ("https", schema),
-        _ => ("http", schema),
-    };
-    let port = connection
-        .port
-        .map(|port| format!(":{port}"))
-        .unwrap_or_default();
-    let path = if path.is_empty() {
-        String::new()
-    } else {
-        format!("/{path}")
-    };
-    Ok(format!("{scheme}://{host}{port}{path}"))
-}
-
 /// The URL to call: `url` when absolute, else joined to the connection's base URL.
 fn target_url(url: &str, connection: Option<&Connection>) -> Result<Url, String> {
     let url = url.trim();
     let absolute = url.contains("://");
     let full = match connection {
         Some(connection) if !absolute => {
-            let base = base_url(connection)?;
+            let base = connection.http_base_url()?;
             match url {
                 "" => base,
                 path => format!("{base}/{}", path.trim_start_matches('/')),

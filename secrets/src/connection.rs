@@ -345,6 +345,36 @@ impl Connection {
         uri
     }
 
+    /// Where an HTTP connection points: `host` when it holds a scheme
+    /// (`https://api.example.com`), else `scheme://host[:port]`, the scheme being the `schema`
+    /// when that is `http` or `https` (Airflow's HttpHook) and else the connection type's
+    /// (`https` for an `https` connection, `http` otherwise), with any other `schema` as the
+    /// base path (`https://randomuser.me/api`).
+    pub fn http_base_url(&self) -> Result<String, String> {
+        let host = self
+            .host
+            .as_deref()
+            .map(str::trim)
+            .filter(|host| !host.is_empty())
+            .ok_or_else(|| format!("connection `{}` has no host", self.conn_id))?;
+        if host.contains("://") {
+            return Ok(host.trim_end_matches('/').to_string());
+        }
+        let schema = self.schema.as_deref().unwrap_or("").trim_matches('/');
+        let (scheme, path) = match schema {
+            "http" | "https" => (schema, ""),
+            _ if self.conn_type == "https" => ("https", schema),
+            _ => ("http", schema),
+        };
+        let port = self.port.map(|port| format!(":{port}")).unwrap_or_default();
+        let path = if path.is_empty() {
+            String::new()
+        } else {
+            format!("/{path}")
+        };
+        Ok(format!("{scheme}://{host}{port}{path}"))
+    }
+
     /// The extra as a JSON object: empty when there is none, an error naming `extra` when it is
     /// not a JSON object.
     pub fn extra_dejson(&self) -> Result<Map<String, Value>, ConnectionError> {

@@ -450,37 +450,8 @@ pub async fn test_connection(
     Ok(Json(ConnectionTest { status, message }))
 }
 
-/// The base URL of an HTTP connection, as the http operator builds it.
-fn base_url(connection: &Connection) -> Result<String, String> {
-    let host = connection
-        .host
-        .as_deref()
-        .map(str::trim)
-        .filter(|host| !host.is_empty())
-        .ok_or_else(|| "the connection has no host".to_string())?;
-    if host.contains("://") {
-        return Ok(host.trim_end_matches('/').to_string());
-    }
-    let schema = connection.schema.as_deref().unwrap_or("").trim_matches('/');
-    let (scheme, path) = match schema {
-        "http" | "https" => (schema, ""),
-        _ if connection.conn_type == "https" => ("https", schema),
-        _ => ("http", schema),
-    };
-    let port = connection
-        .port
-        .map(|port| format!(":{port}"))
-        .unwrap_or_default();
-    let path = if path.is_empty() {
-        String::new()
-    } else {
-        format!("/{path}")
-    };
-    Ok(format!("{scheme}://{host}{port}{path}"))
-}
-
 async fn test_http(connection: &Connection) -> (bool, String) {
-    let url = match base_url(connection) {
+    let url = match connection.http_base_url() {
         Ok(url) => url,
         Err(message) => return (false, message),
     };
