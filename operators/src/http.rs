@@ -133,6 +133,9 @@ impl Operator for HttpOperator {
     type Config = HttpConfig;
 
     fn check(config: &HttpConfig) -> Result<(), String> {
+        if config.conn_id.is_none() && config.url.trim().is_empty() {
+            return Err("give `url` (an absolute http(s) URL), or a `conn_id` whose base URL it is joined to".into());
+        }
         if config.json.is_some() && config.body.is_some() {
             return Err("give either `json` or `body`, not both".into());
         }
@@ -488,7 +491,7 @@ mod tests {
             ),
             (json!({"url": "u", "json": {}, "body": "x"}), "not both"),
             (json!({"url": "u", "methd": "GET"}), "unknown field `methd`"),
-            (json!({"method": "GET"}), "missing field `url`"),
+            (json!({"method": "GET"}), "give `url`"),
         ];
         for (config, message) in cases {
             let error = validate(config.clone()).unwrap_err();
