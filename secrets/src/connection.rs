@@ -14,6 +14,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_perc
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
+use crate::mask::{MASK, Masker, is_sensitive};
+
 /// The connection types Updraft knows; `check_conn_type` accepts these and no other.
 pub const CONN_TYPES: &[&str] = &[
     "http",
@@ -384,6 +386,42 @@ impl Connection {
         }
     }
 
+    /// The extra as shown to people (API, UI): every value under a sensitive key replaced by
+    /// `***`, at any depth. An extra that is not a JSON object is hidden whole.
+    pub fn masked_extra(&self) -> Option<String> {
+        let extra = self.extra.as_deref()?;
+        if extra.trim().is_empty() {
+            return Some(extra.to_string());
+        }
+        Some(match self.extra_dejson() {
+            Ok(object) => {
+                let object = Value::Object(object);
+                let masked = Masker::new().mask_json(&object);
+                // Unchanged text when nothing is secret: the user's formatting stays.
+                if masked == object {
+                    extra.to_string()
+                } else {
+                    masked.to_string()
+                }
+            }
+            Err(_) => MASK.to_string(),
+        })
+    }
+
+    /// Takes `submitted` as the new extra, keeping the stored value wherever it says `***`
+    /// under a sensitive key: an extra read back masked and sent again changes no secret.
+    pub fn merge_masked_extra(&mut self, submitted: Option<String>) -> Result<(), ConnectionError> {
+        let stored = self.extra_dejson()?;
+        self.extra = submitted;
+        let Ok(mut merged) = self.extra_dejson() else {
+            return Ok(()); // the caller's validation names the problem
+        };
+        if keep_masked(&mut merged, &stored) {
+            self.extra = Some(Value::Object(merged).to_string());
+        }
+        Ok(())
+    }
+
     /// Airflow's rule for a conn_id that goes into URLs: 1 to 250 of `A-Za-z0-9_.-`.
     pub fn validate_conn_id(conn_id: &str) -> Result<(), ConnectionError> {
         let len = conn_id.chars().count();
@@ -701,10 +739,74 @@ fn decode_plus(text: &str) -> String {
     decode(&text.replace('+', " "))
 }
 
+/// Puts back `stored`'s value wherever `submitted` holds `***` under a sensitive key; whether
+/// it changed anything.
+fn keep_masked(submitted: &mut Map<String, Value>, stored: &Map<String, Value>) -> bool {
+    let mut changed = false;
+    for (key, value) in submitted.iter_mut() {
+        let Some(old) = stored.get(key) else { continue };
+        match value {
+            Value::String(text) if text == MASK && is_sensitive(key) => {
+                *value = old.clone();
+                changed = true;
+            }
+            Value::Object(inner) => {
+                if let Value::Object(old_inner) = old {
+                    changed |= keep_masked(inner, old_inner);
+                }
+            }
+            _ => {}
+        }
+    }
+    changed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn extra_is_shown_masked_and_a_masked_value_sent_back_keeps_the_secret() {
+        let mut connection = Connection {
+            extra: Some(
+                json!({"token": "t0k3n", "headers": {"X-Api-Key": "k3y", "Accept": "json"},
+                       "timeout": 5})
+                .to_string(),
+            ),
+            ..Connection::default()
+        };
+        let shown: Value = serde_json::from_str(&connection.masked_extra().unwrap()).unwrap();
+        assert_eq!(
+            shown,
+            json!({"token": "***", "headers": {"X-Api-Key": "***", "Accept": "json"}, "timeout": 5})
+        );
+        let mut edited = shown.clone();
+        edited["timeout"] = json!(9);
+        connection
+            .merge_masked_extra(Some(edited.to_string()))
+            .unwrap();
+        assert_eq!(
+            connection.extra_dejson().unwrap(),
+            *json!({"token": "t0k3n", "headers": {"X-Api-Key": "k3y", "Accept": "json"},
+                    "timeout": 9})
+            .as_object()
+            .unwrap()
+        );
+        // A new value replaces the secret; `***` under a key that is not sensitive is taken as is.
+        connection
+            .merge_masked_extra(Some(json!({"token": "new", "note": "***"}).to_string()))
+            .unwrap();
+        assert_eq!(
+            connection.extra_dejson().unwrap(),
+            *json!({"token": "new", "note": "***"}).as_object().unwrap()
+        );
+        let broken = Connection {
+            extra: Some("not json".into()),
+            ..Connection::default()
+        };
+        assert_eq!(broken.masked_extra().as_deref(), Some("***"));
+    }
 
     fn uri(text: &str) -> Connection {
         Connection::from_uri("c", text).unwrap()

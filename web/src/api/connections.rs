@@ -57,7 +57,8 @@ pub struct ConnectionCollection {
     pub total_entries: i64,
 }
 
-/// A connection as answered: never its password.
+/// A connection as answered: never its password; `extra` with values under sensitive keys as
+/// `***`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConnectionJson {
     pub connection_id: String,
@@ -95,7 +96,7 @@ impl From<&Connection> for ConnectionJson {
             login: connection.login.clone(),
             schema: connection.schema.clone(),
             port: connection.port.map(i32::from),
-            extra: connection.extra.clone(),
+            extra: connection.masked_extra(),
         }
     }
 }
@@ -147,7 +148,7 @@ pub struct ConnectionPatch {
     pub port: Option<i64>,
     #[serde(default)]
     pub password: Option<String>,
-    /// A JSON object as text.
+    /// A JSON object as text; `***` under a sensitive key keeps the stored value.
     #[serde(default)]
     pub extra: Option<String>,
 }
@@ -383,7 +384,9 @@ pub async fn patch_connection(
             "schema" => connection.schema = patch.schema.clone(),
             "port" => connection.port = port(patch.port)?,
             "password" => connection.password = patch.password.clone(),
-            "extra" => connection.extra = patch.extra.clone(),
+            "extra" => connection
+                .merge_masked_extra(patch.extra.clone())
+                .map_err(|error| AppError::BadRequest(format!("stored {error}")))?,
             _ => {}
         }
     }

@@ -221,6 +221,58 @@ async fn connections_are_created_listed_patched_and_deleted_without_showing_pass
 }
 
 #[tokio::test]
+async fn extra_secrets_are_masked_and_a_masked_extra_sent_back_keeps_them() {
+    let Some(ctx) = setup("web_secrets_extra").await else {
+        return;
+    };
+    let extra = json!({"token": PASSWORD, "headers": {"Accept": "application/json"}});
+    let created = ctx
+        .send(
+            Method::POST,
+            "/api/v1/connections",
+            Some("admin"),
+            Some(json!({"connection_id": "api", "conn_type": "http", "extra": extra.to_string()})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text());
+    assert!(!created.text().contains(PASSWORD), "{}", created.text());
+    let shown = ctx.get("/api/v1/connections/api", "admin").await;
+    assert!(!shown.text().contains(PASSWORD), "{}", shown.text());
+    let shown_extra: serde_json::Value =
+        serde_json::from_str(shown.json()["extra"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        shown_extra,
+        json!({"token": "***", "headers": {"Accept": "application/json"}})
+    );
+
+    // The edit a UI makes: the shown extra with one more header; the token stays.
+    let mut edited = shown_extra.clone();
+    edited["headers"]["X-Trace"] = json!("1");
+    let patched = ctx
+        .send(
+            Method::PATCH,
+            "/api/v1/connections/api?update_mask=extra",
+            Some("admin"),
+            Some(json!({"extra": edited.to_string()})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
+    let stored = updraft_orchestrator::store::connections::get(&ctx.pool, &ctx.cipher, "api")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.extra_dejson().unwrap()["token"],
+        json!(PASSWORD),
+        "the masked token sent back kept the stored one"
+    );
+    assert_eq!(
+        stored.extra_dejson().unwrap()["headers"]["X-Trace"],
+        json!("1")
+    );
+}
+
+#[tokio::test]
 async fn variables_crud_with_update_mask() {
     let Some(ctx) = setup("web_secrets_var").await else {
         return;

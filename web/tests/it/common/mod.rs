@@ -59,6 +59,8 @@ pub const BROKEN_DAG: &str = "dag_id: broken\ntasks: [\n";
 
 pub struct Ctx {
     pub pool: PgPool,
+    /// The key the app encrypts secrets with.
+    pub cipher: Cipher,
     pub app: Router,
     /// The DAGs folder the app reads, kept as long as the context.
     _dags: tempfile::TempDir,
@@ -156,9 +158,11 @@ pub async fn setup(prefix: &str) -> Option<Ctx> {
     processor.sync_once().await.expect("sync");
     let key = Cipher::generate_key();
     let cipher = Cipher::from_keys(&key).expect("a generated key");
-    let app = app(AppState::new(pool.clone(), dir.path().to_path_buf()).with_cipher(cipher));
+    let app =
+        app(AppState::new(pool.clone(), dir.path().to_path_buf()).with_cipher(cipher.clone()));
     Some(Ctx {
         pool,
+        cipher,
         app,
         _dags: dir,
         _database: database,
