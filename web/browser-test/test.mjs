@@ -4,7 +4,9 @@
 //   BASE_URL (http://127.0.0.1:8080), UPDRAFT_USER (admin), UPDRAFT_PASSWORD, DAG_ID (browser_demo),
 //   ARTIFACTS (../../artifacts/browser), CHROMIUM (/usr/bin/chromium)
 // Steps: log in, unpause the DAG with its toggle, trigger it with a conf, watch the run turn
-// green, open the task log and see the output. Screenshots: dag-list.png, grid.png, log.png.
+// green, open the task log and see the output, add a connection (CONN_ID, CONN_PASSWORD) in
+// Admin → Connections with its Test button. Screenshots: dag-list.png, grid.png, log.png,
+// connections.png.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { join, dirname } from "node:path";
@@ -18,6 +20,9 @@ const password = process.env.UPDRAFT_PASSWORD;
 const dagId = process.env.DAG_ID ?? "browser_demo";
 const artifacts = process.env.ARTIFACTS ?? join(here, "..", "..", "artifacts", "browser");
 const message = `hello-from-browser-${Date.now()}`;
+const connId = process.env.CONN_ID ?? "browser_api";
+const connPassword = process.env.CONN_PASSWORD ?? `pw-${Date.now()}`;
+const connToken = `token-${Date.now()}`;
 if (!password) throw new Error("UPDRAFT_PASSWORD is required");
 mkdirSync(artifacts, { recursive: true });
 
@@ -103,6 +108,37 @@ try {
   await page.locator("#log", { hasText: "finished-saying" }).waitFor();
   assert.equal(await page.locator("#ti-state").textContent(), "success");
   await page.screenshot({ path: join(artifacts, "log.png"), fullPage: true });
+
+  step("add a connection in Admin → Connections, test it, save it");
+  await page.click('header nav a:text-is("Connections")');
+  await page.waitForURL(/\/connections$/);
+  await Promise.all([page.waitForURL(/\/connections\/new$/), page.click('a.button:text-is("Add a connection")')]);
+  const server = new URL(base);
+  await page.fill("input[name=connection_id]", connId);
+  await page.selectOption("select[name=conn_type]", "http");
+  await page.fill("input[name=host]", server.hostname);
+  await page.fill("input[name=port]", server.port);
+  await page.fill("input[name=schema]", "health");
+  await page.fill("input[name=login]", "browser");
+  await page.fill("input[name=password]", connPassword);
+  await page.fill("textarea[name=extra]", JSON.stringify({ token: connToken, timeout: 5 }));
+  await Promise.all([page.waitForURL(/\/connections\/test$/), page.click('button:text-is("Test")')]);
+  const outcome = page.locator("#test-result");
+  assert.equal(await outcome.getAttribute("data-ok"), "true", `test: ${await outcome.textContent()}`);
+  assert.match(await outcome.textContent(), /answered 200/);
+  await Promise.all([page.waitForURL(/\/connections\?saved=/), page.click('button:text-is("Save")')]);
+  const row = page.locator(`tr[data-conn="${connId}"]`);
+  await row.waitFor();
+  const html = await page.content();
+  assert.ok(!html.includes(connPassword) && !html.includes(connToken), "no secret on the list page");
+  await page.screenshot({ path: join(artifacts, "connections.png"), fullPage: true });
+  await row.locator('a:text-is("Edit")').click();
+  await page.waitForURL(/\/edit$/);
+  assert.equal(await page.inputValue("input[name=password]"), "", "a stored password is not put into the form");
+  assert.equal(JSON.parse(await page.inputValue("textarea[name=extra]")).token, "***");
+  const stored = await api(`/connections/${connId}`);
+  assert.equal(stored.host, server.hostname);
+  assert.ok(!("password" in stored), "the API never answers a password");
   step(`ok; screenshots in ${artifacts}`);
 } finally {
   await browser.close();

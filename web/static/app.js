@@ -1,4 +1,5 @@
-// Updraft UI: follows running logs and refreshes pages of unfinished runs. No framework.
+// Updraft UI: follows running logs, refreshes pages of unfinished runs, asks before deleting.
+// No framework.
 "use strict";
 
 function followLog(pre) {
@@ -38,4 +39,7 @@ document.addEventListener("DOMContentLoaded", () => {
     try { if (text && (typeof JSON.parse(text) !== "object" || Array.isArray(JSON.parse(text)))) throw new Error("not an object"); }
     catch (error) { event.preventDefault(); alert("Conf must be a JSON object: " + error.message); }
   });
+  for (const form of document.querySelectorAll("form[data-confirm]")) {
+    form.addEventListener("submit", (event) => { if (!confirm(form.dataset.confirm)) event.preventDefault(); });
+  }
 });

@@ -172,7 +172,7 @@ const PATCHABLE: &[&str] = &[
     "extra",
 ];
 
-fn port(port: Option<i64>) -> ApiResult<Option<u16>> {
+pub fn port(port: Option<i64>) -> ApiResult<Option<u16>> {
     port.map(|port| {
         u16::try_from(port).map_err(|_| {
             AppError::BadRequest(format!("`port` must be from 0 to 65535, got {port}"))
@@ -182,7 +182,7 @@ fn port(port: Option<i64>) -> ApiResult<Option<u16>> {
 }
 
 /// What a stored connection must be: a valid id, a known type, an extra that is an object.
-fn validate(connection: &Connection) -> ApiResult<()> {
+pub fn validate(connection: &Connection) -> ApiResult<()> {
     Connection::validate_conn_id(&connection.conn_id)
         .map_err(|error| AppError::BadRequest(format!("`connection_id`: {error}")))?;
     connection
@@ -437,9 +437,14 @@ pub async fn test_connection(
 ) -> ApiResult<Json<ConnectionTest>> {
     user.require(Role::Admin)?;
     let connection = body.into_connection()?;
+    Ok(Json(try_connection(&connection).await))
+}
+
+/// Tries a connection the way `POST /connections/test` says; the UI's Test button too.
+pub async fn try_connection(connection: &Connection) -> ConnectionTest {
     let (status, message) = match connection.conn_type.as_str() {
-        "http" | "https" => test_http(&connection).await,
-        "kafka" => test_kafka(&connection).await,
+        "http" | "https" => test_http(connection).await,
+        "kafka" => test_kafka(connection).await,
         other => (
             false,
             format!("testing {other} connections is not supported"),
@@ -450,7 +455,7 @@ pub async fn test_connection(
         Some(password) if !password.is_empty() => message.replace(password, "***"),
         _ => message,
     };
-    Ok(Json(ConnectionTest { status, message }))
+    ConnectionTest { status, message }
 }
 
 async fn test_http(connection: &Connection) -> (bool, String) {

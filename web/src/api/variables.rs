@@ -76,7 +76,7 @@ fn not_found(key: &str) -> AppError {
     AppError::not_found(format!("Variable not found: `{key}`"))
 }
 
-fn check_key(key: &str) -> ApiResult<()> {
+pub fn check_key(key: &str) -> ApiResult<()> {
     let len = key.chars().count();
     if len == 0 || len > KEY_MAX_LEN {
         return Err(AppError::BadRequest(format!(

@@ -1,8 +1,10 @@
 //! Server-rendered pages. Each page is one or two SQL queries with joins (no N+1) and paginated.
 
+mod connections;
 mod dags;
 pub mod graph;
 mod runs;
+mod variables;
 
 use askama::Template;
 use axum::Form;
@@ -44,6 +46,21 @@ pub fn router() -> Router<AppState> {
             get(runs::log_json),
         )
         .route("/import-errors", get(runs::import_errors))
+        .route(
+            "/connections",
+            get(connections::list).post(connections::save),
+        )
+        .route("/connections/new", get(connections::new))
+        .route("/connections/test", post(connections::test))
+        .route("/connections/{connection_id}/edit", get(connections::edit))
+        .route(
+            "/connections/{connection_id}/delete",
+            post(connections::delete),
+        )
+        .route("/variables", get(variables::list).post(variables::save))
+        .route("/variables/new", get(variables::new))
+        .route("/variables/{variable_key}/edit", get(variables::edit))
+        .route("/variables/{variable_key}/delete", post(variables::delete))
 }
 
 /// Every UI route as (method, path template), for the authentication test.
@@ -66,6 +83,17 @@ pub const ROUTES: &[(&str, &str)] = &[
         "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/log.json",
     ),
     ("GET", "/import-errors"),
+    ("GET", "/connections"),
+    ("POST", "/connections"),
+    ("GET", "/connections/new"),
+    ("POST", "/connections/test"),
+    ("GET", "/connections/{connection_id}/edit"),
+    ("POST", "/connections/{connection_id}/delete"),
+    ("GET", "/variables"),
+    ("POST", "/variables"),
+    ("GET", "/variables/new"),
+    ("GET", "/variables/{variable_key}/edit"),
+    ("POST", "/variables/{variable_key}/delete"),
     ("GET", "/health"),
     ("GET", "/metrics"),
 ];
@@ -243,9 +271,10 @@ async fn login(
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response())
 }
 
+/// A form that carries nothing but its CSRF token.
 #[derive(Deserialize)]
-struct CsrfForm {
-    csrf_token: String,
+pub struct CsrfForm {
+    pub csrf_token: String,
 }
 
 async fn logout(

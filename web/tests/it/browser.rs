@@ -10,10 +10,12 @@
 use std::process::{Command, Stdio};
 
 use updraft_orchestrator::dag::{RunState, RunType};
-use updraft_orchestrator::store::dags;
 use updraft_orchestrator::store::runs::{self, RunFilter, RunOrder};
+use updraft_orchestrator::store::{connections, dags};
 
 use crate::common::server;
+
+const CONN_PASSWORD: &str = "browser-s3cr3t";
 
 #[tokio::test]
 async fn browser_login_unpause_trigger_and_log() {
@@ -46,6 +48,8 @@ async fn browser_login_unpause_trigger_and_log() {
         .env("DAG_ID", "browser_demo")
         .env("ARTIFACTS", &artifacts)
         .env("REQUIRE_FOLLOW", "1")
+        .env("CONN_ID", "browser_api")
+        .env("CONN_PASSWORD", CONN_PASSWORD)
         .stdin(Stdio::null())
         .status()
         .expect("node");
@@ -84,7 +88,19 @@ async fn browser_login_unpause_trigger_and_log() {
             .starts_with("hello-from-browser-"),
         "{conf}"
     );
-    for shot in ["dag-list.png", "grid.png", "log.png"] {
+    // The connection added through the UI: stored with its password, encrypted.
+    let connection = connections::get(&standalone.pool, &standalone.cipher, "browser_api")
+        .await
+        .expect("read the connection")
+        .expect("the connection the browser added");
+    assert_eq!(connection.password.as_deref(), Some(CONN_PASSWORD));
+    assert_eq!(connection.login.as_deref(), Some("browser"));
+    let raw = standalone.raw_rows("connection").await;
+    assert!(
+        raw.len() == 1 && !raw[0].contains(CONN_PASSWORD),
+        "the password is stored encrypted: {raw:?}"
+    );
+    for shot in ["dag-list.png", "grid.png", "log.png", "connections.png"] {
         let size = std::fs::metadata(artifacts.join(shot))
             .map(|m| m.len())
             .unwrap_or(0);

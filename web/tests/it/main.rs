@@ -13,3 +13,4 @@ mod common;
 mod perf;
 mod secrets_api;
 mod ui;
+mod ui_admin;

@@ -338,3 +338,66 @@ impl Ctx {
         by_state.iter().map(|states| states.count).sum()
     }
 }
+
+fn cookie_of(reply: &Reply) -> String {
+    let set = reply.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+        "{set}"
+    );
+    set.split(';').next().unwrap().to_string()
+}
+
+/// Logs `user` in through the form; the session cookie (`name=value`).
+pub async fn login(ctx: &Ctx, user: &str) -> String {
+    let (csrf_cookie, csrf) = ctx.login_csrf().await;
+    let body = format!(
+        "username={user}&password={}&next=%2Fdags&csrf_token={csrf}",
+        password(user)
+    );
+    let reply = ctx
+        .raw(
+            Request::post("/login")
+                .header(header::COOKIE, csrf_cookie)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    assert_eq!(reply.headers[header::LOCATION], "/dags");
+    cookie_of(&reply)
+}
+
+/// Posts a URL-encoded form with the session cookie.
+pub async fn form(ctx: &Ctx, cookie: &str, uri: &str, body: String) -> Reply {
+    ctx.raw(
+        Request::post(uri)
+            .header(header::COOKIE, cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap(),
+    )
+    .await
+}
+
+/// Gets a page with the session cookie.
+pub async fn page(ctx: &Ctx, cookie: &str, uri: &str) -> Reply {
+    ctx.raw(
+        Request::get(uri)
+            .header(header::COOKIE, cookie)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+}
+
+/// The CSRF token of `cookie`'s session, read from a page's form.
+pub async fn csrf_of(ctx: &Ctx, cookie: &str) -> String {
+    let html = page(ctx, cookie, "/dags").await.text();
+    let start = html
+        .find("name=\"csrf_token\" value=\"")
+        .expect("csrf field")
+        + 25;
+    html[start..start + html[start..].find('"').unwrap()].to_string()
+}

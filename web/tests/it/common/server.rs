@@ -32,9 +32,11 @@ pub struct Standalone {
     child: Child,
     pub port: u16,
     pub pool: sqlx::PgPool,
+    /// The server's `UPDRAFT_SECRET_KEY`, to read what it stored.
+    pub cipher: updraft_secrets::Cipher,
     _dags: tempfile::TempDir,
     /// Dropped last: after the process is killed and the pool dropped.
-    _database: TestDatabase,
+    database: TestDatabase,
 }
 
 impl Drop for Standalone {
@@ -47,6 +49,11 @@ impl Drop for Standalone {
 impl Standalone {
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every row of `table` as PostgreSQL prints it, to check what is stored in the clear.
+    pub async fn raw_rows(&self, table: &str) -> Vec<String> {
+        self.database.raw_rows(table).await
     }
 }
 
@@ -81,6 +88,8 @@ pub async fn start(prefix: &str, log_name: &str) -> Standalone {
     let dags = tempfile::tempdir().expect("tempdir");
     std::fs::write(dags.path().join("browser_demo.yaml"), DAG).expect("write DAG");
     let port = free_port();
+    let secret_key = updraft_secrets::Cipher::generate_key();
+    let cipher = updraft_secrets::Cipher::from_keys(&secret_key).expect("a generated key");
     let log = std::fs::File::create(artifacts().join(log_name)).expect("log file");
     let child = Command::new(&binary)
         .arg("standalone")
@@ -90,11 +99,8 @@ pub async fn start(prefix: &str, log_name: &str) -> Standalone {
         .arg(dags.path())
         .env("DATABASE_URL", database.url())
         .env("UPDRAFT_ADMIN_PASSWORD", PASSWORD)
-        // Connections with passwords can be stored (the client test creates one).
-        .env(
-            "UPDRAFT_SECRET_KEY",
-            updraft_secrets::Cipher::generate_key(),
-        )
+        // Connections with passwords can be stored (the client and browser tests create one).
+        .env("UPDRAFT_SECRET_KEY", &secret_key)
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
         .spawn()
@@ -106,8 +112,9 @@ pub async fn start(prefix: &str, log_name: &str) -> Standalone {
         child,
         port,
         pool,
+        cipher,
         _dags: dags,
-        _database: database,
+        database,
     };
     let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
     // One minute for both: listening, then the DAG loaded.
