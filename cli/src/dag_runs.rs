@@ -8,7 +8,8 @@ use sqlx::PgPool;
 use updraft_orchestrator::dag::{RunState, parse_logical_date};
 use updraft_orchestrator::engine::clear::{ClearRequest, clear_task_instances};
 use updraft_orchestrator::engine::trigger::{TriggerRequest, create_backfill, trigger_run};
-use updraft_orchestrator::store::{dags, import_errors, runs};
+use updraft_orchestrator::store::{connections, dags, import_errors, runs};
+use updraft_secrets::Cipher;
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://updraft:updraft@127.0.0.1:5432/updraft";
 
@@ -97,12 +98,15 @@ pub async fn list(args: DbArgs) -> anyhow::Result<()> {
     }
     let errors = import_errors::all(&pool).await?;
     if !errors.is_empty() {
+        // A secret an error quotes (a password pasted into a DAG file) is shown as ***.
+        let masker = connections::known_secrets(&pool, &Cipher::from_env()?).await?;
+        masker.add_environment();
         println!("\nimport errors:");
         for error in errors {
             println!(
                 "{}:\n  {}",
                 error.fileloc,
-                error.message.replace('\n', "\n  ")
+                masker.mask(&error.message).replace('\n', "\n  ")
             );
         }
     }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use updraft_secrets::Connection;
+use updraft_secrets::KafkaClient;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -130,9 +130,9 @@ impl Operator for KafkaPublishOperator {
         let settings = match &config.conn_id {
             Some(conn_id) => {
                 let connection = ctx.connection(conn_id).map_err(OperatorError::Config)?;
-                ClientSettings::of(&connection).map_err(OperatorError::Config)?
+                connection.kafka_client().map_err(OperatorError::Config)?
             }
-            None => ClientSettings::default(),
+            None => KafkaClient::default(),
         };
         if config.brokers.as_deref().is_none_or(|b| b.trim().is_empty()) {
             config.brokers = settings.brokers;
@@ -140,7 +140,7 @@ impl Operator for KafkaPublishOperator {
         let plan = Plan::try_from(config)?;
         let target = format!("topic `{}` at brokers `{}`", plan.topic, plan.brokers);
         let mut client = ClientConfig::new();
-        for (name, value) in &settings.client {
+        for (name, value) in &settings.settings {
             client.set(name, value);
         }
         let producer: FutureProducer = client
@@ -217,66 +217,6 @@ impl Operator for KafkaPublishOperator {
 enum Rounds {
     Times(u64),
     For(Duration),
-}
-
-/// What a connection gives a producer.
-#[derive(Default)]
-struct ClientSettings {
-    brokers: Option<String>,
-    /// librdkafka settings: the extra's, then SASL credentials from login and password.
-    client: Vec<(String, String)>,
-}
-
-impl ClientSettings {
-    fn of(connection: &Connection) -> Result<ClientSettings, String> {
-        let conn_id = &connection.conn_id;
-        let extra = connection.extra_dejson().map_err(|error| error.to_string())?;
-        let mut client = Vec::new();
-        let mut brokers = None;
-        for (name, value) in extra {
-            let text = match value {
-                Value::String(text) => text,
-                Value::Number(_) | Value::Bool(_) => value.to_string(),
-                _ => {
-                    return Err(format!(
-                        "connection `{conn_id}`: extra `{name}` must be a string, number or boolean (a librdkafka setting)"
-                    ));
-                }
-            };
-            if name == "bootstrap.servers" {
-                brokers = Some(text);
-            } else {
-                client.push((name, text));
-            }
-        }
-        let credentials = [
-            ("sasl.username", connection.login.as_ref()),
-            ("sasl.password", connection.password.as_ref()),
-        ];
-        for (name, value) in credentials {
-            if let Some(value) = value
-                && !client.iter().any(|(set, _)| set == name)
-            {
-                client.push((name.to_string(), value.clone()));
-            }
-        }
-        let from_host = connection.host.as_deref().map(|hosts| {
-            hosts
-                .split(',')
-                .map(str::trim)
-                .filter(|host| !host.is_empty())
-                .map(|host| match connection.port {
-                    Some(port) if !host.contains(':') => format!("{host}:{port}"),
-                    _ => host.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(",")
-        });
-        Ok(ClientSettings {
-            brokers: brokers.or(from_host).filter(|b| !b.is_empty()),
-            client,
-        })
-    }
 }
 
 /// A config with its non-deferred fields resolved.

@@ -16,6 +16,9 @@ use serde_json::{Map, Value};
 
 use crate::mask::{MASK, Masker, is_sensitive};
 
+/// Environment variables starting with this define connections (`UPDRAFT_CONN_<ID>`).
+pub const CONN_ENV_PREFIX: &str = "UPDRAFT_CONN_";
+
 /// The connection types Updraft knows; `check_conn_type` accepts these and no other.
 pub const CONN_TYPES: &[&str] = &[
     "http",
@@ -122,6 +125,30 @@ pub enum ConnectionError {
     UnknownConnType { conn_type: String, known: String },
 }
 
+/// What a Kafka connection gives a producer or consumer ([`Connection::kafka_client`]).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct KafkaClient {
+    /// `bootstrap.servers`, when the connection says.
+    pub brokers: Option<String>,
+    /// librdkafka settings, SASL credentials among them.
+    pub settings: Vec<(String, String)>,
+}
+
+impl fmt::Debug for KafkaClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Settings may hold `sasl.password`: show the names only.
+        let names: Vec<&str> = self
+            .settings
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
+        f.debug_struct("KafkaClient")
+            .field("brokers", &self.brokers)
+            .field("settings", &names)
+            .finish()
+    }
+}
+
 /// An Airflow connection. `Debug` masks the password and the extra, which may hold secrets.
 #[derive(Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Connection {
@@ -164,6 +191,12 @@ impl fmt::Debug for Masked {
 }
 
 impl Connection {
+    /// The environment variable that defines connection `conn_id` (`UPDRAFT_CONN_<ID>`, as
+    /// Airflow's `AIRFLOW_CONN_<ID>`).
+    pub fn env_var_name(conn_id: &str) -> String {
+        format!("{CONN_ENV_PREFIX}{}", conn_id.to_uppercase())
+    }
+
     /// Reads `AIRFLOW_CONN_*`-style text the way Airflow does: a JSON object when it starts
     /// with `{`, a URI otherwise.
     pub fn parse(conn_id: &str, text: &str) -> Result<Connection, ConnectionError> {
@@ -375,6 +408,76 @@ impl Connection {
             format!("/{path}")
         };
         Ok(format!("{scheme}://{host}{port}{path}"))
+    }
+
+    /// What a Kafka connection gives a client: the brokers (`extra."bootstrap.servers"`, else
+    /// each of `host`'s comma-separated hosts with `port` when it has none) and librdkafka
+    /// settings (every other extra entry, then `sasl.username` / `sasl.password` from login and
+    /// password unless the extra sets them).
+    pub fn kafka_client(&self) -> Result<KafkaClient, String> {
+        let conn_id = &self.conn_id;
+        let extra = self.extra_dejson().map_err(|error| error.to_string())?;
+        let mut settings = Vec::new();
+        let mut brokers = None;
+        for (name, value) in extra {
+            let text = match value {
+                Value::String(text) => text,
+                Value::Number(_) | Value::Bool(_) => value.to_string(),
+                _ => {
+                    return Err(format!(
+                        "connection `{conn_id}`: extra `{name}` must be a string, number or boolean (a librdkafka setting)"
+                    ));
+                }
+            };
+            if name == "bootstrap.servers" {
+                brokers = Some(text);
+            } else {
+                settings.push((name, text));
+            }
+        }
+        let credentials = [
+            ("sasl.username", self.login.as_ref()),
+            ("sasl.password", self.password.as_ref()),
+        ];
+        for (name, value) in credentials {
+            if let Some(value) = value
+                && !settings.iter().any(|(set, _)| set == name)
+            {
+                settings.push((name.to_string(), value.clone()));
+            }
+        }
+        let brokers = brokers
+            .or_else(|| self.hosts_with_port(None))
+            .filter(|brokers| !brokers.trim().is_empty());
+        Ok(KafkaClient { brokers, settings })
+    }
+
+    /// A Cassandra connection's contact points: each of `host`'s comma-separated hosts, with
+    /// `port` (9042 when unset) unless it has one.
+    pub fn cassandra_contact_points(&self) -> Result<Vec<String>, String> {
+        let points = self.hosts_with_port(Some(9042)).unwrap_or_default();
+        if points.is_empty() {
+            return Err(format!("connection `{}` has no host", self.conn_id));
+        }
+        Ok(points.split(',').map(str::to_string).collect())
+    }
+
+    /// `host`'s comma-separated hosts joined with `,`, each given `port` (else `default_port`)
+    /// when it has none.
+    fn hosts_with_port(&self, default_port: Option<u16>) -> Option<String> {
+        let port = self.port.or(default_port);
+        let hosts: Vec<String> = self
+            .host
+            .as_deref()?
+            .split(',')
+            .map(str::trim)
+            .filter(|host| !host.is_empty())
+            .map(|host| match port {
+                Some(port) if !host.contains(':') => format!("{host}:{port}"),
+                _ => host.to_string(),
+            })
+            .collect();
+        (!hosts.is_empty()).then(|| hosts.join(","))
     }
 
     /// The extra as a JSON object: empty when there is none, an error naming `extra` when it is
@@ -806,6 +909,74 @@ mod tests {
             ..Connection::default()
         };
         assert_eq!(broken.masked_extra().as_deref(), Some("***"));
+    }
+
+    #[test]
+    fn kafka_and_cassandra_clients_read_hosts_ports_extra_and_credentials() {
+        let kafka = Connection::parse(
+            "events",
+            r#"{"conn_type": "kafka", "host": "b1, b2:9093", "port": 9092, "login": "svc",
+                "password": "pw", "extra": {"security.protocol": "SASL_SSL", "linger.ms": 5}}"#,
+        )
+        .unwrap();
+        let client = kafka.kafka_client().unwrap();
+        assert_eq!(client.brokers.as_deref(), Some("b1:9092,b2:9093"));
+        assert_eq!(
+            client.settings,
+            [
+                ("linger.ms", "5"),
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.username", "svc"),
+                ("sasl.password", "pw")
+            ]
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+        );
+        assert!(!format!("{client:?}").contains("pw"));
+        let from_extra = Connection::parse(
+            "e",
+            r#"{"conn_type": "kafka", "host": "ignored", "extra": {"bootstrap.servers": "x:1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            from_extra.kafka_client().unwrap().brokers.as_deref(),
+            Some("x:1")
+        );
+        let nested =
+            Connection::parse("e", r#"{"conn_type": "kafka", "extra": {"a": {"b": 1}}}"#).unwrap();
+        assert!(nested.kafka_client().unwrap_err().contains("extra `a`"));
+
+        let cassandra =
+            Connection::parse("c", r#"{"conn_type": "cassandra", "host": "c1, c2:9142"}"#).unwrap();
+        assert_eq!(
+            cassandra.cassandra_contact_points().unwrap(),
+            ["c1:9042", "c2:9142"]
+        );
+        // docs/streams.md's example.
+        let sasl = uri(
+            "kafka://svc:s3cret@broker-1:9093?security.protocol=SASL_SSL&sasl.mechanism=SCRAM-SHA-512",
+        );
+        let client = sasl.kafka_client().unwrap();
+        assert_eq!(client.brokers.as_deref(), Some("broker-1:9093"));
+        assert!(
+            client
+                .settings
+                .contains(&("sasl.password".into(), "s3cret".into()))
+        );
+        assert!(
+            client
+                .settings
+                .contains(&("security.protocol".into(), "SASL_SSL".into()))
+        );
+        let nodes = uri("cassandra://writer:s3cret@node-1,node-2");
+        assert_eq!(
+            nodes.cassandra_contact_points().unwrap(),
+            ["node-1:9042", "node-2:9042"]
+        );
+        let no_host = Connection::parse("c", r#"{"conn_type": "cassandra"}"#).unwrap();
+        assert_eq!(
+            no_host.cassandra_contact_points().unwrap_err(),
+            "connection `c` has no host"
+        );
     }
 
     fn uri(text: &str) -> Connection {

@@ -8,5 +8,5 @@ pub mod connection;
 pub mod mask;
 
 pub use cipher::{Cipher, CipherError};
-pub use connection::{Connection, ConnectionError};
+pub use connection::{Connection, ConnectionError, KafkaClient};
 pub use mask::Masker;

@@ -91,6 +91,43 @@ impl Masker {
         }
     }
 
+    /// A connection's password and every extra value under a sensitive key. An extra that is
+    /// not a JSON object is masked whole.
+    pub fn add_connection(&self, connection: &crate::Connection) {
+        if let Some(password) = &connection.password {
+            self.add(password);
+        }
+        match connection.extra_dejson() {
+            Ok(extra) => self.add_sensitive_values(&Value::Object(extra)),
+            Err(_) => {
+                if let Some(extra) = &connection.extra {
+                    self.add(extra);
+                }
+            }
+        }
+    }
+
+    /// A variable's value when its key is sensitive.
+    pub fn add_variable(&self, key: &str, value: &str) {
+        if is_sensitive(key) {
+            self.add(value);
+        }
+    }
+
+    /// Reads the environment: the secrets of every `UPDRAFT_CONN_*` connection (that parses)
+    /// and of every `UPDRAFT_VAR_*` variable with a sensitive name.
+    pub fn add_environment(&self) {
+        for (name, value) in std::env::vars() {
+            if let Some(conn_id) = name.strip_prefix(crate::connection::CONN_ENV_PREFIX) {
+                if let Ok(connection) = crate::Connection::parse(&conn_id.to_lowercase(), &value) {
+                    self.add_connection(&connection);
+                }
+            } else if let Some(key) = name.strip_prefix("UPDRAFT_VAR_") {
+                self.add_variable(key, &value);
+            }
+        }
+    }
+
     fn add_all_strings(&self, value: &Value) {
         match value {
             Value::String(text) => self.add(text),

@@ -475,8 +475,9 @@ async fn throughput(
     // One table for everything: every run adds n new rows to the same table.
     let keyspace = unique("bench");
     let ceiling_stream = definition(&format!("{keyspace}_t"), &keyspace)?;
-    let session =
-        Arc::new(stream_worker::sink::connect(contact_points, config.connections_per_host).await?);
+    let session = Arc::new(
+        stream_worker::sink::connect(contact_points, None, config.connections_per_host).await?,
+    );
     stream_worker::schema::ensure(&session, &ceiling_stream).await?;
     let mut insert = session
         .prepare(stream_worker::sink::insert_cql(&ceiling_stream))

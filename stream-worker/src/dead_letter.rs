@@ -47,13 +47,13 @@ pub struct DeadLetters {
 }
 
 impl DeadLetters {
+    /// A producer made from `client` (the brokers and the connection's settings).
     pub fn new(
-        bootstrap: &str,
+        mut client: ClientConfig,
         topic: &str,
         metrics: Arc<StreamMetrics>,
     ) -> Result<Self, KafkaError> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
+        let producer = client
             // No duplicates from producer retries; the record may still repeat on a replay.
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
@@ -151,10 +151,8 @@ fn omitted(bytes: usize) -> String {
 
 /// Creates the topics that do not exist yet, with the broker's default partitions and
 /// replication. An existing topic is left as it is.
-pub async fn ensure_topics(bootstrap: &str, topics: &[String]) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
+pub async fn ensure_topics(client: &ClientConfig, topics: &[String]) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = client.create()?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| NewTopic::new(t, -1, TopicReplication::Fixed(-1)))

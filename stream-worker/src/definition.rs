@@ -36,6 +36,7 @@ struct SourceSpec {
     group: String,
     #[serde(default)]
     start_offset: StartOffset,
+    conn_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +59,7 @@ struct TargetSpec {
     clustering_key: Vec<String>,
     replication: Option<BTreeMap<String, serde_yaml_ng::Value>>,
     consistency: Option<String>,
+    conn_id: Option<String>,
 }
 
 // ---- the validated model ----
@@ -166,6 +168,10 @@ pub struct Stream {
     pub consistency: Consistency,
     pub dead_letter_topic: String,
     pub max_record_bytes: usize,
+    /// The Kafka connection (`source.conn_id`) whose brokers and settings the worker uses.
+    pub kafka_conn_id: Option<String>,
+    /// The Cassandra connection (`target.conn_id`) whose hosts and credentials the worker uses.
+    pub cassandra_conn_id: Option<String>,
 }
 
 /// One problem in one definition file.
@@ -326,6 +332,16 @@ pub fn parse(file: &Path, text: &str) -> Result<Stream, Vec<DefinitionError>> {
                 &format!("target.{key}"),
                 format!("target.{key} `{value}` {why}"),
             );
+        }
+    }
+    for (path, conn_id) in [
+        ("source.conn_id", &spec.source.conn_id),
+        ("target.conn_id", &spec.target.conn_id),
+    ] {
+        if let Some(conn_id) = conn_id
+            && let Err(why) = updraft_secrets::Connection::validate_conn_id(conn_id)
+        {
+            error_at(path, format!("{path} `{conn_id}`: {why}"));
         }
     }
     if spec.columns.is_empty() {
@@ -493,6 +509,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Stream, Vec<DefinitionError>> {
         consistency,
         dead_letter_topic,
         max_record_bytes,
+        kafka_conn_id: spec.source.conn_id,
+        cassandra_conn_id: spec.target.conn_id,
     })
 }
 

@@ -198,3 +198,33 @@ fn the_write_consistency_is_a_quorum_when_three_replicas_allow_it() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn connection_ids_are_read_and_checked_where_they_stand() {
+    let named = GOOD
+        .replace("  group: g\n", "  group: g\n  conn_id: events\n")
+        .replace(
+            "  keyspace: ks\n",
+            "  keyspace: ks\n  conn_id: cassandra_main\n",
+        );
+    let stream = parse(Path::new("s.yaml"), &named).expect("valid");
+    assert_eq!(stream.kafka_conn_id.as_deref(), Some("events"));
+    assert_eq!(stream.cassandra_conn_id.as_deref(), Some("cassandra_main"));
+    assert_eq!(
+        parse(Path::new("s.yaml"), GOOD)
+            .expect("valid")
+            .kafka_conn_id,
+        None
+    );
+
+    let bad = GOOD.replace(
+        "  keyspace: ks\n",
+        "  keyspace: ks\n  conn_id: \"main db\"\n",
+    );
+    let errors = errors_of(&bad);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("s.yaml:11:12:") && errors[0].contains("target.conn_id `main db`"),
+        "{errors:?}"
+    );
+}

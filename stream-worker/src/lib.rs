@@ -2,6 +2,7 @@
 //! definitions (`streams/*.yaml`, see `docs/streams.md`). At-least-once: an offset is committed
 //! only once every record before it is written or dead-lettered; writes are idempotent upserts.
 
+pub mod connections;
 pub mod dead_letter;
 pub mod decode;
 pub mod definition;

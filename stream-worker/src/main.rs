@@ -1,4 +1,6 @@
 //! `stream-worker`: runs the stream definitions (default `streams/`) until SIGTERM/SIGINT.
+//! Connections the definitions name are read from `UPDRAFT_CONN_<ID>`, else from the database
+//! of `DATABASE_URL` (decrypted with `UPDRAFT_SECRET_KEY`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use stream_worker::connections::{self, Lookup};
 use stream_worker::{Metrics, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -21,14 +24,15 @@ struct Args {
         default_value = "streams/"
     )]
     definitions: Vec<PathBuf>,
-    /// Kafka bootstrap servers.
+    /// Kafka bootstrap servers (unless the definitions name a connection: `source.conn_id`).
     #[arg(
         long,
         env = "KAFKA_BOOTSTRAP_SERVERS",
         default_value = "127.0.0.1:9092"
     )]
     kafka_bootstrap_servers: String,
-    /// Cassandra contact points, comma-separated host:port.
+    /// Cassandra contact points, comma-separated host:port (unless the definitions name a
+    /// connection: `target.conn_id`).
     #[arg(
         long,
         env = "CASSANDRA_CONTACT_POINTS",
@@ -105,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let config = WorkerConfig {
+    let mut config = WorkerConfig {
         kafka_bootstrap_servers: args.kafka_bootstrap_servers,
         cassandra_contact_points: args.cassandra_contact_points,
         concurrency: args.concurrency,
@@ -130,6 +134,15 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    let lookup = Lookup::from_env().context("UPDRAFT_SECRET_KEY")?;
+    match connections::apply_when_reachable(&mut config, &streams, &lookup, &shutdown).await {
+        Ok(true) => {}
+        Ok(false) => return Ok(()),
+        Err(error) => {
+            eprintln!("{error}");
+            std::process::exit(2);
+        }
+    }
     stream_worker::run(config, streams, metrics, shutdown).await?;
     tracing::info!("stream worker stopped cleanly");
     Ok(())

@@ -12,6 +12,7 @@ use scylla::errors::{DbError, ExecutionError, NewSessionError, RequestAttemptErr
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlValue, MaybeUnset};
 
+use crate::connections::CassandraLogin;
 use crate::decode::{Bound, RecordError};
 use crate::definition::Stream;
 use crate::metrics::StreamMetrics;
@@ -35,6 +36,7 @@ pub enum SinkError {
 /// Opens a session. A short client-side timeout turns a hung node into a retried error quickly.
 pub async fn connect(
     contact_points: &[String],
+    login: Option<&CassandraLogin>,
     connections_per_host: usize,
 ) -> Result<Session, SinkError> {
     let profile = ExecutionProfile::builder()
@@ -42,7 +44,11 @@ pub async fn connect(
         .build();
     let per_host = std::num::NonZeroUsize::new(connections_per_host.max(1))
         .unwrap_or(std::num::NonZeroUsize::MIN);
-    SessionBuilder::new()
+    let mut builder = SessionBuilder::new();
+    if let Some(login) = login {
+        builder = builder.user(&login.username, &login.password);
+    }
+    builder
         .known_nodes(contact_points)
         .pool_size(PoolSize::PerHost(per_host))
         .default_execution_profile_handle(profile.into_handle())

@@ -23,6 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::connections::{CassandraLogin, KafkaSettings};
 use crate::dead_letter::{self, DeadLetters, SourceRecord};
 use crate::decode::decode;
 use crate::definition::Stream;
@@ -35,7 +36,11 @@ use crate::sink::{self, Sink, SinkError};
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub kafka_bootstrap_servers: String,
+    /// librdkafka settings for every client (SASL, SSL), from a Kafka connection.
+    pub kafka_settings: KafkaSettings,
     pub cassandra_contact_points: Vec<String>,
+    /// From a Cassandra connection with a login.
+    pub cassandra_login: Option<CassandraLogin>,
     /// Writes (and dead-letter sends) in flight per stream.
     pub concurrency: usize,
     /// Replaces every definition's consumer group when set.
@@ -51,11 +56,25 @@ pub struct WorkerConfig {
     pub connections_per_host: usize,
 }
 
+impl WorkerConfig {
+    /// A Kafka client's base settings: the brokers, then the connection's settings.
+    pub fn kafka_client(&self) -> ClientConfig {
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", &self.kafka_bootstrap_servers);
+        for (name, value) in &self.kafka_settings.0 {
+            client.set(name, value);
+        }
+        client
+    }
+}
+
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             kafka_bootstrap_servers: "127.0.0.1:9092".into(),
+            kafka_settings: KafkaSettings::default(),
             cassandra_contact_points: vec!["127.0.0.1:9042".into()],
+            cassandra_login: None,
             concurrency: 256,
             group_override: None,
             session_timeout: Duration::from_secs(10),
@@ -128,6 +147,7 @@ async fn prepare_once(
     let session = Arc::new(
         sink::connect(
             &config.cassandra_contact_points,
+            config.cassandra_login.as_ref(),
             config.connections_per_host,
         )
         .await?,
@@ -139,7 +159,7 @@ async fn prepare_once(
         .iter()
         .flat_map(|s| [s.topic.clone(), s.dead_letter_topic.clone()])
         .collect();
-    dead_letter::ensure_topics(&config.kafka_bootstrap_servers, &topics)
+    dead_letter::ensure_topics(&config.kafka_client(), &topics)
         .await
         .map_err(kafka("create topics"))?;
     Ok(session)
@@ -323,7 +343,7 @@ async fn run_stream(
     let metrics = metrics.stream(&stream.name);
     let sink = Sink::prepare(session, &stream, metrics.clone()).await?;
     let dead_letters = DeadLetters::new(
-        &config.kafka_bootstrap_servers,
+        config.kafka_client(),
         &stream.dead_letter_topic,
         metrics.clone(),
     )
@@ -338,8 +358,8 @@ async fn run_stream(
         .group_override
         .clone()
         .unwrap_or_else(|| stream.group.clone());
-    let consumer: Consumer_ = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka_bootstrap_servers)
+    let consumer: Consumer_ = config
+        .kafka_client()
         .set("group.id", &group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

@@ -21,7 +21,8 @@ use axum::routing::get;
 use axum::{Json, Router, middleware};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use updraft_secrets::Cipher;
+use updraft_orchestrator::store::connections;
+use updraft_secrets::{Cipher, Masker};
 
 pub use error::AppError;
 
@@ -61,6 +62,14 @@ impl AppState {
     pub fn with_cipher(mut self, cipher: Cipher) -> AppState {
         self.cipher = cipher;
         self
+    }
+
+    /// What to mask in task output (XCom) and import errors before showing them: every secret
+    /// stored and every one in this process's environment.
+    pub async fn secrets_masker(&self) -> Result<Masker, error::AppError> {
+        let masker = connections::known_secrets(&self.pool, &self.cipher).await?;
+        masker.add_environment();
+        Ok(masker)
     }
 }
 

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use minijinja::value::{Object, Value as JinjaValue};
 use minijinja::{Error, ErrorKind, State};
-use updraft_secrets::mask::is_sensitive;
 use updraft_secrets::{Connection, Masker};
 
 /// The environment variable that overrides variable `name`.
@@ -19,7 +18,7 @@ pub fn variable_env_name(name: &str) -> String {
 
 /// The environment variable that defines connection `conn_id` (Airflow's `AIRFLOW_CONN_*`).
 pub fn connection_env_name(conn_id: &str) -> String {
-    format!("UPDRAFT_CONN_{}", conn_id.to_uppercase())
+    Connection::env_var_name(conn_id)
 }
 
 fn lookup_error(message: String) -> Error {
@@ -39,9 +38,7 @@ impl Variables {
         let value = std::env::var(variable_env_name(name))
             .ok()
             .or_else(|| self.stored.get(name).cloned())?;
-        if is_sensitive(name) {
-            self.masker.add(&value);
-        }
+        self.masker.add_variable(name, &value);
         Some(value)
     }
 
@@ -127,14 +124,10 @@ impl Connections {
                 )
             })?,
         };
-        if let Some(password) = &connection.password {
-            self.masker.add(password);
-        }
-        let extra = connection
+        self.masker.add_connection(&connection);
+        connection
             .extra_dejson()
             .map_err(|error| format!("connection `{conn_id}`: {error}"))?;
-        self.masker
-            .add_sensitive_values(&serde_json::Value::Object(extra));
         Ok(connection)
     }
 

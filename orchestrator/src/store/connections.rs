@@ -4,7 +4,7 @@
 //! its password or extra.
 
 use sqlx::PgPool;
-use updraft_secrets::{Cipher, CipherError, Connection};
+use updraft_secrets::{Cipher, CipherError, Connection, Masker};
 
 use super::Page;
 
@@ -228,6 +228,30 @@ pub async fn page(
 /// Every connection (an export), secrets decrypted.
 pub async fn all(pool: &PgPool, cipher: &Cipher) -> Result<Vec<Connection>, SecretStoreError> {
     Ok(page(pool, cipher, i64::MAX, 0).await?.rows)
+}
+
+/// Every secret the store holds (connection passwords, sensitive extra values, sensitive
+/// variables' values), to mask what is shown of tasks' output and DAG files. A row no key opens
+/// is skipped with a warning: nobody can be shown its plaintext either.
+pub async fn known_secrets(pool: &PgPool, cipher: &Cipher) -> Result<Masker, sqlx::Error> {
+    let masker = Masker::new();
+    let rows = sqlx::query_as!(
+        ConnectionRow,
+        "SELECT conn_id, conn_type, description, host, port, login, password, schema, extra
+           FROM connection WHERE password IS NOT NULL OR extra IS NOT NULL"
+    )
+    .fetch_all(pool)
+    .await?;
+    for row in rows {
+        match row.open(cipher) {
+            Ok(connection) => masker.add_connection(&connection),
+            Err(error) => tracing::warn!(%error, "cannot read a connection's secrets to mask them"),
+        }
+    }
+    for (key, value) in super::variables::sensitive(pool, cipher).await? {
+        masker.add_variable(&key, &value);
+    }
+    Ok(masker)
 }
 
 /// Whether the connection existed.

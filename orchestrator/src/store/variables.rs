@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use sqlx::PgPool;
 use updraft_secrets::Cipher;
+use updraft_secrets::mask::is_sensitive;
 
 use super::Page;
 use super::connections::{LARGEST_VARIABLE, LONGEST_KEY, SecretStoreError};
@@ -135,6 +136,31 @@ pub async fn set(
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// The variables whose keys are sensitive, by key and value; one no key opens is skipped with
+/// a warning.
+pub(super) async fn sensitive(
+    pool: &PgPool,
+    cipher: &Cipher,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    let rows = sqlx::query_as!(
+        VariableRow,
+        "SELECT key, val, description, is_encrypted FROM variable"
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|row| is_sensitive(&row.key))
+        .filter_map(|row| match row.open(cipher) {
+            Ok(variable) => Some((variable.key, variable.value)),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read a variable to mask it");
+                None
+            }
+        })
+        .collect())
 }
 
 /// Whether the variable existed.

@@ -1,6 +1,7 @@
 //! The walls of `shared/ARCHITECTURE.md` and `docs/engine.md`, held against the source: the
-//! store is the only place that speaks SQL, the DAG model touches no I/O, the engine's modules
-//! import each other without a cycle, and each rule that once lived twice lives once.
+//! store is the only place that speaks SQL (but for the stream worker's one read of a
+//! connection), the DAG model touches no I/O, the engine's modules import each other without a
+//! cycle, and each rule that once lived twice lives once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -68,6 +69,9 @@ fn only_the_store_speaks_sql() {
     let store = workspace().join("orchestrator/src/store");
     // Creating and dropping test databases is server administration, not the run store.
     let administration = workspace().join("testkit/src/database.rs");
+    // The stream worker reads one `connection` row, read-only, without depending on the
+    // orchestrator crate (a wall of its own); e2e's stream connection test holds it to the schema.
+    let stream_connections = workspace().join("stream-worker/src/connections.rs");
     let needles = [
         "sqlx::query",
         "query!(",
@@ -79,7 +83,7 @@ fn only_the_store_speaks_sql() {
     ];
     let mut found = Vec::new();
     for file in files(&workspace(), ".rs") {
-        if file.starts_with(&store) || file == administration {
+        if file.starts_with(&store) || file == administration || file == stream_connections {
             continue;
         }
         // This file names the needles it looks for.

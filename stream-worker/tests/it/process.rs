@@ -67,10 +67,21 @@ fn spawn_worker(definitions: &PathBuf, log_name: &str) -> Worker {
 }
 
 fn spawn_worker_on(definitions: &PathBuf, log_name: &str, metrics_port: u16) -> Worker {
+    spawn_worker_with(definitions, log_name, metrics_port, |command| command)
+}
+
+/// Spawns the worker after `adjust` has changed its command (environment, arguments).
+fn spawn_worker_with(
+    definitions: &PathBuf,
+    log_name: &str,
+    metrics_port: u16,
+    adjust: impl FnOnce(&mut Command) -> &mut Command,
+) -> Worker {
     let log_path = definitions.with_file_name(log_name);
     let log = std::fs::File::create(&log_path).expect("log file");
     eprintln!("worker log: {}", log_path.display());
-    let child = Command::new(env!("CARGO_BIN_EXE_stream-worker"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stream-worker"));
+    command
         .arg("--definitions")
         .arg(definitions)
         .arg("--metrics-addr")
@@ -86,9 +97,8 @@ fn spawn_worker_on(definitions: &PathBuf, log_name: &str, metrics_port: u16) -> 
         )
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn stream-worker");
+        .stderr(log);
+    let child = adjust(&mut command).spawn().expect("spawn stream-worker");
     Worker(child)
 }
 
@@ -210,4 +220,83 @@ async fn sigterm_drains_commits_and_exits_zero() {
     assert_eq!(rows, offset, "committed offset {offset} vs rows {rows}");
     assert!(offset > 0 && offset <= total as i64);
     eprintln!("SIGTERM after {offset} of {total} records");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_named_by_the_definition_point_the_worker_at_its_clusters() {
+    if !testkit::require_kafka() || !testkit::require_cassandra() {
+        return;
+    }
+    let names = Names::new("sw_conn");
+    testkit::kafka::create_topic(&names.topic, 1).await;
+    let total = 200;
+    testkit::kafka::produce(&names.topic, &payloads(0..total)).await;
+    let (kafka_id, cassandra_id) = (
+        format!("{}_kafka", names.topic),
+        format!("{}_db", names.topic),
+    );
+    let definitions = definition_file(&names);
+    let text = std::fs::read_to_string(&definitions)
+        .expect("definition")
+        .replace(
+            &format!("  group: {}\n", names.group),
+            &format!("  group: {}\n  conn_id: {kafka_id}\n", names.group),
+        )
+        .replace(
+            &format!("  keyspace: {}\n", names.keyspace),
+            &format!(
+                "  keyspace: {}\n  conn_id: {cassandra_id}\n",
+                names.keyspace
+            ),
+        );
+    assert!(
+        text.contains(&kafka_id) && text.contains(&cassandra_id),
+        "{text}"
+    );
+    std::fs::write(&definitions, text).expect("write definition");
+    let session = testkit::cassandra::session().await;
+
+    // The flags point nowhere: only the connections lead to the clusters.
+    let kafka_uri = format!("kafka://{}", testkit::kafka_bootstrap_servers());
+    let cassandra_json = serde_json::json!({
+        "conn_type": "cassandra",
+        "host": testkit::cassandra_contact_points(),
+    })
+    .to_string();
+    let mut worker = spawn_worker_with(&definitions, "conn.log", 0, |command| {
+        command
+            .env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+            .env("CASSANDRA_CONTACT_POINTS", "127.0.0.1:1")
+            .env(
+                updraft_secrets::Connection::env_var_name(&kafka_id),
+                &kafka_uri,
+            )
+            .env(
+                updraft_secrets::Connection::env_var_name(&cassandra_id),
+                &cassandra_json,
+            )
+    });
+    wait_for_at_least(
+        &session,
+        &names.keyspace,
+        total as i64,
+        Duration::from_secs(90),
+    )
+    .await;
+    unsafe { libc::kill(worker.id() as i32, libc::SIGTERM) };
+    let status = wait_exit(&mut worker, Duration::from_secs(60)).await;
+    assert!(status.success(), "exit status: {status:?}");
+
+    // A connection defined nowhere: exit 2, the message naming it and where to define it.
+    let mut missing = spawn_worker_with(&definitions, "missing.log", 0, |command| {
+        command.env_remove("DATABASE_URL")
+    });
+    let status = wait_exit(&mut missing, Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(2), "{status:?}");
+    let log = std::fs::read_to_string(definitions.with_file_name("missing.log")).expect("log");
+    assert!(
+        log.contains(&format!("connection `{kafka_id}` is not defined"))
+            && log.contains(&updraft_secrets::Connection::env_var_name(&kafka_id)),
+        "{log}"
+    );
 }

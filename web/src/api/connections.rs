@@ -476,31 +476,21 @@ async fn test_http(connection: &Connection) -> (bool, String) {
     }
 }
 
-/// The first bootstrap server: the host (with the port, 9092 by default), else the extra's
-/// `bootstrap.servers`.
+/// The first bootstrap server the connection names (9092 when it gives no port).
 fn bootstrap_server(connection: &Connection) -> Result<String, String> {
-    let host = connection
-        .host
-        .as_deref()
+    let brokers = connection.kafka_client()?.brokers.ok_or_else(|| {
+        "the connection has no host and no `bootstrap.servers` in its extra".to_string()
+    })?;
+    let first = brokers
+        .split(',')
         .map(str::trim)
-        .filter(|host| !host.is_empty());
-    if let Some(host) = host {
-        let host = host.split(',').next().unwrap_or(host).trim();
-        return Ok(if host.contains(':') {
-            host.to_string()
-        } else {
-            format!("{host}:{}", connection.port.unwrap_or(9092))
-        });
-    }
-    let extra = connection
-        .extra_dejson()
-        .map_err(|error| error.to_string())?;
-    extra
-        .get("bootstrap.servers")
-        .and_then(Value::as_str)
-        .and_then(|servers| servers.split(',').map(str::trim).find(|s| !s.is_empty()))
-        .map(str::to_string)
-        .ok_or_else(|| "the connection has no host and no `bootstrap.servers` in its extra".into())
+        .find(|broker| !broker.is_empty())
+        .unwrap_or_default();
+    Ok(if first.contains(':') {
+        first.to_string()
+    } else {
+        format!("{first}:9092")
+    })
 }
 
 async fn test_kafka(connection: &Connection) -> (bool, String) {

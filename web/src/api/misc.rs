@@ -5,6 +5,7 @@ use axum::extract::State;
 use chrono::Utc;
 use updraft_orchestrator::store::import_errors::{self, ImportErrorOrder, ImportErrorRow};
 use updraft_orchestrator::store::processes;
+use updraft_secrets::Masker;
 
 use super::models::{
     HealthJson, ImportErrorCollection, ImportErrorJson, SchedulerStatus, StatusJson, VersionJson,
@@ -17,13 +18,15 @@ use crate::extract::{ApiPath, Params};
 /// A scheduler whose last heartbeat is older than this is unhealthy (Airflow's default threshold).
 pub const SCHEDULER_HEALTH_SECONDS: i64 = 30;
 
-impl From<ImportErrorRow> for ImportErrorJson {
-    fn from(row: ImportErrorRow) -> Self {
+impl ImportErrorJson {
+    /// A DAG file's error as answered, a secret it quotes (a password pasted into the YAML) as
+    /// `***`.
+    fn masked(row: ImportErrorRow, masker: &Masker) -> Self {
         ImportErrorJson {
             import_error_id: row.id,
             timestamp: row.created_at,
             filename: row.fileloc,
-            stack_trace: row.message,
+            stack_trace: masker.mask(&row.message),
         }
     }
 }
@@ -39,8 +42,13 @@ pub async fn get_import_errors(
 ) -> ApiResult<Json<ImportErrorCollection>> {
     let (limit, offset) = params.page()?;
     let page = import_errors::page(&state.pool, ImportErrorOrder::Id, limit, offset).await?;
+    let masker = state.secrets_masker().await?;
     Ok(Json(ImportErrorCollection {
-        import_errors: page.rows.into_iter().map(ImportErrorJson::from).collect(),
+        import_errors: page
+            .rows
+            .into_iter()
+            .map(|row| ImportErrorJson::masked(row, &masker))
+            .collect(),
         total_entries: page.total,
     }))
 }
@@ -55,9 +63,10 @@ pub async fn get_import_error(
     _user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<ImportErrorJson>> {
+    let masker = state.secrets_masker().await?;
     import_errors::get(&state.pool, id)
         .await?
-        .map(|row| Json(row.into()))
+        .map(|row| Json(ImportErrorJson::masked(row, &masker)))
         .ok_or_else(|| {
             AppError::not_found(format!(
                 "The ImportError with import_error_id: `{id}` was not found"

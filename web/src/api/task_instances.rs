@@ -10,6 +10,7 @@ use updraft_orchestrator::dag::TaskState;
 use updraft_orchestrator::store::logs::{self, LogLine};
 use updraft_orchestrator::store::task_instances::{self, TaskInstanceFilter, TaskInstanceView};
 use updraft_orchestrator::store::xcom::{self, XComRow};
+use updraft_secrets::Masker;
 
 use super::models::{LogJson, TaskInstanceCollection, TaskInstanceJson, XComCollection, XComEntry};
 use super::runs::fetch_run;
@@ -147,17 +148,20 @@ pub async fn get_log(
     Ok(response)
 }
 
+/// An entry as answered; its value (when asked for) with every secret and every value under a
+/// sensitive key as `***`.
 fn xcom_entry(
     ti: &TaskInstanceView,
     row: XComRow,
-    with_value: bool,
+    value_masked_by: Option<&Masker>,
     deserialize: bool,
 ) -> XComEntry {
-    let value = with_value.then(|| {
+    let value = value_masked_by.map(|masker| {
+        let masked = masker.mask_json(&row.value);
         if deserialize {
-            row.value.clone()
+            masked
         } else {
-            Value::String(serde_json::to_string(&row.value).unwrap_or_default())
+            Value::String(serde_json::to_string(&masked).unwrap_or_default())
         }
     });
     XComEntry {
@@ -190,13 +194,13 @@ pub async fn get_xcom_entries(
         xcom_entries: page
             .rows
             .into_iter()
-            .map(|row| xcom_entry(&ti, row, false, false))
+            .map(|row| xcom_entry(&ti, row, None, false))
             .collect(),
         total_entries: page.total,
     }))
 }
 
-/// One XCom entry; `value` is JSON text unless `deserialize=true`.
+/// One XCom entry; `value` is JSON text unless `deserialize=true`, secrets in it as `***`.
 #[utoipa::path(get, path = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries/{xcom_key}",
     tag = "XCom",
     params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path),
@@ -213,5 +217,6 @@ pub async fn get_xcom_entry(
     let row = xcom::get(&state.pool, ti.id, &key)
         .await?
         .ok_or_else(|| AppError::not_found(format!("XCom entry not found: key '{key}'")))?;
-    Ok(Json(xcom_entry(&ti, row, true, deserialize)))
+    let masker = state.secrets_masker().await?;
+    Ok(Json(xcom_entry(&ti, row, Some(&masker), deserialize)))
 }

@@ -317,6 +317,7 @@ pub async fn import_errors(
     let errors = import_errors::page(&state.pool, ImportErrorOrder::File, PAGE, offset)
         .await
         .map_err(AppError::from)?;
+    let masker = state.secrets_masker().await?;
     let total = errors.total;
     let pages = ((total + PAGE - 1) / PAGE).max(1);
     let frame = Frame::of(&user);
@@ -329,7 +330,7 @@ pub async fn import_errors(
             .into_iter()
             .map(|error| {
                 let at = fmt_date(Some(error.created_at));
-                (error.fileloc, error.message, at)
+                (error.fileloc, masker.mask(&error.message), at)
             })
             .collect(),
         total,

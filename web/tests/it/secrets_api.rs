@@ -273,6 +273,112 @@ async fn extra_secrets_are_masked_and_a_masked_extra_sent_back_keeps_them() {
 }
 
 #[tokio::test]
+async fn xcom_values_and_import_errors_are_shown_with_secrets_masked() {
+    let Some(ctx) = setup("web_secrets_shown").await else {
+        return;
+    };
+    const SLACK_TOKEN: &str = "xoxb-slack-123";
+    for (uri, body) in [
+        (
+            "/api/v1/connections",
+            json!({"connection_id": "api", "conn_type": "http", "password": PASSWORD}),
+        ),
+        (
+            "/api/v1/variables",
+            json!({"key": "slack_token", "value": SLACK_TOKEN}),
+        ),
+    ] {
+        let created = ctx.send(Method::POST, uri, Some("admin"), Some(body)).await;
+        assert_eq!(created.status, StatusCode::OK, "{}", created.text());
+    }
+    // A task returned what it should not have: the password, the token, a sensitive key.
+    ctx.run_with_output(
+        "r1",
+        &json!({"echo": format!("logged in with {PASSWORD}"), "auth": {"api_key": "plain-key"},
+                "note": format!("{SLACK_TOKEN} seen"), "rows": 3}),
+    )
+    .await;
+    let entry = "/api/v1/dags/web_demo/dagRuns/r1/taskInstances/extract/xcomEntries/return_value";
+    let value = ctx
+        .get(&format!("{entry}?deserialize=true"), "viewer")
+        .await
+        .json()["value"]
+        .clone();
+    assert_eq!(
+        value,
+        json!({"echo": "logged in with ***", "auth": {"api_key": "***"}, "note": "*** seen",
+               "rows": 3})
+    );
+    let as_text = ctx.get(entry, "viewer").await.text();
+    assert!(
+        !as_text.contains(PASSWORD)
+            && !as_text.contains(SLACK_TOKEN)
+            && !as_text.contains("plain-key"),
+        "{as_text}"
+    );
+    // The task downstream still gets the real value: only what is shown is masked.
+    let stored =
+        updraft_orchestrator::store::xcom::get(&ctx.pool, ti_id(&ctx).await, "return_value")
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(stored.value["auth"]["api_key"], "plain-key");
+
+    // A DAG file that quotes the password in a line its error shows.
+    std::fs::write(
+        ctx.dags.path().join("leaky.yaml"),
+        format!("dag_id: leaky\nschedule: \"{PASSWORD}\"\ntasks: []\n"),
+    )
+    .unwrap();
+    ctx.sync_dags().await;
+    let errors = ctx.get("/api/v1/importErrors", "viewer").await;
+    let leaky = errors.json()["import_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|error| {
+            error["filename"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with("leaky.yaml")
+        })
+        .cloned()
+        .expect("leaky.yaml has an import error");
+    let trace = leaky["stack_trace"].as_str().unwrap();
+    assert!(
+        trace.contains("***") && !trace.contains(PASSWORD),
+        "{trace}"
+    );
+    let one = ctx
+        .get(
+            &format!("/api/v1/importErrors/{}", leaky["import_error_id"]),
+            "viewer",
+        )
+        .await;
+    assert!(!one.text().contains(PASSWORD), "{}", one.text());
+    let page = ctx.get("/import-errors", "viewer").await.text();
+    assert!(
+        page.contains("leaky.yaml") && !page.contains(PASSWORD),
+        "{page}"
+    );
+    let raw = updraft_orchestrator::store::import_errors::all(&ctx.pool)
+        .await
+        .unwrap();
+    assert!(
+        raw.iter().any(|error| error.message.contains(PASSWORD)),
+        "the test's premise: the stored error quotes the password"
+    );
+}
+
+async fn ti_id(ctx: &crate::common::Ctx) -> i64 {
+    updraft_orchestrator::store::task_instances::get_view(&ctx.pool, "web_demo", "r1", "extract")
+        .await
+        .unwrap()
+        .expect("the task instance")
+        .id
+}
+
+#[tokio::test]
 async fn variables_crud_with_update_mask() {
     let Some(ctx) = setup("web_secrets_var").await else {
         return;

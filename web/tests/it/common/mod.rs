@@ -63,7 +63,7 @@ pub struct Ctx {
     pub cipher: Cipher,
     pub app: Router,
     /// The DAGs folder the app reads, kept as long as the context.
-    _dags: tempfile::TempDir,
+    pub dags: tempfile::TempDir,
     /// Dropped last (fields drop in order), after the pool.
     _database: TestDatabase,
 }
@@ -164,7 +164,7 @@ pub async fn setup(prefix: &str) -> Option<Ctx> {
         pool,
         cipher,
         app,
-        _dags: dir,
+        dags: dir,
         _database: database,
     })
 }
@@ -238,6 +238,11 @@ impl Ctx {
     /// upstream_failed; then the run is marked queued (a user's mark), so it shows as unfinished.
     /// Returns the run's id.
     pub async fn run_with_tis(&self, run_id: &str) -> i64 {
+        self.run_with_output(run_id, &json!({"rows": 3})).await
+    }
+
+    /// As `run_with_tis`, `extract` returning `output` (its XCom).
+    pub async fn run_with_output(&self, run_id: &str, output: &Value) -> i64 {
         let pool = &self.pool;
         let request = TriggerRequest {
             run_id: Some(run_id.to_string()),
@@ -264,13 +269,8 @@ impl Ctx {
                 .expect("pause");
         }
         let lines = ["hello from extract", "second line"];
-        self.one_try(
-            "extract",
-            TaskState::Success,
-            &lines,
-            Some(&json!({"rows": 3})),
-        )
-        .await;
+        self.one_try("extract", TaskState::Success, &lines, Some(output))
+            .await;
         decide_run_fully(pool, &cache, "web_demo", run.id)
             .await
             .expect("decide");
@@ -326,6 +326,18 @@ impl Ctx {
             .await
             .expect("end the try");
         assert!(ended[0].is_some(), "the try was still ours");
+    }
+
+    /// Reads the DAGs folder again, as the processor does after a file changes.
+    pub async fn sync_dags(&self) {
+        updraft_orchestrator::processor::DagProcessor::new(
+            self.pool.clone(),
+            self.dags.path().to_path_buf(),
+            Arc::new(updraft_operators::builtin_registry()),
+        )
+        .sync_once()
+        .await
+        .expect("sync");
     }
 
     pub async fn is_paused(&self, dag_id: &str) -> bool {
