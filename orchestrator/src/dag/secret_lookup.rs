@@ -25,21 +25,33 @@ fn lookup_error(message: String) -> Error {
     Error::new(ErrorKind::InvalidOperation, message)
 }
 
+/// A stored variable or connection as a try got it: its value, or why no key opens it. The
+/// reason is raised only when a template reads that one, so one unreadable row fails only the
+/// tasks that use it.
+pub type Stored<T> = Result<T, String>;
+
 /// `var`: callable, and `var.value` / `var.json`.
 #[derive(Debug)]
 pub struct Variables {
-    pub stored: Arc<BTreeMap<String, String>>,
+    pub stored: Arc<BTreeMap<String, Stored<String>>>,
     /// Learns the value of every variable with a sensitive name the templates read.
     pub masker: Arc<Masker>,
 }
 
 impl Variables {
-    fn lookup(&self, name: &str) -> Option<String> {
-        let value = std::env::var(variable_env_name(name))
-            .ok()
-            .or_else(|| self.stored.get(name).cloned())?;
+    /// The variable's value (env first, then the store), given to the masker when sensitive;
+    /// `None` when it is set nowhere, an error when the store cannot open it.
+    fn lookup(&self, name: &str) -> Result<Option<String>, Error> {
+        let value = match std::env::var(variable_env_name(name)) {
+            Ok(value) => value,
+            Err(_) => match self.stored.get(name) {
+                Some(Ok(value)) => value.clone(),
+                Some(Err(why)) => return Err(lookup_error(why.clone())),
+                None => return Ok(None),
+            },
+        };
         self.masker.add_variable(name, &value);
-        Some(value)
+        Ok(Some(value))
     }
 
     fn missing(name: &str) -> Error {
@@ -65,7 +77,7 @@ impl Object for Variables {
 
     fn call(self: &Arc<Self>, _: &State<'_, '_>, args: &[JinjaValue]) -> Result<JinjaValue, Error> {
         let (name, default): (String, Option<JinjaValue>) = minijinja::value::from_args(args)?;
-        match (self.lookup(&name), default) {
+        match (self.lookup(&name)?, default) {
             (Some(value), _) => Ok(JinjaValue::from(value)),
             (None, Some(default)) => Ok(default),
             (None, None) => Err(lookup_error(format!(
@@ -86,8 +98,10 @@ struct VariableValues {
 impl Object for VariableValues {
     fn get_value(self: &Arc<Self>, key: &JinjaValue) -> Option<JinjaValue> {
         let name = key.as_str()?;
-        let Some(text) = self.variables.lookup(name) else {
-            return Some(JinjaValue::from(Variables::missing(name)));
+        let text = match self.variables.lookup(name) {
+            Ok(Some(text)) => text,
+            Ok(None) => return Some(JinjaValue::from(Variables::missing(name))),
+            Err(error) => return Some(JinjaValue::from(error)),
         };
         if !self.as_json {
             return Some(JinjaValue::from(text));
@@ -104,7 +118,7 @@ impl Object for VariableValues {
 /// `conn`: callable, and `conn.<id>`.
 #[derive(Debug)]
 pub struct Connections {
-    pub stored: Arc<BTreeMap<String, Connection>>,
+    pub stored: Arc<BTreeMap<String, Stored<Connection>>>,
     /// Learns the password and sensitive extras of every connection the templates read.
     pub masker: Arc<Masker>,
 }
@@ -118,16 +132,13 @@ impl Connections {
             Ok(text) => {
                 Connection::parse(conn_id, &text).map_err(|error| format!("{env_name}: {error}"))?
             }
-            Err(_) => self.stored.get(conn_id).cloned().ok_or_else(|| {
-                format!(
+            Err(_) => self.stored.get(conn_id).cloned().unwrap_or_else(|| {
+                Err(format!(
                     "connection `{conn_id}` is not defined (set env {env_name} or add it: `updraft connections add {conn_id} ...`)"
-                )
+                ))
             })?,
         };
         self.masker.add_connection(&connection);
-        connection
-            .extra_dejson()
-            .map_err(|error| format!("connection `{conn_id}`: {error}"))?;
         Ok(connection)
     }
 

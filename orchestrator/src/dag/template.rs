@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use updraft_secrets::{Connection, Masker};
 
-use super::secret_lookup::{Connections, Variables};
+use super::secret_lookup::{Connections, Stored, Variables};
 
 /// Names available in every template, besides those given per render (`item`, `index`).
 pub const TEMPLATE_NAMES: &[&str] = &[
@@ -107,9 +107,9 @@ pub struct TemplateScope {
     /// Outputs of tasks of the same run (`xcom(task_id)`).
     pub xcom: BTreeMap<String, Value>,
     /// Variables from the store; `UPDRAFT_VAR_<NAME>` env vars take precedence.
-    pub variables: BTreeMap<String, String>,
+    pub variables: BTreeMap<String, Stored<String>>,
     /// Connections from the store; `UPDRAFT_CONN_<ID>` env vars take precedence.
-    pub connections: BTreeMap<String, Connection>,
+    pub connections: BTreeMap<String, Stored<Connection>>,
     /// Learns every secret `var` and `conn` reveal (passwords, sensitive extras and variables).
     pub masker: Arc<Masker>,
 }
@@ -357,7 +357,7 @@ mod tests {
             json!({"body": {"results": [{"name": "Zoë"}, {"name": "Ünal"}]}}),
         );
         let mut variables = BTreeMap::new();
-        variables.insert("from_store".into(), "stored".into());
+        variables.insert("from_store".into(), Ok("stored".into()));
         TemplateRenderer::new(TemplateScope {
             names,
             xcom,
@@ -500,10 +500,10 @@ mod tests {
     #[test]
     fn var_value_and_var_json_read_as_in_airflow() {
         let mut variables = BTreeMap::new();
-        variables.insert("plain".into(), "text".into());
+        variables.insert("plain".into(), Ok("text".into()));
         variables.insert(
             "settings".into(),
-            r#"{"retries": 3, "hosts": ["a", "b"]}"#.into(),
+            Ok(r#"{"retries": 3, "hosts": ["a", "b"]}"#.into()),
         );
         let r = TemplateRenderer::new(TemplateScope {
             variables,
@@ -541,7 +541,7 @@ mod tests {
         )
         .unwrap();
         let r = TemplateRenderer::new(TemplateScope {
-            connections: BTreeMap::from([("stored_api".to_string(), stored)]),
+            connections: BTreeMap::from([("stored_api".to_string(), Ok(stored))]),
             ..TemplateScope::default()
         });
         let none = Map::new();

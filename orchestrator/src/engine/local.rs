@@ -19,6 +19,7 @@ use super::execute::run_try;
 use super::render::TemplateInputs;
 use super::trigger::run_identity;
 use crate::dag::params::{ParamError, resolve_params};
+use crate::dag::secret_lookup::Stored;
 use crate::dag::{Dag, RunType, TaskState};
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -60,9 +61,9 @@ pub struct LocalRunOptions {
     pub conf: Map<String, Value>,
     pub logical_date: DateTime<Utc>,
     /// Variables as the store would give them (`UPDRAFT_VAR_*` env vars still win).
-    pub variables: BTreeMap<String, String>,
+    pub variables: BTreeMap<String, Stored<String>>,
     /// Connections as the store would give them (`UPDRAFT_CONN_*` env vars still win).
-    pub connections: BTreeMap<String, updraft_secrets::Connection>,
+    pub connections: BTreeMap<String, Stored<updraft_secrets::Connection>>,
     /// Where each task's log lines go, by task id.
     pub log_for: LogFor,
     /// Called when a task finishes (to print progress as it happens).

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use updraft_operators::Registry;
 
 use crate::dag::Task;
+use crate::dag::secret_lookup::Stored;
 use crate::dag::template::{TemplateRenderer, TemplateScope};
 
 /// Everything templates can see, gathered before the try starts.
@@ -27,9 +28,9 @@ pub struct TemplateInputs {
     /// Outputs of tasks of the same run, by task id (`xcom('task_id')`).
     pub xcom: BTreeMap<String, Value>,
     /// Variables from the database; `UPDRAFT_VAR_<NAME>` env vars take precedence.
-    pub variables: BTreeMap<String, String>,
+    pub variables: BTreeMap<String, Stored<String>>,
     /// Connections from the database; `UPDRAFT_CONN_<ID>` env vars take precedence.
-    pub connections: BTreeMap<String, updraft_secrets::Connection>,
+    pub connections: BTreeMap<String, Stored<updraft_secrets::Connection>>,
     /// Collects the secrets the templates reveal, to mask them in what the try leaves behind.
     pub masker: Arc<updraft_secrets::Masker>,
 }

@@ -3,6 +3,8 @@
 //! caller can write one in plain text. Without a key a connection can still be stored, but not
 //! its password or extra.
 
+use std::collections::BTreeMap;
+
 use sqlx::PgPool;
 use updraft_secrets::{Cipher, CipherError, Connection, Masker};
 
@@ -225,9 +227,41 @@ pub async fn page(
     Ok(Page { rows, total })
 }
 
-/// Every connection (an export), secrets decrypted.
+async fn all_rows(pool: &PgPool) -> Result<Vec<ConnectionRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ConnectionRow,
+        "SELECT conn_id, conn_type, description, host, port, login, password, schema, extra
+           FROM connection ORDER BY conn_id"
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Every connection (an export), secrets decrypted; one no key opens is an error.
 pub async fn all(pool: &PgPool, cipher: &Cipher) -> Result<Vec<Connection>, SecretStoreError> {
-    Ok(page(pool, cipher, i64::MAX, 0).await?.rows)
+    all_rows(pool)
+        .await?
+        .into_iter()
+        .map(|row| row.open(cipher))
+        .collect()
+}
+
+/// Every connection by id for a try's templates: one no key opens is kept as the reason, so
+/// only the tasks that read it fail.
+pub async fn for_templates(
+    pool: &PgPool,
+    cipher: &Cipher,
+) -> Result<BTreeMap<String, Result<Connection, String>>, sqlx::Error> {
+    Ok(all_rows(pool)
+        .await?
+        .into_iter()
+        .map(|row| {
+            (
+                row.conn_id.clone(),
+                row.open(cipher).map_err(|e| e.to_string()),
+            )
+        })
+        .collect())
 }
 
 /// Every secret the store holds (connection passwords, sensitive extra values, sensitive

@@ -43,16 +43,43 @@ impl VariableRow {
     }
 }
 
-/// Every variable's value, by key.
+async fn all_rows(pool: &PgPool) -> Result<Vec<VariableRow>, sqlx::Error> {
+    sqlx::query_as!(
+        VariableRow,
+        "SELECT key, val, description, is_encrypted FROM variable ORDER BY key"
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Every variable's value, by key; one no key opens is an error.
 pub async fn all(
     pool: &PgPool,
     cipher: &Cipher,
 ) -> Result<BTreeMap<String, String>, SecretStoreError> {
-    Ok(page(pool, cipher, i64::MAX, 0)
+    all_rows(pool)
         .await?
-        .rows
         .into_iter()
-        .map(|variable| (variable.key, variable.value))
+        .map(|row| row.open(cipher).map(|v| (v.key, v.value)))
+        .collect()
+}
+
+/// Every variable's value by key for a try's templates: one no key opens is kept as the
+/// reason, so only the tasks that read it fail.
+pub async fn for_templates(
+    pool: &PgPool,
+    cipher: &Cipher,
+) -> Result<BTreeMap<String, Result<String, String>>, sqlx::Error> {
+    Ok(all_rows(pool)
+        .await?
+        .into_iter()
+        .map(|row| {
+            let key = row.key.clone();
+            (
+                key,
+                row.open(cipher).map(|v| v.value).map_err(|e| e.to_string()),
+            )
+        })
         .collect())
 }
 
@@ -144,13 +171,8 @@ pub(super) async fn sensitive(
     pool: &PgPool,
     cipher: &Cipher,
 ) -> Result<Vec<(String, String)>, sqlx::Error> {
-    let rows = sqlx::query_as!(
-        VariableRow,
-        "SELECT key, val, description, is_encrypted FROM variable"
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
+    Ok(all_rows(pool)
+        .await?
         .into_iter()
         .filter(|row| is_sensitive(&row.key))
         .filter_map(|row| match row.open(cipher) {

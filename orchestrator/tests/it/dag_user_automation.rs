@@ -135,9 +135,10 @@ async fn user_automation_publishes_records_of_exactly_the_seeds_shape() {
     let mut options = LocalRunOptions::new(conf);
     // As a stored variable, not `UPDRAFT_VAR_RANDOMUSER_URL`: tests of this binary run in
     // parallel, and setting the environment while other threads read it is unsound.
-    options
-        .variables
-        .insert("randomuser_url".into(), format!("{}/api/", server.uri()));
+    options.variables.insert(
+        "randomuser_url".into(),
+        Ok(format!("{}/api/", server.uri())),
+    );
     let log = Arc::new(Collect(Mutex::new(Vec::new())));
     let sink = log.clone();
     options.log_for = Box::new(move |_| sink.clone());
@@ -241,7 +242,9 @@ async fn user_automation_takes_its_url_from_a_connection() {
     let connection =
         updraft_secrets::Connection::from_uri("randomuser", &format!("{}/api", server.uri()))
             .unwrap();
-    options.connections.insert("randomuser".into(), connection);
+    options
+        .connections
+        .insert("randomuser".into(), Ok(connection));
     options.log_for = Box::new(|_| Arc::new(Collect(Mutex::new(Vec::new()))));
     let run = run_locally(&dag, &registry, options, CancellationToken::new())
         .await

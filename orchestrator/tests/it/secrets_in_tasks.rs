@@ -1,6 +1,7 @@
 //! Connections and variables reach a task through its templates, and what the task leaves
 //! behind has them masked: a shell task that prints a connection's password, a sensitive extra
-//! and a sensitive variable logs `***`, and its stored rendered config holds none of them.
+//! and a sensitive variable logs `***`, and its stored rendered config holds none of them. A
+//! connection no key opens fails only the tasks that read it.
 
 use updraft_orchestrator::dag::{RunState, TaskState};
 use updraft_orchestrator::store::{connections, variables};
@@ -24,6 +25,16 @@ tasks:
       PW: "{{ conn.warehouse.password }}"
       TOKEN: "{{ conn('warehouse').extra_dejson.token }}"
       VAR: "{{ var.value.api_secret }}"
+"#;
+
+const READS_STALE: &str = r#"
+dag_id: reads_stale
+schedule: null
+is_paused_upon_creation: false
+tasks:
+  - id: read
+    operator: shell
+    command: echo "{{ conn.stale.host }}"
 "#;
 
 #[tokio::test]
@@ -54,7 +65,21 @@ async fn a_task_printing_a_secret_logs_it_masked() {
         };
         variables::set(&env.pool, &cipher, &variable).await.unwrap();
     }
+    // A connection stored with a key the scheduler no longer has: it fails only the task
+    // that reads it.
+    let stale = Connection {
+        conn_id: "stale".into(),
+        conn_type: "http".into(),
+        host: Some("old.example.com".into()),
+        password: Some("lost".into()),
+        ..Connection::default()
+    };
+    let old_key = Cipher::from_keys(&Cipher::generate_key()).unwrap();
+    connections::insert(&env.pool, &old_key, &stale)
+        .await
+        .unwrap();
     env.write_dag("show_secrets", SHOW_SECRETS).await;
+    env.write_dag("reads_stale", READS_STALE).await;
     let mut scheduler = config();
     scheduler.cipher = cipher;
     env.start_scheduler(scheduler);
@@ -86,5 +111,19 @@ async fn a_task_printing_a_secret_logs_it_masked() {
         );
     }
     assert!(rendered.contains("db.internal"), "{rendered}");
+
+    let seen = env.trigger_and_finish("reads_stale").await;
+    assert_eq!(seen.states, vec![RunState::Failed], "{seen:?}");
+    let ti = &seen.task_instances[0];
+    let log: Vec<String> = log_lines(&env.pool, ti)
+        .await
+        .into_iter()
+        .map(|(_, line)| line.line)
+        .collect();
+    assert!(
+        log.iter()
+            .any(|line| line.contains("connection `stale` password")),
+        "the error names the connection it cannot open: {log:?}"
+    );
     env.stop().await;
 }

@@ -156,19 +156,16 @@ impl Executor {
             Default::default()
         };
         let variables = if config_text.contains("var") {
-            variables::all(&self.pool, &self.config.cipher)
+            variables::for_templates(&self.pool, &self.config.cipher)
                 .await
                 .map_err(|error| format!("cannot read variables: {error}"))?
         } else {
             Default::default()
         };
         let connections = if config_text.contains("conn") {
-            connections::all(&self.pool, &self.config.cipher)
+            connections::for_templates(&self.pool, &self.config.cipher)
                 .await
                 .map_err(|error| format!("cannot read connections: {error}"))?
-                .into_iter()
-                .map(|connection| (connection.conn_id.clone(), connection))
-                .collect()
         } else {
             Default::default()
         };
