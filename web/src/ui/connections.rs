@@ -5,13 +5,12 @@
 use askama::Template;
 use axum::Form;
 use axum::extract::State;
-use axum::response::{IntoResponse, Redirect};
 use serde::Deserialize;
 use updraft_orchestrator::store::connections;
 use updraft_secrets::Connection;
 use updraft_secrets::connection::CONN_TYPES;
 
-use super::{CsrfForm, Frame, PageResult, enc, render};
+use super::{CsrfForm, Frame, PageResult, Pager, back_to_list, enc, render, saved_or_deleted};
 use crate::AppState;
 use crate::api::connections::{port, secret_error, try_connection, validate};
 use crate::auth::CurrentUser;
@@ -42,10 +41,7 @@ struct ConnectionListPage {
     rows: Vec<ConnectionRow>,
     notice: Option<String>,
     total: i64,
-    page: i64,
-    pages: i64,
-    prev_href: Option<String>,
-    next_href: Option<String>,
+    pager: Pager,
 }
 
 /// The form's fields as text, exactly as the page shows them.
@@ -213,12 +209,6 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser, params: Para
     let found = connections::page(&state.pool, &state.cipher, PAGE_SIZE, offset)
         .await
         .map_err(secret_error)?;
-    let pages = ((found.total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
-    let notice = match (params.get("saved"), params.get("deleted")) {
-        (Some(id), _) => Some(format!("Saved connection `{id}`.")),
-        (_, Some(id)) => Some(format!("Deleted connection `{id}`.")),
-        _ => None,
-    };
     let frame = Frame::of(&user);
     render(&ConnectionListPage {
         user: frame.user,
@@ -239,12 +229,11 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser, params: Para
                 delete_action: format!("/connections/{}/delete", enc(&c.conn_id)),
             })
             .collect(),
-        notice,
+        notice: saved_or_deleted(&params, "connection"),
         total: found.total,
-        page,
-        pages,
-        prev_href: (page > 1).then(|| format!("/connections?page={}", page - 1)),
-        next_href: (page < pages).then(|| format!("/connections?page={}", page + 1)),
+        pager: Pager::new(page, found.total, PAGE_SIZE, |n| {
+            format!("/connections?page={n}")
+        }),
     })
 }
 
@@ -266,6 +255,20 @@ pub async fn edit(
     render(&page)
 }
 
+/// The form as the user sent it, to show again (after a refusal, with a test's outcome).
+async fn form_again(
+    state: &AppState,
+    user: &CurrentUser,
+    form: ConnectionForm,
+) -> ConnectionFormPage {
+    let existing = text(&form.existing);
+    let mut page = frame_page(user, existing.clone());
+    page.has_password = has_stored_password(state, existing.as_deref()).await;
+    page.typed_password = form.password;
+    page.fields = form.fields;
+    page
+}
+
 /// Add (no `existing`) or save an edit.
 pub async fn save(
     State(state): State<AppState>,
@@ -274,38 +277,27 @@ pub async fn save(
 ) -> PageResult {
     user.check_csrf(&form.csrf_token)?;
     user.require(Role::Admin)?;
-    let existing = text(&form.existing);
-    let mut page = frame_page(&user, existing.clone());
-    page.has_password = has_stored_password(&state, existing.as_deref()).await;
-    let connection = match from_form(&state, &form).await {
-        Ok(connection) => connection,
-        Err(error) => {
-            page.typed_password = form.password;
-            page.fields = form.fields;
-            return refused(page, error);
+    let saved = async {
+        let connection = from_form(&state, &form).await?;
+        let found = if form.existing.is_empty() {
+            connections::insert(&state.pool, &state.cipher, &connection)
+                .await
+                .map(|()| true)
+        } else {
+            connections::update(&state.pool, &state.cipher, &connection).await
+        };
+        match found.map_err(secret_error)? {
+            true => Ok(connection.conn_id),
+            false => Err(AppError::not_found(format!(
+                "no connection `{}`",
+                connection.conn_id
+            ))),
         }
-    };
-    let saved = match &existing {
-        None => connections::insert(&state.pool, &state.cipher, &connection)
-            .await
-            .map(|()| true),
-        Some(_) => connections::update(&state.pool, &state.cipher, &connection).await,
-    };
-    match saved.map_err(secret_error) {
-        Ok(true) => {
-            let query: String = form_urlencoded::Serializer::new(String::new())
-                .append_pair("saved", &connection.conn_id)
-                .finish();
-            Ok(Redirect::to(&format!("/connections?{query}")).into_response())
-        }
-        Ok(false) => {
-            Err(AppError::not_found(format!("no connection `{}`", connection.conn_id)).into())
-        }
-        Err(error) => {
-            page.typed_password = form.password;
-            page.fields = form.fields;
-            refused(page, error)
-        }
+    }
+    .await;
+    match saved {
+        Ok(conn_id) => Ok(back_to_list("/connections", "saved", &conn_id)),
+        Err(error) => refused(form_again(&state, &user, form).await, error),
     }
 }
 
@@ -318,12 +310,8 @@ pub async fn test(
 ) -> PageResult {
     user.check_csrf(&form.csrf_token)?;
     user.require(Role::Admin)?;
-    let existing = text(&form.existing);
-    let mut page = frame_page(&user, existing.clone());
-    page.has_password = has_stored_password(&state, existing.as_deref()).await;
     let connection = from_form(&state, &form).await;
-    page.typed_password = form.password;
-    page.fields = form.fields;
+    let mut page = form_again(&state, &user, form).await;
     match connection {
         Ok(connection) => {
             let outcome = try_connection(&connection).await;
@@ -348,8 +336,5 @@ pub async fn delete(
     if !found {
         return Err(AppError::not_found(format!("no connection `{conn_id}`")).into());
     }
-    let query: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("deleted", &conn_id)
-        .finish();
-    Ok(Redirect::to(&format!("/connections?{query}")).into_response())
+    Ok(back_to_list("/connections", "deleted", &conn_id))
 }

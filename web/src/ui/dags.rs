@@ -14,7 +14,7 @@ use updraft_orchestrator::store::task_instances::{self, GridCell as StoredCell};
 use updraft_orchestrator::store::{runs, versions};
 
 use super::graph::{GraphNode, render_svg};
-use super::{Frame, PageResult, enc, fmt_date, render, safe_next};
+use super::{Frame, PageResult, Pager, enc, fmt_date, render, safe_next};
 use crate::AppState;
 use crate::api::dags::{fetch_dag, set_paused};
 use crate::api::models::timetable_description;
@@ -58,10 +58,7 @@ struct DagListPage {
     tag: String,
     all_tags: Vec<String>,
     total: i64,
-    page: i64,
-    pages: i64,
-    prev_href: Option<String>,
-    next_href: Option<String>,
+    pager: Pager,
     here: String,
     import_errors: i64,
 }
@@ -137,7 +134,6 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser, params: Para
             }
         })
         .collect();
-    let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
     let frame = Frame::of(&user);
     render(&DagListPage {
         user: frame.user,
@@ -145,14 +141,11 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser, params: Para
         csrf: frame.csrf,
         rows,
         here: list_href(&q, &tag, page),
-        prev_href: (page > 1).then(|| list_href(&q, &tag, page - 1)),
-        next_href: (page < pages).then(|| list_href(&q, &tag, page + 1)),
+        pager: Pager::new(page, total, PAGE_SIZE, |n| list_href(&q, &tag, n)),
         q,
         tag,
         all_tags: facets.tags,
         total,
-        page,
-        pages,
         import_errors: facets.import_errors,
     })
 }

@@ -144,6 +144,45 @@ pub fn fmt_duration(seconds: Option<f64>) -> String {
     }
 }
 
+/// Where a paginated list is (`pager.html`): its page, how many there are, links to the
+/// neighbours.
+pub struct Pager {
+    pub page: i64,
+    pub pages: i64,
+    pub prev_href: Option<String>,
+    pub next_href: Option<String>,
+}
+
+impl Pager {
+    /// Page `page` of `total` rows, `page_size` a page; `href(n)` links to page `n`.
+    pub fn new(page: i64, total: i64, page_size: i64, href: impl Fn(i64) -> String) -> Pager {
+        let pages = ((total + page_size - 1) / page_size).max(1);
+        Pager {
+            page,
+            pages,
+            prev_href: (page > 1).then(|| href(page - 1)),
+            next_href: (page < pages).then(|| href(page + 1)),
+        }
+    }
+}
+
+/// The banner of a list page after a form's redirect (`?saved=id`, `?deleted=id`).
+pub fn saved_or_deleted(params: &Params, noun: &str) -> Option<String> {
+    match (params.get("saved"), params.get("deleted")) {
+        (Some(id), _) => Some(format!("Saved {noun} `{id}`.")),
+        (_, Some(id)) => Some(format!("Deleted {noun} `{id}`.")),
+        _ => None,
+    }
+}
+
+/// Back to the list at `path` after a form, saying what happened (`saved` or `deleted`) to `id`.
+pub fn back_to_list(path: &str, what: &str, id: &str) -> Response {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair(what, id)
+        .finish();
+    Redirect::to(&format!("{path}?{query}")).into_response()
+}
+
 pub fn render(template: &impl Template) -> PageResult {
     template
         .render()

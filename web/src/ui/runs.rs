@@ -13,7 +13,7 @@ use updraft_orchestrator::store::import_errors::{self, ImportErrorOrder};
 use updraft_orchestrator::store::logs;
 use updraft_orchestrator::store::task_instances::{self, TaskInstanceView};
 
-use super::{Frame, PageResult, enc, fmt_date, fmt_duration, render};
+use super::{Frame, PageResult, Pager, enc, fmt_date, fmt_duration, render};
 use crate::AppState;
 use crate::api::runs::{fetch_run, parse_settable_state, store_error};
 use crate::api::task_instances::{fetch_ti, format_line};
@@ -300,10 +300,7 @@ struct ImportErrorsPage {
     csrf: String,
     errors: Vec<(String, String, String)>,
     total: i64,
-    page: i64,
-    pages: i64,
-    prev_href: Option<String>,
-    next_href: Option<String>,
+    pager: Pager,
 }
 
 pub async fn import_errors(
@@ -319,7 +316,6 @@ pub async fn import_errors(
         .map_err(AppError::from)?;
     let masker = state.secrets_masker().await?;
     let total = errors.total;
-    let pages = ((total + PAGE - 1) / PAGE).max(1);
     let frame = Frame::of(&user);
     render(&ImportErrorsPage {
         user: frame.user,
@@ -334,9 +330,6 @@ pub async fn import_errors(
             })
             .collect(),
         total,
-        page,
-        pages,
-        prev_href: (page > 1).then(|| format!("/import-errors?page={}", page - 1)),
-        next_href: (page < pages).then(|| format!("/import-errors?page={}", page + 1)),
+        pager: Pager::new(page, total, PAGE, |n| format!("/import-errors?page={n}")),
     })
 }

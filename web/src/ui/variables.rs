@@ -4,12 +4,11 @@
 use askama::Template;
 use axum::Form;
 use axum::extract::State;
-use axum::response::{IntoResponse, Redirect};
 use serde::Deserialize;
 use updraft_orchestrator::store::variables::{self, Variable};
 use updraft_secrets::mask::{MASK, is_sensitive};
 
-use super::{CsrfForm, Frame, PageResult, enc, render};
+use super::{CsrfForm, Frame, PageResult, Pager, back_to_list, enc, render, saved_or_deleted};
 use crate::AppState;
 use crate::api::connections::secret_error;
 use crate::api::variables::check_key;
@@ -41,10 +40,7 @@ struct VariableListPage {
     rows: Vec<VariableRow>,
     notice: Option<String>,
     total: i64,
-    page: i64,
-    pages: i64,
-    prev_href: Option<String>,
-    next_href: Option<String>,
+    pager: Pager,
 }
 
 #[derive(Default, Deserialize)]
@@ -111,12 +107,6 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser, params: Para
     let found = variables::page(&state.pool, &state.cipher, PAGE_SIZE, offset)
         .await
         .map_err(secret_error)?;
-    let pages = ((found.total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
-    let notice = match (params.get("saved"), params.get("deleted")) {
-        (Some(key), _) => Some(format!("Saved variable `{key}`.")),
-        (_, Some(key)) => Some(format!("Deleted variable `{key}`.")),
-        _ => None,
-    };
     let frame = Frame::of(&user);
     render(&VariableListPage {
         user: frame.user,
@@ -134,12 +124,11 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser, params: Para
                 delete_action: format!("/variables/{}/delete", enc(&v.key)),
             })
             .collect(),
-        notice,
+        notice: saved_or_deleted(&params, "variable"),
         total: found.total,
-        page,
-        pages,
-        prev_href: (page > 1).then(|| format!("/variables?page={}", page - 1)),
-        next_href: (page < pages).then(|| format!("/variables?page={}", page + 1)),
+        pager: Pager::new(page, found.total, PAGE_SIZE, |n| {
+            format!("/variables?page={n}")
+        }),
     })
 }
 
@@ -205,12 +194,7 @@ pub async fn save(
     }
     .await;
     match outcome {
-        Ok(()) => {
-            let query: String = form_urlencoded::Serializer::new(String::new())
-                .append_pair("saved", &key)
-                .finish();
-            Ok(Redirect::to(&format!("/variables?{query}")).into_response())
-        }
+        Ok(()) => Ok(back_to_list("/variables", "saved", &key)),
         Err(error) if error.status_code().is_client_error() => {
             page.error = Some(error.problem().detail.unwrap_or_default());
             page.key = form.key;
@@ -239,8 +223,5 @@ pub async fn delete(
     if !found {
         return Err(AppError::not_found(format!("no variable `{key}`")).into());
     }
-    let query: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("deleted", &key)
-        .finish();
-    Ok(Redirect::to(&format!("/variables?{query}")).into_response())
+    Ok(back_to_list("/variables", "deleted", &key))
 }

@@ -456,17 +456,9 @@ async fn repeated_failed_logins_lock_the_name_without_checking_passwords() {
     // The login form says the same for that name; other users are not affected.
     let (csrf_cookie, csrf) = ctx.login_csrf().await;
     let body = format!("username=viewer&password=guess&next=%2Fdags&csrf_token={csrf}");
-    let form = ctx
-        .raw(
-            Request::post("/login")
-                .header(header::COOKIE, csrf_cookie)
-                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(Body::from(body))
-                .unwrap(),
-        )
-        .await;
-    assert_eq!(form.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(form.text().contains("too many failed logins"));
+    let refused = form(&ctx, &csrf_cookie, "/login", body).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.text().contains("too many failed logins"));
     let other = get_dags_as(&ctx, &crate::common::basic("admin")).await;
     assert_eq!(other.status, StatusCode::OK);
 }
