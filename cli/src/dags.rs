@@ -8,7 +8,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
+use updraft_operators::Registry;
 use updraft_orchestrator::dag::folder::{load_paths, resolve_dag};
+use updraft_orchestrator::dag::schema::dag_schema_text;
 use updraft_orchestrator::dag::tasks::TRIGGER_RULES;
 use updraft_orchestrator::dag::{Dag, Schedule, TaskState, parse_logical_date};
 use updraft_orchestrator::engine::local::{LocalRunOptions, LocalTaskResult, run_locally};
@@ -21,6 +23,9 @@ pub enum DagsCommand {
     Show(ShowArgs),
     /// Run a DAG once in-process, in dependency order, without scheduler or database.
     Test(TestArgs),
+    /// Print the JSON Schema of DAG files (built-in and plugin operators) for editors:
+    /// `updraft dags schema > dags/schema.json`.
+    Schema(DagsFolder),
     /// DAGs in the database, with paused state and import errors.
     List(crate::dag_runs::DbArgs),
     /// Create a manual run.
@@ -43,6 +48,15 @@ pub struct DagsFolder {
         default_value = "dags"
     )]
     pub path: PathBuf,
+    /// The operators DAG files may name: the built-in ones and these plugins'.
+    #[command(flatten)]
+    pub plugins: crate::plugins::PluginsFolder,
+}
+
+impl DagsFolder {
+    async fn registry(&self) -> Registry {
+        crate::plugins::registry_for_cli(&self.plugins.plugins_folder).await
+    }
 }
 
 #[derive(Args)]
@@ -88,9 +102,13 @@ pub struct TestArgs {
 
 pub async fn run(command: DagsCommand) -> anyhow::Result<()> {
     match command {
-        DagsCommand::Validate(args) => validate(args),
-        DagsCommand::Show(args) => show(args),
+        DagsCommand::Validate(args) => validate(args).await,
+        DagsCommand::Show(args) => show(args).await,
         DagsCommand::Test(args) => test(args).await,
+        DagsCommand::Schema(folder) => {
+            print!("{}", dag_schema_text(&folder.registry().await));
+            Ok(())
+        }
         DagsCommand::List(args) => crate::dag_runs::list(args).await,
         DagsCommand::Trigger(args) => crate::dag_runs::trigger(args).await,
         DagsCommand::Pause(args) => crate::dag_runs::pause(args, true).await,
@@ -106,13 +124,14 @@ fn fail() -> ! {
     std::process::exit(1)
 }
 
-fn validate(args: ValidateArgs) -> anyhow::Result<()> {
+async fn validate(args: ValidateArgs) -> anyhow::Result<()> {
+    let registry = args.folder.registry().await;
     let paths = if args.paths.is_empty() {
         vec![args.folder.path]
     } else {
         args.paths
     };
-    let load = load_paths(&paths, &updraft_operators::builtin_registry());
+    let load = load_paths(&paths, &registry);
     let diagnostics: Vec<_> = load
         .errors
         .iter()
@@ -148,8 +167,8 @@ fn validate(args: ValidateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load(dag: &str, folder: &DagsFolder) -> Dag {
-    match resolve_dag(dag, &folder.path, &updraft_operators::builtin_registry()) {
+fn load(dag: &str, folder: &DagsFolder, registry: &Registry) -> Dag {
+    match resolve_dag(dag, &folder.path, registry) {
         Ok(loaded) => loaded.dag,
         Err(messages) => {
             for message in messages {
@@ -160,8 +179,8 @@ fn load(dag: &str, folder: &DagsFolder) -> Dag {
     }
 }
 
-fn show(args: ShowArgs) -> anyhow::Result<()> {
-    let dag = load(&args.dag, &args.folder);
+async fn show(args: ShowArgs) -> anyhow::Result<()> {
+    let dag = load(&args.dag, &args.folder, &args.folder.registry().await);
     if args.dot {
         print!("{}", dot(&dag));
         return Ok(());
@@ -238,7 +257,8 @@ fn dot(dag: &Dag) -> String {
 }
 
 async fn test(args: TestArgs) -> anyhow::Result<()> {
-    let dag = load(&args.dag, &args.folder);
+    let registry = args.folder.registry().await;
+    let dag = load(&args.dag, &args.folder, &registry);
     let conf: Map<String, Value> = match &args.conf {
         Some(text) => serde_json::from_str(text).context("--conf must be a JSON object")?,
         None => Map::new(),
@@ -257,7 +277,6 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
         }
     });
     println!("testing DAG `{}` ({} tasks)", dag.dag_id, dag.tasks.len());
-    let registry = updraft_operators::builtin_registry();
     let run = run_locally(&dag, &registry, options, cancel).await?;
     let failed = run
         .tasks

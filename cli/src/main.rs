@@ -2,6 +2,7 @@ use clap::{Parser, Subcommand};
 
 mod dag_runs;
 mod dags;
+mod plugins;
 mod secrets;
 mod serve;
 
@@ -50,6 +51,11 @@ enum Command {
     Secrets {
         #[command(subcommand)]
         command: secrets::SecretsCommand,
+    },
+    /// Operator plugins: programs in any language found in the plugins folder.
+    Plugins {
+        #[command(subcommand)]
+        command: plugins::PluginsCommand,
     },
     /// Database maintenance.
     Db {
@@ -106,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Connections { command } => secrets::connections(command).await?,
         Command::Variables { command } => secrets::variables(command).await?,
         Command::Secrets { command } => secrets::secrets(command).await?,
+        Command::Plugins { command } => plugins::run(command).await?,
         Command::Tasks {
             command: TasksCommand::Clear(args),
         } => dag_runs::clear(args).await?,

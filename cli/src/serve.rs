@@ -22,6 +22,8 @@ pub struct SchedulerArgs {
     db: DbArgs,
     #[arg(long, env = "UPDRAFT_DAGS_FOLDER", default_value = "dags")]
     dags_folder: PathBuf,
+    #[command(flatten)]
+    plugins: crate::plugins::PluginsFolder,
     /// Tries running at once in this process.
     #[arg(long, env = "UPDRAFT_PARALLELISM", default_value_t = 32)]
     parallelism: usize,
@@ -111,12 +113,20 @@ fn shutdown_token() -> CancellationToken {
     cancel
 }
 
-fn spawn_components(
+async fn spawn_components(
     pool: &PgPool,
     args: &SchedulerArgs,
     cancel: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let registry = Arc::new(updraft_operators::builtin_registry());
+    let (registry, discovery) = crate::plugins::registry(&args.plugins.plugins_folder).await;
+    for plugin in &discovery.plugins {
+        let manifest = &plugin.manifest;
+        tracing::info!(plugin = %manifest.name, version = %manifest.version, operators = ?manifest.operators, "plugin loaded");
+    }
+    for error in &discovery.errors {
+        tracing::error!(%error, "plugin not loaded");
+    }
+    let registry = Arc::new(registry);
     let mut tasks = Vec::new();
     if !args.no_processor {
         let processor = DagProcessor::new(
@@ -167,7 +177,7 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     else {
         return Ok(());
     };
-    for task in spawn_components(&pool, &args, &cancel) {
+    for task in spawn_components(&pool, &args, &cancel).await {
         let _ = task.await;
     }
     Ok(())
@@ -180,7 +190,7 @@ pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     let Some(pool) = connect_and_migrate(url, pool_size(&args.scheduler), &cancel).await else {
         return Ok(());
     };
-    let mut tasks = spawn_components(&pool, &args.scheduler, &cancel);
+    let mut tasks = spawn_components(&pool, &args.scheduler, &cancel).await;
     let folder = args.scheduler.dags_folder.clone();
     tasks.push(spawn_web(&pool, args.bind, folder, &cancel).await?);
     for task in tasks {

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use updraft_secrets::Connection;
@@ -11,6 +12,12 @@ pub struct TaskIdentity {
     pub run_id: String,
     pub task_id: String,
     pub try_number: u32,
+    /// The run's logical date and data interval, RFC 3339.
+    pub logical_date: String,
+    pub data_interval_start: String,
+    pub data_interval_end: String,
+    /// The run's params: the DAG's defaults with the run's conf applied.
+    pub params: Map<String, Value>,
 }
 
 /// Where a try's log lines go (the task log in the database, or stdout for `dags test`).
@@ -46,11 +53,32 @@ pub trait Renderer: Send + Sync {
     }
 }
 
+/// Where a try's XCom entries besides its return value go (a plugin's `xcom` lines).
+#[async_trait]
+pub trait XComSink: Send + Sync {
+    /// Stores `value` under `key` for this try; `return_value` is the result's and refused.
+    async fn push(&self, key: &str, value: Value) -> Result<(), String>;
+}
+
+/// Writes XCom entries to the try's log instead of storing them (`dags test`, tests).
+pub struct LoggedXCom {
+    pub log: Arc<dyn LogSink>,
+}
+
+#[async_trait]
+impl XComSink for LoggedXCom {
+    async fn push(&self, key: &str, value: Value) -> Result<(), String> {
+        self.log.write_line(&format!("xcom `{key}` = {value}"));
+        Ok(())
+    }
+}
+
 /// What an operator gets besides its config.
 #[derive(Clone)]
 pub struct TaskContext {
     pub identity: TaskIdentity,
     pub log: Arc<dyn LogSink>,
+    pub xcom: Arc<dyn XComSink>,
     pub cancel: CancellationToken,
     pub renderer: Arc<dyn Renderer>,
 }

@@ -5,13 +5,16 @@
 //! becomes the task's XCom. It knows nothing of the database or the scheduler.
 //!
 //! Adding an operator: write `src/<name>.rs` with a type implementing [`Operator`], then add one
-//! line to the `builtin_operators!` list below.
+//! line to the `builtin_operators!` list below. Operators in other languages come as plugins
+//! ([`plugins`]): a program speaking a JSON protocol, found at start-up.
 
 mod context;
 pub mod fields;
+pub mod plugins;
+mod process;
 mod registry;
 
-pub use context::{LogSink, Renderer, StdoutLog, TaskContext, TaskIdentity};
+pub use context::{LogSink, LoggedXCom, Renderer, StdoutLog, TaskContext, TaskIdentity, XComSink};
 pub use registry::{OperatorKind, Registry};
 
 use async_trait::async_trait;

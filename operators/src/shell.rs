@@ -4,27 +4,21 @@
 //! even when that is killed with SIGKILL (see `ProcessGroup`).
 
 use std::collections::BTreeMap;
-use std::os::unix::process::ExitStatusExt;
-use std::process::{ExitStatus, Stdio};
-use std::time::Duration;
+use std::process::Stdio;
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::process::Command;
+use tokio::time::{Instant, sleep_until};
 
 use crate::fields::{DurationValue, Templated, Text, excerpt};
+use crate::process::{
+    Line, ProcessGroup, Stream, describe_exit, drain, read_output, withhold_updraft_settings,
+};
 use crate::{Operator, OperatorError, TaskContext};
 
-/// Time between SIGTERM and SIGKILL.
-const KILL_GRACE: Duration = Duration::from_secs(5);
-/// How long to wait for output after the shell exits (background children may hold the pipes).
-const DRAIN_WAIT: Duration = Duration::from_secs(2);
 /// Longer output lines are split, so a binary blob cannot exhaust memory.
 const MAX_LINE_BYTES: usize = 64 * 1024;
 const STDERR_PREFIX: &str = "[stderr] ";
@@ -60,11 +54,6 @@ pub struct ShellConfig {
 
 fn default_true() -> bool {
     true
-}
-
-/// Whether a variable of the worker's environment is Updraft's own (withheld from tasks).
-fn is_updraft_setting(name: &str) -> bool {
-    name == "DATABASE_URL" || name.starts_with("UPDRAFT_")
 }
 
 #[async_trait]
@@ -103,18 +92,7 @@ impl Operator for ShellOperator {
             .process_group(group.pgid)
             .spawn()
             .map_err(|error| OperatorError::Failed(format!("cannot start {label}: {error}")))?;
-        let (lines_tx, mut lines) = mpsc::channel::<(Stream, String)>(256);
-        let mut readers = JoinSet::new();
-        if let Some(stdout) = child.stdout.take() {
-            readers.spawn(forward_lines(
-                BufReader::new(stdout),
-                Stream::Out,
-                lines_tx.clone(),
-            ));
-        }
-        if let Some(stderr) = child.stderr.take() {
-            readers.spawn(forward_lines(BufReader::new(stderr), Stream::Err, lines_tx));
-        }
+        let (mut lines, mut readers) = read_output(&mut child, MAX_LINE_BYTES, MAX_LINE_BYTES);
 
         let mut last = LastLines::default();
         let deadline = time_limit.map(|limit| Instant::now() + limit);
@@ -132,7 +110,7 @@ impl Operator for ShellOperator {
                     group.terminate(&mut child).await;
                     return Err(OperatorError::Failed(format!("{label} timed out after {limit:?} and was killed")));
                 }
-                Some((stream, line)) = lines.recv() => last.record(ctx, stream, line),
+                Some(line) = lines.recv() => last.record(ctx, line),
                 status = child.wait() => break status.map_err(|error| {
                     OperatorError::Failed(format!("waiting for {label}: {error}"))
                 })?,
@@ -141,15 +119,14 @@ impl Operator for ShellOperator {
 
         // The shell is gone; take the output still buffered, but do not wait on background
         // processes that keep the pipes open.
-        if !drain(&mut lines, &mut last, ctx).await {
+        if !drain(&mut lines, |line| last.record(ctx, line)).await {
             ctx.log("processes started by the command still hold its output: killing them");
             group.signal(libc::SIGKILL);
-            drain(&mut lines, &mut last, ctx).await;
+            drain(&mut lines, |line| last.record(ctx, line)).await;
         }
         readers.abort_all();
         // A task's processes do not outlive it (use `setsid` to start a daemon on purpose).
-        group.signal(libc::SIGKILL);
-        group.disarm();
+        group.finish();
 
         let exit_code = status.code();
         if exit_code == Some(0) {
@@ -184,13 +161,7 @@ async fn build_command(
     let label = format!("`{}`", excerpt(first_line, 80));
 
     if config.inherit_env {
-        // Updraft's own settings and secrets (its database, passwords, keys, variables) are
-        // never a task's: a DAG passes what a task needs through `env`.
-        for (name, _) in std::env::vars_os() {
-            if is_updraft_setting(&name.to_string_lossy()) {
-                command.env_remove(&name);
-            }
-        }
+        withhold_updraft_settings(&mut command);
     } else {
         command.env_clear();
     }
@@ -228,12 +199,6 @@ async fn build_command(
     Ok((command, label))
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Stream {
-    Out,
-    Err,
-}
-
 /// The last non-empty line of each stream, for the output and the error message.
 #[derive(Default)]
 struct LastLines {
@@ -242,7 +207,7 @@ struct LastLines {
 }
 
 impl LastLines {
-    fn record(&mut self, ctx: &TaskContext, stream: Stream, line: String) {
+    fn record(&mut self, ctx: &TaskContext, Line { stream, text: line, .. }: Line) {
         match stream {
             Stream::Out => ctx.log(&line),
             Stream::Err => ctx.log(format!("{STDERR_PREFIX}{line}")),
@@ -257,170 +222,9 @@ impl LastLines {
     }
 }
 
-/// Receives lines until both streams end (true) or `DRAIN_WAIT` passes (false).
-async fn drain(
-    lines: &mut mpsc::Receiver<(Stream, String)>,
-    last: &mut LastLines,
-    ctx: &TaskContext,
-) -> bool {
-    let until = Instant::now() + DRAIN_WAIT;
-    loop {
-        match timeout(
-            until.saturating_duration_since(Instant::now()),
-            lines.recv(),
-        )
-        .await
-        {
-            Ok(Some((stream, line))) => last.record(ctx, stream, line),
-            Ok(None) => return true,
-            Err(_) => return false,
-        }
-    }
-}
-
-/// Sends each line of `reader` (lossy UTF-8, without its line ending) until end of file.
-async fn forward_lines<R: AsyncBufRead + Unpin>(
-    mut reader: R,
-    stream: Stream,
-    sink: mpsc::Sender<(Stream, String)>,
-) {
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match read_line_capped(&mut reader, &mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                while matches!(line.last(), Some(b'\n' | b'\r')) {
-                    line.pop();
-                }
-                let text = String::from_utf8_lossy(&line).into_owned();
-                if sink.send((stream, text)).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// Like `read_until(b'\n')`, but stops at `MAX_LINE_BYTES`. Returns the bytes read.
-async fn read_line_capped<R: AsyncBufRead + Unpin>(
-    reader: &mut R,
-    line: &mut Vec<u8>,
-) -> std::io::Result<usize> {
-    let mut total = 0;
-    loop {
-        let available = reader.fill_buf().await?;
-        if available.is_empty() {
-            return Ok(total);
-        }
-        let room = MAX_LINE_BYTES - line.len();
-        let (taken, done) = match available.iter().take(room).position(|byte| *byte == b'\n') {
-            Some(newline) => (newline + 1, true),
-            None => {
-                let taken = available.len().min(room);
-                (taken, line.len() + taken >= MAX_LINE_BYTES)
-            }
-        };
-        line.extend_from_slice(&available[..taken]);
-        reader.consume(taken);
-        total += taken;
-        if done {
-            return Ok(total);
-        }
-    }
-}
-
-fn describe_exit(status: ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with code {code}"),
-        (None, Some(signal)) => format!("was killed by signal {signal}"),
-        (None, None) => format!("ended with {status}"),
-    }
-}
-
-/// The leader of a task's process group: a shell that ignores the polite signals and blocks
-/// reading a pipe only this process writes to. When this process ends in any way, SIGKILL
-/// included, the kernel closes the pipe and the watchdog kills the group: a retry started
-/// elsewhere never overlaps processes of the old try. (`PR_SET_PDEATHSIG` would not do: it fires
-/// when the spawning *thread* exits, and tokio's blocking threads come and go.)
-const WATCHDOG: &str = "trap '' HUP INT TERM; read -r _; kill -9 0";
-
-/// The task's process group, led by the watchdog; SIGKILLed on drop unless disarmed, so a try
-/// dropped from outside (the orchestrator's timeout) leaves no processes behind.
-struct ProcessGroup {
-    pgid: i32,
-    armed: bool,
-    /// Holds the write end of the watchdog's pipe (its stdin) open while the try runs.
-    _watchdog: Child,
-}
-
-impl ProcessGroup {
-    fn start() -> std::io::Result<Self> {
-        // The pipe's write end is close-on-exec, so the task's processes do not hold it.
-        let watchdog = Command::new("/bin/sh")
-            .args(["-c", WATCHDOG])
-            .env_clear()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()?;
-        let pgid = watchdog
-            .id()
-            .and_then(|pid| i32::try_from(pid).ok())
-            .ok_or_else(|| std::io::Error::other("the watchdog has no pid"))?;
-        Ok(ProcessGroup {
-            pgid,
-            armed: true,
-            _watchdog: watchdog,
-        })
-    }
-
-    fn signal(&self, signal: i32) {
-        if self.armed && self.pgid > 0 {
-            // SAFETY: kill(2) takes plain integers; a negative pid addresses the process group.
-            unsafe {
-                libc::kill(-self.pgid, signal);
-            }
-        }
-    }
-
-    /// SIGTERM, wait up to `KILL_GRACE` for the shell to exit, then SIGKILL.
-    async fn terminate(&self, child: &mut Child) {
-        self.signal(libc::SIGTERM);
-        if timeout(KILL_GRACE, child.wait()).await.is_err() {
-            self.signal(libc::SIGKILL);
-            let _ = child.wait().await;
-        }
-        // Stragglers in the group that ignored SIGTERM, and the watchdog.
-        self.signal(libc::SIGKILL);
-    }
-
-    fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        self.signal(libc::SIGKILL);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn updrafts_own_settings_are_told_apart() {
-        for name in ["DATABASE_URL", "UPDRAFT_ADMIN_PASSWORD", "UPDRAFT_VAR_API_KEY"] {
-            assert!(is_updraft_setting(name), "{name}");
-        }
-        for name in ["PATH", "HOME", "KAFKA_BOOTSTRAP_SERVERS"] {
-            assert!(!is_updraft_setting(name), "{name}");
-        }
-    }
 
     #[test]
     fn exactly_one_of_command_and_script() {
@@ -445,22 +249,5 @@ mod tests {
                 .unwrap_err()
                 .contains("empty")
         );
-    }
-
-    #[tokio::test]
-    async fn long_lines_are_split_at_the_cap() {
-        let mut data = vec![b'x'; MAX_LINE_BYTES + 10];
-        data.extend_from_slice(b"\nend\n");
-        let mut reader = BufReader::new(&data[..]);
-        let mut line = Vec::new();
-        assert_eq!(
-            read_line_capped(&mut reader, &mut line).await.unwrap(),
-            MAX_LINE_BYTES
-        );
-        line.clear();
-        assert_eq!(read_line_capped(&mut reader, &mut line).await.unwrap(), 11);
-        line.clear();
-        read_line_capped(&mut reader, &mut line).await.unwrap();
-        assert_eq!(line, b"end\n");
     }
 }

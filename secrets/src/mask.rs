@@ -128,7 +128,8 @@ impl Masker {
         }
     }
 
-    fn add_all_strings(&self, value: &Value) {
+    /// Every string (and number) of `value`, at any depth: a whole value that is secret.
+    pub fn add_all_strings(&self, value: &Value) {
         match value {
             Value::String(text) => self.add(text),
             Value::Number(number) => self.add(&number.to_string()),

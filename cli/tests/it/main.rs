@@ -7,6 +7,7 @@ mod dag_removed;
 mod db_outage;
 mod graceful_stop;
 mod killed_shell;
+mod plugins;
 mod roles;
 #[path = "../../../orchestrator/tests/support/runs.rs"]
 mod runs;

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use updraft_operators::{
-    LogSink, OperatorError, Renderer, TaskContext, TaskIdentity, builtin_registry,
+    LogSink, OperatorError, Renderer, TaskContext, TaskIdentity, XComSink, builtin_registry,
 };
 
 /// Keeps every log line, in order.
@@ -23,6 +23,26 @@ impl CaptureLog {
 impl LogSink for CaptureLog {
     fn write_line(&self, line: &str) {
         self.lines.lock().unwrap().push(line.to_string());
+    }
+}
+
+/// Keeps every XCom entry pushed, in order.
+#[derive(Default)]
+pub struct CaptureXCom {
+    entries: Mutex<Vec<(String, Value)>>,
+}
+
+impl CaptureXCom {
+    pub fn entries(&self) -> Vec<(String, Value)> {
+        self.entries.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl XComSink for CaptureXCom {
+    async fn push(&self, key: &str, value: Value) -> Result<(), String> {
+        self.entries.lock().unwrap().push((key.to_string(), value));
+        Ok(())
     }
 }
 
@@ -85,23 +105,30 @@ fn render_text(text: &str, locals: &Map<String, Value>) -> Result<Value, String>
 
 pub struct Harness {
     pub log: Arc<CaptureLog>,
+    pub xcom: Arc<CaptureXCom>,
     pub ctx: TaskContext,
 }
 
 pub fn harness(task_id: &str) -> Harness {
     let log = Arc::new(CaptureLog::default());
+    let xcom = Arc::new(CaptureXCom::default());
     let ctx = TaskContext {
         identity: TaskIdentity {
             dag_id: "operators_test".into(),
             run_id: "manual__test".into(),
             task_id: task_id.into(),
             try_number: 1,
+            logical_date: "2024-01-01T00:00:00+00:00".into(),
+            data_interval_start: "2024-01-01T00:00:00+00:00".into(),
+            data_interval_end: "2024-01-02T00:00:00+00:00".into(),
+            params: Map::new(),
         },
         log: log.clone(),
+        xcom: xcom.clone(),
         cancel: CancellationToken::new(),
         renderer: Arc::new(PathRenderer),
     };
-    Harness { log, ctx }
+    Harness { log, xcom, ctx }
 }
 
 /// Runs an operator through the registry, as the orchestrator does (validate, then execute).

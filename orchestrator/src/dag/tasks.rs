@@ -169,6 +169,13 @@ pub fn build_tasks(
                                 properties,
                             );
                         }
+                        None if registry.unavailable(name).is_some() => {
+                            let reason = registry.unavailable(name).unwrap_or_default();
+                            reader.error(
+                                op_entry.value.pos,
+                                format!("{context}: operator `{name}` is missing: its plugin did not load: {reason}"),
+                            );
+                        }
                         None => {
                             let names = registry.names();
                             let hint = suggest(name, &names)
@@ -211,14 +218,14 @@ pub fn build_tasks(
 /// Operators' field names, from their config schemas (computed once per file).
 #[derive(Default)]
 struct OperatorFields {
-    by_operator: HashMap<&'static str, Option<Vec<String>>>,
+    by_operator: HashMap<String, Option<Vec<String>>>,
 }
 
 impl OperatorFields {
     /// The field names, or `None` when the schema does not close the set of fields.
     fn properties(&mut self, operator: &dyn OperatorKind) -> Option<&[String]> {
         self.by_operator
-            .entry(operator.name())
+            .entry(operator.name().to_string())
             .or_insert_with(|| {
                 let schema = operator.config_schema().to_value();
                 let closed = schema.get("additionalProperties") == Some(&Value::Bool(false));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use updraft_operators::{LogSink, OperatorError, Registry, TaskContext, TaskIdentity};
+use updraft_operators::{LogSink, OperatorError, Registry, TaskContext, TaskIdentity, XComSink};
 
 use super::render::{RenderError, Rendered, TemplateInputs, render};
 use crate::dag::Task;
@@ -32,6 +32,7 @@ pub async fn run_try(
     registry: &Registry,
     inputs: &TemplateInputs,
     log: Arc<dyn LogSink>,
+    xcom: Arc<dyn XComSink>,
     cancel: CancellationToken,
 ) -> (Result<Value, TryError>, Option<Value>) {
     let rendered = match render(task, registry, inputs) {
@@ -44,8 +45,12 @@ pub async fn run_try(
         run_id: inputs.run_id.clone(),
         task_id: task.task_id.clone(),
         try_number: inputs.try_number,
+        logical_date: inputs.logical_date.to_rfc3339(),
+        data_interval_start: inputs.data_interval_start.to_rfc3339(),
+        data_interval_end: inputs.data_interval_end.to_rfc3339(),
+        params: inputs.params.clone(),
     };
-    let outcome = execute(task, registry, identity, rendered, log, cancel).await;
+    let outcome = execute(task, registry, identity, rendered, log, xcom, cancel).await;
     (outcome, Some(config))
 }
 
@@ -56,6 +61,7 @@ pub async fn execute(
     identity: TaskIdentity,
     rendered: Rendered,
     log: Arc<dyn LogSink>,
+    xcom: Arc<dyn XComSink>,
     cancel: CancellationToken,
 ) -> Result<Value, TryError> {
     let operator = registry
@@ -66,6 +72,7 @@ pub async fn execute(
     let ctx = TaskContext {
         identity,
         log,
+        xcom,
         cancel: operator_cancel.clone(),
         renderer: rendered.renderer,
     };
@@ -102,6 +109,12 @@ mod tests {
         fn write_line(&self, _line: &str) {}
     }
 
+    fn no_xcom() -> Arc<dyn XComSink> {
+        Arc::new(updraft_operators::LoggedXCom {
+            log: Arc::new(Silent),
+        })
+    }
+
     #[tokio::test]
     async fn a_failing_template_fails_the_try_without_running_the_operator() {
         let registry = updraft_operators::builtin_registry();
@@ -112,6 +125,7 @@ mod tests {
             &registry,
             &inputs(),
             Arc::new(Silent),
+            no_xcom(),
             CancellationToken::new(),
         )
         .await;
@@ -137,6 +151,7 @@ mod tests {
             &registry,
             &inputs(),
             Arc::new(Silent),
+            no_xcom(),
             CancellationToken::new(),
         )
         .await;
@@ -147,7 +162,15 @@ mod tests {
         let no_limit = task("shell", serde_json::json!({"command": "sleep 30"}), None);
         let trigger = cancel.clone();
         let running = tokio::spawn(async move {
-            run_try(&no_limit, &registry, &inputs(), Arc::new(Silent), cancel).await
+            run_try(
+                &no_limit,
+                &registry,
+                &inputs(),
+                Arc::new(Silent),
+                no_xcom(),
+                cancel,
+            )
+            .await
         });
         trigger.cancel();
         let (result, _) = running.await.unwrap();
@@ -166,6 +189,7 @@ mod tests {
             &registry,
             &inputs(),
             Arc::new(Silent),
+            no_xcom(),
             CancellationToken::new(),
         )
         .await;

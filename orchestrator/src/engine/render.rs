@@ -101,6 +101,7 @@ pub fn render(
     let renderer = Arc::new(TemplateRenderer::new(inputs.scope()));
     let deferred = operator.deferred_fields();
     let shell = operator.shell_fields();
+    let secret = operator.secret_fields();
     let Value::Object(fields) = &task.config else {
         return Ok(Rendered {
             config: task.config.clone(),
@@ -123,6 +124,9 @@ pub fn render(
                 .render_value(value, &none)
                 .map_err(template_error)?,
         };
+        if secret.contains(&field.as_str()) {
+            inputs.masker.add_all_strings(&value);
+        }
         config.insert(field.clone(), value);
     }
     Ok(Rendered {

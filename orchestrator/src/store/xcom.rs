@@ -36,6 +36,25 @@ pub async fn return_values(
         .collect())
 }
 
+/// Stores one entry of a running try (a key besides `return_value`, which the try's end writes).
+pub async fn push(
+    pool: &PgPool,
+    task_instance_id: i64,
+    key: &str,
+    value: &Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO xcom (task_instance_id, key, value) VALUES ($1, $2, $3)
+         ON CONFLICT (task_instance_id, key) DO UPDATE SET value = EXCLUDED.value",
+        task_instance_id,
+        key,
+        value,
+    )
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
 /// A new try starts without the previous try's outputs (as in Airflow).
 pub async fn clear_for_new_try(pool: &PgPool, task_instance_id: i64) -> Result<(), sqlx::Error> {
     sqlx::query!(

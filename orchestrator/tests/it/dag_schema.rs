@@ -1,5 +1,6 @@
-//! `dags/schema.json` is generated from the spec types and the operators' configs; these tests
-//! keep the committed file fresh and its keys equal to the parser's.
+//! `dags/schema.json` is generated from the spec types and the operators' configs (the built-in
+//! ones and the plugins in `plugins/`, as `updraft dags schema` run at the top of the repository
+//! prints it); these tests keep the committed file fresh and its keys equal to the parser's.
 //! Regenerate with: `UPDATE_SCHEMA=1 cargo test -p updraft-orchestrator --test it dag_schema::`
 
 use std::collections::BTreeSet;
@@ -11,9 +12,25 @@ use updraft_orchestrator::dag::tasks::TASK_KEYS;
 
 const SCHEMA_PATH: &str = "../dags/schema.json";
 
-#[test]
-fn schema_file_is_up_to_date() {
-    let generated = dag_schema_text(&updraft_operators::builtin_registry());
+/// The built-in operators and the repository's plugins.
+async fn registry_with_plugins() -> updraft_operators::Registry {
+    let mut registry = updraft_operators::builtin_registry();
+    let discovery =
+        updraft_operators::plugins::discover(std::path::Path::new("../plugins"), &registry.names())
+            .await;
+    assert!(discovery.errors.is_empty(), "{:?}", discovery.errors);
+    discovery.register(&mut registry);
+    registry
+}
+
+#[tokio::test]
+async fn schema_file_is_up_to_date() {
+    let registry = registry_with_plugins().await;
+    assert!(
+        registry.get("word_count").is_some(),
+        "the example plugins are in"
+    );
+    let generated = dag_schema_text(&registry);
     if std::env::var_os("UPDATE_SCHEMA").is_some() {
         std::fs::write(SCHEMA_PATH, &generated).unwrap();
         return;

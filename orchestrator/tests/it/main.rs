@@ -9,6 +9,7 @@ mod dag_schema;
 mod dag_user_automation;
 mod engine_regressions;
 mod failure_safety;
+mod plugins_in_dags;
 mod postgres_smoke;
 mod processor;
 mod publish_retry;

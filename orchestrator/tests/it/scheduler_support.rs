@@ -9,6 +9,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use testkit::TestDatabase;
 use tokio_util::sync::CancellationToken;
+use updraft_operators::Registry;
 use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
 use updraft_orchestrator::engine::{Scheduler, SchedulerConfig};
 use updraft_orchestrator::processor::DagProcessor;
@@ -23,12 +24,19 @@ pub struct Env {
     pub pool: PgPool,
     pub folder: PathBuf,
     pub processor: DagProcessor,
+    /// The operators the processor and the schedulers know.
+    pub registry: Arc<Registry>,
     pub schedulers: Vec<(CancellationToken, tokio::task::JoinHandle<()>)>,
     /// Dropped last (fields drop in order), after the pool.
     database: TestDatabase,
 }
 
 pub async fn env(prefix: &str) -> Env {
+    env_with(prefix, updraft_operators::builtin_registry()).await
+}
+
+/// An environment whose processor and schedulers know `registry`'s operators.
+pub async fn env_with(prefix: &str, registry: Registry) -> Env {
     let database = TestDatabase::create(prefix).await;
     let pool = updraft_orchestrator::store::connect(database.url(), 20)
         .await
@@ -36,12 +44,13 @@ pub async fn env(prefix: &str) -> Env {
     MIGRATOR.run(&pool).await.unwrap();
     let folder = std::env::temp_dir().join(testkit::unique_name(prefix));
     std::fs::create_dir_all(&folder).unwrap();
-    let registry = Arc::new(updraft_operators::builtin_registry());
-    let processor = DagProcessor::new(pool.clone(), folder.clone(), registry);
+    let registry = Arc::new(registry);
+    let processor = DagProcessor::new(pool.clone(), folder.clone(), registry.clone());
     Env {
         pool,
         folder,
         processor,
+        registry,
         schedulers: Vec::new(),
         database,
     }
@@ -72,8 +81,7 @@ impl Env {
 
     pub fn start_scheduler(&mut self, config: SchedulerConfig) {
         let cancel = CancellationToken::new();
-        let registry = Arc::new(updraft_operators::builtin_registry());
-        let scheduler = Scheduler::new(self.pool.clone(), registry, config);
+        let scheduler = Scheduler::new(self.pool.clone(), self.registry.clone(), config);
         let token = cancel.clone();
         let handle = tokio::spawn(async move {
             scheduler.run(token).await.unwrap();

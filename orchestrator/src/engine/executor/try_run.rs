@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
+use sqlx::PgPool;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use updraft_operators::XComSink;
 use updraft_secrets::Masker;
 
 use super::Executor;
@@ -120,7 +122,12 @@ impl Executor {
                 cancel.cancel();
             }
         });
-        let (result, rendered) = run_try(task, &self.registry, &inputs, sink.clone(), cancel).await;
+        let xcom = Arc::new(StoredXCom {
+            pool: self.pool.clone(),
+            task_instance_id: claimed.id,
+        });
+        let (result, rendered) =
+            run_try(task, &self.registry, &inputs, sink.clone(), xcom, cancel).await;
         watcher.abort();
         let outcome = match result {
             Ok(value) => Outcome::Success(value),
@@ -337,6 +344,22 @@ impl Executor {
                 Err(_) => break,
             }
         }
+    }
+}
+
+/// A try's XCom entries besides its return value, stored as they come (a plugin's `xcom`
+/// lines); the next try of the task starts without them.
+struct StoredXCom {
+    pool: PgPool,
+    task_instance_id: i64,
+}
+
+#[async_trait::async_trait]
+impl XComSink for StoredXCom {
+    async fn push(&self, key: &str, value: Value) -> Result<(), String> {
+        xcom::push(&self.pool, self.task_instance_id, key, &value)
+            .await
+            .map_err(|error| format!("cannot store XCom `{key}`: {error}"))
     }
 }
 
