@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 use updraft_operators::{
-    LogSink, LoggedXCom, Renderer, TaskContext, TaskIdentity, builtin_registry, plugins,
+    LogSink, LoggedXCom, NoDagRuns, Renderer, TaskContext, TaskIdentity, builtin_registry, plugins,
 };
 
 struct Quiet;
@@ -71,6 +71,9 @@ async fn main() {
         identity: TaskIdentity::default(),
         log: quiet.clone(),
         xcom: Arc::new(LoggedXCom { log: quiet.clone() }),
+        dag_runs: Arc::new(NoDagRuns {
+            reason: "a benchmark has no run store".into(),
+        }),
         cancel: CancellationToken::new(),
         renderer: quiet,
     };

@@ -73,12 +73,66 @@ impl XComSink for LoggedXCom {
     }
 }
 
+/// A run of another DAG to create (`trigger_dag`).
+#[derive(Debug, Clone, Default)]
+pub struct NewDagRun {
+    /// Default: the run store's own (`manual__<logical date>`).
+    pub run_id: Option<String>,
+    /// RFC 3339; default now.
+    pub logical_date: Option<String>,
+    pub conf: Map<String, Value>,
+    pub note: Option<String>,
+}
+
+/// A run as `trigger_dag` sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DagRunStatus {
+    pub run_id: String,
+    pub logical_date: String,
+    /// queued, running, success or failed.
+    pub state: String,
+}
+
+/// The runs of other DAGs a task may create and watch (the run store, seen from a try).
+#[async_trait]
+pub trait DagRuns: Send + Sync {
+    /// Creates a queued run of `dag_id`.
+    async fn trigger(&self, dag_id: &str, run: NewDagRun) -> Result<DagRunStatus, String>;
+    /// The run as it is now; `None` when there is no such run.
+    async fn status(&self, dag_id: &str, run_id: &str) -> Result<Option<DagRunStatus>, String>;
+}
+
+/// Where there is no run store (`dags test`, tests): creating a run is refused with `reason`.
+pub struct NoDagRuns {
+    pub reason: String,
+}
+
+#[async_trait]
+impl DagRuns for NoDagRuns {
+    async fn trigger(&self, dag_id: &str, _run: NewDagRun) -> Result<DagRunStatus, String> {
+        Err(format!("cannot trigger DAG `{dag_id}`: {}", self.reason))
+    }
+
+    async fn status(&self, _dag_id: &str, _run_id: &str) -> Result<Option<DagRunStatus>, String> {
+        Err(self.reason.clone())
+    }
+}
+
+/// What a try may reach besides its config and log: where its XCom entries go, and the runs
+/// of other DAGs.
+#[derive(Clone)]
+pub struct TaskServices {
+    pub xcom: Arc<dyn XComSink>,
+    pub dag_runs: Arc<dyn DagRuns>,
+}
+
 /// What an operator gets besides its config.
 #[derive(Clone)]
 pub struct TaskContext {
     pub identity: TaskIdentity,
     pub log: Arc<dyn LogSink>,
     pub xcom: Arc<dyn XComSink>,
+    pub dag_runs: Arc<dyn DagRuns>,
     pub cancel: CancellationToken,
     pub renderer: Arc<dyn Renderer>,
 }

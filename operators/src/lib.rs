@@ -13,8 +13,12 @@ pub mod fields;
 pub mod plugins;
 mod process;
 mod registry;
+mod statements;
 
-pub use context::{LogSink, LoggedXCom, Renderer, StdoutLog, TaskContext, TaskIdentity, XComSink};
+pub use context::{
+    DagRunStatus, DagRuns, LogSink, LoggedXCom, NewDagRun, NoDagRuns, Renderer, StdoutLog,
+    TaskContext, TaskIdentity, TaskServices, XComSink,
+};
 pub use registry::{OperatorKind, Registry};
 
 use async_trait::async_trait;
@@ -77,10 +81,13 @@ macro_rules! builtin_operators {
 }
 
 builtin_operators! {
+    cql::CqlOperator,
     empty::EmptyOperator,
     http::HttpOperator,
     kafka_publish::KafkaPublishOperator,
     shell::ShellOperator,
+    sql::SqlOperator,
+    trigger_dag::TriggerDagOperator,
 }
 
 #[cfg(test)]
@@ -92,10 +99,13 @@ mod tests {
     /// A minimal valid config per operator; a new operator without one fails the test below.
     fn minimal_config(name: &str) -> Option<Value> {
         Some(match name {
+            "cql" => json!({"conn_id": "cassandra", "cql": "SELECT now() FROM system.local"}),
             "empty" => json!({}),
             "http" => json!({"url": "http://127.0.0.1/"}),
             "kafka_publish" => json!({"topic": "t", "value": {"a": 1}}),
             "shell" => json!({"command": "true"}),
+            "sql" => json!({"conn_id": "warehouse", "sql": "SELECT 1"}),
+            "trigger_dag" => json!({"trigger_dag_id": "other"}),
             _ => return None,
         })
     }
@@ -104,7 +114,15 @@ mod tests {
     fn the_registry_lists_every_builtin_operator() {
         assert_eq!(
             builtin_registry().names(),
-            ["empty", "http", "kafka_publish", "shell"]
+            [
+                "cql",
+                "empty",
+                "http",
+                "kafka_publish",
+                "shell",
+                "sql",
+                "trigger_dag"
+            ]
         );
     }
 

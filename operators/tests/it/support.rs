@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use updraft_operators::{
-    LogSink, OperatorError, Renderer, TaskContext, TaskIdentity, XComSink, builtin_registry,
+    LogSink, NoDagRuns, OperatorError, Renderer, TaskContext, TaskIdentity, XComSink,
+    builtin_registry,
 };
 
 /// Keeps every log line, in order.
@@ -125,6 +126,9 @@ pub fn harness(task_id: &str) -> Harness {
         },
         log: log.clone(),
         xcom: xcom.clone(),
+        dag_runs: Arc::new(NoDagRuns {
+            reason: "operator tests have no run store".into(),
+        }),
         cancel: CancellationToken::new(),
         renderer: Arc::new(PathRenderer),
     };

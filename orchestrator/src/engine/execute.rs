@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use updraft_operators::{LogSink, OperatorError, Registry, TaskContext, TaskIdentity, XComSink};
+use updraft_operators::{
+    LogSink, OperatorError, Registry, TaskContext, TaskIdentity, TaskServices,
+};
 
 use super::render::{RenderError, Rendered, TemplateInputs, render};
 use crate::dag::Task;
@@ -32,7 +34,7 @@ pub async fn run_try(
     registry: &Registry,
     inputs: &TemplateInputs,
     log: Arc<dyn LogSink>,
-    xcom: Arc<dyn XComSink>,
+    services: TaskServices,
     cancel: CancellationToken,
 ) -> (Result<Value, TryError>, Option<Value>) {
     let rendered = match render(task, registry, inputs) {
@@ -50,7 +52,7 @@ pub async fn run_try(
         data_interval_end: inputs.data_interval_end.to_rfc3339(),
         params: inputs.params.clone(),
     };
-    let outcome = execute(task, registry, identity, rendered, log, xcom, cancel).await;
+    let outcome = execute(task, registry, identity, rendered, log, services, cancel).await;
     (outcome, Some(config))
 }
 
@@ -61,7 +63,7 @@ pub async fn execute(
     identity: TaskIdentity,
     rendered: Rendered,
     log: Arc<dyn LogSink>,
-    xcom: Arc<dyn XComSink>,
+    services: TaskServices,
     cancel: CancellationToken,
 ) -> Result<Value, TryError> {
     let operator = registry
@@ -72,7 +74,8 @@ pub async fn execute(
     let ctx = TaskContext {
         identity,
         log,
-        xcom,
+        xcom: services.xcom,
+        dag_runs: services.dag_runs,
         cancel: operator_cancel.clone(),
         renderer: rendered.renderer,
     };
@@ -109,10 +112,15 @@ mod tests {
         fn write_line(&self, _line: &str) {}
     }
 
-    fn no_xcom() -> Arc<dyn XComSink> {
-        Arc::new(updraft_operators::LoggedXCom {
-            log: Arc::new(Silent),
-        })
+    fn no_services() -> TaskServices {
+        TaskServices {
+            xcom: Arc::new(updraft_operators::LoggedXCom {
+                log: Arc::new(Silent),
+            }),
+            dag_runs: Arc::new(updraft_operators::NoDagRuns {
+                reason: "a unit test has no run store".into(),
+            }),
+        }
     }
 
     #[tokio::test]
@@ -125,7 +133,7 @@ mod tests {
             &registry,
             &inputs(),
             Arc::new(Silent),
-            no_xcom(),
+            no_services(),
             CancellationToken::new(),
         )
         .await;
@@ -151,7 +159,7 @@ mod tests {
             &registry,
             &inputs(),
             Arc::new(Silent),
-            no_xcom(),
+            no_services(),
             CancellationToken::new(),
         )
         .await;
@@ -167,7 +175,7 @@ mod tests {
                 &registry,
                 &inputs(),
                 Arc::new(Silent),
-                no_xcom(),
+                no_services(),
                 cancel,
             )
             .await
@@ -189,7 +197,7 @@ mod tests {
             &registry,
             &inputs(),
             Arc::new(Silent),
-            no_xcom(),
+            no_services(),
             CancellationToken::new(),
         )
         .await;

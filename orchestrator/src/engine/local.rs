@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
-use updraft_operators::{LogSink, LoggedXCom, Registry};
+use updraft_operators::{LogSink, LoggedXCom, NoDagRuns, Registry, TaskServices};
 use updraft_secrets::Masker;
 
 use super::decide::decide_run;
@@ -149,8 +149,16 @@ pub async fn run_locally(
                 inner: (options.log_for)(task_id),
                 masker: Arc::clone(&masker),
             });
-            let pushed = Arc::new(LoggedXCom { log: sink.clone() });
-            let (outcome, _) = run_try(task, registry, &inputs, sink, pushed, cancel.clone()).await;
+            let services = TaskServices {
+                xcom: Arc::new(LoggedXCom { log: sink.clone() }),
+                dag_runs: Arc::new(NoDagRuns {
+                    reason:
+                        "`dags test` runs one DAG without the run store; trigger it in a scheduler"
+                            .into(),
+                }),
+            };
+            let (outcome, _) =
+                run_try(task, registry, &inputs, sink, services, cancel.clone()).await;
             let result = match outcome {
                 Ok(output) => {
                     xcom.insert(task_id.to_string(), output.clone());

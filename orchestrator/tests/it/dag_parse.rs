@@ -82,7 +82,7 @@ const CASES: &[(&str, &[Expected])] = &[
         &[(
             4,
             15,
-            "task `fetch`: unknown operator `htp`; did you mean `http`? known operators: empty, http, kafka_publish, shell",
+            "task `fetch`: unknown operator `htp`; did you mean `http`? known operators: cql, empty, http, kafka_publish, shell, sql, trigger_dag",
         )],
     ),
     (
@@ -185,7 +185,7 @@ const CASES: &[(&str, &[Expected])] = &[
             (
                 11,
                 15,
-                "task `b`: unknown operator `nope`; known operators: empty, http, kafka_publish, shell",
+                "task `b`: unknown operator `nope`; known operators: cql, empty, http, kafka_publish, shell, sql, trigger_dag",
             ),
             (12, 16, "task `b`: unknown upstream task `zz`"),
             (13, 9, "duplicate task id `a` (first defined at line 7)"),

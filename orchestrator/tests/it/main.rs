@@ -22,3 +22,4 @@ mod scheduler_support;
 mod secrets_in_tasks;
 mod shell_injection;
 mod store_tries;
+mod trigger_dag;

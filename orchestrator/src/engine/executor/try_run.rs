@@ -5,12 +5,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::PgPool;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use updraft_operators::XComSink;
+use updraft_operators::{DagRunStatus, DagRuns, NewDagRun, TaskServices, XComSink};
 use updraft_secrets::Masker;
 
 use super::Executor;
@@ -21,7 +22,9 @@ use crate::engine::advance::{EndedTry, advance_dag, after_try, decided_with_end}
 use crate::engine::decide::inputs_of_downstream;
 use crate::engine::execute::{TryError, run_try};
 use crate::engine::render::TemplateInputs;
+use crate::engine::trigger::{TriggerRequest, trigger_run};
 use crate::metrics;
+use crate::store::runs::{self, DagRunRow};
 use crate::store::task_instances::{ClaimedTry, DecidedDownstream, TryEnd};
 use crate::store::{StoreError, channels, connections, notify, variables, xcom};
 
@@ -122,12 +125,24 @@ impl Executor {
                 cancel.cancel();
             }
         });
-        let xcom = Arc::new(StoredXCom {
-            pool: self.pool.clone(),
-            task_instance_id: claimed.id,
-        });
-        let (result, rendered) =
-            run_try(task, &self.registry, &inputs, sink.clone(), xcom, cancel).await;
+        let services = TaskServices {
+            xcom: Arc::new(StoredXCom {
+                pool: self.pool.clone(),
+                task_instance_id: claimed.id,
+            }),
+            dag_runs: Arc::new(StoredDagRuns {
+                pool: self.pool.clone(),
+            }),
+        };
+        let (result, rendered) = run_try(
+            task,
+            &self.registry,
+            &inputs,
+            sink.clone(),
+            services,
+            cancel,
+        )
+        .await;
         watcher.abort();
         let outcome = match result {
             Ok(value) => Outcome::Success(value),
@@ -360,6 +375,50 @@ impl XComSink for StoredXCom {
         xcom::push(&self.pool, self.task_instance_id, key, &value)
             .await
             .map_err(|error| format!("cannot store XCom `{key}`: {error}"))
+    }
+}
+
+/// Runs of other DAGs, created and read in the run store (`trigger_dag`).
+pub(crate) struct StoredDagRuns {
+    pub(crate) pool: PgPool,
+}
+
+#[async_trait::async_trait]
+impl DagRuns for StoredDagRuns {
+    async fn trigger(&self, dag_id: &str, run: NewDagRun) -> Result<DagRunStatus, String> {
+        let logical_date = run
+            .logical_date
+            .map(|text| {
+                DateTime::parse_from_rfc3339(text.trim())
+                    .map(|date| date.with_timezone(&Utc))
+                    .map_err(|error| format!("`logical_date` `{text}`: {error}"))
+            })
+            .transpose()?;
+        let request = TriggerRequest {
+            run_id: run.run_id,
+            logical_date,
+            conf: run.conf,
+            note: run.note,
+        };
+        let row = trigger_run(&self.pool, dag_id, request)
+            .await
+            .map_err(|error| format!("cannot trigger DAG `{dag_id}`: {error}"))?;
+        Ok(run_status(&row))
+    }
+
+    async fn status(&self, dag_id: &str, run_id: &str) -> Result<Option<DagRunStatus>, String> {
+        let row = runs::get(&self.pool, dag_id, run_id)
+            .await
+            .map_err(|error| format!("cannot read run `{run_id}` of DAG `{dag_id}`: {error}"))?;
+        Ok(row.as_ref().map(run_status))
+    }
+}
+
+fn run_status(row: &DagRunRow) -> DagRunStatus {
+    DagRunStatus {
+        run_id: row.run_id.clone(),
+        logical_date: row.logical_date.to_rfc3339(),
+        state: row.state.to_string(),
     }
 }
 
