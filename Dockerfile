@@ -14,8 +14,15 @@ WORKDIR /opt/updraft
 USER updraft
 
 FROM runtime AS updraft
+USER root
+# Plugins run as programs: python3 for the Python example (add what your plugins need).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 \
+ && rm -rf /var/lib/apt/lists/*
+USER updraft
 COPY --from=builder /usr/local/bin/updraft /usr/local/bin/updraft
 COPY dags /opt/updraft/dags
+COPY plugins /opt/updraft/plugins
 EXPOSE 8080
 CMD ["updraft", "standalone"]
 

@@ -54,8 +54,8 @@ pub struct DagsFolder {
 }
 
 impl DagsFolder {
-    async fn registry(&self) -> Registry {
-        crate::plugins::registry_for_cli(&self.plugins.plugins_folder).await
+    async fn registry(&self, operators: &Registry) -> Registry {
+        crate::plugins::registry_for_cli(&self.plugins.plugins_folder, operators).await
     }
 }
 
@@ -100,13 +100,14 @@ pub struct TestArgs {
     folder: DagsFolder,
 }
 
-pub async fn run(command: DagsCommand) -> anyhow::Result<()> {
+/// Runs a `dags` subcommand; DAG files may name `operators` and the plugins' operators.
+pub async fn run(command: DagsCommand, operators: &Registry) -> anyhow::Result<()> {
     match command {
-        DagsCommand::Validate(args) => validate(args).await,
-        DagsCommand::Show(args) => show(args).await,
-        DagsCommand::Test(args) => test(args).await,
+        DagsCommand::Validate(args) => validate(args, operators).await,
+        DagsCommand::Show(args) => show(args, operators).await,
+        DagsCommand::Test(args) => test(args, operators).await,
         DagsCommand::Schema(folder) => {
-            print!("{}", dag_schema_text(&folder.registry().await));
+            print!("{}", dag_schema_text(&folder.registry(operators).await));
             Ok(())
         }
         DagsCommand::List(args) => crate::dag_runs::list(args).await,
@@ -124,8 +125,8 @@ fn fail() -> ! {
     std::process::exit(1)
 }
 
-async fn validate(args: ValidateArgs) -> anyhow::Result<()> {
-    let registry = args.folder.registry().await;
+async fn validate(args: ValidateArgs, operators: &Registry) -> anyhow::Result<()> {
+    let registry = args.folder.registry(operators).await;
     let paths = if args.paths.is_empty() {
         vec![args.folder.path]
     } else {
@@ -179,8 +180,12 @@ fn load(dag: &str, folder: &DagsFolder, registry: &Registry) -> Dag {
     }
 }
 
-async fn show(args: ShowArgs) -> anyhow::Result<()> {
-    let dag = load(&args.dag, &args.folder, &args.folder.registry().await);
+async fn show(args: ShowArgs, operators: &Registry) -> anyhow::Result<()> {
+    let dag = load(
+        &args.dag,
+        &args.folder,
+        &args.folder.registry(operators).await,
+    );
     if args.dot {
         print!("{}", dot(&dag));
         return Ok(());
@@ -256,8 +261,8 @@ fn dot(dag: &Dag) -> String {
     out
 }
 
-async fn test(args: TestArgs) -> anyhow::Result<()> {
-    let registry = args.folder.registry().await;
+async fn test(args: TestArgs, operators: &Registry) -> anyhow::Result<()> {
+    let registry = args.folder.registry(operators).await;
     let dag = load(&args.dag, &args.folder, &registry);
     let conf: Map<String, Value> = match &args.conf {
         Some(text) => serde_json::from_str(text).context("--conf must be a JSON object")?,

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
+use updraft_operators::Registry;
 use updraft_operators::plugins::{self, Discovery};
-use updraft_operators::{Registry, builtin_registry};
 
 #[derive(Args, Clone)]
 pub struct PluginsFolder {
@@ -26,27 +26,27 @@ pub enum PluginsCommand {
     Check(PluginsFolder),
 }
 
-/// The built-in operators and every plugin that loads; the others are in the discovery's
-/// errors (and the registry says why their operators are missing).
-pub async fn registry(folder: &Path) -> (Registry, Discovery) {
-    let mut registry = builtin_registry();
+/// `operators` (the built-in ones and the app's own) and every plugin that loads; the others
+/// are in the discovery's errors (and the registry says why their operators are missing).
+pub async fn registry(folder: &Path, operators: &Registry) -> (Registry, Discovery) {
+    let mut registry = operators.clone();
     let discovery = plugins::discover(folder, &registry.names()).await;
     discovery.register(&mut registry);
     (registry, discovery)
 }
 
 /// [`registry`], telling stderr about each plugin that does not load.
-pub async fn registry_for_cli(folder: &Path) -> Registry {
-    let (registry, discovery) = registry(folder).await;
+pub async fn registry_for_cli(folder: &Path, operators: &Registry) -> Registry {
+    let (registry, discovery) = registry(folder, operators).await;
     for error in &discovery.errors {
         eprintln!("plugin not loaded: {error}");
     }
     registry
 }
 
-pub async fn run(command: PluginsCommand) -> anyhow::Result<()> {
+pub async fn run(command: PluginsCommand, operators: &Registry) -> anyhow::Result<()> {
     let (PluginsCommand::List(folder) | PluginsCommand::Check(folder)) = &command;
-    let (_, discovery) = registry(&folder.plugins_folder).await;
+    let (_, discovery) = registry(&folder.plugins_folder, operators).await;
     if discovery.plugins.is_empty() && discovery.errors.is_empty() {
         println!("no plugins in {}", folder.plugins_folder.display());
     }

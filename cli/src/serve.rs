@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use updraft_operators::Registry;
 use updraft_orchestrator::engine::{Scheduler, SchedulerConfig};
 use updraft_orchestrator::processor::DagProcessor;
 use updraft_orchestrator::store::MIGRATOR;
@@ -116,9 +117,11 @@ fn shutdown_token() -> CancellationToken {
 async fn spawn_components(
     pool: &PgPool,
     args: &SchedulerArgs,
+    operators: &Registry,
     cancel: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let (registry, discovery) = crate::plugins::registry(&args.plugins.plugins_folder).await;
+    let (registry, discovery) =
+        crate::plugins::registry(&args.plugins.plugins_folder, operators).await;
     for plugin in &discovery.plugins {
         let manifest = &plugin.manifest;
         tracing::info!(plugin = %manifest.name, version = %manifest.version, operators = ?manifest.operators, "plugin loaded");
@@ -170,27 +173,27 @@ fn check_secret_key() -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
+pub async fn scheduler(args: SchedulerArgs, operators: &Registry) -> anyhow::Result<()> {
     check_secret_key()?;
     let cancel = shutdown_token();
     let Some(pool) = connect_and_migrate(&args.db.database_url, pool_size(&args), &cancel).await
     else {
         return Ok(());
     };
-    for task in spawn_components(&pool, &args, &cancel).await {
+    for task in spawn_components(&pool, &args, operators, &cancel).await {
         let _ = task.await;
     }
     Ok(())
 }
 
-pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
+pub async fn standalone(args: StandaloneArgs, operators: &Registry) -> anyhow::Result<()> {
     check_secret_key()?;
     let cancel = shutdown_token();
     let url = &args.scheduler.db.database_url;
     let Some(pool) = connect_and_migrate(url, pool_size(&args.scheduler), &cancel).await else {
         return Ok(());
     };
-    let mut tasks = spawn_components(&pool, &args.scheduler, &cancel).await;
+    let mut tasks = spawn_components(&pool, &args.scheduler, operators, &cancel).await;
     let folder = args.scheduler.dags_folder.clone();
     tasks.push(spawn_web(&pool, args.bind, folder, &cancel).await?);
     for task in tasks {

@@ -240,3 +240,26 @@ fn connection_settings_point_at_the_services() {
     );
     assert_eq!(ui_brokers, internal);
 }
+
+#[test]
+fn schedulers_find_the_plugins_folder_and_the_image_ships_it() {
+    let compose = compose();
+    for name in ["updraft", "scheduler"] {
+        let runner = service(&compose, name);
+        let folder = env(runner, "UPDRAFT_PLUGINS_FOLDER");
+        let mounts: Vec<&str> = runner["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            mounts.contains(&format!("./plugins:{folder}:ro").as_str()),
+            "{name} does not mount ./plugins at {folder}: {mounts:?}"
+        );
+    }
+    let dockerfile = read("Dockerfile");
+    assert!(dockerfile.contains("COPY plugins /opt/updraft/plugins"));
+    // The Python example plugin needs an interpreter in the image.
+    assert!(dockerfile.contains("python3"));
+}
