@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -12,7 +11,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use updraft_operators::Registry;
 use updraft_orchestrator::engine::{Scheduler, SchedulerConfig};
-use updraft_orchestrator::processor::DagProcessor;
+use updraft_orchestrator::processor::{DagProcessor, PluginsWatcher};
 use updraft_orchestrator::store::MIGRATOR;
 
 use crate::dag_runs::DbArgs;
@@ -120,23 +119,11 @@ async fn spawn_components(
     operators: &Registry,
     cancel: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let (registry, discovery) =
-        crate::plugins::registry(&args.plugins.plugins_folder, operators).await;
-    for plugin in &discovery.plugins {
-        let manifest = &plugin.manifest;
-        tracing::info!(plugin = %manifest.name, version = %manifest.version, operators = ?manifest.operators, "plugin loaded");
-    }
-    for error in &discovery.errors {
-        tracing::error!(%error, "plugin not loaded");
-    }
-    let registry = Arc::new(registry);
-    let mut tasks = Vec::new();
+    let folder = args.plugins.plugins_folder.clone();
+    let (plugins, registry) = PluginsWatcher::start(folder, operators.clone()).await;
+    let mut tasks = vec![tokio::spawn(plugins.run(cancel.clone()))];
     if !args.no_processor {
-        let processor = DagProcessor::new(
-            pool.clone(),
-            args.dags_folder.clone(),
-            Arc::clone(&registry),
-        );
+        let processor = DagProcessor::new(pool.clone(), args.dags_folder.clone(), registry.clone());
         let token = cancel.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(error) = processor.run(token).await {

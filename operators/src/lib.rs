@@ -19,7 +19,7 @@ pub use context::{
     DagRunStatus, DagRuns, LogSink, LoggedXCom, NewDagRun, NoDagRuns, Renderer, StdoutLog,
     TaskContext, TaskIdentity, TaskServices, XComSink,
 };
-pub use registry::{OperatorKind, Registry};
+pub use registry::{OperatorKind, PluginsLoad, Registry, SharedRegistry};
 
 use async_trait::async_trait;
 use schemars::JsonSchema;

@@ -1,4 +1,5 @@
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -63,6 +64,16 @@ pub struct Registry {
     operators: BTreeMap<String, Arc<dyn OperatorKind>>,
     /// Operators of plugins that did not load, and why.
     unavailable: BTreeMap<String, String>,
+    /// The plugins folder these operators were found in, and the plugins there that did not load.
+    plugins: Option<PluginsLoad>,
+}
+
+/// What loading the plugins folder left to report: the folder, and each plugin that did not
+/// load as `(its manifest, the message)` (the DAG processor stores them as import errors).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginsLoad {
+    pub folder: PathBuf,
+    pub errors: Vec<(PathBuf, String)>,
 }
 
 impl Registry {
@@ -92,5 +103,55 @@ impl Registry {
     /// Registered names, sorted.
     pub fn names(&self) -> Vec<&str> {
         self.operators.keys().map(String::as_str).collect()
+    }
+
+    pub fn set_plugins_load(&mut self, load: PluginsLoad) {
+        self.plugins = Some(load);
+    }
+
+    /// The plugins folder read into this registry and its broken plugins; `None` when no
+    /// folder was read.
+    pub fn plugins_load(&self) -> Option<&PluginsLoad> {
+        self.plugins.as_ref()
+    }
+}
+
+/// The registry a long-running process uses, replaced whole when the plugins folder changes:
+/// each try and each parse takes the current one; a try already running keeps its own.
+#[derive(Clone)]
+pub struct SharedRegistry {
+    current: Arc<tokio::sync::watch::Sender<Arc<Registry>>>,
+}
+
+impl SharedRegistry {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        SharedRegistry {
+            current: Arc::new(tokio::sync::watch::Sender::new(registry)),
+        }
+    }
+
+    pub fn current(&self) -> Arc<Registry> {
+        self.current.borrow().clone()
+    }
+
+    pub fn replace(&self, registry: Registry) {
+        self.current.send_replace(Arc::new(registry));
+    }
+
+    /// Wakes on each [`SharedRegistry::replace`] after the receiver was made.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<Registry>> {
+        self.current.subscribe()
+    }
+}
+
+impl From<Registry> for SharedRegistry {
+    fn from(registry: Registry) -> Self {
+        SharedRegistry::new(Arc::new(registry))
+    }
+}
+
+impl From<Arc<Registry>> for SharedRegistry {
+    fn from(registry: Arc<Registry>) -> Self {
+        SharedRegistry::new(registry)
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub use manifest::{MANIFEST, Manifest};
 pub use operator::{MAX_MESSAGE_BYTES, PluginOperator};
 
-use crate::{OperatorKind, Registry};
+use crate::{OperatorKind, PluginsLoad, Registry};
 
 /// Why a plugin was not loaded: its file (with a position when the YAML says) and the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +69,8 @@ pub struct Plugin {
 /// What the plugins folder holds: the plugins that load, and why the others do not.
 #[derive(Default)]
 pub struct Discovery {
+    /// The folder searched, absolute.
+    pub folder: PathBuf,
     pub plugins: Vec<Plugin>,
     pub errors: Vec<PluginError>,
 }
@@ -89,6 +91,31 @@ impl Discovery {
                 }
             }
         }
+        registry.set_plugins_load(PluginsLoad {
+            folder: self.folder.clone(),
+            errors: self
+                .errors
+                .iter()
+                .map(|error| (error.file.clone(), error.to_string()))
+                .collect(),
+        });
+    }
+
+    /// What the plugins say about themselves (manifests, specs, errors): equal fingerprints
+    /// mean nothing a DAG can see has changed.
+    pub fn fingerprint(&self) -> String {
+        let mut text = String::new();
+        for plugin in &self.plugins {
+            text.push_str(&format!("{:?}\n", plugin.manifest));
+            for operator in &plugin.operators {
+                text.push_str(&operator.fingerprint());
+                text.push('\n');
+            }
+        }
+        for error in &self.errors {
+            text.push_str(&format!("{error}\n"));
+        }
+        text
     }
 }
 
@@ -127,7 +154,10 @@ fn plugin_folders(folder: &Path, depth: usize, found: &mut Vec<PathBuf>) {
 pub async fn discover(folder: &Path, taken: &[&str]) -> Discovery {
     let mut found = Vec::new();
     plugin_folders(folder, 3, &mut found);
-    let mut discovery = Discovery::default();
+    let mut discovery = Discovery {
+        folder: std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf()),
+        ..Discovery::default()
+    };
     let mut names: Vec<String> = taken.iter().map(|name| name.to_string()).collect();
     for plugin_folder in found {
         let file = plugin_folder.join(MANIFEST);

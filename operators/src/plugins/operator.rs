@@ -40,6 +40,14 @@ pub struct PluginOperator {
 }
 
 impl PluginOperator {
+    /// Name, schema and field lists, for noticing a changed `spec`.
+    pub(super) fn fingerprint(&self) -> String {
+        format!(
+            "{} {} {} {:?} {:?}",
+            self.name, self.plugin, self.schema, self.deferred, self.secret
+        )
+    }
+
     pub fn new(manifest: &Manifest, name: &str, spec: OperatorSpec) -> Result<Self, String> {
         let validator = jsonschema::validator_for(&spec.config_schema)
             .map_err(|error| format!("operator `{name}`: {error}"))?;

@@ -3,8 +3,11 @@
 //! Parsing is pure (`dag::load_folder`); this module only does the I/O around it: it scans at
 //! start, then rescans on file events (with a periodic rescan as a safety net, since file events
 //! can be missed on network filesystems), parsing again only the files whose size, times or
-//! inode changed, and writes what changed (`sync.rs`).
+//! inode changed, and writes what changed (`sync.rs`). The operators DAG files may name come
+//! from a shared registry that `plugins.rs` replaces when the plugins folder changes; then every
+//! file is parsed again, and plugins that did not load are import errors too.
 
+mod plugins;
 mod sync;
 
 use std::path::{Path, PathBuf};
@@ -15,10 +18,11 @@ use notify::{RecursiveMode, Watcher};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use updraft_operators::Registry;
+use updraft_operators::{Registry, SharedRegistry};
 
 use crate::dag::{ParseCache, load_folder_cached};
 
+pub use plugins::PluginsWatcher;
 pub use sync::SyncReport;
 
 /// How often the folder is rescanned even without file events.
@@ -41,19 +45,20 @@ pub enum ProcessorError {
 pub struct DagProcessor {
     pool: PgPool,
     folder: PathBuf,
-    registry: Arc<Registry>,
-    /// Parses kept between scans: only changed files are parsed again.
-    cache: Arc<Mutex<ParseCache>>,
+    registry: SharedRegistry,
+    /// Parses kept between scans, with the registry they were made with: only changed files
+    /// are parsed again, and every file when the operators changed.
+    cache: Arc<Mutex<(Option<Arc<Registry>>, ParseCache)>>,
 }
 
 impl DagProcessor {
     /// `folder` is made absolute so that every process records the same file locations.
-    pub fn new(pool: PgPool, folder: PathBuf, registry: Arc<Registry>) -> DagProcessor {
+    pub fn new(pool: PgPool, folder: PathBuf, registry: impl Into<SharedRegistry>) -> DagProcessor {
         let folder = std::path::absolute(&folder).unwrap_or(folder);
         DagProcessor {
             pool,
             folder,
-            registry,
+            registry: registry.into(),
             cache: Arc::default(),
         }
     }
@@ -66,18 +71,28 @@ impl DagProcessor {
     pub async fn sync_once(&self) -> Result<SyncReport, ProcessorError> {
         let started = Instant::now();
         let folder = self.folder.clone();
-        let registry = Arc::clone(&self.registry);
+        let registry = self.registry.current();
         let cache = Arc::clone(&self.cache);
         // Parsing is CPU work: keep it off the async workers.
+        let parse_with = Arc::clone(&registry);
         let (load, parsed) = tokio::task::spawn_blocking(move || {
-            let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-            let load = load_folder_cached(&folder, &registry, &mut cache);
+            let mut guard = cache.lock().unwrap_or_else(PoisonError::into_inner);
+            let (parsed_with, cache) = &mut *guard;
+            if !parsed_with
+                .as_ref()
+                .is_some_and(|last| Arc::ptr_eq(last, &parse_with))
+            {
+                *cache = ParseCache::default();
+                *parsed_with = Some(Arc::clone(&parse_with));
+            }
+            let load = load_folder_cached(&folder, &parse_with, cache);
             (load, cache.parsed_last_scan())
         })
         .await
         .unwrap_or_default();
         let parse_time = started.elapsed();
-        let mut report = sync::apply(&self.pool, &self.folder, &load).await?;
+        let plugins = registry.plugins_load();
+        let mut report = sync::apply(&self.pool, &self.folder, &load, plugins).await?;
         report.parse_time = parse_time;
         report.parsed_files = parsed;
         report.total_time = started.elapsed();
@@ -98,6 +113,7 @@ impl DagProcessor {
     pub async fn run(self, cancel: CancellationToken) -> Result<(), ProcessorError> {
         let changed = Arc::new(Notify::new());
         let _watcher = self.watch(Arc::clone(&changed))?;
+        let mut operators_changed = self.registry.subscribe();
         let mut retry_delay = Duration::from_millis(500);
         loop {
             let wait = match self.sync_once().await {
@@ -114,6 +130,7 @@ impl DagProcessor {
             };
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
+                _ = operators_changed.changed() => {}
                 _ = changed.notified() => {
                     tokio::select! {
                         _ = cancel.cancelled() => return Ok(()),

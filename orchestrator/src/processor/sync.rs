@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
+use updraft_operators::PluginsLoad;
+
 use crate::dag::{FolderLoad, LoadedDag};
 use crate::store::dags::DagFile;
 use crate::store::{channels, dags, import_errors, notify, versions};
@@ -31,6 +33,7 @@ pub(super) async fn apply(
     pool: &PgPool,
     folder: &Path,
     load: &FolderLoad,
+    plugins: Option<&PluginsLoad>,
 ) -> Result<SyncReport, sqlx::Error> {
     let mut tx = pool.begin().await?;
     // Several schedulers may share a folder: one sync at a time keeps version numbers dense.
@@ -85,6 +88,10 @@ pub(super) async fn apply(
         failing.push(fileloc);
     }
     import_errors::keep_only(&mut tx, &prefix, &failing).await?;
+    if let Some(plugins) = plugins {
+        report.import_errors += plugins.errors.len();
+        record_plugin_errors(&mut tx, plugins).await?;
+    }
     // A file that fails to parse keeps its DAG active on the last good version.
     let present: Vec<String> = load
         .dags
@@ -99,7 +106,23 @@ pub(super) async fn apply(
     Ok(report)
 }
 
-/// Airflow shows the distinct owners of a DAG's tasks.
+/// A plugin that did not load is an import error of its manifest, until it loads.
+async fn record_plugin_errors(
+    conn: &mut sqlx::PgConnection,
+    plugins: &PluginsLoad,
+) -> Result<(), sqlx::Error> {
+    let mut failing = Vec::with_capacity(plugins.errors.len());
+    for (file, message) in &plugins.errors {
+        let fileloc = std::path::absolute(file)
+            .unwrap_or_else(|_| file.clone())
+            .display()
+            .to_string();
+        import_errors::record(&mut *conn, &fileloc, "", message).await?;
+        failing.push(fileloc);
+    }
+    import_errors::keep_only(&mut *conn, &folder_prefix(&plugins.folder), &failing).await
+}
+
 /// A DAG that parsed: its row, a new version, and that version as its latest.
 async fn store_dag(
     conn: &mut sqlx::PgConnection,
@@ -118,6 +141,7 @@ async fn store_dag(
     dags::set_latest_version(&mut *conn, &loaded.dag.dag_id, version_id).await
 }
 
+/// Airflow shows the distinct owners of a DAG's tasks.
 fn owners(loaded: &LoadedDag) -> String {
     let owners: BTreeSet<&str> = std::iter::once(loaded.dag.owner.as_str())
         .chain(loaded.dag.tasks.iter().map(|task| task.owner.as_str()))

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
-use updraft_operators::Registry;
+use updraft_operators::SharedRegistry;
 
 use crate::engine::advance::Applier;
 use crate::store::DagCache;
@@ -56,7 +56,7 @@ struct RunningTry {
 pub struct Executor {
     pool: PgPool,
     cache: Arc<DagCache>,
-    registry: Arc<Registry>,
+    registry: SharedRegistry,
     config: ExecutorConfig,
     /// Wakes the claim loop (local completions, NOTIFY on `updraft_queued`).
     wake: Arc<Notify>,
@@ -84,7 +84,7 @@ impl Executor {
     pub fn new(
         pool: PgPool,
         cache: Arc<DagCache>,
-        registry: Arc<Registry>,
+        registry: SharedRegistry,
         config: ExecutorConfig,
         wake: Arc<Notify>,
     ) -> Arc<Executor> {

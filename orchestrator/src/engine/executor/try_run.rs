@@ -136,7 +136,7 @@ impl Executor {
         };
         let (result, rendered) = run_try(
             task,
-            &self.registry,
+            &self.registry.current(),
             &inputs,
             sink.clone(),
             services,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
-use updraft_operators::Registry;
+use updraft_operators::SharedRegistry;
 use updraft_secrets::Cipher;
 
 use super::advance::advance_dag;
@@ -97,18 +97,24 @@ impl From<sqlx::Error> for SchedulerError {
 pub struct Scheduler {
     pool: PgPool,
     cache: Arc<DagCache>,
-    registry: Arc<Registry>,
+    registry: SharedRegistry,
     config: SchedulerConfig,
 }
 
 impl Scheduler {
     /// A scheduler on `pool`'s database; its statements go through a pool of their own
     /// (`store::engine_pool`).
-    pub fn new(pool: PgPool, registry: Arc<Registry>, config: SchedulerConfig) -> Scheduler {
+    /// `registry` may be replaced while it runs (the plugins folder changed): each try takes
+    /// the current one.
+    pub fn new(
+        pool: PgPool,
+        registry: impl Into<SharedRegistry>,
+        config: SchedulerConfig,
+    ) -> Scheduler {
         Scheduler {
             pool: crate::store::engine_pool(&pool),
             cache: Arc::new(DagCache::new()),
-            registry,
+            registry: registry.into(),
             config,
         }
     }
@@ -141,7 +147,7 @@ impl Scheduler {
             let executor = Executor::new(
                 self.pool.clone(),
                 Arc::clone(&self.cache),
-                Arc::clone(&self.registry),
+                self.registry.clone(),
                 ExecutorConfig {
                     owner: self.config.owner.clone(),
                     parallelism: self.config.parallelism,
