@@ -6,6 +6,7 @@
 mod cql;
 mod http;
 mod kafka_publish;
+mod plugin_protocol_fuzz;
 mod plugins;
 mod shell;
 mod sql;
