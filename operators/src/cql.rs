@@ -20,7 +20,7 @@ use updraft_secrets::Connection;
 
 use crate::fields::Templated;
 use crate::sql::{default_max_rows, default_max_rows_value};
-use crate::statements::{BoundedRows, Statements, describe_parameter};
+use crate::statements::{BoundedRows, Statements, describe_parameter, parsed, text};
 use crate::{Operator, OperatorError, TaskContext};
 
 /// Rows fetched per page.
@@ -195,15 +195,6 @@ async fn run(
 
 /// `value` as the CQL type `expected`; null is null.
 fn to_cql(expected: &ColumnType, value: &Value) -> Result<Option<CqlValue>, String> {
-    fn text(value: &Value) -> String {
-        match value {
-            Value::String(text) => text.clone(),
-            other => other.to_string(),
-        }
-    }
-    fn parsed<T: std::str::FromStr>(value: &Value, what: &str) -> Result<T, String> {
-        text(value).trim().parse().map_err(|_| format!("expected {what}"))
-    }
     fn items(value: &Value) -> Result<&Vec<Value>, String> {
         value.as_array().ok_or_else(|| "expected a list".to_string())
     }

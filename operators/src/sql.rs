@@ -19,7 +19,9 @@ use sqlx::{
 use updraft_secrets::Connection;
 
 use crate::fields::Templated;
-use crate::statements::{BoundedRows, DEFAULT_MAX_ROWS, Statements, describe_parameter};
+use crate::statements::{
+    BoundedRows, DEFAULT_MAX_ROWS, Statements, describe_parameter, parsed, text,
+};
 use crate::{Operator, OperatorError, TaskContext};
 
 #[derive(Debug, Default)]
@@ -210,15 +212,6 @@ type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 
 /// Binds `value` as the type PostgreSQL expects (`expected`, the type's name).
 fn bind<'q>(query: PgQuery<'q>, expected: &str, value: &Value) -> Result<PgQuery<'q>, String> {
-    fn text(value: &Value) -> String {
-        match value {
-            Value::String(text) => text.clone(),
-            other => other.to_string(),
-        }
-    }
-    fn parsed<T: std::str::FromStr>(value: &Value, what: &str) -> Result<T, String> {
-        text(value).trim().parse().map_err(|_| format!("expected {what}"))
-    }
     fn list<T>(value: &Value, item: impl Fn(&Value) -> Result<T, String>) -> Result<Vec<Option<T>>, String> {
         let Value::Array(items) = value else {
             return Err("expected a list".into());

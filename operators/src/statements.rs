@@ -121,6 +121,22 @@ impl BoundedRows {
     }
 }
 
+/// A parameter as text: a string as it is, any other value as JSON.
+pub fn text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A parameter parsed from its text, or `expected {what}`.
+pub fn parsed<T: std::str::FromStr>(value: &Value, what: &str) -> Result<T, String> {
+    text(value)
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected {what}"))
+}
+
 /// What a JSON parameter is called in messages: its 1-based position and its JSON type.
 pub fn describe_parameter(position: usize, value: &Value) -> String {
     let kind = match value {
