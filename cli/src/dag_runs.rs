@@ -3,13 +3,15 @@
 
 use anyhow::{Context, bail};
 use clap::Args;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 use updraft_orchestrator::dag::{RunState, parse_logical_date};
 use updraft_orchestrator::engine::clear::{ClearRequest, clear_task_instances};
 use updraft_orchestrator::engine::trigger::{TriggerRequest, create_backfill, trigger_run};
 use updraft_orchestrator::store::{connections, dags, import_errors, runs};
 use updraft_secrets::Cipher;
+
+use crate::audit::{self, Target};
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://updraft:updraft@127.0.0.1:5432/updraft";
 
@@ -132,6 +134,12 @@ pub async fn trigger(args: TriggerArgs) -> anyhow::Result<()> {
         note: None,
     };
     let run = trigger_run(&pool, &args.dag_id, request).await?;
+    let target = Target {
+        dag_id: Some(&args.dag_id),
+        run_id: Some(&run.run_id),
+        task_id: None,
+    };
+    audit::record(&pool, "trigger", target, None).await;
     println!("{}", run.run_id);
     Ok(())
 }
@@ -141,6 +149,12 @@ pub async fn pause(args: DagIdArgs, paused: bool) -> anyhow::Result<()> {
     if !dags::set_paused(&pool, &args.dag_id, paused).await? {
         bail!("DAG `{}` not found", args.dag_id);
     }
+    let event = if paused { "pause" } else { "unpause" };
+    let target = Target {
+        dag_id: Some(&args.dag_id),
+        ..Target::default()
+    };
+    audit::record(&pool, event, target, None).await;
     println!(
         "{} {}",
         args.dag_id,
@@ -168,6 +182,12 @@ pub async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
     }
     let pool = args.db.pool().await?;
     let created = create_backfill(&pool, &args.dag_id, start, end).await?;
+    let target = Target {
+        dag_id: Some(&args.dag_id),
+        ..Target::default()
+    };
+    let extra = json!({"start": start, "end": end, "runs": created.len()});
+    audit::record(&pool, "backfill", target, Some(extra)).await;
     for run in &created {
         println!("{}", run.run_id);
     }
@@ -201,6 +221,13 @@ pub async fn clear(args: ClearArgs) -> anyhow::Result<()> {
         reset_dag_runs: true,
     };
     let cleared = clear_task_instances(&pool, &request).await?;
+    let target = Target {
+        dag_id: Some(&args.dag_id),
+        run_id: Some(&args.run_id),
+        task_id: Some(&args.task_id),
+    };
+    let extra = json!({"include_downstream": args.downstream, "cleared": cleared.len()});
+    audit::record(&pool, "clear", target, Some(extra)).await;
     for task in &cleared {
         println!("cleared {}/{}/{}", task.dag_id, task.run_id, task.task_id);
     }

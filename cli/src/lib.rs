@@ -25,6 +25,7 @@ use clap::{Parser, Subcommand};
 pub use updraft_operators as operators;
 use updraft_operators::{Operator, OperatorKind, Registry, builtin_registry};
 
+mod audit;
 mod dag_runs;
 mod dags;
 mod plugins;

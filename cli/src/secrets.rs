@@ -7,11 +7,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use updraft_orchestrator::store::connections;
 use updraft_orchestrator::store::variables::{self, Variable};
 use updraft_secrets::{Cipher, Connection};
 
+use crate::audit::{self, Target};
 use crate::dag_runs::DbArgs;
 
 #[derive(Subcommand)]
@@ -237,6 +238,8 @@ pub async fn connections(command: ConnectionsCommand) -> anyhow::Result<()> {
             let pool = args.db.pool().await?;
             let connection = from_fields(*args)?;
             connections::insert(&pool, &cipher()?, &connection).await?;
+            let extra = json!({"conn_id": connection.conn_id});
+            audit::record(&pool, "connection_create", Target::default(), Some(extra)).await;
             println!("connection `{}` added", connection.conn_id);
         }
         ConnectionsCommand::Get { conn_id, db } => {
@@ -267,6 +270,8 @@ pub async fn connections(command: ConnectionsCommand) -> anyhow::Result<()> {
             if !connections::delete(&pool, &conn_id).await? {
                 bail!("connection `{conn_id}` not found");
             }
+            let extra = json!({"conn_id": conn_id});
+            audit::record(&pool, "connection_delete", Target::default(), Some(extra)).await;
             println!("connection `{conn_id}` deleted");
         }
         ConnectionsCommand::Import {
@@ -276,6 +281,8 @@ pub async fn connections(command: ConnectionsCommand) -> anyhow::Result<()> {
         } => {
             let pool = db.pool().await?;
             let cipher = cipher()?;
+            let extra = json!({"file": file.display().to_string(), "overwrite": overwrite});
+            audit::record(&pool, "connections_import", Target::default(), Some(extra)).await;
             for connection in parse_connections_file(&read_file(&file)?)? {
                 let id = connection.conn_id.clone();
                 match connections::insert(&pool, &cipher, &connection).await {
@@ -355,6 +362,8 @@ pub async fn variables(command: VariablesCommand) -> anyhow::Result<()> {
                 description,
             };
             variables::set(&pool, &cipher()?, &variable).await?;
+            let extra = json!({"key": variable.key});
+            audit::record(&pool, "variable_set", Target::default(), Some(extra)).await;
             println!("variable `{}` set", variable.key);
         }
         VariablesCommand::Get { key, default, db } => {
@@ -376,6 +385,8 @@ pub async fn variables(command: VariablesCommand) -> anyhow::Result<()> {
             if !variables::delete(&pool, &key).await? {
                 bail!("variable `{key}` is not set");
             }
+            let extra = json!({"key": key});
+            audit::record(&pool, "variable_delete", Target::default(), Some(extra)).await;
             println!("variable `{key}` deleted");
         }
         VariablesCommand::Import { file, db } => {
@@ -399,6 +410,8 @@ pub async fn variables(command: VariablesCommand) -> anyhow::Result<()> {
                 };
                 variables::set(&pool, &cipher, &variable).await?;
             }
+            let extra = json!({"file": file.display().to_string()});
+            audit::record(&pool, "variables_import", Target::default(), Some(extra)).await;
             println!("variables imported");
         }
         VariablesCommand::Export { file, db } => {
@@ -425,6 +438,7 @@ pub async fn secrets(command: SecretsCommand) -> anyhow::Result<()> {
         SecretsCommand::Rotate { db } => {
             let pool = db.pool().await?;
             let rotated = connections::rotate(&pool, &cipher()?).await?;
+            audit::record(&pool, "secrets_rotate", Target::default(), None).await;
             println!(
                 "re-encrypted {} connections and {} variables",
                 rotated.connections, rotated.variables

@@ -2,10 +2,11 @@
 //! and the middleware that lets nothing but public routes through without a user.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
@@ -14,6 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
+use updraft_orchestrator::store::event_log::Source;
 use updraft_orchestrator::store::sessions::{self, NewSession};
 
 use crate::AppState;
@@ -25,11 +27,41 @@ pub const SESSION_HOURS: i64 = 12;
 /// How long a verified Basic credential is remembered, so API clients do not pay argon2 per call.
 const BASIC_CACHE_TTL: Duration = Duration::from_secs(30);
 
-/// The user behind a request, and the CSRF token of their session when they came by cookie.
+/// The user behind a request, the CSRF token of their session when they came by cookie, and
+/// where the request came from (for the audit log).
 #[derive(Debug, Clone)]
 pub struct CurrentUser {
     pub user: User,
     pub csrf: Option<String>,
+    pub origin: Origin,
+}
+
+/// Where a request came from: the UI or the API, and the client's address (the first
+/// `X-Forwarded-For` entry behind a proxy, else the peer's).
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub source: Source,
+    pub remote_addr: Option<String>,
+}
+
+impl Origin {
+    fn of(request: &Request, api: bool) -> Origin {
+        let forwarded = request
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(',').next())
+            .map(|first| first.trim().to_string())
+            .filter(|first| !first.is_empty());
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| address.ip().to_string());
+        Origin {
+            source: if api { Source::Api } else { Source::Ui },
+            remote_addr: forwarded.or(peer),
+        }
+    }
 }
 
 impl CurrentUser {
@@ -185,7 +217,8 @@ pub async fn require_user(
         return next.run(request).await;
     }
     let api = is_api(&path);
-    let resolved = resolve_user(&state, request.headers(), api, &method).await;
+    let origin = Origin::of(&request, api);
+    let resolved = resolve_user(&state, request.headers(), api, &method, origin).await;
     match resolved {
         Ok(Some(user)) => {
             request.extensions_mut().insert(user);
@@ -212,21 +245,24 @@ async fn resolve_user(
     headers: &HeaderMap,
     api: bool,
     method: &Method,
+    origin: Origin,
 ) -> Result<Option<CurrentUser>, AppError> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let Ok(value) = value.to_str() else {
             return Ok(None);
         };
-        return Ok(basic_user(state, value)
-            .await?
-            .map(|user| CurrentUser { user, csrf: None }));
+        return Ok(basic_user(state, value).await?.map(|user| CurrentUser {
+            user,
+            csrf: None,
+            origin,
+        }));
     }
     // The API takes the session cookie for reads only: writes by cookie would need CSRF tokens.
     if api && !matches!(*method, Method::GET | Method::HEAD) {
         return Ok(None);
     }
     match session_token(headers) {
-        Some(token) => session_user(&state.pool, &token).await,
+        Some(token) => session_user(&state.pool, &token, origin).await,
         None => Ok(None),
     }
 }
@@ -311,7 +347,11 @@ fn cookie(headers: &HeaderMap, wanted: &str) -> Option<String> {
         .map(|(_, value)| value.to_string())
 }
 
-async fn session_user(pool: &PgPool, token: &str) -> Result<Option<CurrentUser>, AppError> {
+async fn session_user(
+    pool: &PgPool,
+    token: &str,
+    origin: Origin,
+) -> Result<Option<CurrentUser>, AppError> {
     let session = sessions::user_of(pool, &sha256_hex(token)).await?;
     Ok(session.map(|session| CurrentUser {
         user: User {
@@ -320,6 +360,7 @@ async fn session_user(pool: &PgPool, token: &str) -> Result<Option<CurrentUser>,
             role: session.role,
         },
         csrf: Some(session.csrf_token),
+        origin,
     }))
 }
 

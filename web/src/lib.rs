@@ -3,6 +3,7 @@
 //! `app(state)` builds the whole router (tests drive it with `oneshot`); `serve` binds it.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod extract;
@@ -154,8 +155,13 @@ pub async fn serve(
         .map_err(|error| ServeError::Bind(bind, error))?;
     let local = listener.local_addr().unwrap_or(bind);
     tracing::info!(address = %local, "web server listening");
-    axum::serve(listener, app(AppState::new(pool, dags_folder)))
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await
-        .map_err(ServeError::Serve)
+    let app = app(AppState::new(pool, dags_folder));
+    // The peer's address reaches handlers: the audit log says where a change came from.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(cancel.cancelled_owned())
+    .await
+    .map_err(ServeError::Serve)
 }

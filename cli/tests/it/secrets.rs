@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 use testkit::TestDatabase;
+use updraft_orchestrator::store::event_log;
 
 struct Output {
     ok: bool,
@@ -162,6 +163,31 @@ async fn secrets_are_encrypted_at_rest_and_rotate_to_a_new_key() {
     );
     let skipped = ok(updraft(url, Some(&new), &["connections", "import", path]));
     assert!(skipped.contains("skipped"), "{skipped}");
+
+    // Every change above is in the audit log as the CLI's, by the operating system's user.
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let every = event_log::EventFilter::default();
+    let events = event_log::page(&pool, &every, 100, 0).await.unwrap().rows;
+    let names: Vec<&str> = events.iter().map(|event| event.event.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "connection_create",
+            "variable_set",
+            "secrets_rotate",
+            "connection_delete",
+            "connections_import",
+            "connections_import",
+        ],
+        "{events:?}"
+    );
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    for event in &events {
+        assert_eq!((event.source.as_str(), &event.owner), ("cli", &user));
+    }
+    assert_eq!(events[3].extra, Some(json!({"conn_id": "api"})));
 }
 
 #[tokio::test]

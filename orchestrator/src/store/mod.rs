@@ -16,6 +16,7 @@
 
 pub mod connections;
 pub mod dags;
+pub mod event_log;
 pub mod import_errors;
 pub mod logs;
 pub mod processes;

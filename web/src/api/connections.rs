@@ -7,12 +7,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use updraft_orchestrator::store::connections::{self, SecretStoreError};
 use updraft_secrets::{CipherError, Connection};
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::audit::{self, Target};
 use crate::auth::CurrentUser;
 use crate::error::{ApiResult, AppError, Problem};
 use crate::extract::{ApiJson, ApiPath, Params};
@@ -321,6 +322,15 @@ pub async fn post_connection(
     connections::insert(&state.pool, &state.cipher, &connection)
         .await
         .map_err(secret_error)?;
+    let extra = json!({"conn_id": connection.conn_id});
+    audit::record(
+        &state.pool,
+        &user,
+        "connection_create",
+        Target::default(),
+        Some(extra),
+    )
+    .await;
     Ok(Json(ConnectionJson::from(&connection)))
 }
 
@@ -399,6 +409,15 @@ pub async fn patch_connection(
             "The Connection with connection_id: `{connection_id}` was not found"
         )));
     }
+    let extra = json!({"conn_id": connection.conn_id});
+    audit::record(
+        &state.pool,
+        &user,
+        "connection_update",
+        Target::default(),
+        Some(extra),
+    )
+    .await;
     Ok(Json(ConnectionJson::from(&connection)))
 }
 
@@ -417,6 +436,15 @@ pub async fn delete_connection(
         .await
         .map_err(secret_error)?;
     if found {
+        let extra = json!({"conn_id": connection_id});
+        audit::record(
+            &state.pool,
+            &user,
+            "connection_delete",
+            Target::default(),
+            Some(extra),
+        )
+        .await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(AppError::not_found(format!(

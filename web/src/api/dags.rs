@@ -8,6 +8,7 @@ use updraft_orchestrator::store::versions;
 
 use super::models::{DagCollection, DagDetailJson, DagJson, DagPatch, airflow_params};
 use crate::AppState;
+use crate::audit::{self, Target};
 use crate::auth::CurrentUser;
 use crate::error::{ApiResult, AppError, Problem};
 use crate::extract::{ApiJson, ApiPath, Params};
@@ -86,17 +87,25 @@ pub async fn patch_dag(
             "only `is_paused` can be updated, update_mask names `{field}`"
         )));
     }
-    set_paused(&state.pool, &dag_id, body.is_paused).await?;
+    set_paused(&state.pool, &user, &dag_id, body.is_paused).await?;
     let row = fetch_dag(&state.pool, &dag_id).await?;
     Ok(Json(DagJson::from(&row)))
 }
 
-/// Pauses or unpauses through the store (which notifies schedulers); 404 when unknown.
-pub async fn set_paused(pool: &PgPool, dag_id: &str, paused: bool) -> ApiResult<()> {
+/// Pauses or unpauses through the store (which notifies schedulers) and records who did;
+/// 404 when unknown.
+pub async fn set_paused(
+    pool: &PgPool,
+    user: &CurrentUser,
+    dag_id: &str,
+    paused: bool,
+) -> ApiResult<()> {
     let found = dags::set_paused(pool, dag_id, paused)
         .await
         .map_err(super::runs::store_error)?;
     if found {
+        let event = if paused { "pause" } else { "unpause" };
+        audit::record(pool, user, event, Target::dag(dag_id), None).await;
         Ok(())
     } else {
         Err(AppError::not_found(format!(

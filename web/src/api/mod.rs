@@ -3,6 +3,7 @@
 
 pub mod connections;
 pub mod dags;
+pub mod event_logs;
 pub mod misc;
 pub mod models;
 pub mod runs;
@@ -32,6 +33,8 @@ pub fn router() -> (Router<AppState>, OpenApi) {
         .routes(routes!(task_instances::get_log))
         .routes(routes!(task_instances::get_xcom_entries))
         .routes(routes!(task_instances::get_xcom_entry))
+        .routes(routes!(event_logs::get_event_logs))
+        .routes(routes!(event_logs::get_event_log))
         .routes(routes!(misc::get_import_errors))
         .routes(routes!(misc::get_import_error))
         .routes(routes!(misc::get_health))

@@ -2,10 +2,12 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::PgPool;
 use updraft_orchestrator::dag::RunState;
-use updraft_orchestrator::engine::clear::{ClearRequest, clear_task_instances, mark_run};
+use updraft_orchestrator::engine::clear::{
+    ClearRequest, ClearedTask, clear_task_instances, mark_run,
+};
 use updraft_orchestrator::engine::trigger::{TriggerError, TriggerRequest, trigger_run};
 use updraft_orchestrator::store::runs::{self, DagRunRow, RunFilter, RunOrder};
 use updraft_orchestrator::store::{StoreError, task_instances};
@@ -16,6 +18,7 @@ use super::models::{
     TaskInstanceReference, TaskInstanceReferenceCollection,
 };
 use crate::AppState;
+use crate::audit::{self, Target};
 use crate::auth::CurrentUser;
 use crate::error::{ApiResult, AppError, Problem};
 use crate::extract::{ApiJson, ApiPath, Params};
@@ -144,14 +147,24 @@ pub async fn post_dag_run(
         conf,
         note: body.note,
     };
-    let record = trigger(&state.pool, &dag_id, request).await?;
+    let record = trigger(&state.pool, &user, &dag_id, request).await?;
     Ok(Json(fetch_run(&state.pool, &dag_id, &record).await?.into()))
 }
 
-/// Triggers through the store and maps its errors to statuses; returns the run id.
-pub async fn trigger(pool: &PgPool, dag_id: &str, request: TriggerRequest) -> ApiResult<String> {
+/// Triggers through the store, records who did, and maps its errors to statuses; returns the
+/// run id.
+pub async fn trigger(
+    pool: &PgPool,
+    user: &CurrentUser,
+    dag_id: &str,
+    request: TriggerRequest,
+) -> ApiResult<String> {
     match trigger_run(pool, dag_id, request).await {
-        Ok(record) => Ok(record.run_id),
+        Ok(record) => {
+            let target = Target::run(dag_id, &record.run_id);
+            audit::record(pool, user, "trigger", target, None).await;
+            Ok(record.run_id)
+        }
         Err(TriggerError::UnknownDag(id)) => Err(AppError::not_found(format!(
             "DAG with dag_id: '{id}' not found"
         ))),
@@ -169,6 +182,33 @@ pub async fn trigger(pool: &PgPool, dag_id: &str, request: TriggerRequest) -> Ap
         ) => Err(AppError::BadRequest(invalid.to_string())),
         Err(TriggerError::Store(error)) => Err(store_error(error)),
     }
+}
+
+/// Clears task instances and records who did (a dry run changes nothing and is not recorded).
+pub async fn clear_as(
+    pool: &PgPool,
+    user: &CurrentUser,
+    request: &ClearRequest<'_>,
+) -> ApiResult<Vec<ClearedTask>> {
+    let cleared = clear_task_instances(pool, request)
+        .await
+        .map_err(store_error)?;
+    if !request.dry_run {
+        let target = Target {
+            dag_id: Some(request.dag_id),
+            run_id: request.run_id,
+            task_id: None,
+        };
+        let extra = json!({
+            "task_ids": request.task_ids,
+            "include_downstream": request.include_downstream,
+            "only_failed": request.only_failed,
+            "reset_dag_runs": request.reset_dag_runs,
+            "cleared": cleared.len(),
+        });
+        audit::record(pool, user, "clear", target, Some(extra)).await;
+    }
+    Ok(cleared)
 }
 
 /// Store errors: unknown things are 404, refused state changes 400, the rest 500.
@@ -196,10 +236,24 @@ pub async fn patch_dag_run(
     user.require(Role::Op)?;
     let run_state = parse_settable_state(&body.state)?;
     fetch_run(&state.pool, &dag_id, &run_id).await?;
-    mark_run(&state.pool, &dag_id, &run_id, run_state)
+    mark_run_as(&state.pool, &user, &dag_id, &run_id, run_state).await?;
+    Ok(Json(fetch_run(&state.pool, &dag_id, &run_id).await?.into()))
+}
+
+/// Marks a run (Airflow's "mark success/failed", or queued to run it again) and records who did.
+pub async fn mark_run_as(
+    pool: &PgPool,
+    user: &CurrentUser,
+    dag_id: &str,
+    run_id: &str,
+    run_state: RunState,
+) -> ApiResult<()> {
+    mark_run(pool, dag_id, run_id, run_state)
         .await
         .map_err(store_error)?;
-    Ok(Json(fetch_run(&state.pool, &dag_id, &run_id).await?.into()))
+    let event = format!("mark_run_{run_state}");
+    audit::record(pool, user, &event, Target::run(dag_id, run_id), None).await;
+    Ok(())
 }
 
 pub fn parse_settable_state(text: &str) -> ApiResult<RunState> {
@@ -259,9 +313,7 @@ pub async fn post_clear_task_instances(
         dry_run: body.dry_run,
         reset_dag_runs: body.reset_dag_runs,
     };
-    let cleared = clear_task_instances(&state.pool, &request)
-        .await
-        .map_err(store_error)?;
+    let cleared = clear_as(&state.pool, &user, &request).await?;
     // One query for the logical dates of the runs touched.
     let run_ids: Vec<String> = cleared.iter().map(|task| task.run_id.clone()).collect();
     let dates = runs::logical_dates(&state.pool, &dag_id, &run_ids).await?;

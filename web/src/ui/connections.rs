@@ -6,6 +6,7 @@ use askama::Template;
 use axum::Form;
 use axum::extract::State;
 use serde::Deserialize;
+use serde_json::json;
 use updraft_orchestrator::store::connections;
 use updraft_secrets::Connection;
 use updraft_secrets::connection::CONN_TYPES;
@@ -13,6 +14,7 @@ use updraft_secrets::connection::CONN_TYPES;
 use super::{CsrfForm, Frame, PageResult, Pager, back_to_list, enc, render, saved_or_deleted};
 use crate::AppState;
 use crate::api::connections::{port, secret_error, try_connection, validate};
+use crate::audit::{self, Target};
 use crate::auth::CurrentUser;
 use crate::error::{AppError, PageError};
 use crate::extract::{ApiPath, Params};
@@ -296,7 +298,16 @@ pub async fn save(
     }
     .await;
     match saved {
-        Ok(conn_id) => Ok(back_to_list("/connections", "saved", &conn_id)),
+        Ok(conn_id) => {
+            let event = if form.existing.is_empty() {
+                "connection_create"
+            } else {
+                "connection_update"
+            };
+            let extra = json!({"conn_id": conn_id});
+            audit::record(&state.pool, &user, event, Target::default(), Some(extra)).await;
+            Ok(back_to_list("/connections", "saved", &conn_id))
+        }
         Err(error) => refused(form_again(&state, &user, form).await, error),
     }
 }
@@ -336,5 +347,14 @@ pub async fn delete(
     if !found {
         return Err(AppError::not_found(format!("no connection `{conn_id}`")).into());
     }
+    let extra = json!({"conn_id": conn_id});
+    audit::record(
+        &state.pool,
+        &user,
+        "connection_delete",
+        Target::default(),
+        Some(extra),
+    )
+    .await;
     Ok(back_to_list("/connections", "deleted", &conn_id))
 }

@@ -175,7 +175,7 @@ pub async fn pause(
             .into());
         }
     };
-    set_paused(&state.pool, &dag_id, paused).await?;
+    set_paused(&state.pool, &user, &dag_id, paused).await?;
     Ok(Redirect::to(&safe_next(form.next.as_deref(), "/dags")).into_response())
 }
 
@@ -217,7 +217,7 @@ pub async fn trigger(
         conf,
         note: None,
     };
-    let run_id = crate::api::runs::trigger(&state.pool, &dag_id, request).await?;
+    let run_id = crate::api::runs::trigger(&state.pool, &user, &dag_id, request).await?;
     Ok(Redirect::to(&format!("/dags/{}/runs/{}", enc(&dag_id), enc(&run_id))).into_response())
 }
 

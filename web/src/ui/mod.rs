@@ -1,5 +1,6 @@
 //! Server-rendered pages. Each page is one or two SQL queries with joins (no N+1) and paginated.
 
+mod audit_log;
 mod connections;
 mod dags;
 pub mod graph;
@@ -46,6 +47,7 @@ pub fn router() -> Router<AppState> {
             get(runs::log_json),
         )
         .route("/import-errors", get(runs::import_errors))
+        .route("/audit-log", get(audit_log::page))
         .route(
             "/connections",
             get(connections::list).post(connections::save),
@@ -83,6 +85,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/log.json",
     ),
     ("GET", "/import-errors"),
+    ("GET", "/audit-log"),
     ("GET", "/connections"),
     ("POST", "/connections"),
     ("GET", "/connections/new"),

@@ -8,14 +8,14 @@ use axum::response::{IntoResponse, Redirect};
 use serde::Deserialize;
 use serde_json::json;
 use updraft_orchestrator::dag::{RunState, TaskState};
-use updraft_orchestrator::engine::clear::{ClearRequest, clear_task_instances, mark_run};
+use updraft_orchestrator::engine::clear::ClearRequest;
 use updraft_orchestrator::store::import_errors::{self, ImportErrorOrder};
 use updraft_orchestrator::store::logs;
 use updraft_orchestrator::store::task_instances::{self, TaskInstanceView};
 
 use super::{Frame, PageResult, Pager, enc, fmt_date, fmt_duration, render};
 use crate::AppState;
-use crate::api::runs::{fetch_run, parse_settable_state, store_error};
+use crate::api::runs::{clear_as, fetch_run, mark_run_as, parse_settable_state};
 use crate::api::task_instances::{fetch_ti, format_line};
 use crate::auth::CurrentUser;
 use crate::error::{AppError, PageError};
@@ -156,9 +156,7 @@ pub async fn clear(
         dry_run: false,
         reset_dag_runs: true,
     };
-    clear_task_instances(&state.pool, &request)
-        .await
-        .map_err(store_error)?;
+    clear_as(&state.pool, &user, &request).await?;
     Ok(Redirect::to(&format!("/dags/{}/runs/{}", enc(&dag_id), enc(&run_id))).into_response())
 }
 
@@ -178,9 +176,7 @@ pub async fn mark(
     user.require(Role::Op)?;
     let target = parse_settable_state(&form.state)?;
     fetch_run(&state.pool, &dag_id, &run_id).await?;
-    mark_run(&state.pool, &dag_id, &run_id, target)
-        .await
-        .map_err(store_error)?;
+    mark_run_as(&state.pool, &user, &dag_id, &run_id, target).await?;
     Ok(Redirect::to(&format!("/dags/{}/runs/{}", enc(&dag_id), enc(&run_id))).into_response())
 }
 

@@ -5,6 +5,7 @@ use askama::Template;
 use axum::Form;
 use axum::extract::State;
 use serde::Deserialize;
+use serde_json::json;
 use updraft_orchestrator::store::variables::{self, Variable};
 use updraft_secrets::mask::{MASK, is_sensitive};
 
@@ -12,6 +13,7 @@ use super::{CsrfForm, Frame, PageResult, Pager, back_to_list, enc, render, saved
 use crate::AppState;
 use crate::api::connections::secret_error;
 use crate::api::variables::check_key;
+use crate::audit::{self, Target};
 use crate::auth::CurrentUser;
 use crate::error::{AppError, PageError};
 use crate::extract::{ApiPath, Params};
@@ -194,7 +196,18 @@ pub async fn save(
     }
     .await;
     match outcome {
-        Ok(()) => Ok(back_to_list("/variables", "saved", &key)),
+        Ok(()) => {
+            let extra = json!({"key": key});
+            audit::record(
+                &state.pool,
+                &user,
+                "variable_set",
+                Target::default(),
+                Some(extra),
+            )
+            .await;
+            Ok(back_to_list("/variables", "saved", &key))
+        }
         Err(error) if error.status_code().is_client_error() => {
             page.error = Some(error.problem().detail.unwrap_or_default());
             page.key = form.key;
@@ -223,5 +236,14 @@ pub async fn delete(
     if !found {
         return Err(AppError::not_found(format!("no variable `{key}`")).into());
     }
+    let extra = json!({"key": key});
+    audit::record(
+        &state.pool,
+        &user,
+        "variable_delete",
+        Target::default(),
+        Some(extra),
+    )
+    .await;
     Ok(back_to_list("/variables", "deleted", &key))
 }

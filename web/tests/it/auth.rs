@@ -4,7 +4,7 @@
 use crate::common::{Ctx, csrf_of, form, login, page, setup};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use updraft_orchestrator::store::{import_errors, runs, sessions, users};
+use updraft_orchestrator::store::{event_log, import_errors, runs, sessions, users};
 use updraft_web::auth::sha256_hex;
 
 const PUBLIC: &[(&str, &str)] = &[
@@ -39,7 +39,7 @@ fn all_routes() -> Vec<(String, String)> {
     routes
 }
 
-fn concrete(path: &str, import_error_id: i64) -> String {
+fn concrete(path: &str, import_error_id: i64, event_log_id: i64) -> String {
     path.replace("{dag_id}", "web_demo")
         .replace("{dag_run_id}", "r1")
         .replace("{run_id}", "r1")
@@ -47,6 +47,7 @@ fn concrete(path: &str, import_error_id: i64) -> String {
         .replace("{task_try_number}", "1")
         .replace("{xcom_key}", "return_value")
         .replace("{import_error_id}", &import_error_id.to_string())
+        .replace("{event_log_id}", &event_log_id.to_string())
         .replace("{file}", "app.css")
         .replace("{connection_id}", "web_conn")
         .replace("{variable_key}", "web_var")
@@ -73,12 +74,16 @@ async fn no_route_but_public_ones_answers_without_authentication() {
         let created = ctx.send(Method::POST, uri, Some("admin"), Some(body)).await;
         assert_eq!(created.status, StatusCode::OK, "{uri}: {}", created.text());
     }
+    // Creating them was recorded in the audit log.
+    let every = event_log::EventFilter::default();
+    let events = event_log::page(&ctx.pool, &every, 1, 0).await.unwrap();
+    let event_log_id = events.rows.first().expect("an audit event").id;
     let mut routes = all_routes();
     assert!(routes.len() >= 30, "{routes:?}");
     // DELETEs last: each removes what other routes' GETs read.
     routes.sort_by_key(|(method, _)| method == "DELETE");
     for (method, template) in &routes {
-        let uri = concrete(template, error_id);
+        let uri = concrete(template, error_id, event_log_id);
         let method: Method = method.parse().unwrap();
         let public = PUBLIC
             .iter()

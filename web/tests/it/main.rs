@@ -6,6 +6,7 @@
 mod airflow_client;
 mod api;
 mod api_fuzz;
+mod audit_log;
 mod auth;
 mod bad_input;
 mod browser;

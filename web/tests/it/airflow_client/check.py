@@ -10,7 +10,7 @@ import time
 import airflow_client.client as client
 from airflow_client.client.api import dag_api, dag_run_api, task_instance_api, x_com_api
 from airflow_client.client.api import connection_api, import_error_api, monitoring_api
-from airflow_client.client.api import variable_api
+from airflow_client.client.api import event_log_api, variable_api
 from airflow_client.client.model.connection import Connection
 from airflow_client.client.model.variable import Variable
 from airflow_client.client.model.clear_task_instances import ClearTaskInstances
@@ -121,4 +121,13 @@ with client.ApiClient(config) as api:
     assert patched.value == "v2" and patched.description == "from the client", patched
     variables.delete_variable("client_var")
     assert variables.get_variables().total_entries == 0
+
+    step("event logs: the changes above, filtered, one by id")
+    events = event_log_api.EventLogApi(api)
+    deleted = events.get_event_logs(event="variable_delete", order_by="-event_log_id")
+    assert deleted.total_entries == 1, deleted
+    entry = deleted.event_logs[0]
+    assert entry.owner == config.username and '"source":"api"' in entry.extra, entry
+    assert events.get_event_log(entry.event_log_id).event == "variable_delete"
+    assert events.get_event_logs(dag_id=dag_id, limit=100).total_entries >= 1
     step("ok")
