@@ -151,6 +151,7 @@ impl App {
 
     /// Parses the command line and runs the command, as the `updraft` binary does.
     pub fn run(self) -> ExitCode {
+        map_large_blocks_apart();
         let runtime = match tokio::runtime::Runtime::new() {
             Ok(runtime) => runtime,
             Err(error) => {
@@ -165,6 +166,18 @@ impl App {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// Argon2 allocates 19 MiB for each password it hashes or checks. Once such a block is freed,
+/// glibc raises its mmap threshold and keeps later ones in the heap, where their pages stay
+/// resident after they are freed (idle RSS 53 MB instead of 34 with 1,000 DAGs). A fixed
+/// threshold maps every block of 1 MiB or more on its own and unmaps it when freed.
+fn map_large_blocks_apart() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: called before any other thread exists; it changes an allocator setting only.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 
