@@ -103,6 +103,20 @@ try {
   await page.locator("table.grid a.cell.st-success").first().waitFor();
   await page.screenshot({ path: join(artifacts, "grid.png"), fullPage: true });
 
+  step("the DAG page: toggle, next-run line, numbered source");
+  await page.goto(`${base}/dags/${dagId}`);
+  assert.equal(await page.locator(`.dag-head button.switch[data-dag="${dagId}"]`).getAttribute("aria-checked"), "true");
+  await page.locator(".dag-meta .next-run").waitFor();
+  assert.equal(await page.locator("pre.source #L1 .ln").textContent(), "1");
+  await page.screenshot({ path: join(artifacts, "dag.png"), fullPage: true });
+
+  step("the audit log shows the unpause made with the toggle");
+  await page.goto(`${base}/audit-log?event=unpause`);
+  const unpaused = page.locator('table.audit-log tr[data-event="unpause"]');
+  await unpaused.first().waitFor();
+  assert.match(await unpaused.first().textContent(), new RegExp(`${dagId}[\\s\\S]*ui`));
+  await page.screenshot({ path: join(artifacts, "audit-log.png"), fullPage: true });
+
   step("task log shows the output");
   await page.goto(logUrl);
   await page.locator("#log", { hasText: "finished-saying" }).waitFor();

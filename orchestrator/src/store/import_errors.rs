@@ -119,3 +119,14 @@ pub async fn get(pool: &PgPool, id: i64) -> Result<Option<ImportErrorRow>, sqlx:
     .fetch_optional(pool)
     .await
 }
+
+/// The import error of one file, if it fails to parse.
+pub async fn for_file(pool: &PgPool, fileloc: &str) -> Result<Option<ImportErrorRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ImportErrorRow,
+        "SELECT id, fileloc, message, created_at FROM import_error WHERE fileloc = $1",
+        fileloc
+    )
+    .fetch_optional(pool)
+    .await
+}

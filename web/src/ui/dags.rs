@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Redirect};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use updraft_orchestrator::engine::trigger::TriggerRequest;
-use updraft_orchestrator::store::dags::{self, DagFilter};
+use updraft_orchestrator::store::dags::{self, DagFilter, DagView};
 use updraft_orchestrator::store::task_instances::{self, GridCell as StoredCell};
-use updraft_orchestrator::store::{runs, versions};
+use updraft_orchestrator::store::{import_errors, runs, versions};
 
 use super::graph::{GraphNode, render_svg};
 use super::{Frame, PageResult, Pager, enc, fmt_date, render, safe_next};
@@ -255,8 +255,12 @@ struct DagPage {
     can_operate: bool,
     trigger_conf: String,
     fileloc: String,
-    source: String,
+    source_lines: Vec<String>,
     details: Vec<(String, String)>,
+    next_run: String,
+    owners: String,
+    tags: Vec<String>,
+    import_error: Option<String>,
 }
 
 pub async fn page(
@@ -406,6 +410,17 @@ pub async fn page(
         details.push(("Start date".to_string(), fmt_date(d.start_date)));
         details.push(("Catchup".to_string(), d.catchup.to_string()));
     }
+    let import_error = match dag.has_import_errors {
+        true => import_errors::for_file(&state.pool, &dag.fileloc)
+            .await
+            .map_err(AppError::from)?
+            .map(|error| error.message),
+        false => None,
+    };
+    let import_error = match import_error {
+        Some(message) => Some(state.secrets_masker().await?.mask(&message)),
+        None => None,
+    };
     let frame = Frame::of(&user);
     render(&DagPage {
         user: frame.user,
@@ -421,8 +436,35 @@ pub async fn page(
         can_operate: user.user.role.allows(Role::Op),
         trigger_conf,
         fileloc: dag.fileloc.clone(),
-        source: version.map(|version| version.source).unwrap_or_default(),
+        source_lines: version
+            .map(|version| version.source.lines().map(str::to_string).collect())
+            .unwrap_or_default(),
         details,
+        next_run: next_run_line(&dag),
+        owners: dag.owner_list().join(", "),
+        tags: dag.tags.clone(),
+        import_error,
         dag_id,
     })
+}
+
+/// "Next run …" as Airflow shows it: the logical date and the data interval it covers.
+fn next_run_line(dag: &DagView) -> String {
+    if dag.is_paused {
+        return "Paused: no scheduled runs until unpaused".into();
+    }
+    match (
+        dag.next_dagrun,
+        dag.next_dagrun_interval_start,
+        dag.next_dagrun_interval_end,
+    ) {
+        (Some(_), Some(start), Some(end)) => format!(
+            "Next run covers {} → {}, created after {}",
+            fmt_date(Some(start)),
+            fmt_date(Some(end)),
+            fmt_date(dag.next_dagrun_create_after.or(Some(end)))
+        ),
+        (Some(next), ..) => format!("Next run {}", fmt_date(Some(next))),
+        _ => "No scheduled runs (triggered only)".into(),
+    }
 }

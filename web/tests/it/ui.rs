@@ -45,6 +45,19 @@ async fn pages_render_what_they_promise() {
         "viewer sees no trigger form"
     );
     assert!(html.contains("dag_id: web_demo"), "YAML source");
+    // The YAML with line numbers (linkable), tags, owners, and the next-run line.
+    assert!(
+        html.contains("id=\"L1\"") && html.contains("id=\"L21\"") && !html.contains("id=\"L22\"")
+    );
+    assert!(html.contains("href=\"/dags?tag=demo\"") && html.contains("owners web-team"));
+    assert!(
+        html.contains("Paused: no scheduled runs until unpaused"),
+        "new DAGs start paused"
+    );
+    assert!(
+        !html.contains("action=\"/dags/web_demo/pause\""),
+        "viewer has no pause toggle"
+    );
     let op_dag = ctx.get("/dags/web_demo", "op").await.text();
     let conf_at = op_dag.find("<textarea").unwrap();
     assert!(
@@ -53,6 +66,30 @@ async fn pages_render_what_they_promise() {
         &op_dag[conf_at..conf_at + 200]
     );
     assert!(op_dag.contains("&#34;times&#34;: 2"));
+    assert!(
+        op_dag.contains("action=\"/dags/web_demo/pause\"")
+            && op_dag.contains("name=\"next\" value=\"/dags/web_demo\""),
+        "the DAG page's pause toggle comes back to the DAG page"
+    );
+
+    // A DAG whose file broke keeps its page, which shows the file's error.
+    std::fs::write(
+        ctx.dags.path().join("web_other.yaml"),
+        "dag_id: web_other\ntasks: [\n",
+    )
+    .unwrap();
+    ctx.sync_dags().await;
+    let broken = ctx.get("/dags/web_other", "viewer").await.text();
+    assert!(
+        broken.contains("The file does not parse") && broken.contains("web_other.yaml:"),
+        "{broken}"
+    );
+    assert!(
+        !ctx.get("/dags/web_demo", "viewer")
+            .await
+            .text()
+            .contains("The file does not parse")
+    );
     ctx.get("/dags/nope", "viewer")
         .await
         .status
