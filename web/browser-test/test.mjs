@@ -117,6 +117,12 @@ try {
   assert.match(await unpaused.first().textContent(), new RegExp(`${dagId}[\\s\\S]*ui`));
   await page.screenshot({ path: join(artifacts, "audit-log.png"), fullPage: true });
 
+  step("Browse → Runs lists the run");
+  await page.click('header nav a:text-is("Runs")');
+  await page.waitForURL(/\/runs$/);
+  await page.locator(`table.runs-browse tr td a:text-is("${dagId}")`).first().waitFor();
+  await page.screenshot({ path: join(artifacts, "runs.png"), fullPage: true });
+
   step("task log shows the output");
   await page.goto(logUrl);
   await page.locator("#log", { hasText: "finished-saying" }).waitFor();

@@ -589,3 +589,50 @@ pub async fn count_by_state(pool: &PgPool) -> Result<Vec<RunStateCount>, sqlx::E
     .fetch_all(pool)
     .await
 }
+
+/// What the Browse → DAG runs page filters on; `None` matches anything.
+#[derive(Debug, Clone, Default)]
+pub struct BrowseFilter {
+    pub dag_id: Option<String>,
+    pub state: Option<RunState>,
+    pub run_type: Option<RunType>,
+    pub logical_date_gte: Option<DateTime<Utc>>,
+    pub logical_date_lte: Option<DateTime<Utc>>,
+}
+
+/// Runs of every DAG matching `filter`, newest logical date first, `limit` of them after the
+/// keyset `before` (the `(logical_date, id)` of the last row of the previous page): each page
+/// costs the same however deep it is.
+pub async fn browse(
+    pool: &PgPool,
+    filter: &BrowseFilter,
+    before: Option<(DateTime<Utc>, i64)>,
+    limit: i64,
+) -> Result<Vec<DagRunRow>, sqlx::Error> {
+    let (before_date, before_id) = before.unzip();
+    sqlx::query_as!(
+        DagRunRow,
+        r#"SELECT id, dag_id, run_id, run_type AS "run_type: RunType", logical_date,
+                  data_interval_start, data_interval_end, state AS "state: RunState", conf,
+                  note, dag_version_id, queued_at, start_date, end_date, updated_at
+             FROM dag_run r
+            WHERE ($1::text IS NULL OR r.dag_id = $1)
+              AND ($2::text IS NULL OR r.state = $2)
+              AND ($3::text IS NULL OR r.run_type = $3)
+              AND ($4::timestamptz IS NULL OR r.logical_date >= $4)
+              AND ($5::timestamptz IS NULL OR r.logical_date <= $5)
+              AND ($6::timestamptz IS NULL OR (r.logical_date, r.id) < ($6, $7))
+            ORDER BY r.logical_date DESC, r.id DESC
+            LIMIT $8"#,
+        filter.dag_id,
+        filter.state.map(RunState::as_str),
+        filter.run_type.map(RunType::as_str),
+        filter.logical_date_gte,
+        filter.logical_date_lte,
+        before_date,
+        before_id,
+        limit,
+    )
+    .fetch_all(pool)
+    .await
+}

@@ -1,6 +1,7 @@
 //! Server-rendered pages. Each page is one or two SQL queries with joins (no N+1) and paginated.
 
 mod audit_log;
+mod browse;
 mod connections;
 mod dags;
 pub mod graph;
@@ -48,6 +49,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/import-errors", get(runs::import_errors))
         .route("/audit-log", get(audit_log::page))
+        .route("/runs", get(browse::page))
         .route(
             "/connections",
             get(connections::list).post(connections::save),
@@ -86,6 +88,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ),
     ("GET", "/import-errors"),
     ("GET", "/audit-log"),
+    ("GET", "/runs"),
     ("GET", "/connections"),
     ("POST", "/connections"),
     ("GET", "/connections/new"),

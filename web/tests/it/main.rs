@@ -9,6 +9,7 @@ mod api_fuzz;
 mod audit_log;
 mod auth;
 mod bad_input;
+mod browse;
 mod browser;
 mod common;
 mod perf;
