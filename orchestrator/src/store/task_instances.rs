@@ -206,3 +206,62 @@ mod tests {
         assert_eq!(ANY_STATE_BUT_NONE, all_but_none.as_slice());
     }
 }
+
+/// A task instance as Browse → Task instances lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrowsedTaskInstance {
+    pub id: i64,
+    pub dag_id: String,
+    pub run_id: String,
+    pub task_id: String,
+    pub operator: String,
+    pub state: TaskState,
+    pub try_number: i32,
+    pub logical_date: DateTime<Utc>,
+    pub start_date: Option<DateTime<Utc>>,
+    pub duration: Option<f64>,
+}
+
+/// What Browse → Task instances filters on; `None` matches anything.
+#[derive(Debug, Clone, Default)]
+pub struct BrowseFilter {
+    pub dag_id: Option<String>,
+    pub task_id: Option<String>,
+    pub state: Option<TaskState>,
+    pub started_gte: Option<DateTime<Utc>>,
+    pub started_lte: Option<DateTime<Utc>>,
+}
+
+/// Task instances of every DAG matching `filter`, newest first (by id), `limit` of them below
+/// the keyset `before_id`: each page costs the same however deep it is.
+pub async fn browse(
+    pool: &PgPool,
+    filter: &BrowseFilter,
+    before_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<BrowsedTaskInstance>, sqlx::Error> {
+    sqlx::query_as!(
+        BrowsedTaskInstance,
+        r#"SELECT ti.id, ti.dag_id, ti.run_id, ti.task_id, ti.operator,
+                  ti.state AS "state: TaskState", ti.try_number, r.logical_date, ti.start_date,
+                  ti.duration
+             FROM task_instance ti JOIN dag_run r ON r.id = ti.dag_run_id
+            WHERE ($1::text IS NULL OR ti.dag_id = $1)
+              AND ($2::text IS NULL OR ti.task_id = $2)
+              AND ($3::text IS NULL OR ti.state = $3)
+              AND ($4::timestamptz IS NULL OR ti.start_date >= $4)
+              AND ($5::timestamptz IS NULL OR ti.start_date <= $5)
+              AND ($6::bigint IS NULL OR ti.id < $6)
+            ORDER BY ti.id DESC
+            LIMIT $7"#,
+        filter.dag_id,
+        filter.task_id,
+        filter.state.map(TaskState::as_str),
+        filter.started_gte,
+        filter.started_lte,
+        before_id,
+        limit,
+    )
+    .fetch_all(pool)
+    .await
+}

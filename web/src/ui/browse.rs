@@ -1,12 +1,13 @@
-//! Browse → DAG runs: every DAG's runs, newest first, filtered by DAG, state, run type and a
-//! range of logical dates, a page at a time by keyset (the last row's logical date and id), so
-//! a deep page costs what the first one does.
+//! Browse → DAG runs and Task instances: every DAG's, newest first, filtered (DAG, state, run
+//! type or task, a range of dates), a page at a time by keyset (where the last row of the page
+//! before ended), so a deep page costs what the first one does.
 
 use askama::Template;
 use axum::extract::State;
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
-use updraft_orchestrator::dag::{RunState, RunType};
+use updraft_orchestrator::dag::{RunState, RunType, TaskState};
 use updraft_orchestrator::store::runs::{self, BrowseFilter, DagRunRow};
+use updraft_orchestrator::store::task_instances::{self, BrowsedTaskInstance};
 
 use super::{Frame, PageResult, enc, fmt_date, fmt_duration, render};
 use crate::AppState;
@@ -94,7 +95,11 @@ fn choice<T: std::str::FromStr>(text: &str, what: &str, problems: &mut Vec<Strin
     parsed
 }
 
-pub async fn page(State(state): State<AppState>, user: CurrentUser, params: Params) -> PageResult {
+pub async fn runs_page(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    params: Params,
+) -> PageResult {
     let text = |name: &str| params.get(name).unwrap_or_default().trim().to_string();
     let (dag_id, state_text, type_text) = (text("dag_id"), text("state"), text("run_type"));
     let (from, to) = (text("from"), text("to"));
@@ -167,5 +172,123 @@ pub async fn page(State(state): State<AppState>, user: CurrentUser, params: Para
         older,
         newest: format!("/runs?{query}"),
         first_page: before.is_none(),
+    })
+}
+
+pub struct TaskInstanceLine {
+    pub state: String,
+    pub dag_id: String,
+    pub enc_dag: String,
+    pub run_id: String,
+    pub enc_run: String,
+    pub task_id: String,
+    pub enc_task: String,
+    pub operator: String,
+    pub try_number: i32,
+    pub started: String,
+    pub duration: String,
+}
+
+impl From<&BrowsedTaskInstance> for TaskInstanceLine {
+    fn from(ti: &BrowsedTaskInstance) -> Self {
+        TaskInstanceLine {
+            state: ti.state.to_string(),
+            dag_id: ti.dag_id.clone(),
+            enc_dag: enc(&ti.dag_id),
+            run_id: ti.run_id.clone(),
+            enc_run: enc(&ti.run_id),
+            task_id: ti.task_id.clone(),
+            enc_task: enc(&ti.task_id),
+            operator: ti.operator.clone(),
+            try_number: ti.try_number,
+            started: fmt_date(ti.start_date),
+            duration: fmt_duration(ti.duration),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "tis_browse.html")]
+struct TaskInstancesPage {
+    user: String,
+    role: String,
+    csrf: String,
+    dag_id: String,
+    task_id: String,
+    from: String,
+    to: String,
+    states: Vec<(&'static str, bool)>,
+    error: Option<String>,
+    rows: Vec<TaskInstanceLine>,
+    older: Option<String>,
+    newest: String,
+    first_page: bool,
+}
+
+pub async fn task_instances_page(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    params: Params,
+) -> PageResult {
+    let text = |name: &str| params.get(name).unwrap_or_default().trim().to_string();
+    let (dag_id, task_id, state_text) = (text("dag_id"), text("task_id"), text("state"));
+    let (from, to) = (text("from"), text("to"));
+    let mut problems = Vec::new();
+    let ti_state = choice::<TaskState>(&state_text, "state", &mut problems);
+    let mut date = |result: Result<Option<DateTime<Utc>>, String>| {
+        result.unwrap_or_else(|problem| {
+            problems.push(problem);
+            None
+        })
+    };
+    let started_gte = date(day(&params, "from", false));
+    let started_lte = date(day(&params, "to", true));
+    let before_id = match params.get("before_id") {
+        Some(id) => Some(id.parse::<i64>().map_err(|_| {
+            AppError::BadRequest(format!("`before_id` must be a number, got `{id}`"))
+        })?),
+        None => None,
+    };
+    let filter = task_instances::BrowseFilter {
+        dag_id: (!dag_id.is_empty()).then(|| dag_id.clone()),
+        task_id: (!task_id.is_empty()).then(|| task_id.clone()),
+        state: ti_state,
+        started_gte,
+        started_lte,
+    };
+    let mut rows = task_instances::browse(&state.pool, &filter, before_id, PAGE + 1)
+        .await
+        .map_err(AppError::from)?;
+    let more = rows.len() as i64 > PAGE;
+    rows.truncate(PAGE as usize);
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("dag_id", &dag_id)
+        .append_pair("task_id", &task_id)
+        .append_pair("state", &state_text)
+        .append_pair("from", &from)
+        .append_pair("to", &to)
+        .finish();
+    let older = rows
+        .last()
+        .filter(|_| more)
+        .map(|last| format!("/task-instances?{query}&before_id={}", last.id));
+    let frame = Frame::of(&user);
+    render(&TaskInstancesPage {
+        user: frame.user,
+        role: frame.role,
+        csrf: frame.csrf,
+        dag_id,
+        task_id,
+        from,
+        to,
+        states: TaskState::ALL
+            .iter()
+            .map(|s| (s.as_str(), s.as_str() == state_text))
+            .collect(),
+        error: problems.first().cloned(),
+        rows: rows.iter().map(TaskInstanceLine::from).collect(),
+        older,
+        newest: format!("/task-instances?{query}"),
+        first_page: before_id.is_none(),
     })
 }

@@ -49,7 +49,8 @@ pub fn router() -> Router<AppState> {
         )
         .route("/import-errors", get(runs::import_errors))
         .route("/audit-log", get(audit_log::page))
-        .route("/runs", get(browse::page))
+        .route("/runs", get(browse::runs_page))
+        .route("/task-instances", get(browse::task_instances_page))
         .route(
             "/connections",
             get(connections::list).post(connections::save),
@@ -89,6 +90,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/import-errors"),
     ("GET", "/audit-log"),
     ("GET", "/runs"),
+    ("GET", "/task-instances"),
     ("GET", "/connections"),
     ("POST", "/connections"),
     ("GET", "/connections/new"),

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
+use updraft_orchestrator::store::task_instances;
 
 use crate::common::{login, page, setup};
 
@@ -82,4 +83,56 @@ async fn runs_of_every_dag_are_browsed_newest_first_with_filters_and_keyset_page
         50,
         "an unusable filter is left out, and said"
     );
+}
+
+#[tokio::test]
+async fn task_instances_of_every_dag_are_browsed_with_filters_and_keyset_pages() {
+    let Some(ctx) = setup("web_browse_tis").await else {
+        return;
+    };
+    // extract succeeds, transform fails, load is upstream_failed.
+    ctx.run_with_tis("r1").await;
+    let op = login(&ctx, "op").await;
+    let ids = |html: &str| -> Vec<String> {
+        html.split("data-ti=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next().map(str::to_string))
+            .collect()
+    };
+    let all = ids(&page(&ctx, &op, "/task-instances").await.text());
+    assert_eq!(all.len(), 3, "{all:?}");
+    let failed = ids(&page(&ctx, &op, "/task-instances?state=failed").await.text());
+    assert_eq!(failed, ["web_demo/r1/transform"]);
+    let extract = page(&ctx, &op, "/task-instances?dag_id=web_demo&task_id=extract").await;
+    assert_eq!(ids(&extract.text()), ["web_demo/r1/extract"]);
+    assert!(
+        ids(&page(&ctx, &op, "/task-instances?dag_id=web_other")
+            .await
+            .text())
+        .is_empty()
+    );
+    let refused = page(&ctx, &op, "/task-instances?state=sleepy").await.text();
+    assert!(refused.contains("unknown state `sleepy`"));
+
+    // Pages follow each other by keyset: newest first, none repeated, none skipped.
+    let every = task_instances::BrowseFilter::default();
+    let newest = task_instances::browse(&ctx.pool, &every, None, 2)
+        .await
+        .unwrap();
+    let rest = task_instances::browse(&ctx.pool, &every, Some(newest[1].id), 2)
+        .await
+        .unwrap();
+    let mut seen: Vec<i64> = newest.iter().chain(&rest).map(|ti| ti.id).collect();
+    assert_eq!(seen.len(), 3);
+    assert!(seen.windows(2).all(|pair| pair[0] > pair[1]), "{seen:?}");
+    seen.dedup();
+    assert_eq!(seen.len(), 3);
+    let deeper = page(
+        &ctx,
+        &op,
+        &format!("/task-instances?before_id={}", newest[1].id),
+    )
+    .await;
+    assert_eq!(ids(&deeper.text()).len(), 1);
+    assert!(deeper.text().contains(">Newest</a>"));
 }
