@@ -68,31 +68,98 @@ struct RunsPage {
     first_page: bool,
 }
 
-/// A `YYYY-MM-DD` field as the first (or, with `end_of_day`, last) instant of that day, UTC.
-fn day(params: &Params, name: &str, end_of_day: bool) -> Result<Option<DateTime<Utc>>, String> {
-    let Some(text) = params.get(name).map(str::trim).filter(|t| !t.is_empty()) else {
-        return Ok(None);
-    };
-    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| format!("`{name}` must be a date like 2024-01-31, got `{text}`"))?;
-    let start = date.and_time(NaiveTime::MIN).and_utc();
-    Ok(Some(if end_of_day {
-        start + TimeDelta::days(1) - TimeDelta::microseconds(1)
-    } else {
-        start
-    }))
+/// A browse page's filter form as submitted: each field's text (shown again as typed), what
+/// did not parse (said on the page and left out of the filter), and the query that keeps them
+/// from page to page.
+struct Filters<'p> {
+    params: &'p Params,
+    problems: Vec<String>,
 }
 
-/// An optional select's value: `None` when empty, or (said in `problems`) when unknown.
-fn choice<T: std::str::FromStr>(text: &str, what: &str, problems: &mut Vec<String>) -> Option<T> {
-    if text.is_empty() {
-        return None;
+impl<'p> Filters<'p> {
+    fn new(params: &'p Params) -> Self {
+        Filters {
+            params,
+            problems: Vec::new(),
+        }
     }
-    let parsed = text.parse().ok();
-    if parsed.is_none() {
-        problems.push(format!("unknown {what} `{text}`"));
+
+    fn text(&self, name: &str) -> String {
+        self.params.get(name).unwrap_or_default().trim().to_string()
     }
-    parsed
+
+    /// The field's text, `None` when empty.
+    fn given(&self, name: &str) -> Option<String> {
+        Some(self.text(name)).filter(|text| !text.is_empty())
+    }
+
+    /// A select's value parsed as `T`.
+    fn choice<T: std::str::FromStr>(&mut self, name: &str) -> Option<T> {
+        let text = self.given(name)?;
+        let parsed = text.parse().ok();
+        if parsed.is_none() {
+            self.problems
+                .push(format!("unknown {} `{text}`", name.replace('_', " ")));
+        }
+        parsed
+    }
+
+    /// A `YYYY-MM-DD` field as the first (or, with `end_of_day`, last) instant of that day, UTC.
+    fn day(&mut self, name: &str, end_of_day: bool) -> Option<DateTime<Utc>> {
+        let text = self.given(name)?;
+        let Ok(date) = NaiveDate::parse_from_str(&text, "%Y-%m-%d") else {
+            self.problems.push(format!(
+                "`{name}` must be a date like 2024-01-31, got `{text}`"
+            ));
+            return None;
+        };
+        let start = date.and_time(NaiveTime::MIN).and_utc();
+        Some(match end_of_day {
+            true => start + TimeDelta::days(1) - TimeDelta::microseconds(1),
+            false => start,
+        })
+    }
+
+    /// The id where the page before ended (the keyset cursor).
+    fn before_id(&self) -> Result<Option<i64>, AppError> {
+        self.given("before_id")
+            .map(|id| {
+                id.parse::<i64>().map_err(|_| {
+                    AppError::BadRequest(format!("`before_id` must be a number, got `{id}`"))
+                })
+            })
+            .transpose()
+    }
+
+    /// A select's choices, each with whether it is the one submitted.
+    fn options(
+        &self,
+        name: &str,
+        all: impl Iterator<Item = &'static str>,
+    ) -> Vec<(&'static str, bool)> {
+        let chosen = self.text(name);
+        all.map(|choice| (choice, choice == chosen)).collect()
+    }
+
+    /// The submitted fields as a query string, for the links to other pages.
+    fn query(&self, names: &[&str]) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for name in names {
+            query.append_pair(name, &self.text(name));
+        }
+        query.finish()
+    }
+
+    fn error(&self) -> Option<String> {
+        self.problems.first().cloned()
+    }
+}
+
+/// A page of at most `PAGE` rows, from a query asked for one more: whether there is more.
+fn one_page<T>(mut rows: Vec<T>) -> (Vec<T>, bool) {
+    let more = rows.len() as i64 > PAGE;
+    rows.truncate(PAGE as usize);
+    (rows, more)
 }
 
 pub async fn runs_page(
@@ -100,50 +167,23 @@ pub async fn runs_page(
     user: CurrentUser,
     params: Params,
 ) -> PageResult {
-    let text = |name: &str| params.get(name).unwrap_or_default().trim().to_string();
-    let (dag_id, state_text, type_text) = (text("dag_id"), text("state"), text("run_type"));
-    let (from, to) = (text("from"), text("to"));
-    // A filter that does not parse is said on the page and left out.
-    let mut problems = Vec::new();
-    let run_state = choice::<RunState>(&state_text, "state", &mut problems);
-    let run_type = choice::<RunType>(&type_text, "run type", &mut problems);
-    let mut date = |result: Result<Option<DateTime<Utc>>, String>| {
-        result.unwrap_or_else(|problem| {
-            problems.push(problem);
-            None
-        })
+    let mut form = Filters::new(&params);
+    let filter = BrowseFilter {
+        dag_id: form.given("dag_id"),
+        state: form.choice("state"),
+        run_type: form.choice("run_type"),
+        logical_date_gte: form.day("from", false),
+        logical_date_lte: form.day("to", true),
     };
-    let logical_date_gte = date(day(&params, "from", false));
-    let logical_date_lte = date(day(&params, "to", true));
-    let before = match (params.date("before_date")?, params.get("before_id")) {
-        (Some(date), Some(id)) => Some((
-            date,
-            id.parse::<i64>().map_err(|_| {
-                AppError::BadRequest(format!("`before_id` must be a number, got `{id}`"))
-            })?,
-        )),
+    let before = match (params.date("before_date")?, form.before_id()?) {
+        (Some(date), Some(id)) => Some((date, id)),
         _ => None,
     };
-    let filter = BrowseFilter {
-        dag_id: (!dag_id.is_empty()).then(|| dag_id.clone()),
-        state: run_state,
-        run_type,
-        logical_date_gte,
-        logical_date_lte,
-    };
-    // One row more than shown says whether there is an older page.
-    let mut rows = runs::browse(&state.pool, &filter, before, PAGE + 1)
+    let rows = runs::browse(&state.pool, &filter, before, PAGE + 1)
         .await
         .map_err(AppError::from)?;
-    let more = rows.len() as i64 > PAGE;
-    rows.truncate(PAGE as usize);
-    let query: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("dag_id", &dag_id)
-        .append_pair("state", &state_text)
-        .append_pair("run_type", &type_text)
-        .append_pair("from", &from)
-        .append_pair("to", &to)
-        .finish();
+    let (rows, more) = one_page(rows);
+    let query = form.query(&["dag_id", "state", "run_type", "from", "to"]);
     let older = rows.last().filter(|_| more).map(|last| {
         let cursor: String = form_urlencoded::Serializer::new(String::new())
             .append_pair("before_date", &last.logical_date.to_rfc3339())
@@ -156,18 +196,12 @@ pub async fn runs_page(
         user: frame.user,
         role: frame.role,
         csrf: frame.csrf,
-        dag_id,
-        from,
-        to,
-        states: RunState::ALL
-            .iter()
-            .map(|s| (s.as_str(), s.as_str() == state_text))
-            .collect(),
-        run_types: RunType::ALL
-            .iter()
-            .map(|t| (t.as_str(), t.as_str() == type_text))
-            .collect(),
-        error: problems.first().cloned(),
+        dag_id: form.text("dag_id"),
+        from: form.text("from"),
+        to: form.text("to"),
+        states: form.options("state", RunState::ALL.iter().map(|s| s.as_str())),
+        run_types: form.options("run_type", RunType::ALL.iter().map(|t| t.as_str())),
+        error: form.error(),
         rows: rows.iter().map(RunLine::from).collect(),
         older,
         newest: format!("/runs?{query}"),
@@ -230,44 +264,20 @@ pub async fn task_instances_page(
     user: CurrentUser,
     params: Params,
 ) -> PageResult {
-    let text = |name: &str| params.get(name).unwrap_or_default().trim().to_string();
-    let (dag_id, task_id, state_text) = (text("dag_id"), text("task_id"), text("state"));
-    let (from, to) = (text("from"), text("to"));
-    let mut problems = Vec::new();
-    let ti_state = choice::<TaskState>(&state_text, "state", &mut problems);
-    let mut date = |result: Result<Option<DateTime<Utc>>, String>| {
-        result.unwrap_or_else(|problem| {
-            problems.push(problem);
-            None
-        })
-    };
-    let started_gte = date(day(&params, "from", false));
-    let started_lte = date(day(&params, "to", true));
-    let before_id = match params.get("before_id") {
-        Some(id) => Some(id.parse::<i64>().map_err(|_| {
-            AppError::BadRequest(format!("`before_id` must be a number, got `{id}`"))
-        })?),
-        None => None,
-    };
+    let mut form = Filters::new(&params);
     let filter = task_instances::BrowseFilter {
-        dag_id: (!dag_id.is_empty()).then(|| dag_id.clone()),
-        task_id: (!task_id.is_empty()).then(|| task_id.clone()),
-        state: ti_state,
-        started_gte,
-        started_lte,
+        dag_id: form.given("dag_id"),
+        task_id: form.given("task_id"),
+        state: form.choice("state"),
+        started_gte: form.day("from", false),
+        started_lte: form.day("to", true),
     };
-    let mut rows = task_instances::browse(&state.pool, &filter, before_id, PAGE + 1)
+    let before_id = form.before_id()?;
+    let rows = task_instances::browse(&state.pool, &filter, before_id, PAGE + 1)
         .await
         .map_err(AppError::from)?;
-    let more = rows.len() as i64 > PAGE;
-    rows.truncate(PAGE as usize);
-    let query: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("dag_id", &dag_id)
-        .append_pair("task_id", &task_id)
-        .append_pair("state", &state_text)
-        .append_pair("from", &from)
-        .append_pair("to", &to)
-        .finish();
+    let (rows, more) = one_page(rows);
+    let query = form.query(&["dag_id", "task_id", "state", "from", "to"]);
     let older = rows
         .last()
         .filter(|_| more)
@@ -277,15 +287,12 @@ pub async fn task_instances_page(
         user: frame.user,
         role: frame.role,
         csrf: frame.csrf,
-        dag_id,
-        task_id,
-        from,
-        to,
-        states: TaskState::ALL
-            .iter()
-            .map(|s| (s.as_str(), s.as_str() == state_text))
-            .collect(),
-        error: problems.first().cloned(),
+        dag_id: form.text("dag_id"),
+        task_id: form.text("task_id"),
+        from: form.text("from"),
+        to: form.text("to"),
+        states: form.options("state", TaskState::ALL.iter().map(|s| s.as_str())),
+        error: form.error(),
         rows: rows.iter().map(TaskInstanceLine::from).collect(),
         older,
         newest: format!("/task-instances?{query}"),
