@@ -1,7 +1,7 @@
 //! The audit log's writer for the UI and the API: each handler that changes state records who
 //! did what, on what, and from where, once the change is made.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::PgPool;
 use updraft_orchestrator::store::event_log::{self, NewEvent};
 
@@ -60,4 +60,22 @@ pub async fn record(
     if let Err(error) = event_log::record(pool, &new).await {
         tracing::error!(%error, event, user = %user.user.username, "cannot record an audit event");
     }
+}
+
+/// Records a change to the connection `conn_id` (`connection_create`, `_update`, `_delete`).
+pub async fn connection(pool: &PgPool, user: &CurrentUser, event: &str, conn_id: &str) {
+    let extra = json!({ "conn_id": conn_id });
+    record(pool, user, event, Target::default(), Some(extra)).await;
+}
+
+/// Records a change to the variable `key` (`variable_set`, `variable_delete`).
+pub async fn variable(pool: &PgPool, user: &CurrentUser, event: &str, key: &str) {
+    record(
+        pool,
+        user,
+        event,
+        Target::default(),
+        Some(json!({ "key": key })),
+    )
+    .await;
 }

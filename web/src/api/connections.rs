@@ -7,13 +7,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use updraft_orchestrator::store::connections::{self, SecretStoreError};
 use updraft_secrets::{CipherError, Connection};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::audit::{self, Target};
+use crate::audit;
 use crate::auth::CurrentUser;
 use crate::error::{ApiResult, AppError, Problem};
 use crate::extract::{ApiJson, ApiPath, Params};
@@ -322,15 +322,7 @@ pub async fn post_connection(
     connections::insert(&state.pool, &state.cipher, &connection)
         .await
         .map_err(secret_error)?;
-    let extra = json!({"conn_id": connection.conn_id});
-    audit::record(
-        &state.pool,
-        &user,
-        "connection_create",
-        Target::default(),
-        Some(extra),
-    )
-    .await;
+    audit::connection(&state.pool, &user, "connection_create", &connection.conn_id).await;
     Ok(Json(ConnectionJson::from(&connection)))
 }
 
@@ -409,15 +401,7 @@ pub async fn patch_connection(
             "The Connection with connection_id: `{connection_id}` was not found"
         )));
     }
-    let extra = json!({"conn_id": connection.conn_id});
-    audit::record(
-        &state.pool,
-        &user,
-        "connection_update",
-        Target::default(),
-        Some(extra),
-    )
-    .await;
+    audit::connection(&state.pool, &user, "connection_update", &connection.conn_id).await;
     Ok(Json(ConnectionJson::from(&connection)))
 }
 
@@ -436,15 +420,7 @@ pub async fn delete_connection(
         .await
         .map_err(secret_error)?;
     if found {
-        let extra = json!({"conn_id": connection_id});
-        audit::record(
-            &state.pool,
-            &user,
-            "connection_delete",
-            Target::default(),
-            Some(extra),
-        )
-        .await;
+        audit::connection(&state.pool, &user, "connection_delete", &connection_id).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(AppError::not_found(format!(

@@ -5,13 +5,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use updraft_orchestrator::store::variables::{self, Variable};
 use utoipa::ToSchema;
 
 use super::connections::secret_error;
 use crate::AppState;
-use crate::audit::{self, Target};
+use crate::audit;
 use crate::auth::CurrentUser;
 use crate::error::{ApiResult, AppError, Problem};
 use crate::extract::{ApiJson, ApiPath, Params};
@@ -156,15 +156,7 @@ pub async fn post_variable(
     variables::set(&state.pool, &state.cipher, &variable)
         .await
         .map_err(secret_error)?;
-    let extra = json!({"key": variable.key});
-    audit::record(
-        &state.pool,
-        &user,
-        "variable_set",
-        Target::default(),
-        Some(extra),
-    )
-    .await;
+    audit::variable(&state.pool, &user, "variable_set", &variable.key).await;
     Ok(Json(variable.into()))
 }
 
@@ -234,15 +226,7 @@ pub async fn patch_variable(
     variables::set(&state.pool, &state.cipher, &variable)
         .await
         .map_err(secret_error)?;
-    let extra = json!({"key": variable.key});
-    audit::record(
-        &state.pool,
-        &user,
-        "variable_set",
-        Target::default(),
-        Some(extra),
-    )
-    .await;
+    audit::variable(&state.pool, &user, "variable_set", &variable.key).await;
     Ok(Json(variable.into()))
 }
 
@@ -261,15 +245,7 @@ pub async fn delete_variable(
         .await
         .map_err(secret_error)?;
     if found {
-        let extra = json!({"key": key});
-        audit::record(
-            &state.pool,
-            &user,
-            "variable_delete",
-            Target::default(),
-            Some(extra),
-        )
-        .await;
+        audit::variable(&state.pool, &user, "variable_delete", &key).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(not_found(&key))

@@ -6,7 +6,6 @@ use askama::Template;
 use axum::Form;
 use axum::extract::State;
 use serde::Deserialize;
-use serde_json::json;
 use updraft_orchestrator::store::connections;
 use updraft_secrets::Connection;
 use updraft_secrets::connection::CONN_TYPES;
@@ -14,7 +13,7 @@ use updraft_secrets::connection::CONN_TYPES;
 use super::{CsrfForm, Frame, PageResult, Pager, back_to_list, enc, render, saved_or_deleted};
 use crate::AppState;
 use crate::api::connections::{port, secret_error, try_connection, validate};
-use crate::audit::{self, Target};
+use crate::audit;
 use crate::auth::CurrentUser;
 use crate::error::{AppError, PageError};
 use crate::extract::{ApiPath, Params};
@@ -304,8 +303,7 @@ pub async fn save(
             } else {
                 "connection_update"
             };
-            let extra = json!({"conn_id": conn_id});
-            audit::record(&state.pool, &user, event, Target::default(), Some(extra)).await;
+            audit::connection(&state.pool, &user, event, &conn_id).await;
             Ok(back_to_list("/connections", "saved", &conn_id))
         }
         Err(error) => refused(form_again(&state, &user, form).await, error),
@@ -347,14 +345,6 @@ pub async fn delete(
     if !found {
         return Err(AppError::not_found(format!("no connection `{conn_id}`")).into());
     }
-    let extra = json!({"conn_id": conn_id});
-    audit::record(
-        &state.pool,
-        &user,
-        "connection_delete",
-        Target::default(),
-        Some(extra),
-    )
-    .await;
+    audit::connection(&state.pool, &user, "connection_delete", &conn_id).await;
     Ok(back_to_list("/connections", "deleted", &conn_id))
 }

@@ -5,7 +5,6 @@ use askama::Template;
 use axum::Form;
 use axum::extract::State;
 use serde::Deserialize;
-use serde_json::json;
 use updraft_orchestrator::store::variables::{self, Variable};
 use updraft_secrets::mask::{MASK, is_sensitive};
 
@@ -13,7 +12,7 @@ use super::{CsrfForm, Frame, PageResult, Pager, back_to_list, enc, render, saved
 use crate::AppState;
 use crate::api::connections::secret_error;
 use crate::api::variables::check_key;
-use crate::audit::{self, Target};
+use crate::audit;
 use crate::auth::CurrentUser;
 use crate::error::{AppError, PageError};
 use crate::extract::{ApiPath, Params};
@@ -197,15 +196,7 @@ pub async fn save(
     .await;
     match outcome {
         Ok(()) => {
-            let extra = json!({"key": key});
-            audit::record(
-                &state.pool,
-                &user,
-                "variable_set",
-                Target::default(),
-                Some(extra),
-            )
-            .await;
+            audit::variable(&state.pool, &user, "variable_set", &key).await;
             Ok(back_to_list("/variables", "saved", &key))
         }
         Err(error) if error.status_code().is_client_error() => {
@@ -236,14 +227,6 @@ pub async fn delete(
     if !found {
         return Err(AppError::not_found(format!("no variable `{key}`")).into());
     }
-    let extra = json!({"key": key});
-    audit::record(
-        &state.pool,
-        &user,
-        "variable_delete",
-        Target::default(),
-        Some(extra),
-    )
-    .await;
+    audit::variable(&state.pool, &user, "variable_delete", &key).await;
     Ok(back_to_list("/variables", "deleted", &key))
 }
