@@ -23,25 +23,22 @@ pub struct PluginsWatcher {
     /// The operators that do not come from the folder (built-in, the app's own).
     base: Registry,
     shared: SharedRegistry,
-    /// What the plugins declared when last read.
-    fingerprint: String,
+    /// What the plugins declared when last read; `None` before the first read.
+    fingerprint: Option<String>,
 }
 
 impl PluginsWatcher {
     /// Reads the plugins under `folder` once; the registry it returns (the `base` operators and
     /// the plugins') is the one the watcher replaces when they change.
     pub async fn start(folder: PathBuf, base: Registry) -> (PluginsWatcher, SharedRegistry) {
-        let discovery = plugins::discover(&folder, &base.names()).await;
-        report(&discovery);
-        let mut registry = base.clone();
-        discovery.register(&mut registry);
-        let shared = SharedRegistry::from(registry);
-        let watcher = PluginsWatcher {
+        let shared = SharedRegistry::from(base.clone());
+        let mut watcher = PluginsWatcher {
             folder,
             base,
             shared: shared.clone(),
-            fingerprint: discovery.fingerprint(),
+            fingerprint: None,
         };
+        watcher.rescan().await;
         (watcher, shared)
     }
 
@@ -49,15 +46,17 @@ impl PluginsWatcher {
     pub async fn rescan(&mut self) -> bool {
         let discovery = plugins::discover(&self.folder, &self.base.names()).await;
         let fingerprint = discovery.fingerprint();
-        if fingerprint == self.fingerprint {
+        if self.fingerprint.as_ref() == Some(&fingerprint) {
             return false;
         }
-        tracing::info!(folder = %self.folder.display(), "plugins changed: reloading operators");
+        if self.fingerprint.is_some() {
+            tracing::info!(folder = %self.folder.display(), "plugins changed: reloading operators");
+        }
         report(&discovery);
         let mut registry = self.base.clone();
         discovery.register(&mut registry);
         self.shared.replace(registry);
-        self.fingerprint = fingerprint;
+        self.fingerprint = Some(fingerprint);
         true
     }
 
