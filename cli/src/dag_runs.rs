@@ -78,6 +78,9 @@ pub struct ClearArgs {
     dag_id: String,
     run_id: String,
     task_id: String,
+    /// Also clear every task upstream of TASK_ID.
+    #[arg(long)]
+    upstream: bool,
     /// Also clear every task downstream of TASK_ID.
     #[arg(long)]
     downstream: bool,
@@ -215,6 +218,7 @@ pub async fn clear(args: ClearArgs) -> anyhow::Result<()> {
         dag_id: &args.dag_id,
         run_id: Some(&args.run_id),
         task_ids: std::slice::from_ref(&args.task_id),
+        include_upstream: args.upstream,
         include_downstream: args.downstream,
         only_failed: false,
         dry_run: false,
@@ -226,7 +230,11 @@ pub async fn clear(args: ClearArgs) -> anyhow::Result<()> {
         run_id: Some(&args.run_id),
         task_id: Some(&args.task_id),
     };
-    let extra = json!({"include_downstream": args.downstream, "cleared": cleared.len()});
+    let extra = json!({
+        "include_upstream": args.upstream,
+        "include_downstream": args.downstream,
+        "cleared": cleared.len(),
+    });
     audit::record(&pool, "clear", target, Some(extra)).await;
     for task in &cleared {
         println!("cleared {}/{}/{}", task.dag_id, task.run_id, task.task_id);

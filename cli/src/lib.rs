@@ -92,7 +92,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum TasksCommand {
-    /// Run a finished task again (Airflow's Clear), optionally with its downstream tasks.
+    /// Run a finished task again (Airflow's Clear), optionally with its upstream and downstream tasks.
     Clear(dag_runs::ClearArgs),
 }
 

@@ -3,10 +3,12 @@
 // that echoes params.message). Environment:
 //   BASE_URL (http://127.0.0.1:8080), UPDRAFT_USER (admin), UPDRAFT_PASSWORD, DAG_ID (browser_demo),
 //   ARTIFACTS (../../artifacts/browser), CHROMIUM (/usr/bin/chromium)
-// Steps: log in, unpause the DAG with its toggle, trigger it with a conf, watch the run turn
-// green, open the task log and see the output, add a connection (CONN_ID, CONN_PASSWORD) in
-// Admin → Connections with its Test button. Screenshots: dag-list.png, grid.png, log.png,
-// connections.png.
+// Steps: log in, unpause the DAG with its toggle, trigger it with a conf, watch the run page
+// fill in and turn green live, open the task log and see the output, open a task in the grid's
+// side panel, watch a run triggered through the API appear in the grid, add a connection
+// (CONN_ID, CONN_PASSWORD) in Admin → Connections with its Test button. Screenshots:
+// dag-list.png, run-live.png, grid-panel.png, grid.png, dag.png, audit-log.png, runs.png,
+// log.png, connections.png.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { join, dirname } from "node:path";
@@ -67,14 +69,14 @@ try {
   await Promise.all([page.waitForURL(/\/runs\//), page.click("form.trigger button[type=submit]")]);
   const runUrl = page.url();
 
-  step("follow the running task's log");
-  // The run page refreshes itself while unfinished: wait for the `say` row's link.
+  step("the run page fills in live, without a reload");
+  await page.evaluate(() => { window.notReloaded = true; });
   const sayLink = page.locator("tr[data-task=say] a");
-  for (const deadline = Date.now() + 30000; !(await sayLink.count()); ) {
-    assert.ok(Date.now() < deadline, "no task instance `say` after 30 s");
-    await page.waitForTimeout(300);
-    if (!page.url().startsWith(runUrl)) await page.goto(runUrl);
-  }
+  await sayLink.first().waitFor({ timeout: 30000 });
+  assert.equal(await page.evaluate(() => window.notReloaded), true, "the run page was not reloaded");
+  await page.screenshot({ path: join(artifacts, "run-live.png"), fullPage: true });
+
+  step("follow the running task's log");
   await Promise.all([page.waitForURL(/\/tasks\/say/), sayLink.first().click()]);
   const log = page.locator("#log");
   await log.filter({ hasText: message }).waitFor();
@@ -83,24 +85,42 @@ try {
   step(followed ? "the log page showed a line written after it loaded" : "the try had ended before the page loaded");
   const logUrl = page.url();
 
-  step("watch the run turn green");
+  step("watch the run turn green, live");
   await page.goto(runUrl);
-  const deadline = Date.now() + 60000;
-  for (;;) {
-    const state = await page.locator("#run-state").getAttribute("data-state");
-    if (state === "success") break;
-    assert.notEqual(state, "failed", "the run failed");
-    assert.ok(Date.now() < deadline, `run still ${state} after 60 s`);
-    await page.waitForTimeout(500); // the page reloads itself every 2 s while unfinished
-    if (page.url() !== runUrl) await page.goto(runUrl);
-  }
+  await page.evaluate(() => { window.notReloaded = true; });
   const badge = page.locator("#run-state .badge");
+  await page.locator("#run-state .badge.st-success, #run-state .badge.st-failed").waitFor({ timeout: 60000 });
+  assert.equal(await badge.textContent(), "success", "the run failed");
+  assert.equal(await page.evaluate(() => window.notReloaded), true, "the run page was not reloaded");
   assert.equal(await badge.evaluate((el) => getComputedStyle(el).backgroundColor), "rgb(0, 128, 0)");
   if (process.env.REQUIRE_FOLLOW === "1") assert.ok(followed, "the log page did not follow the running try");
 
-  step("grid");
+  step("grid: the side panel shows a task's log; arrows and Escape");
   await page.goto(`${base}/dags/${dagId}#grid`);
-  await page.locator("table.grid a.cell.st-success").first().waitFor();
+  const sayCell = page.locator('table.grid button.cell.st-success[data-task="say"]').last();
+  await sayCell.click();
+  await page.locator("#panel #panel-log", { hasText: "finished-saying" }).waitFor();
+  assert.match(await page.locator("#panel h3").textContent(), /say/);
+  await page.screenshot({ path: join(artifacts, "grid-panel.png"), fullPage: true });
+  await page.keyboard.press("ArrowDown");
+  await page.locator("#panel h3", { hasText: "done" }).waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.task), "done");
+  await page.keyboard.press("Escape");
+  assert.equal(await page.locator("#panel").isHidden(), true, "Escape closes the panel");
+
+  step("grid: a new run appears without a reload");
+  await page.locator('body[data-live="ready"]').waitFor();
+  await page.evaluate(() => { window.notReloaded = true; });
+  const bars = await page.locator("table.grid .bar").count();
+  const triggered = await fetch(`${base}/api/v1/dags/${dagId}/dagRuns`, {
+    method: "POST", headers: { Authorization: basic, "Content-Type": "application/json" },
+    body: JSON.stringify({ dag_run_id: `live-${Date.now()}`, conf: { message: "live" } }) });
+  assert.equal(triggered.status, 200, "trigger through the API");
+  const liveRun = (await triggered.json()).dag_run_id;
+  await page.locator(`table.grid .bar[data-run="${liveRun}"]`).waitFor({ timeout: 10000 });
+  await page.locator(`table.grid .bar.st-success[data-run="${liveRun}"]`).waitFor({ timeout: 60000 });
+  assert.equal(await page.locator("table.grid .bar").count(), bars + 1);
+  assert.equal(await page.evaluate(() => window.notReloaded), true, "the DAG page was not reloaded");
   await page.screenshot({ path: join(artifacts, "grid.png"), fullPage: true });
 
   step("the DAG page: toggle, next-run line, numbered source");

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod live;
 pub mod metrics;
 pub mod ui;
 pub mod users;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub login_throttle: auth::LoginThrottle,
     /// `UPDRAFT_SECRET_KEY`, read once: encrypts connections' secrets and variables.
     pub cipher: Cipher,
+    /// Server-sent state changes for the pages.
+    pub live: live::Live,
     openapi: Arc<String>,
 }
 
@@ -50,6 +53,7 @@ impl AppState {
         let (_, openapi) = api::router();
         let openapi = Arc::new(openapi.to_pretty_json().unwrap_or_else(|_| "{}".into()));
         AppState {
+            live: live::Live::new(pool.clone()),
             pool,
             dags_folder,
             basic_cache: auth::BasicCache::default(),

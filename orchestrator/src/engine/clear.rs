@@ -25,6 +25,8 @@ pub struct ClearRequest<'a> {
     /// `None`: in every run of the DAG.
     pub run_id: Option<&'a str>,
     pub task_ids: &'a [String],
+    /// Also every task upstream of `task_ids`.
+    pub include_upstream: bool,
     /// Also every task downstream of `task_ids`.
     pub include_downstream: bool,
     /// Only `failed` and `upstream_failed` task instances.
@@ -37,18 +39,40 @@ pub struct ClearRequest<'a> {
     pub reset_dag_runs: bool,
 }
 
-/// Every task downstream of `roots` (transitively), roots included.
-pub fn with_downstream(dag: &Dag, roots: &[String]) -> BTreeSet<String> {
+/// `roots` with every task upstream (`upstream`) and downstream (`downstream`) of them,
+/// transitively.
+pub fn with_relatives(
+    dag: &Dag,
+    roots: &[String],
+    upstream: bool,
+    downstream: bool,
+) -> BTreeSet<String> {
     let mut selected: BTreeSet<String> = roots.iter().cloned().collect();
+    if upstream {
+        selected.extend(reachable(roots, |task_id| {
+            dag.task(task_id)
+                .map(|task| task.upstream.iter().map(String::as_str).collect())
+                .unwrap_or_default()
+        }));
+    }
+    if downstream {
+        selected.extend(reachable(roots, |task_id| dag.downstream(task_id)));
+    }
+    selected
+}
+
+/// Every task reached from `roots` by following `next`, roots included.
+fn reachable<'d>(roots: &[String], next: impl Fn(&str) -> Vec<&'d str>) -> BTreeSet<String> {
+    let mut seen: BTreeSet<String> = roots.iter().cloned().collect();
     let mut frontier: Vec<String> = roots.to_vec();
     while let Some(task_id) = frontier.pop() {
-        for down in dag.downstream(&task_id) {
-            if selected.insert(down.to_string()) {
-                frontier.push(down.to_string());
+        for relative in next(&task_id) {
+            if seen.insert(relative.to_string()) {
+                frontier.push(relative.to_string());
             }
         }
     }
-    selected
+    seen
 }
 
 /// Airflow's "Clear": the selected task instances go back to `none` so they run again with a
@@ -78,13 +102,14 @@ pub async fn clear_task_instances(
     let mut touched = Vec::new();
     for run in &locked {
         let dag = cache.get(&mut *tx, run.dag_version_id).await?;
-        let selected: Vec<String> = if request.include_downstream {
-            with_downstream(&dag, request.task_ids)
-                .into_iter()
-                .collect()
-        } else {
-            request.task_ids.to_vec()
-        };
+        let selected: Vec<String> = with_relatives(
+            &dag,
+            request.task_ids,
+            request.include_upstream,
+            request.include_downstream,
+        )
+        .into_iter()
+        .collect();
         let rows = task_instances::clearable(&mut tx, run.id, &selected, &states).await?;
         if rows.is_empty() {
             continue;
@@ -155,4 +180,67 @@ pub async fn mark_run(
     notify(&mut *tx, channels::RUNS, dag_id).await?;
     tx.commit().await?;
     Ok(Some(run))
+}
+
+/// Airflow's "mark success/failed" of one task instance. In a running run the run is decided
+/// again (downstream tasks go on, or the run ends). Marking a task `success` also clears the
+/// `failed` and `upstream_failed` tasks downstream of it, queueing their run again, so they run
+/// (as Airflow does). Returns the state the task had.
+pub async fn mark_task(
+    pool: &PgPool,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    state: TaskState,
+) -> Result<TaskState, StoreError> {
+    if !matches!(state, TaskState::Success | TaskState::Failed) {
+        return Err(StoreError::InvalidTransition {
+            what: format!("task {dag_id}/{run_id}/{task_id}"),
+            from: "any".into(),
+            to: state.to_string(),
+        });
+    }
+    let mut tx = pool.begin().await?;
+    let Some((dag_run_id, run_state)) = runs::lock_by_run_id(&mut tx, dag_id, run_id).await? else {
+        return Err(StoreError::NotFound(format!("run {dag_id}/{run_id}")));
+    };
+    let Some(from) = task_instances::mark_one(&mut tx, dag_run_id, task_id, state).await? else {
+        return Err(StoreError::NotFound(format!(
+            "task instance {dag_id}/{run_id}/{task_id}"
+        )));
+    };
+    if from == state {
+        return Ok(from);
+    }
+    // Decisions taken before the mark are not applied after it.
+    runs::mark_cleared(&mut tx, &[dag_run_id], false).await?;
+    notify(&mut *tx, channels::RUNS, dag_id).await?;
+    tx.commit().await?;
+    if state == TaskState::Success {
+        let run = runs::get(pool, dag_id, run_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("run {dag_id}/{run_id}")))?;
+        let dag = DagCache::new().get(pool, run.dag_version_id).await?;
+        let downstream: Vec<String> = with_relatives(&dag, &[task_id.to_string()], false, true)
+            .into_iter()
+            .filter(|id| id != task_id)
+            .collect();
+        if !downstream.is_empty() {
+            let request = ClearRequest {
+                dag_id,
+                run_id: Some(run_id),
+                task_ids: &downstream,
+                include_upstream: false,
+                include_downstream: false,
+                only_failed: true,
+                dry_run: false,
+                reset_dag_runs: run_state.is_finished(),
+            };
+            clear_task_instances(pool, &request).await?;
+        }
+    }
+    if run_state == RunState::Running {
+        decide_run_fully(pool, &DagCache::new(), dag_id, dag_run_id).await?;
+    }
+    Ok(from)
 }

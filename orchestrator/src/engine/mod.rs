@@ -13,6 +13,7 @@
 //! advance.rs     hand-off: decide downstream, claim them     → running, … run success | failed
 //! scheduler/     the loop that drives it: NOTIFY events, and the sweep (due runs, retries,
 //!                the reaper, stalled runs)
+//! state_feed.rs  tells the UI which DAGs' tasks changed state (NOTIFY, at most every 100 ms)
 //! batch.rs       the writers that batch ends and hand-off decisions into one statement
 //! clear.rs       the user's clear and mark
 //! local.rs       `updraft dags test`: the same decide, render and execute, states in memory
@@ -31,6 +32,7 @@ pub mod executor;
 pub mod local;
 pub mod render;
 pub mod scheduler;
+pub mod state_feed;
 pub mod trigger;
 
 pub use scheduler::{Scheduler, SchedulerConfig};

@@ -50,3 +50,24 @@ pub async fn lines(
     .fetch_all(pool)
     .await
 }
+
+/// The last `limit` lines of one try, oldest first (index `task_log_by_try`, backwards).
+pub async fn tail(
+    pool: &PgPool,
+    task_instance_id: i64,
+    try_number: i32,
+    limit: i64,
+) -> Result<Vec<LogLine>, sqlx::Error> {
+    let mut lines = sqlx::query_as!(
+        LogLine,
+        "SELECT id, logged_at, line FROM task_log
+          WHERE task_instance_id = $1 AND try_number = $2 ORDER BY id DESC LIMIT $3",
+        task_instance_id,
+        try_number,
+        limit,
+    )
+    .fetch_all(pool)
+    .await?;
+    lines.reverse();
+    Ok(lines)
+}

@@ -55,7 +55,13 @@ pub mod channels {
     pub const SLOTS: &str = "updraft_slots";
     /// Task instances became `queued`: payload `dag_id`. Executors claim.
     pub const QUEUED: &str = "updraft_queued";
-    pub const ALL: [&str; 5] = [DAGS, RUNS, TASKS, SLOTS, QUEUED];
+    /// Task instances of the DAG changed state (claimed, ended): payload `dag_id`, at most once
+    /// per DAG every 100 ms per process. For watchers (the UI's live view), not the engine.
+    pub const STATES: &str = "updraft_states";
+    /// What the run engine listens to.
+    pub const ENGINE: [&str; 5] = [DAGS, RUNS, TASKS, SLOTS, QUEUED];
+    /// Every channel: a watcher of state changes listens to all of them.
+    pub const ALL: [&str; 6] = [DAGS, RUNS, TASKS, SLOTS, QUEUED, STATES];
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +148,22 @@ where
         .execute(executor)
         .await
         .map(|_| ())
+}
+
+/// `pg_notify(channel, payload)` for each of `payloads`, in one statement.
+pub async fn notify_each(
+    pool: &sqlx::PgPool,
+    channel: &str,
+    payloads: &[String],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payloads(payload)",
+        channel,
+        payloads
+    )
+    .execute(pool)
+    .await
+    .map(|_| ())
 }
 
 /// Waits for notifications on `channels` (a dedicated connection from `pool`'s options).

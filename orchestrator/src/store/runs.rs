@@ -511,24 +511,72 @@ pub struct RecentRun {
     pub dag_id: String,
     pub run_id: String,
     pub state: RunState,
+    pub run_type: RunType,
     pub logical_date: DateTime<Utc>,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
 }
 
-/// The DAG's latest `limit` runs, newest first (index `dag_run_recent`).
+/// The DAG's latest `limit` runs with a logical date before `before` (all when `None`), newest
+/// first (index `dag_run_recent`).
 pub async fn recent(
     pool: &PgPool,
     dag_id: &str,
+    before: Option<DateTime<Utc>>,
     limit: i64,
 ) -> Result<Vec<RecentRun>, sqlx::Error> {
     sqlx::query_as!(
         RecentRun,
-        r#"SELECT dag_id, run_id, state AS "state: RunState", logical_date FROM dag_run
-            WHERE dag_id = $1 ORDER BY logical_date DESC LIMIT $2"#,
+        r#"SELECT dag_id, run_id, state AS "state: RunState", run_type AS "run_type: RunType",
+                  logical_date, start_date, end_date
+             FROM dag_run
+            WHERE dag_id = $1 AND ($2::timestamptz IS NULL OR logical_date < $2)
+            ORDER BY logical_date DESC LIMIT $3"#,
         dag_id,
+        before,
         limit,
     )
     .fetch_all(pool)
     .await
+}
+
+/// A run as the live view sends it when it changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunChange {
+    pub dag_id: String,
+    pub run_id: String,
+    pub state: RunState,
+    pub logical_date: DateTime<Utc>,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The runs of `dag_ids` unfinished or changed after `since` (indexes `dag_run_unfinished`,
+/// `dag_run_recent`).
+pub async fn changed_since(
+    pool: &PgPool,
+    dag_ids: &[String],
+    since: DateTime<Utc>,
+) -> Result<Vec<RunChange>, sqlx::Error> {
+    sqlx::query_as!(
+        RunChange,
+        r#"SELECT dag_id, run_id, state AS "state: RunState", logical_date, start_date, end_date,
+                  updated_at
+             FROM dag_run
+            WHERE dag_id = ANY($1) AND (state IN ('queued', 'running') OR updated_at > $2)"#,
+        dag_ids,
+        since,
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// The database's clock (a watcher's reads are relative to it, not to this host's).
+pub async fn database_now(pool: &PgPool) -> Result<DateTime<Utc>, sqlx::Error> {
+    sqlx::query_scalar!(r#"SELECT clock_timestamp() AS "now!""#)
+        .fetch_one(pool)
+        .await
 }
 
 /// The latest `per_dag` runs of each of the DAGs, newest first per DAG, in one statement
@@ -541,9 +589,11 @@ pub async fn recent_of_dags(
     sqlx::query_as!(
         RecentRun,
         r#"SELECT r.dag_id AS "dag_id!", r.run_id AS "run_id!", r.state AS "state!: RunState",
-                  r.logical_date AS "logical_date!"
+                  r.run_type AS "run_type!: RunType", r.logical_date AS "logical_date!",
+                  r.start_date, r.end_date
              FROM unnest($1::text[]) AS ids(dag_id)
-             CROSS JOIN LATERAL (SELECT dag_id, run_id, state, logical_date FROM dag_run
+             CROSS JOIN LATERAL (SELECT dag_id, run_id, state, run_type, logical_date,
+                                        start_date, end_date FROM dag_run
                                   WHERE dag_id = ids.dag_id
                                   ORDER BY logical_date DESC LIMIT $2) r"#,
         dag_ids,

@@ -38,6 +38,29 @@ const ANY_STATE_BUT_NONE: &[TaskState] = &[
     TaskState::Removed,
 ];
 const UNFINISHED: &[TaskState] = &[NoneState, Scheduled, Queued, Running, UpForRetry];
+/// What a user may mark `success` (any other state), and `failed`.
+const MARK_SUCCESS_FROM: &[TaskState] = &[
+    NoneState,
+    Scheduled,
+    Queued,
+    Running,
+    Failed,
+    UpForRetry,
+    UpstreamFailed,
+    Skipped,
+    TaskState::Removed,
+];
+const MARK_FAILED_FROM: &[TaskState] = &[
+    NoneState,
+    Scheduled,
+    Queued,
+    Running,
+    Success,
+    UpForRetry,
+    UpstreamFailed,
+    Skipped,
+    TaskState::Removed,
+];
 
 /// Every state change the store writes, by the function that writes it.
 #[rustfmt::skip]
@@ -61,6 +84,8 @@ pub const TRANSITIONS: &[(&str, Transition)] = &[
     ("reset_for_clear", Transition::new(ANY_STATE_BUT_NONE, &[], NoneState)),
     ("mark_unfinished: success", Transition::new(UNFINISHED, &[], Success)),
     ("mark_unfinished: failed", Transition::new(&[Running], &[], Failed)),
+    ("mark_one: success", Transition::new(MARK_SUCCESS_FROM, &[], Success)),
+    ("mark_one: failed", Transition::new(MARK_FAILED_FROM, &[], Failed)),
     ("mark_unfinished: skipped", Transition::new(&[NoneState, Scheduled, Queued, UpForRetry], &[], Skipped)),
 ];
 
@@ -204,6 +229,8 @@ mod tests {
         assert_eq!(UNFINISHED, TaskState::unfinished().as_slice());
         let all_but_none: Vec<TaskState> = TaskState::sources_of(NoneState);
         assert_eq!(ANY_STATE_BUT_NONE, all_but_none.as_slice());
+        assert_eq!(MARK_SUCCESS_FROM, TaskState::sources_of(Success).as_slice());
+        assert_eq!(MARK_FAILED_FROM, TaskState::sources_of(Failed).as_slice());
     }
 }
 

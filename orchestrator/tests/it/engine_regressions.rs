@@ -168,6 +168,7 @@ async fn a_clear_without_reset_dag_runs_leaves_a_finished_run_finished() {
         dag_id: "once_more",
         run_id: Some(&run.run_id),
         task_ids: &only,
+        include_upstream: false,
         include_downstream: false,
         only_failed: false,
         dry_run: false,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Map, json};
 use updraft_orchestrator::dag::{RunState, TaskState};
-use updraft_orchestrator::engine::clear::{ClearRequest, clear_task_instances};
+use updraft_orchestrator::engine::clear::{ClearRequest, clear_task_instances, mark_task};
 use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
 use updraft_orchestrator::store::xcom;
 
@@ -87,6 +87,7 @@ async fn a_chain_runs_with_xcom_and_logs_per_try() {
         dag_id: "chain",
         run_id: Some(&run.run_id),
         task_ids: &["two".into()],
+        include_upstream: false,
         include_downstream: true,
         only_failed: false,
         dry_run: false,
@@ -267,5 +268,118 @@ tasks:
         ]
     );
     assert_eq!(seen.states, vec![RunState::Failed]);
+    env.stop().await;
+}
+
+/// Airflow's "mark success/failed" of one task instance: a failure marked success lets the
+/// tasks it had failed run (their finished run is queued again); a waiting task marked failed
+/// fails its running run's downstream tasks, and the run.
+#[tokio::test]
+async fn marking_one_task_instance_moves_its_run_on() {
+    if !testkit::require_postgres() {
+        return;
+    }
+    let mut env = env("sched_mark_task").await;
+    env.write_dag(
+        "marked",
+        r#"
+dag_id: marked
+schedule: null
+is_paused_upon_creation: false
+tasks:
+  - id: boom
+    operator: shell
+    command: "exit 3"
+  - id: after
+    operator: empty
+    upstream: [boom]
+"#,
+    )
+    .await;
+    env.write_dag(
+        "waiting",
+        r#"
+dag_id: waiting
+schedule: null
+is_paused_upon_creation: false
+tasks:
+  - id: slow
+    operator: shell
+    command: "sleep 30"
+  - id: next
+    operator: empty
+    upstream: [slow]
+"#,
+    )
+    .await;
+    env.start_scheduler(config());
+    let run = trigger_run(&env.pool, "marked", TriggerRequest::default())
+        .await
+        .unwrap();
+    env.wait_for_runs(
+        "the run to fail",
+        &[run.id],
+        Duration::from_secs(30),
+        |runs| runs.count(RunState::Failed) == 1,
+    )
+    .await;
+    let from = mark_task(&env.pool, "marked", &run.run_id, "boom", TaskState::Success)
+        .await
+        .unwrap();
+    assert_eq!(from, TaskState::Failed);
+    let seen = env
+        .wait_for_runs(
+            "the run to succeed after the mark",
+            &[run.id],
+            Duration::from_secs(30),
+            |runs| runs.count(RunState::Success) == 1,
+        )
+        .await;
+    let states: Vec<(&str, TaskState, i32)> = seen
+        .task_instances
+        .iter()
+        .map(|ti| (ti.task_id.as_str(), ti.state, ti.try_number))
+        .collect();
+    assert!(
+        states.contains(&("boom", TaskState::Success, 1)),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&("after", TaskState::Success, 1)),
+        "{states:?}"
+    );
+
+    let run = trigger_run(&env.pool, "waiting", TriggerRequest::default())
+        .await
+        .unwrap();
+    env.wait_for_runs(
+        "slow to start",
+        &[run.id],
+        Duration::from_secs(30),
+        |runs| runs.tis(|ti| ti.task_id == "slow" && ti.state == TaskState::Running) == 1,
+    )
+    .await;
+    mark_task(&env.pool, "waiting", &run.run_id, "slow", TaskState::Failed)
+        .await
+        .unwrap();
+    let seen = env
+        .wait_for_runs(
+            "the run to fail after the mark",
+            &[run.id],
+            Duration::from_secs(30),
+            |runs| runs.count(RunState::Failed) == 1,
+        )
+        .await;
+    let next = seen.task_instances.iter().find(|ti| ti.task_id == "next");
+    assert_eq!(next.map(|ti| ti.state), Some(TaskState::UpstreamFailed));
+    let unknown = mark_task(
+        &env.pool,
+        "waiting",
+        &run.run_id,
+        "nope",
+        TaskState::Success,
+    )
+    .await;
+    assert!(unknown.is_err(), "an unknown task is refused");
     env.stop().await;
 }

@@ -29,7 +29,10 @@ pub fn router() -> (Router<AppState>, OpenApi) {
         .routes(routes!(runs::get_dag_run, runs::patch_dag_run))
         .routes(routes!(runs::post_clear_task_instances))
         .routes(routes!(task_instances::get_task_instances))
-        .routes(routes!(task_instances::get_task_instance))
+        .routes(routes!(
+            task_instances::get_task_instance,
+            task_instances::patch_task_instance
+        ))
         .routes(routes!(task_instances::get_log))
         .routes(routes!(task_instances::get_xcom_entries))
         .routes(routes!(task_instances::get_xcom_entry))

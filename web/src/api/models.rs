@@ -381,6 +381,26 @@ pub struct DagRunStatePatch {
     pub state: String,
 }
 
+/// Airflow's "set a task instance's state": `new_state` is `success` or `failed`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskInstanceStatePatch {
+    /// Report what would change, change nothing: true unless set, as in Airflow.
+    #[serde(default = "yes")]
+    pub dry_run: bool,
+    #[schema(value_type = SettableTaskState)]
+    pub new_state: String,
+}
+
+/// The states a task instance may be set to.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum SettableTaskState {
+    Success,
+    Failed,
+}
+
 /// The states a run may be set to; other values are refused with `400`. (For the document only:
 /// the handler checks the text, to answer with Airflow's message.)
 #[derive(ToSchema)]

@@ -4,9 +4,9 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use updraft_orchestrator::dag::RunState;
+use updraft_orchestrator::dag::{RunState, TaskState};
 use updraft_orchestrator::engine::clear::{
-    ClearRequest, ClearedTask, clear_task_instances, mark_run,
+    ClearRequest, ClearedTask, clear_task_instances, mark_run, mark_task,
 };
 use updraft_orchestrator::engine::trigger::{TriggerError, TriggerRequest, trigger_run};
 use updraft_orchestrator::store::runs::{self, DagRunRow, RunFilter, RunOrder};
@@ -201,6 +201,7 @@ pub async fn clear_as(
         };
         let extra = json!({
             "task_ids": request.task_ids,
+            "include_upstream": request.include_upstream,
             "include_downstream": request.include_downstream,
             "only_failed": request.only_failed,
             "reset_dag_runs": request.reset_dag_runs,
@@ -256,6 +257,35 @@ pub async fn mark_run_as(
     Ok(())
 }
 
+/// Marks one task instance `success` or `failed` for `user`, and says so in the audit log.
+pub async fn mark_task_as(
+    pool: &PgPool,
+    user: &CurrentUser,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    state: TaskState,
+) -> ApiResult<TaskState> {
+    let from = mark_task(pool, dag_id, run_id, task_id, state)
+        .await
+        .map_err(store_error)?;
+    let target = Target {
+        dag_id: Some(dag_id),
+        run_id: Some(run_id),
+        task_id: Some(task_id),
+    };
+    let extra = json!({"from": from});
+    audit::record(
+        pool,
+        user,
+        &format!("mark_task_{state}"),
+        target,
+        Some(extra),
+    )
+    .await;
+    Ok(from)
+}
+
 pub fn parse_settable_state(text: &str) -> ApiResult<RunState> {
     match text {
         "success" | "failed" | "queued" => text
@@ -282,7 +312,6 @@ pub async fn post_clear_task_instances(
     user.require(Role::Op)?;
     let unsupported = [
         ("only_running", body.only_running),
-        ("include_upstream", body.include_upstream),
         ("include_future", body.include_future),
         ("include_past", body.include_past),
         ("include_subdags", body.include_subdags),
@@ -308,6 +337,7 @@ pub async fn post_clear_task_instances(
         dag_id: &dag_id,
         run_id: body.dag_run_id.as_deref(),
         task_ids: &task_ids,
+        include_upstream: body.include_upstream,
         include_downstream: body.include_downstream,
         only_failed: body.only_failed,
         dry_run: body.dry_run,

@@ -12,12 +12,16 @@ use updraft_orchestrator::store::task_instances::{self, TaskInstanceFilter, Task
 use updraft_orchestrator::store::xcom::{self, XComRow};
 use updraft_secrets::Masker;
 
-use super::models::{LogJson, TaskInstanceCollection, TaskInstanceJson, XComCollection, XComEntry};
-use super::runs::fetch_run;
+use super::models::{
+    LogJson, TaskInstanceCollection, TaskInstanceJson, TaskInstanceReference,
+    TaskInstanceStatePatch, XComCollection, XComEntry,
+};
+use super::runs::{fetch_run, mark_task_as};
 use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::error::{ApiResult, AppError, Problem};
-use crate::extract::{ApiPath, Params};
+use crate::extract::{ApiJson, ApiPath, Params};
+use crate::users::Role;
 
 /// Most lines one log response carries; the continuation token fetches the rest.
 pub const LOG_PAGE_LINES: i64 = 5_000;
@@ -85,6 +89,40 @@ pub async fn get_task_instance(
             .await?
             .into(),
     ))
+}
+
+/// Set a task instance's state (Airflow's "mark success/failed" of one task).
+#[utoipa::path(patch, path = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}", tag = "TaskInstance",
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path)),
+    request_body = TaskInstanceStatePatch,
+    responses((status = 200, body = TaskInstanceReference), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn patch_task_instance(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath((dag_id, run_id, task_id)): ApiPath<(String, String, String)>,
+    ApiJson(body): ApiJson<TaskInstanceStatePatch>,
+) -> ApiResult<Json<TaskInstanceReference>> {
+    user.require(Role::Op)?;
+    let new_state = match body.new_state.as_str() {
+        "success" => TaskState::Success,
+        "failed" => TaskState::Failed,
+        other => {
+            return Err(AppError::BadRequest(format!(
+                "'{other}' is not one of ['success', 'failed'] - 'new_state'"
+            )));
+        }
+    };
+    let ti = fetch_ti(&state.pool, &dag_id, &run_id, &task_id).await?;
+    if !body.dry_run {
+        mark_task_as(&state.pool, &user, &dag_id, &run_id, &task_id, new_state).await?;
+    }
+    Ok(Json(TaskInstanceReference {
+        task_id,
+        dag_id,
+        dag_run_id: run_id,
+        execution_date: ti.logical_date,
+    }))
 }
 
 pub fn format_line(line: &LogLine) -> String {

@@ -10,10 +10,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use updraft_orchestrator::engine::trigger::TriggerRequest;
 use updraft_orchestrator::store::dags::{self, DagFilter, DagView};
-use updraft_orchestrator::store::task_instances::{self, GridCell as StoredCell};
 use updraft_orchestrator::store::{import_errors, runs, versions};
 
 use super::graph::{GraphNode, render_svg};
+use super::grid::{self, Grid};
 use super::{Frame, PageResult, Pager, enc, fmt_date, render, safe_next};
 use crate::AppState;
 use crate::api::dags::{fetch_dag, set_paused};
@@ -25,11 +25,24 @@ use crate::users::Role;
 
 const PAGE_SIZE: i64 = 50;
 const RECENT_RUNS: i64 = 10;
-const GRID_RUNS: i64 = 25;
+/// The states the grid's legend explains, in the order a run goes through them.
+const LEGEND: &[&str] = &[
+    "none",
+    "scheduled",
+    "queued",
+    "running",
+    "success",
+    "failed",
+    "up_for_retry",
+    "upstream_failed",
+    "skipped",
+    "removed",
+];
 /// Most tags the list's tag filter offers.
 const MAX_TAGS: i64 = 500;
 
 pub struct Mark {
+    pub run_id: String,
     pub state: String,
     pub href: String,
     pub title: String,
@@ -61,6 +74,7 @@ struct DagListPage {
     pager: Pager,
     here: String,
     import_errors: i64,
+    live_after: u64,
 }
 
 fn list_href(q: &str, tag: &str, page: i64) -> String {
@@ -76,6 +90,8 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser, params: Para
     let q = params.get("q").unwrap_or("").trim().to_string();
     let tag = params.get("tag").unwrap_or("").trim().to_string();
     let page = params.int("page", 1, 1)?;
+    // Before the reads: changes committed after them reach the page live.
+    let live_after = state.live.position();
     let tags = if tag.is_empty() {
         vec![]
     } else {
@@ -106,6 +122,7 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser, params: Para
             .entry(run.dag_id.clone())
             .or_default()
             .push(Mark {
+                run_id: run.run_id.clone(),
                 href: format!("/dags/{}/runs/{}", enc(&run.dag_id), enc(&run.run_id)),
                 title: format!(
                     "{} · {} · {}",
@@ -147,6 +164,7 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser, params: Para
         all_tags: facets.tags,
         total,
         import_errors: facets.import_errors,
+        live_after,
     })
 }
 
@@ -221,23 +239,6 @@ pub async fn trigger(
     Ok(Redirect::to(&format!("/dags/{}/runs/{}", enc(&dag_id), enc(&run_id))).into_response())
 }
 
-pub struct GridRun {
-    pub state: String,
-    pub href: String,
-    pub title: String,
-}
-
-pub struct GridCell {
-    pub state: String,
-    pub href: Option<String>,
-    pub title: String,
-}
-
-pub struct GridRow {
-    pub task_id: String,
-    pub cells: Vec<GridCell>,
-}
-
 #[derive(Template)]
 #[template(path = "dag.html")]
 struct DagPage {
@@ -250,8 +251,11 @@ struct DagPage {
     description: Option<String>,
     svg: String,
     graph_caption: String,
-    grid_runs: Vec<GridRun>,
-    grid_rows: Vec<GridRow>,
+    /// The run the graph is coloured by.
+    graph_run: String,
+    grid: Grid,
+    legend: &'static [&'static str],
+    live_after: u64,
     can_operate: bool,
     trigger_conf: String,
     fileloc: String,
@@ -267,112 +271,42 @@ pub async fn page(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiPath(dag_id): ApiPath<String>,
+    params: Params,
 ) -> PageResult {
+    // Before the reads: changes committed after them reach the page live.
+    let live_after = state.live.position();
     let dag = fetch_dag(&state.pool, &dag_id).await?;
     let version = versions::latest_with_source(&state.pool, &dag_id)
         .await
         .map_err(AppError::from)?;
     let parsed = version.as_ref().and_then(|version| version.dag.as_ref());
-    // Latest runs, newest first in SQL, shown oldest → newest.
-    let mut runs = runs::recent(&state.pool, &dag_id, GRID_RUNS)
-        .await
-        .map_err(AppError::from)?;
-    runs.reverse();
-    let run_ids: Vec<String> = runs.iter().map(|r| r.run_id.clone()).collect();
-    let tis = task_instances::grid(&state.pool, &dag_id, &run_ids)
-        .await
-        .map_err(AppError::from)?;
-    let by_cell: HashMap<(&str, &str), &StoredCell> = tis
-        .iter()
-        .map(|ti| ((ti.run_id.as_str(), ti.task_id.as_str()), ti))
-        .collect();
-
-    // Task rows: the latest version's tasks in order, then ids seen only in older runs.
-    let mut task_ids: Vec<String> = parsed
-        .map(|d| {
-            d.topological_order()
-                .into_iter()
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    for ti in &tis {
-        if !task_ids.contains(&ti.task_id) {
-            task_ids.push(ti.task_id.clone());
-        }
-    }
-    let ti_href = |run_id: &str, task_id: &str| {
-        format!(
-            "/dags/{}/runs/{}/tasks/{}",
-            enc(&dag_id),
-            enc(run_id),
-            enc(task_id)
-        )
-    };
-    let grid_rows = task_ids
-        .iter()
-        .map(|task_id| GridRow {
-            task_id: task_id.clone(),
-            cells: runs
-                .iter()
-                .map(
-                    |run| match by_cell.get(&(run.run_id.as_str(), task_id.as_str())) {
-                        Some(ti) => GridCell {
-                            state: ti.state.to_string(),
-                            href: Some(ti_href(&run.run_id, task_id)),
-                            title: format!(
-                                "{task_id} · {} · {} · try {}",
-                                run.run_id, ti.state, ti.try_number
-                            ),
-                        },
-                        None => GridCell {
-                            state: "none".into(),
-                            href: None,
-                            title: String::new(),
-                        },
-                    },
-                )
-                .collect(),
-        })
-        .collect();
-    let grid_runs = runs
-        .iter()
-        .map(|run| GridRun {
-            state: run.state.to_string(),
-            href: format!("/dags/{}/runs/{}", enc(&dag_id), enc(&run.run_id)),
-            title: format!(
-                "{} · {} · {}",
-                run.run_id,
-                fmt_date(Some(run.logical_date)),
-                run.state
-            ),
-        })
-        .collect();
-
-    let latest = runs.last().map(|r| r.run_id.clone());
+    let grid = grid::build(&state.pool, &dag_id, parsed, params.date("before")?).await?;
+    let latest = grid.newest.as_ref();
     let nodes: Vec<GraphNode> = parsed
         .map(|d| {
             d.tasks
                 .iter()
                 .map(|task| {
-                    let ti = latest
-                        .as_deref()
-                        .and_then(|run_id| by_cell.get(&(run_id, task.task_id.as_str())));
+                    let state = latest.and_then(|(_, states)| states.get(&task.task_id));
                     GraphNode {
                         task_id: task.task_id.clone(),
                         upstream: task.upstream.clone(),
-                        state: ti.map_or("none".into(), |ti| ti.state.to_string()),
-                        href: latest
-                            .as_deref()
-                            .filter(|_| ti.is_some())
-                            .map(|run| ti_href(run, &task.task_id)),
+                        state: state.map_or("none".into(), |state| state.to_string()),
+                        href: latest.filter(|_| state.is_some()).map(|(run_id, _)| {
+                            format!(
+                                "/dags/{}/runs/{}/tasks/{}",
+                                enc(&dag_id),
+                                enc(run_id),
+                                enc(&task.task_id)
+                            )
+                        }),
                     }
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let graph_caption = match &latest {
-        Some(run_id) => format!("coloured by run {run_id}"),
+    let graph_caption = match latest {
+        Some((run_id, _)) => format!("coloured by run {run_id}"),
         None => "no runs yet".into(),
     };
     let trigger_conf = parsed
@@ -431,8 +365,10 @@ pub async fn page(
         description: dag.description.clone(),
         svg: render_svg(&nodes),
         graph_caption,
-        grid_runs,
-        grid_rows,
+        graph_run: latest.map(|(run_id, _)| run_id.clone()).unwrap_or_default(),
+        grid,
+        legend: LEGEND,
+        live_after,
         can_operate: user.user.role.allows(Role::Op),
         trigger_conf,
         fileloc: dag.fileloc.clone(),

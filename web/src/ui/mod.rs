@@ -5,6 +5,7 @@ mod browse;
 mod connections;
 mod dags;
 pub mod graph;
+mod grid;
 mod runs;
 mod variables;
 
@@ -47,6 +48,15 @@ pub fn router() -> Router<AppState> {
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/log.json",
             get(runs::log_json),
         )
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/panel",
+            get(grid::panel),
+        )
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
+            post(grid::mark),
+        )
+        .route("/events", get(crate::live::events))
         .route("/import-errors", get(runs::import_errors))
         .route("/audit-log", get(audit_log::page))
         .route("/runs", get(browse::runs_page))
@@ -87,6 +97,9 @@ pub const ROUTES: &[(&str, &str)] = &[
         "GET",
         "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/log.json",
     ),
+    ("GET", "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/panel"),
+    ("POST", "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark"),
+    ("GET", "/events"),
     ("GET", "/import-errors"),
     ("GET", "/audit-log"),
     ("GET", "/runs"),

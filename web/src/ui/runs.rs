@@ -7,13 +7,13 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Redirect};
 use serde::Deserialize;
 use serde_json::json;
-use updraft_orchestrator::dag::{RunState, TaskState};
+use updraft_orchestrator::dag::TaskState;
 use updraft_orchestrator::engine::clear::ClearRequest;
 use updraft_orchestrator::store::import_errors::{self, ImportErrorOrder};
 use updraft_orchestrator::store::logs;
 use updraft_orchestrator::store::task_instances::{self, TaskInstanceView};
 
-use super::{Frame, PageResult, Pager, enc, fmt_date, fmt_duration, render};
+use super::{Frame, PageResult, Pager, enc, fmt_date, fmt_duration, render, safe_next};
 use crate::AppState;
 use crate::api::runs::{clear_as, fetch_run, mark_run_as, parse_settable_state};
 use crate::api::task_instances::{fetch_ti, format_line};
@@ -48,7 +48,7 @@ struct RunPage {
     run_id: String,
     enc_run: String,
     state: String,
-    unfinished: bool,
+    live_after: u64,
     details: Vec<(String, String)>,
     tis: Vec<TiView>,
     can_operate: bool,
@@ -59,6 +59,8 @@ pub async fn page(
     user: CurrentUser,
     ApiPath((dag_id, run_id)): ApiPath<(String, String)>,
 ) -> PageResult {
+    // Before the reads: changes committed after them reach the page live.
+    let live_after = state.live.position();
     let run = fetch_run(&state.pool, &dag_id, &run_id).await?;
     let rows = task_instances::views_of_run(&state.pool, &dag_id, &run_id)
         .await
@@ -118,7 +120,7 @@ pub async fn page(
         csrf: frame.csrf,
         enc_dag: enc(&dag_id),
         enc_run: enc(&run_id),
-        unfinished: matches!(run.state, RunState::Queued | RunState::Running),
+        live_after,
         state: run.state.to_string(),
         details,
         tis,
@@ -132,7 +134,9 @@ pub async fn page(
 pub struct ClearForm {
     csrf_token: String,
     task_id: String,
+    upstream: Option<String>,
     downstream: Option<String>,
+    next: Option<String>,
 }
 
 pub async fn clear(
@@ -151,13 +155,15 @@ pub async fn clear(
         dag_id: &dag_id,
         run_id: Some(&run_id),
         task_ids: std::slice::from_ref(&form.task_id),
+        include_upstream: form.upstream.as_deref() == Some("true"),
         include_downstream: form.downstream.as_deref() == Some("true"),
         only_failed: false,
         dry_run: false,
         reset_dag_runs: true,
     };
     clear_as(&state.pool, &user, &request).await?;
-    Ok(Redirect::to(&format!("/dags/{}/runs/{}", enc(&dag_id), enc(&run_id))).into_response())
+    let run_page = format!("/dags/{}/runs/{}", enc(&dag_id), enc(&run_id));
+    Ok(Redirect::to(&safe_next(form.next.as_deref(), &run_page)).into_response())
 }
 
 #[derive(Deserialize)]

@@ -76,10 +76,16 @@ async fn browser_login_unpause_trigger_and_log() {
         .iter()
         .filter(|run| run.run_type == RunType::Manual)
         .collect();
-    let [run] = manual.as_slice() else {
-        panic!("one manual run: {runs:?}");
+    // The one triggered with the form, then the one triggered through the API while the
+    // browser watched the grid.
+    let [run, live] = manual.as_slice() else {
+        panic!("two manual runs: {runs:?}");
     };
     assert_eq!(run.state, RunState::Success);
+    assert_eq!(
+        (live.state, &live.conf["message"]),
+        (RunState::Success, &"live".into())
+    );
     let conf = &run.conf;
     assert!(
         conf["message"]
@@ -100,7 +106,14 @@ async fn browser_login_unpause_trigger_and_log() {
         raw.len() == 1 && !raw[0].contains(CONN_PASSWORD),
         "the password is stored encrypted: {raw:?}"
     );
-    for shot in ["dag-list.png", "grid.png", "log.png", "connections.png"] {
+    for shot in [
+        "dag-list.png",
+        "run-live.png",
+        "grid-panel.png",
+        "grid.png",
+        "log.png",
+        "connections.png",
+    ] {
         let size = std::fs::metadata(artifacts.join(shot))
             .map(|m| m.len())
             .unwrap_or(0);

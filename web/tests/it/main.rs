@@ -12,6 +12,8 @@ mod bad_input;
 mod browse;
 mod browser;
 mod common;
+mod grid;
+mod live;
 mod perf;
 mod secrets_api;
 mod ui;

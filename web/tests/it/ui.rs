@@ -37,7 +37,13 @@ async fn pages_render_what_they_promise() {
     assert!(html.contains("class=\"node st-failed\" data-task=\"transform\""));
     assert!(
         html.contains(&format!("href=\"/dags/web_demo/runs/{run}/tasks/extract\"")),
-        "grid cell link"
+        "graph node link"
+    );
+    assert!(
+        html.contains(&format!(
+            "data-panel=\"/dags/web_demo/runs/{run}/tasks/extract/panel\""
+        )),
+        "grid cell opens the side panel"
     );
     assert!(html.contains("cell st-upstream_failed"));
     assert!(
@@ -105,8 +111,8 @@ async fn pages_render_what_they_promise() {
     assert!(html.contains("badge st-failed\">failed") && html.contains("upstream_failed"));
     assert!(html.contains("&#34;x&#34;: 1"), "rendered config");
     assert!(
-        html.contains("data-refresh"),
-        "an unfinished run refreshes itself"
+        html.contains("data-live-after=") && html.contains("data-live-dags=\"web_demo\""),
+        "the run page follows its DAG's changes live"
     );
     assert!(!html.contains("/clear\""), "viewer has no clear button");
     assert!(

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use updraft_operators::SharedRegistry;
 
 use crate::engine::advance::Applier;
+use crate::engine::state_feed::StateFeed;
 use crate::store::DagCache;
 use crate::store::processes;
 use crate::store::task_instances::{self, ClaimedTry};
@@ -64,6 +65,8 @@ pub struct Executor {
     logs: mpsc::UnboundedSender<logs::LogMessage>,
     ender: ends::Ender,
     applier: Applier,
+    /// Announces the DAGs whose tries were claimed or ended to the UI.
+    states: StateFeed,
     /// Each running try, by task instance id.
     running: Mutex<HashMap<i64, RunningTry>>,
     /// Heartbeats issued so far: a try registered after a heartbeat was issued may be missing
@@ -92,6 +95,7 @@ impl Executor {
         let release = CancellationToken::new();
         let ender = ends::Ender::start(pool.clone(), config.owner.clone(), release.clone());
         let applier = Applier::start(pool.clone(), config.owner.clone());
+        let states = StateFeed::start(pool.clone());
         let permits = Arc::new(Semaphore::new(config.parallelism.max(1)));
         Arc::new(Executor {
             pool,
@@ -103,6 +107,7 @@ impl Executor {
             logs,
             ender,
             applier,
+            states,
             running: Mutex::new(HashMap::new()),
             heartbeats: AtomicU64::new(0),
             release,

@@ -61,6 +61,7 @@ impl Executor {
         permit: OwnedSemaphorePermit,
     ) {
         let token = self.hold(claimed.id);
+        self.states.mark(&claimed.dag_id);
         metrics::TASKS_STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let span = tracing::info_span!("try", dag_id = %claimed.dag_id, run_id = %claimed.run_id,
             task_id = %claimed.task_id, try_number = claimed.try_number);
@@ -286,6 +287,7 @@ impl Executor {
             );
             return Ok(());
         };
+        self.states.mark(&claimed.dag_id);
         if state == TaskState::UpForRetry {
             // A scheduler promotes the retry when it is due.
             notify(&self.pool, channels::TASKS, &claimed.dag_id).await?;
@@ -316,6 +318,8 @@ impl Executor {
             permits.len(),
         )
         .await?;
+        // The hand-off decided the downstream tasks.
+        self.states.mark(&claimed.dag_id);
         if wanted > 0 {
             metrics::HANDOFF.observe(ended_at.elapsed());
         }

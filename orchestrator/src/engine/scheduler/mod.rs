@@ -288,7 +288,7 @@ async fn listen(
 ) {
     let mut backoff = Duration::from_millis(200);
     while !cancel.is_cancelled() {
-        let mut listener = match crate::store::listen(&pool, &channels::ALL).await {
+        let mut listener = match crate::store::listen(&pool, &channels::ENGINE).await {
             Ok(listener) => listener,
             Err(error) => {
                 tracing::warn!(%error, retry_in = ?backoff, "cannot LISTEN");

@@ -2,7 +2,7 @@
 
 use sqlx::PgConnection;
 
-use super::{ANY_STATE_BUT_NONE, UNFINISHED};
+use super::{ANY_STATE_BUT_NONE, MARK_FAILED_FROM, MARK_SUCCESS_FROM, UNFINISHED};
 use crate::dag::{RunState, TaskState};
 
 /// A task instance a clear selects.
@@ -88,4 +88,43 @@ pub async fn mark_unfinished(
         RunState::Queued | RunState::Running => {}
     }
     Ok(())
+}
+
+/// Airflow's "mark success/failed" of one task instance of a (locked) run (`state` is
+/// `success` or `failed`); its running try, if any, loses its claim. Returns the state it had (`None`: no such task instance); a task
+/// already in `state` is left as it is.
+pub async fn mark_one(
+    conn: &mut PgConnection,
+    dag_run_id: i64,
+    task_id: &str,
+    state: TaskState,
+) -> Result<Option<TaskState>, sqlx::Error> {
+    let from = sqlx::query_scalar!(
+        r#"SELECT state AS "state: TaskState" FROM task_instance
+            WHERE dag_run_id = $1 AND task_id = $2"#,
+        dag_run_id,
+        task_id,
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    let sources = match state {
+        TaskState::Success => MARK_SUCCESS_FROM,
+        TaskState::Failed => MARK_FAILED_FROM,
+        // Not a user's mark: changes nothing.
+        _ => &[],
+    };
+    if from.is_some_and(|from| from != state) {
+        sqlx::query!(
+            "UPDATE task_instance SET state = $3, end_date = now(), owner = NULL,
+                    heartbeat_at = NULL, next_retry_at = NULL, updated_at = now()
+              WHERE dag_run_id = $1 AND task_id = $2 AND state = ANY($4)",
+            dag_run_id,
+            task_id,
+            state as _,
+            sources as _,
+        )
+        .execute(conn)
+        .await?;
+    }
+    Ok(from)
 }

@@ -138,13 +138,20 @@ pub async fn task_ids(
     .await
 }
 
-/// A cell of the DAG page's grid.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A cell of the DAG page's grid, and what the live view sends when it changes.
+#[derive(Debug, Clone, PartialEq)]
 pub struct GridCell {
+    pub id: i64,
+    pub dag_id: String,
     pub run_id: String,
     pub task_id: String,
     pub state: TaskState,
     pub try_number: i32,
+    pub queued_at: Option<DateTime<Utc>>,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+    pub duration: Option<f64>,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// The task instances of the DAG's runs among `run_ids`, in one statement.
@@ -155,11 +162,37 @@ pub async fn grid(
 ) -> Result<Vec<GridCell>, sqlx::Error> {
     sqlx::query_as!(
         GridCell,
-        r#"SELECT ti.run_id, ti.task_id, ti.state AS "state: TaskState", ti.try_number
+        r#"SELECT ti.id, ti.dag_id, ti.run_id, ti.task_id, ti.state AS "state: TaskState",
+                  ti.try_number, ti.queued_at, ti.start_date, ti.end_date, ti.duration,
+                  ti.updated_at
              FROM dag_run r JOIN task_instance ti ON ti.dag_run_id = r.id
             WHERE r.dag_id = $1 AND r.run_id = ANY($2)"#,
         dag_id,
         run_ids,
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// The task instances of `dag_ids` changed after `since`, found through their runs: those
+/// unfinished or changed since then (a task instance's change touches its run, or the run is
+/// running).
+pub async fn changed_since(
+    pool: &PgPool,
+    dag_ids: &[String],
+    since: DateTime<Utc>,
+) -> Result<Vec<GridCell>, sqlx::Error> {
+    sqlx::query_as!(
+        GridCell,
+        r#"SELECT ti.id, ti.dag_id, ti.run_id, ti.task_id, ti.state AS "state: TaskState",
+                  ti.try_number, ti.queued_at, ti.start_date, ti.end_date, ti.duration,
+                  ti.updated_at
+             FROM dag_run r JOIN task_instance ti ON ti.dag_run_id = r.id
+            WHERE r.dag_id = ANY($1)
+              AND (r.state IN ('queued', 'running') OR r.updated_at > $2)
+              AND ti.updated_at > $2"#,
+        dag_ids,
+        since,
     )
     .fetch_all(pool)
     .await

@@ -1,0 +1,181 @@
+//! The DAG page's grid: 25 runs a page (newest right) with a duration bar each, and the side
+//! panel a cell opens (log, XCom, rendered config, actions), whose actions mark one task
+//! instance or clear it with its upstream tasks.
+
+use chrono::{DateTime, Duration, Utc};
+use updraft_orchestrator::dag::TaskState;
+use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
+use updraft_orchestrator::store::{event_log, task_instances};
+
+use crate::common::{csrf_of, form, login, page, setup};
+
+/// The run ids of the grid's duration bars, left to right.
+fn bar_runs(html: &str) -> Vec<String> {
+    html.split("class=\"bar st-")
+        .skip(1)
+        .filter_map(|rest| {
+            let at = rest.find("data-run=\"")? + 10;
+            Some(rest[at..at + rest[at..].find('"')?].to_string())
+        })
+        .collect()
+}
+
+fn state_of(tis: &[task_instances::TaskInstanceView], task_id: &str) -> TaskState {
+    tis.iter()
+        .find(|ti| ti.task_id == task_id)
+        .map(|ti| ti.state)
+        .expect("the task instance")
+}
+
+#[tokio::test]
+async fn the_grid_pages_runs_and_its_panel_acts_on_one_task_instance() {
+    let Some(ctx) = setup("web_grid").await else {
+        return;
+    };
+    let run_id = "manual__grid";
+    ctx.run_with_tis(run_id).await;
+    let start: DateTime<Utc> = "2023-01-01T00:00:00Z".parse().unwrap();
+    for day in 0..30 {
+        let request = TriggerRequest {
+            logical_date: Some(start + Duration::days(day)),
+            ..TriggerRequest::default()
+        };
+        trigger_run(&ctx.pool, "web_demo", request)
+            .await
+            .expect("trigger");
+    }
+
+    // 31 runs: the newest 25, oldest left; the run with tries is the newest (logical date now).
+    let html = ctx.get("/dags/web_demo", "viewer").await.text();
+    let shown = bar_runs(&html);
+    assert_eq!(shown.len(), 25, "{shown:?}");
+    assert_eq!(shown.last().map(String::as_str), Some(run_id));
+    assert!(shown[0].contains("2023-01-07"), "{shown:?}");
+    assert!(html.contains("class=\"legend\"") && html.contains("swatch st-up_for_retry"));
+    assert!(html.contains("data-tip=\"extract\nRun: manual__grid\nState: success\nTry: 1"));
+    let older = html
+        .split("href=\"")
+        .find(|rest| rest.contains("← older runs"))
+        .and_then(|rest| rest.split('"').next())
+        .expect("an older-runs link")
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    let older_page = ctx.get(&older, "viewer").await.text();
+    let rest = bar_runs(&older_page);
+    assert_eq!(rest.len(), 6, "{rest:?}");
+    assert!(rest[0].contains("2023-01-01") && rest[5].contains("2023-01-06"));
+    assert!(older_page.contains("latest runs →") && !older_page.contains("← older runs"));
+
+    // The panel of `extract`: its log, XCom and rendered config; a viewer gets no actions.
+    let panel_url = "/dags/web_demo/runs/manual__grid/tasks/extract/panel";
+    let panel = ctx.get(panel_url, "viewer").await.text();
+    assert!(!panel.contains("<html"), "a fragment, not a page");
+    assert!(panel.contains("hello from extract\n") && panel.contains("second line"));
+    assert!(panel.contains("return_value") && panel.contains("&#34;rows&#34;: 3"));
+    assert!(panel.contains("&#34;x&#34;: 1"), "rendered config");
+    assert!(!panel.contains("<form"), "a viewer has no actions");
+
+    let op = login(&ctx, "op").await;
+    let csrf = csrf_of(&ctx, &op).await;
+    let panel = page(&ctx, &op, panel_url).await.text();
+    assert!(panel.contains("name=\"upstream\"") && panel.contains("Mark failed"));
+
+    // Mark `extract` failed: the audit log says who; the page goes back where it was.
+    let marked = form(
+        &ctx,
+        &op,
+        "/dags/web_demo/runs/manual__grid/tasks/extract/mark",
+        format!("csrf_token={csrf}&state=failed&next=%2Fdags%2Fweb_demo"),
+    )
+    .await;
+    assert_eq!(marked.status.as_u16(), 303, "{}", marked.text());
+    assert_eq!(marked.headers["location"], "/dags/web_demo");
+    let tis = task_instances::views_of_run(&ctx.pool, "web_demo", run_id)
+        .await
+        .unwrap();
+    assert_eq!(state_of(&tis, "extract"), TaskState::Failed);
+    let events = event_log::page(&ctx.pool, &event_log::EventFilter::default(), 10, 0)
+        .await
+        .unwrap();
+    assert!(
+        events
+            .rows
+            .iter()
+            .any(|event| event.event == "mark_task_failed"
+                && event.task_id.as_deref() == Some("extract")
+                && event.owner == "op"),
+        "{:?}",
+        events.rows
+    );
+    let refused = form(
+        &ctx,
+        &op,
+        "/dags/web_demo/runs/manual__grid/tasks/extract/mark",
+        format!("csrf_token={csrf}&state=skipped"),
+    )
+    .await;
+    assert_eq!(refused.status.as_u16(), 400, "{}", refused.text());
+
+    // Clear `load` with its upstream tasks: all three run again.
+    let cleared = form(
+        &ctx,
+        &op,
+        "/dags/web_demo/runs/manual__grid/clear",
+        format!("csrf_token={csrf}&task_id=load&upstream=true&next=%2Fdags%2Fweb_demo"),
+    )
+    .await;
+    assert_eq!(cleared.status.as_u16(), 303, "{}", cleared.text());
+    let tis = task_instances::views_of_run(&ctx.pool, "web_demo", run_id)
+        .await
+        .unwrap();
+    for task_id in ["extract", "transform", "load"] {
+        assert_eq!(state_of(&tis, task_id), TaskState::None, "{task_id}");
+    }
+}
+
+/// Airflow's `PATCH …/taskInstances/{task_id}`: a dry run unless told otherwise.
+#[tokio::test]
+async fn the_api_sets_one_task_instance_state() {
+    let Some(ctx) = setup("web_patch_ti").await else {
+        return;
+    };
+    let run_id = "manual__patched";
+    ctx.run_with_tis(run_id).await;
+    let uri = format!("/api/v1/dags/web_demo/dagRuns/{run_id}/taskInstances/transform");
+    let patch = |body: serde_json::Value, user: &'static str| {
+        ctx.send(axum::http::Method::PATCH, &uri, Some(user), Some(body))
+    };
+    let dry = patch(serde_json::json!({"new_state": "success"}), "op").await;
+    assert_eq!(dry.status.as_u16(), 200, "{}", dry.text());
+    assert_eq!(dry.json()["task_id"], "transform");
+    let transform = || async {
+        let tis = task_instances::views_of_run(&ctx.pool, "web_demo", run_id)
+            .await
+            .unwrap();
+        state_of(&tis, "transform")
+    };
+    assert_eq!(
+        transform().await,
+        TaskState::Failed,
+        "a dry run changes nothing"
+    );
+    let set = patch(
+        serde_json::json!({"new_state": "success", "dry_run": false}),
+        "op",
+    )
+    .await;
+    assert_eq!(set.status.as_u16(), 200, "{}", set.text());
+    assert_eq!(transform().await, TaskState::Success);
+    patch(
+        serde_json::json!({"new_state": "running", "dry_run": false}),
+        "op",
+    )
+    .await
+    .assert_problem(400);
+    patch(
+        serde_json::json!({"new_state": "failed", "dry_run": false}),
+        "viewer",
+    )
+    .await
+    .assert_problem(403);
+}
