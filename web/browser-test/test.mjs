@@ -5,9 +5,10 @@
 //   ARTIFACTS (../../artifacts/browser), CHROMIUM (/usr/bin/chromium)
 // Steps: log in, unpause the DAG with its toggle, trigger it with a conf, watch the run page
 // fill in and turn green live, open the task log and see the output, open a task in the grid's
-// side panel, watch a run triggered through the API appear in the grid, add a connection
+// side panel, watch a run triggered through the API appear in the grid, see the graph of a
+// 100-wide fan-out fit the screen and zoom it, add a connection
 // (CONN_ID, CONN_PASSWORD) in Admin → Connections with its Test button. Screenshots:
-// dag-list.png, run-live.png, grid-panel.png, grid.png, dag.png, audit-log.png, runs.png,
+// dag-list.png, run-live.png, grid-panel.png, grid.png, graph-fan100.png, dag.png, audit-log.png, runs.png,
 // log.png, connections.png.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
@@ -122,6 +123,22 @@ try {
   assert.equal(await page.locator("table.grid .bar").count(), bars + 1);
   assert.equal(await page.evaluate(() => window.notReloaded), true, "the DAG page was not reloaded");
   await page.screenshot({ path: join(artifacts, "grid.png"), fullPage: true });
+
+  step("the graph of a 100-wide fan-out fits the viewport's width; zoom and pan");
+  await page.goto(`${base}/dags/fan100`);
+  const svg = page.locator(".graph svg");
+  const box = await svg.boundingBox();
+  const viewport = page.viewportSize();
+  assert.ok(box.x >= 0 && box.x + box.width <= viewport.width, `graph ${JSON.stringify(box)} in ${viewport.width} px`);
+  assert.equal(await page.locator(".graph .node").count(), 102);
+  const last = await page.locator('.graph .node[data-task="join"] rect').boundingBox();
+  assert.ok(last.x + last.width <= viewport.width, "the last task is on screen");
+  await page.screenshot({ path: join(artifacts, "graph-fan100.png"), fullPage: false });
+  const fitted = await svg.getAttribute("viewBox");
+  await page.click('.graph-tools button[aria-label="Zoom in"]');
+  assert.notEqual(await svg.getAttribute("viewBox"), fitted, "zoomed in");
+  await page.click('.graph-tools button[aria-label="Show the whole graph"]');
+  assert.equal(await svg.getAttribute("viewBox"), fitted, "back to the whole graph");
 
   step("the DAG page: toggle, next-run line, numbered source");
   await page.goto(`${base}/dags/${dagId}`);

@@ -1,5 +1,5 @@
 // Updraft UI: live updates (server-sent events), the grid's tooltips, side panel and keyboard,
-// followed logs, confirmations. No framework.
+// the graph's zoom and pan, followed logs, confirmations. No framework.
 "use strict";
 
 function fmtDate(iso) { return iso ? iso.replace("T", " ").slice(0, 19) : ""; }
@@ -178,6 +178,7 @@ async function openPanel(cell) {
   cell.classList.add("selected");
   panel.dataset.run = cell.dataset.run;
   panel.dataset.task = cell.dataset.task;
+  colourGraph(cell.dataset.run);
   panel.hidden = false;
   panel.setAttribute("aria-busy", "true");
   const response = await fetch(cell.dataset.panel, { credentials: "same-origin" });
@@ -243,6 +244,69 @@ function initGrid(section) {
   }
 }
 
+// ---- Graph: zoom, pan, colours of the selected run -------------------------------------------
+
+function initGraph(box) {
+  const svg = box.querySelector("svg");
+  if (!svg || !svg.viewBox.baseVal) return;
+  const whole = { x: 0, y: 0, w: svg.viewBox.baseVal.width, h: svg.viewBox.baseVal.height };
+  let view = { ...whole };
+  const apply = () => svg.setAttribute("viewBox", [view.x, view.y, view.w, view.h].join(" "));
+  // Zoom by `factor` around (cx, cy) in drawing units; never wider than the whole drawing.
+  const zoom = (factor, cx = view.x + view.w / 2, cy = view.y + view.h / 2) => {
+    const w = Math.min(whole.w, Math.max(whole.w / 12, view.w / factor));
+    const h = w * whole.h / whole.w;
+    view = { x: cx - (cx - view.x) * w / view.w, y: cy - (cy - view.y) * h / view.h, w, h };
+    if (w === whole.w) view = { ...whole };
+    apply();
+  };
+  const tools = document.createElement("div");
+  tools.className = "graph-tools";
+  for (const [label, title, act] of [["+", "Zoom in", () => zoom(1.4)], ["−", "Zoom out", () => zoom(1 / 1.4)],
+    ["Fit", "Show the whole graph", () => { view = { ...whole }; apply(); }]]) {
+    const button = document.createElement("button");
+    button.type = "button"; button.textContent = label; button.title = title; button.setAttribute("aria-label", title);
+    button.addEventListener("click", act);
+    tools.append(button);
+  }
+  box.prepend(tools);
+  const units = () => view.w / svg.getBoundingClientRect().width;
+  svg.addEventListener("wheel", (event) => {
+    if (!event.ctrlKey && !event.metaKey) return; // a plain wheel scrolls the page
+    event.preventDefault();
+    const rect = svg.getBoundingClientRect();
+    zoom(event.deltaY < 0 ? 1.2 : 1 / 1.2, view.x + (event.clientX - rect.left) * units(), view.y + (event.clientY - rect.top) * units());
+  }, { passive: false });
+  let drag = null;
+  svg.addEventListener("pointerdown", (event) => { drag = { x: event.clientX, y: event.clientY, moved: false }; });
+  svg.addEventListener("pointermove", (event) => {
+    if (!drag || view.w === whole.w) return;
+    const dx = event.clientX - drag.x, dy = event.clientY - drag.y;
+    if (Math.abs(dx) + Math.abs(dy) > 3) drag.moved = true;
+    view.x -= dx * units(); view.y -= dy * units();
+    drag.x = event.clientX; drag.y = event.clientY;
+    apply();
+  });
+  svg.addEventListener("pointerup", () => { setTimeout(() => { drag = null; }, 0); });
+  // A drag is not a click on the node it ends over.
+  svg.addEventListener("click", (event) => { if (drag && drag.moved) event.preventDefault(); }, true);
+}
+
+// Colours the graph by the run of the cell opened in the grid.
+function colourGraph(run) {
+  const graph = document.querySelector(".graph[data-run]");
+  if (!graph || graph.dataset.run === run) return;
+  graph.dataset.run = run;
+  for (const node of graph.querySelectorAll(".node[data-task]")) {
+    const cell = byRunTask("#grid .cell", run, node.dataset.task)[0];
+    setState(node, "node", cell ? (cell.className.match(/st-(\w+)/) || [, "none"])[1] : "none");
+    const link = node.closest("a");
+    if (link && cell && cell.dataset.panel) link.setAttribute("href", cell.dataset.panel.replace(/\/panel$/, ""));
+  }
+  const caption = document.getElementById("graph-caption");
+  if (caption) caption.textContent = "coloured by run " + run;
+}
+
 function bindConfirms(root) {
   for (const form of root.querySelectorAll("form[data-confirm]")) {
     form.addEventListener("submit", (event) => { if (!confirm(form.dataset.confirm)) event.preventDefault(); });
@@ -256,6 +320,8 @@ document.addEventListener("DOMContentLoaded", () => {
   if (marker && window.EventSource) startLive(marker);
   const grid = document.getElementById("grid");
   if (grid) initGrid(grid);
+  const graph = document.querySelector(".graph");
+  if (graph) initGraph(graph);
   document.addEventListener("keydown", (event) => { if (event.key === "Escape") { hideTip(); closePanel(); } });
   const trigger = document.querySelector("form.trigger");
   if (trigger) trigger.addEventListener("submit", (event) => {

@@ -111,6 +111,7 @@ async fn browser_login_unpause_trigger_and_log() {
         "run-live.png",
         "grid-panel.png",
         "grid.png",
+        "graph-fan100.png",
         "log.png",
         "connections.png",
     ] {

@@ -67,6 +67,23 @@ pub fn artifacts() -> PathBuf {
     dir
 }
 
+/// `fan100`: one task, `width` tasks after it, one task after them all (the graph's worst case).
+pub fn fan_out(width: usize) -> String {
+    let mut yaml =
+        format!("dag_id: fan{width}\nschedule: null\ntasks:\n  - id: start\n    operator: empty\n");
+    for i in 0..width {
+        yaml.push_str(&format!(
+            "  - id: fan_{i:03}\n    operator: empty\n    upstream: [start]\n"
+        ));
+    }
+    let all: Vec<String> = (0..width).map(|i| format!("fan_{i:03}")).collect();
+    yaml.push_str(&format!(
+        "  - id: join\n    operator: empty\n    upstream: [{}]\n",
+        all.join(", ")
+    ));
+    yaml
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -87,6 +104,7 @@ pub async fn start(prefix: &str, log_name: &str) -> Standalone {
     let database = TestDatabase::create(prefix).await;
     let dags = tempfile::tempdir().expect("tempdir");
     std::fs::write(dags.path().join("browser_demo.yaml"), DAG).expect("write DAG");
+    std::fs::write(dags.path().join("fan100.yaml"), fan_out(100)).expect("write DAG");
     let port = free_port();
     let secret_key = updraft_secrets::Cipher::generate_key();
     let cipher = updraft_secrets::Cipher::from_keys(&secret_key).expect("a generated key");
