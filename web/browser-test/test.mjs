@@ -8,7 +8,7 @@
 // side panel, watch a run triggered through the API appear in the grid, see the graph of a
 // 100-wide fan-out fit the screen and zoom it, add a connection
 // (CONN_ID, CONN_PASSWORD) in Admin → Connections with its Test button. Screenshots:
-// dag-list.png, run-live.png, grid-panel.png, grid.png, graph-fan100.png, dag.png, audit-log.png, runs.png,
+// dag-list.png, run-live.png, run.png, grid-panel.png, grid.png, graph-fan100.png, dag.png, audit-log.png, runs.png,
 // log.png, connections.png.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
@@ -94,6 +94,10 @@ try {
   assert.equal(await badge.textContent(), "success", "the run failed");
   assert.equal(await page.evaluate(() => window.notReloaded), true, "the run page was not reloaded");
   assert.equal(await badge.evaluate((el) => getComputedStyle(el).backgroundColor), "rgb(0, 128, 0)");
+  step("the run's Gantt chart shows every try");
+  await page.locator('#gantt g.try[data-task="done"]').waitFor();
+  assert.equal(await page.locator("#gantt g.try").count(), 2, "one try of `say`, one of `done`");
+  await page.screenshot({ path: join(artifacts, "run.png"), fullPage: true });
   if (process.env.REQUIRE_FOLLOW === "1") assert.ok(followed, "the log page did not follow the running try");
 
   step("grid: the side panel shows a task's log; arrows and Escape");

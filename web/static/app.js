@@ -120,6 +120,7 @@ function applyTi(ti) {
   if (graph && graph.dataset.run === ti.run_id) {
     for (const node of graph.querySelectorAll('.node[data-task="' + CSS.escape(ti.task_id) + '"]')) setState(node, "node", ti.state);
   }
+  if (byRunTask("table.tis", ti.run_id).length) refreshPart("#gantt");
   for (const table of byRunTask("table.tis", ti.run_id)) {
     const row = table.querySelector('tr[data-task="' + CSS.escape(ti.task_id) + '"]');
     if (!row) { refreshPart("table.tis"); continue; }

@@ -540,6 +540,37 @@ pub async fn recent(
     .await
 }
 
+/// How a DAG's runs of one day (by logical date, UTC) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayOfRuns {
+    pub day: chrono::NaiveDate,
+    pub success: i64,
+    pub failed: i64,
+    pub unfinished: i64,
+}
+
+/// The DAG's runs per day since `since` (index `dag_run_recent`), for its calendar.
+pub async fn by_day(
+    pool: &PgPool,
+    dag_id: &str,
+    since: DateTime<Utc>,
+) -> Result<Vec<DayOfRuns>, sqlx::Error> {
+    sqlx::query_as!(
+        DayOfRuns,
+        r#"SELECT (logical_date AT TIME ZONE 'UTC')::date AS "day!",
+                  count(*) FILTER (WHERE state = 'success') AS "success!",
+                  count(*) FILTER (WHERE state = 'failed') AS "failed!",
+                  count(*) FILTER (WHERE state IN ('queued', 'running')) AS "unfinished!"
+             FROM dag_run
+            WHERE dag_id = $1 AND logical_date >= $2
+            GROUP BY 1 ORDER BY 1"#,
+        dag_id,
+        since,
+    )
+    .fetch_all(pool)
+    .await
+}
+
 /// A run as the live view sends it when it changes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunChange {

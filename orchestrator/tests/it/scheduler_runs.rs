@@ -6,7 +6,7 @@ use serde_json::{Map, json};
 use updraft_orchestrator::dag::{RunState, TaskState};
 use updraft_orchestrator::engine::clear::{ClearRequest, clear_task_instances, mark_task};
 use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
-use updraft_orchestrator::store::xcom;
+use updraft_orchestrator::store::{task_instances, xcom};
 
 use crate::scheduler_support::{config, env, log_lines};
 
@@ -160,6 +160,21 @@ tasks:
         panic!("one task instance: {seen:?}");
     };
     assert_eq!(ti.try_number, 3);
+    // The two failed tries are kept for the run's Gantt chart, with their times.
+    let earlier = task_instances::earlier_tries(&env.pool, "flaky", &run.run_id)
+        .await
+        .unwrap();
+    let kept: Vec<(i32, TaskState)> = earlier.iter().map(|t| (t.try_number, t.state)).collect();
+    assert_eq!(
+        kept,
+        [(1, TaskState::UpForRetry), (2, TaskState::UpForRetry)]
+    );
+    assert!(
+        earlier
+            .iter()
+            .all(|t| t.start_date.is_some() && t.end_date >= t.start_date),
+        "{earlier:?}"
+    );
     let lines = log_lines(&env.pool, ti).await;
     let mut tries: Vec<i32> = lines.iter().map(|(try_number, _)| *try_number).collect();
     tries.dedup();

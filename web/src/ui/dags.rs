@@ -12,6 +12,7 @@ use updraft_orchestrator::engine::trigger::TriggerRequest;
 use updraft_orchestrator::store::dags::{self, DagFilter, DagView};
 use updraft_orchestrator::store::{import_errors, runs, versions};
 
+use super::charts::{Day, calendar};
 use super::graph::{GraphNode, render_svg};
 use super::grid::{self, Grid};
 use super::{Frame, PageResult, Pager, enc, fmt_date, render, safe_next};
@@ -254,6 +255,8 @@ struct DagPage {
     /// The run the graph is coloured by.
     graph_run: String,
     grid: Grid,
+    /// Daily run states over the last year, for scheduled DAGs.
+    calendar: Option<String>,
     legend: &'static [&'static str],
     live_after: u64,
     can_operate: bool,
@@ -281,6 +284,10 @@ pub async fn page(
         .map_err(AppError::from)?;
     let parsed = version.as_ref().and_then(|version| version.dag.as_ref());
     let grid = grid::build(&state.pool, &dag_id, parsed, params.date("before")?).await?;
+    let calendar = match dag.schedule {
+        Some(_) => Some(calendar_of(&state.pool, &dag_id).await?),
+        None => None,
+    };
     let latest = grid.newest.as_ref();
     let nodes: Vec<GraphNode> = parsed
         .map(|d| {
@@ -367,6 +374,7 @@ pub async fn page(
         graph_caption,
         graph_run: latest.map(|(run_id, _)| run_id.clone()).unwrap_or_default(),
         grid,
+        calendar,
         legend: LEGEND,
         live_after,
         can_operate: user.user.role.allows(Role::Op),
@@ -382,6 +390,36 @@ pub async fn page(
         import_error,
         dag_id,
     })
+}
+
+/// The calendar of the DAG's runs over the last year.
+async fn calendar_of(pool: &sqlx::PgPool, dag_id: &str) -> Result<String, AppError> {
+    let today = chrono::Utc::now().date_naive();
+    let since = (today - chrono::Duration::days(371))
+        .and_hms_opt(0, 0, 0)
+        .map(|start| start.and_utc())
+        .unwrap_or_default();
+    let days = runs::by_day(pool, dag_id, since)
+        .await?
+        .into_iter()
+        .map(|day| {
+            let state = match (day.failed, day.unfinished) {
+                (1.., _) => "failed",
+                (0, 1..) => "running",
+                _ => "success",
+            };
+            let title = format!(
+                "{} success, {} failed, {} unfinished",
+                day.success, day.failed, day.unfinished
+            );
+            Day {
+                day: day.day,
+                state: state.into(),
+                title,
+            }
+        })
+        .collect::<Vec<_>>();
+    Ok(calendar(&days, today))
 }
 
 /// "Next run …" as Airflow shows it: the logical date and the data interval it covers.

@@ -16,6 +16,7 @@ use updraft_orchestrator::store::runs::{self, RecentRun};
 use updraft_orchestrator::store::task_instances::{self, GridCell as StoredCell};
 use updraft_orchestrator::store::{logs, xcom};
 
+use super::charts::{DurationColumn, task_durations};
 use super::{PageResult, enc, fmt_date, fmt_duration, render, safe_next};
 use crate::AppState;
 use crate::api::runs::mark_task_as;
@@ -67,6 +68,8 @@ pub struct Grid {
     pub longest: String,
     /// The newest run shown and its task states (the graph colours by it).
     pub newest: Option<(String, HashMap<String, TaskState>)>,
+    /// The tasks' durations over the runs shown (SVG), when any task has run.
+    pub durations: Option<String>,
 }
 
 pub async fn build(
@@ -137,6 +140,23 @@ pub async fn build(
             .join("\n"),
         })
         .collect();
+    let durations = task_durations(
+        &task_ids,
+        &runs
+            .iter()
+            .map(|run| DurationColumn {
+                run_id: run.run_id.clone(),
+                seconds: task_ids
+                    .iter()
+                    .map(|task_id| {
+                        by_cell
+                            .get(&(run.run_id.as_str(), task_id.as_str()))
+                            .and_then(|ti| ti.duration)
+                    })
+                    .collect(),
+            })
+            .collect::<Vec<_>>(),
+    );
     let page = |before: &str| format!("/dags/{}?before={}#grid", enc(dag_id), enc(before));
     Ok(Grid {
         older: match (has_older, runs.first()) {
@@ -155,6 +175,7 @@ pub async fn build(
         }),
         runs: grid_runs,
         rows,
+        durations,
     })
 }
 

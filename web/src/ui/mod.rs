@@ -2,6 +2,7 @@
 
 mod audit_log;
 mod browse;
+mod charts;
 mod connections;
 mod dags;
 pub mod graph;

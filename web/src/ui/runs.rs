@@ -13,6 +13,7 @@ use updraft_orchestrator::store::import_errors::{self, ImportErrorOrder};
 use updraft_orchestrator::store::logs;
 use updraft_orchestrator::store::task_instances::{self, TaskInstanceView};
 
+use super::charts::{GanttRow, GanttTry, gantt};
 use super::{Frame, PageResult, Pager, enc, fmt_date, fmt_duration, render, safe_next};
 use crate::AppState;
 use crate::api::runs::{clear_as, fetch_run, mark_run_as, parse_settable_state};
@@ -51,6 +52,7 @@ struct RunPage {
     live_after: u64,
     details: Vec<(String, String)>,
     tis: Vec<TiView>,
+    gantt: Option<String>,
     can_operate: bool,
 }
 
@@ -65,6 +67,36 @@ pub async fn page(
     let rows = task_instances::views_of_run(&state.pool, &dag_id, &run_id)
         .await
         .map_err(AppError::from)?;
+    let earlier = task_instances::earlier_tries(&state.pool, &dag_id, &run_id)
+        .await
+        .map_err(AppError::from)?;
+    let gantt = gantt(
+        &rows
+            .iter()
+            .map(|ti| GanttRow {
+                task_id: ti.task_id.clone(),
+                tries: earlier
+                    .iter()
+                    .filter(|t| t.task_id == ti.task_id)
+                    .map(|t| GanttTry {
+                        try_number: t.try_number,
+                        state: t.state.to_string(),
+                        queued_at: t.queued_at,
+                        start_date: t.start_date,
+                        end_date: t.end_date,
+                    })
+                    .chain((ti.try_number > 0).then(|| GanttTry {
+                        try_number: ti.try_number,
+                        state: ti.state.to_string(),
+                        queued_at: ti.queued_at,
+                        start_date: ti.start_date,
+                        end_date: ti.end_date,
+                    }))
+                    .collect(),
+            })
+            .collect::<Vec<_>>(),
+        chrono::Utc::now(),
+    );
     let tis = rows
         .into_iter()
         .map(|ti| TiView {
@@ -124,6 +156,7 @@ pub async fn page(
         state: run.state.to_string(),
         details,
         tis,
+        gantt,
         can_operate: user.user.role.allows(Role::Op),
         dag_id,
         run_id,

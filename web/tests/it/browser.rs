@@ -109,6 +109,7 @@ async fn browser_login_unpause_trigger_and_log() {
     for shot in [
         "dag-list.png",
         "run-live.png",
+        "run.png",
         "grid-panel.png",
         "grid.png",
         "graph-fan100.png",

@@ -4,8 +4,10 @@
 
 use chrono::{DateTime, Duration, Utc};
 use updraft_orchestrator::dag::TaskState;
+use updraft_orchestrator::engine::advance::start_queued_runs;
 use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
-use updraft_orchestrator::store::{event_log, task_instances};
+use updraft_orchestrator::store::task_instances::TryEnd;
+use updraft_orchestrator::store::{DagCache, dags, event_log, task_instances};
 
 use crate::common::{csrf_of, form, login, page, setup};
 
@@ -178,4 +180,63 @@ async fn the_api_sets_one_task_instance_state() {
     )
     .await
     .assert_problem(403);
+
+    // `extract` cleared and run again: the run's Gantt chart draws both of its tries.
+    let clear = serde_json::json!({"dry_run": false, "dag_run_id": run_id,
+        "task_ids": ["extract"], "only_failed": false, "reset_dag_runs": true});
+    let cleared = ctx
+        .send(
+            axum::http::Method::POST,
+            "/api/v1/dags/web_demo/clearTaskInstances",
+            Some("op"),
+            Some(clear),
+        )
+        .await;
+    assert_eq!(cleared.status.as_u16(), 200, "{}", cleared.text());
+    dags::set_paused(&ctx.pool, "web_demo", false)
+        .await
+        .expect("unpause");
+    start_queued_runs(&ctx.pool, &DagCache::new(), "web_demo")
+        .await
+        .expect("start");
+    let claimed = task_instances::claim(&ctx.pool, "grid-test", 1)
+        .await
+        .expect("claim");
+    let [claimed] = claimed.as_slice() else {
+        panic!("extract queued again: {claimed:?}");
+    };
+    assert_eq!(
+        (claimed.task_id.as_str(), claimed.try_number),
+        ("extract", 2)
+    );
+    let end = TryEnd {
+        task_instance_id: claimed.id,
+        state: TaskState::Success,
+        rendered_config: None,
+        next_retry_at: None,
+        output: None,
+        read_back: Vec::new(),
+        decided_downstream: None,
+    };
+    task_instances::end_tries(&ctx.pool, "grid-test", &[end])
+        .await
+        .expect("end");
+    let run_page = ctx
+        .get("/dags/web_demo/runs/manual__patched", "viewer")
+        .await
+        .text();
+    let gantt = &run_page[run_page.find("id=\"gantt\"").expect("a Gantt chart")..];
+    let gantt = &gantt[..gantt.find("</svg>").expect("an SVG")];
+    for try_number in [1, 2] {
+        assert!(
+            gantt.contains(&format!("data-task=\"extract\" data-try=\"{try_number}\"")),
+            "try {try_number} of extract"
+        );
+    }
+    assert!(gantt.contains("data-task=\"transform\" data-try=\"1\""));
+    assert!(!gantt.contains("data-task=\"load\""), "load never ran");
+    assert!(
+        gantt.contains("<rect class=\"queued\""),
+        "the time a try waited"
+    );
 }

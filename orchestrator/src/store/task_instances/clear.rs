@@ -39,7 +39,15 @@ pub async fn reset_for_clear(
     retries: &[i32],
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "UPDATE task_instance t SET state = 'none', owner = NULL, heartbeat_at = NULL,
+        // The try being reset is kept in `task_try` (read before the update: one snapshot).
+        "WITH kept AS (
+             INSERT INTO task_try (task_instance_id, try_number, state, queued_at, start_date,
+                                   end_date, owner)
+             SELECT id, try_number, state, queued_at, start_date, end_date, owner
+               FROM task_instance
+              WHERE id = ANY($1) AND state = ANY($3) AND try_number > 0
+             ON CONFLICT DO NOTHING)
+         UPDATE task_instance t SET state = 'none', owner = NULL, heartbeat_at = NULL,
                 next_retry_at = NULL, queued_at = NULL, end_date = NULL, duration = NULL,
                 max_tries = t.try_number + c.retries, updated_at = now()
            FROM unnest($1::bigint[], $2::int[]) AS c(id, retries)

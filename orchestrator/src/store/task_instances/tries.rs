@@ -400,11 +400,21 @@ pub async fn reap_stale(pool: &PgPool, threshold: Duration) -> Result<Vec<Reaped
     .await
 }
 
-/// `up_for_retry` tries whose delay is over become `scheduled` again; returns their DAGs.
+/// `up_for_retry` tries whose delay is over become `scheduled` again, the try that failed kept
+/// in `task_try`; returns their DAGs.
 pub async fn promote_due_retries(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar!(
-        "UPDATE task_instance SET state = 'scheduled', updated_at = now()
-          WHERE state = 'up_for_retry' AND next_retry_at <= now() RETURNING dag_id"
+        r#"WITH due AS (
+               UPDATE task_instance SET state = 'scheduled', updated_at = now()
+                WHERE state = 'up_for_retry' AND next_retry_at <= now()
+            RETURNING id, dag_id, try_number, queued_at, start_date, end_date, owner),
+           kept AS (
+               INSERT INTO task_try (task_instance_id, try_number, state, queued_at, start_date,
+                                     end_date, owner)
+               SELECT id, try_number, 'up_for_retry', queued_at, start_date, end_date, owner
+                 FROM due WHERE try_number > 0
+               ON CONFLICT DO NOTHING)
+           SELECT dag_id AS "dag_id!" FROM due"#
     )
     .fetch_all(pool)
     .await

@@ -198,6 +198,40 @@ pub async fn changed_since(
     .await
 }
 
+/// A try of a task instance, as the run's Gantt chart draws it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TryView {
+    pub task_id: String,
+    pub try_number: i32,
+    pub state: TaskState,
+    pub queued_at: Option<DateTime<Utc>>,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+}
+
+/// The earlier tries of a run's task instances (`task_try`); their current tries are the task
+/// instances themselves.
+pub async fn earlier_tries(
+    pool: &PgPool,
+    dag_id: &str,
+    run_id: &str,
+) -> Result<Vec<TryView>, sqlx::Error> {
+    sqlx::query_as!(
+        TryView,
+        r#"SELECT ti.task_id, h.try_number, h.state AS "state: TaskState", h.queued_at,
+                  h.start_date, h.end_date
+             FROM dag_run r
+             JOIN task_instance ti ON ti.dag_run_id = r.id
+             JOIN task_try h ON h.task_instance_id = ti.id
+            WHERE r.dag_id = $1 AND r.run_id = $2
+            ORDER BY ti.id, h.try_number"#,
+        dag_id,
+        run_id,
+    )
+    .fetch_all(pool)
+    .await
+}
+
 /// How many task instances are in one state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TaskStateCount {
