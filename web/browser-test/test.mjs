@@ -61,12 +61,17 @@ try {
   assert.equal((await api(`/dags/${dagId}`)).is_paused, false, "the database says unpaused");
   await page.screenshot({ path: join(artifacts, "dag-list.png"), fullPage: true });
 
-  step("trigger with a conf");
+  step("trigger with the params form (bad JSON is caught inline)");
   await page.click(`a.dag-link:text-is("${dagId}")`);
   await page.waitForURL(new RegExp(`/dags/${dagId}$`));
-  const prefilled = JSON.parse(await page.inputValue("textarea[name=conf]"));
-  assert.ok("message" in prefilled, "conf is prefilled from params");
-  await page.fill("textarea[name=conf]", JSON.stringify({ message }));
+  const field = page.locator('input[name="param:message"]');
+  assert.equal(await field.inputValue(), "hi", "the param's field holds its default");
+  await page.fill("textarea[name=conf]", "{not json");
+  await page.click("form.trigger button[type=submit]");
+  await page.locator("#err-conf:not([hidden])").waitFor();
+  assert.match(await page.locator("#err-conf").textContent(), /Not valid JSON/, "checked inline, not sent");
+  await page.fill("textarea[name=conf]", "{}");
+  await field.fill(message);
   await Promise.all([page.waitForURL(/\/runs\//), page.click("form.trigger button[type=submit]")]);
   const runUrl = page.url();
 

@@ -308,6 +308,43 @@ function colourGraph(run) {
   if (caption) caption.textContent = "coloured by run " + run;
 }
 
+// ---- Trigger form: each param's value checked as it is typed ---------------------------------
+
+// Why `text` is not a value of a field of `kind`, or "" when it is.
+function fieldProblem(kind, text) {
+  const blank = text.trim() === "";
+  if (kind === "integer") return blank || /^-?\d+$/.test(text.trim()) ? "" : "Enter a whole number.";
+  if (kind === "number") return blank || Number.isFinite(Number(text)) ? "" : "Enter a number.";
+  if (kind === "json" || kind === "conf") {
+    if (blank) return "";
+    try {
+      const value = JSON.parse(text);
+      if (kind === "conf" && (typeof value !== "object" || value === null || Array.isArray(value))) return "Enter a JSON object, like {\"key\": 1}.";
+      return "";
+    } catch (error) { return "Not valid JSON: " + error.message; }
+  }
+  return "";
+}
+
+function initTriggerForm(form) {
+  const check = (field) => {
+    const input = field.querySelector("input, textarea");
+    const message = field.querySelector(".field-error");
+    if (!input || !message) return true;
+    const problem = fieldProblem(field.dataset.paramKind, input.value);
+    message.textContent = problem;
+    message.hidden = problem === "";
+    input.setAttribute("aria-invalid", problem === "" ? "false" : "true");
+    return problem === "";
+  };
+  const fields = Array.from(form.querySelectorAll(".field[data-param-kind]"));
+  for (const field of fields) field.addEventListener("input", () => check(field));
+  form.addEventListener("submit", (event) => {
+    const bad = fields.filter((field) => !check(field));
+    if (bad.length) { event.preventDefault(); bad[0].querySelector("input, textarea").focus(); }
+  });
+}
+
 function bindConfirms(root) {
   for (const form of root.querySelectorAll("form[data-confirm]")) {
     form.addEventListener("submit", (event) => { if (!confirm(form.dataset.confirm)) event.preventDefault(); });
@@ -325,10 +362,6 @@ document.addEventListener("DOMContentLoaded", () => {
   if (graph) initGraph(graph);
   document.addEventListener("keydown", (event) => { if (event.key === "Escape") { hideTip(); closePanel(); } });
   const trigger = document.querySelector("form.trigger");
-  if (trigger) trigger.addEventListener("submit", (event) => {
-    const text = trigger.elements.conf.value.trim();
-    try { if (text && (typeof JSON.parse(text) !== "object" || Array.isArray(JSON.parse(text)))) throw new Error("not an object"); }
-    catch (error) { event.preventDefault(); alert("Conf must be a JSON object: " + error.message); }
-  });
+  if (trigger) initTriggerForm(trigger);
   bindConfirms(document);
 });

@@ -174,6 +174,9 @@ pub struct Param {
     #[serde(rename = "type")]
     pub kind: ParamType,
     pub description: Option<String>,
+    /// The values allowed (JSON Schema's `enum`), when restricted; the trigger form's select.
+    #[serde(default, rename = "enum", skip_serializing_if = "Option::is_none")]
+    pub choices: Option<Vec<Value>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -64,7 +64,7 @@ pub const DEFAULT_ARGS_KEYS: &[&str] = &[
     "execution_timeout",
 ];
 
-pub const PARAM_KEYS: &[&str] = &["default", "type", "description"];
+pub const PARAM_KEYS: &[&str] = &["default", "type", "description", "enum"];
 
 /// Parses and validates one DAG file, collecting every error.
 pub fn parse_dag(file: &str, source: &str, registry: &Registry) -> Result<Dag, Vec<Diagnostic>> {
@@ -324,11 +324,51 @@ fn read_params(reader: &mut Reader<'_>, entry: &Entry) -> BTreeMap<String, Param
                     .get("description")
                     .and_then(|entry| reader.string(entry, &context))
                     .map(str::to_string);
-                Param {
+                let choices = match keys.get("enum") {
+                    Some(entry) => match entry.value.to_json() {
+                        Value::Array(choices) if !choices.is_empty() => Some(choices),
+                        _ => {
+                            reader.error(
+                                entry.value.pos,
+                                format!("{context}: `enum` must be a non-empty list of values"),
+                            );
+                            continue;
+                        }
+                    },
+                    None => None,
+                };
+                let param = Param {
                     default,
                     kind,
                     description,
+                    choices,
+                };
+                if let Some(choices) = &param.choices
+                    && let Some(bad) = choices.iter().find(|c| !type_matches(kind, c))
+                {
+                    let at = keys
+                        .get("enum")
+                        .map_or(param_entry.value.pos, |e| e.value.pos);
+                    reader.error(
+                        at,
+                        format!(
+                            "{context}: `enum` value {bad} is not of type `{}`",
+                            type_name(kind)
+                        ),
+                    );
+                    continue;
                 }
+                if let (Some(default), Some(choices), Some(entry)) =
+                    (&param.default, &param.choices, keys.get("default"))
+                    && !default.is_null()
+                    && !choices.contains(default)
+                {
+                    reader.error(
+                        entry.value.pos,
+                        format!("{context}: default {default} is not one of `enum`"),
+                    );
+                }
+                param
             }
             _ => {
                 let default = param_entry.value.to_json();
@@ -336,6 +376,7 @@ fn read_params(reader: &mut Reader<'_>, entry: &Entry) -> BTreeMap<String, Param
                     kind: infer_type(&default),
                     default: Some(default),
                     description: None,
+                    choices: None,
                 }
             }
         };
@@ -368,7 +409,7 @@ fn param_type(text: &str) -> Result<ParamType, String> {
         })
 }
 
-fn type_name(kind: ParamType) -> &'static str {
+pub fn type_name(kind: ParamType) -> &'static str {
     PARAM_TYPES
         .iter()
         .find(|(_, candidate)| *candidate == kind)

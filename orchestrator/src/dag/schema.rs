@@ -91,7 +91,7 @@ pub struct TaskCommonSpec {
     execution_timeout: Option<DurationValue>,
 }
 
-/// A param: `{default, type, description}`, or just its default value.
+/// A param: `{default, type, description, enum}`, or just its default value.
 #[derive(JsonSchema)]
 #[schemars(deny_unknown_fields)]
 #[allow(dead_code)]
@@ -101,6 +101,9 @@ pub struct ParamDetails {
     #[serde(rename = "type")]
     kind: Option<ParamTypeName>,
     description: Option<String>,
+    /// The values allowed; the trigger form offers them as a list.
+    #[serde(rename = "enum")]
+    choices: Option<Vec<Value>>,
 }
 
 #[derive(JsonSchema)]

@@ -10,6 +10,26 @@ use updraft_orchestrator::dag::{Diagnostic, Schedule, TriggerRule, load_folder, 
 type Expected = (usize, usize, &'static str);
 
 const CASES: &[(&str, &[Expected])] = &[
+    (
+        "bad_param",
+        &[
+            (
+                6,
+                14,
+                "param `region`: default \"asia\" is not one of `enum`",
+            ),
+            (
+                9,
+                11,
+                "param `size`: `enum` value \"two\" is not of type `integer`",
+            ),
+            (
+                11,
+                11,
+                "param `mode`: `enum` must be a non-empty list of values",
+            ),
+        ],
+    ),
     ("yaml_syntax", &[(6, 7, "YAML syntax error: …")]),
     (
         "unknown_key",

@@ -7,14 +7,13 @@ use axum::Form;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect};
 use serde::Deserialize;
-use serde_json::{Map, Value};
-use updraft_orchestrator::engine::trigger::TriggerRequest;
 use updraft_orchestrator::store::dags::{self, DagFilter, DagView};
 use updraft_orchestrator::store::{import_errors, runs, versions};
 
 use super::charts::{Day, calendar};
 use super::graph::{GraphNode, render_svg};
 use super::grid::{self, Grid};
+use super::trigger::{self, ParamField};
 use super::{Frame, PageResult, Pager, enc, fmt_date, render, safe_next};
 use crate::AppState;
 use crate::api::dags::{fetch_dag, set_paused};
@@ -198,48 +197,6 @@ pub async fn pause(
     Ok(Redirect::to(&safe_next(form.next.as_deref(), "/dags")).into_response())
 }
 
-#[derive(Deserialize)]
-pub struct TriggerForm {
-    csrf_token: String,
-    conf: Option<String>,
-    run_id: Option<String>,
-}
-
-pub async fn trigger(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    ApiPath(dag_id): ApiPath<String>,
-    Form(form): Form<TriggerForm>,
-) -> PageResult {
-    user.check_csrf(&form.csrf_token)?;
-    user.require(Role::Op)?;
-    let text = form.conf.unwrap_or_default();
-    if text.contains('\0') || text.to_ascii_lowercase().contains("\\u0000") {
-        return Err(AppError::BadRequest("conf must not contain NUL characters".into()).into());
-    }
-    let conf = if text.trim().is_empty() {
-        Map::new()
-    } else {
-        match serde_json::from_str::<Value>(&text) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => return Err(AppError::BadRequest("conf must be a JSON object".into()).into()),
-            Err(error) => {
-                return Err(
-                    AppError::BadRequest(format!("conf is not valid JSON: {error}")).into(),
-                );
-            }
-        }
-    };
-    let request = TriggerRequest {
-        run_id: form.run_id.filter(|id| !id.trim().is_empty()),
-        logical_date: None,
-        conf,
-        note: None,
-    };
-    let run_id = crate::api::runs::trigger(&state.pool, &user, &dag_id, request).await?;
-    Ok(Redirect::to(&format!("/dags/{}/runs/{}", enc(&dag_id), enc(&run_id))).into_response())
-}
-
 #[derive(Template)]
 #[template(path = "dag.html")]
 struct DagPage {
@@ -260,7 +217,7 @@ struct DagPage {
     legend: &'static [&'static str],
     live_after: u64,
     can_operate: bool,
-    trigger_conf: String,
+    params: Vec<ParamField>,
     fileloc: String,
     source_lines: Vec<String>,
     details: Vec<(String, String)>,
@@ -316,16 +273,7 @@ pub async fn page(
         Some((run_id, _)) => format!("coloured by run {run_id}"),
         None => "no runs yet".into(),
     };
-    let trigger_conf = parsed
-        .map(|d| {
-            let defaults: Map<String, Value> = d
-                .params
-                .iter()
-                .map(|(name, param)| (name.clone(), param.default.clone().unwrap_or(Value::Null)))
-                .collect();
-            serde_json::to_string_pretty(&Value::Object(defaults)).unwrap_or_else(|_| "{}".into())
-        })
-        .unwrap_or_else(|| "{}".into());
+    let params = parsed.map(trigger::fields).unwrap_or_default();
     let mut details = vec![
         (
             "Schedule".to_string(),
@@ -378,7 +326,7 @@ pub async fn page(
         legend: LEGEND,
         live_after,
         can_operate: user.user.role.allows(Role::Op),
-        trigger_conf,
+        params,
         fileloc: dag.fileloc.clone(),
         source_lines: version
             .map(|version| version.source.lines().map(str::to_string).collect())

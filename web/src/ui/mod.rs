@@ -8,6 +8,7 @@ mod dags;
 pub mod graph;
 mod grid;
 mod runs;
+mod trigger;
 mod variables;
 
 use askama::Template;
@@ -37,7 +38,7 @@ pub fn router() -> Router<AppState> {
         .route("/dags", get(dags::list))
         .route("/dags/{dag_id}", get(dags::page))
         .route("/dags/{dag_id}/pause", post(dags::pause))
-        .route("/dags/{dag_id}/trigger", post(dags::trigger))
+        .route("/dags/{dag_id}/trigger", post(trigger::trigger))
         .route("/dags/{dag_id}/runs/{run_id}", get(runs::page))
         .route("/dags/{dag_id}/runs/{run_id}/clear", post(runs::clear))
         .route("/dags/{dag_id}/runs/{run_id}/mark", post(runs::mark))

@@ -240,3 +240,84 @@ async fn the_api_sets_one_task_instance_state() {
         "the time a try waited"
     );
 }
+
+/// The trigger form: a field per param (a list for `enum`), turned into the run's conf by
+/// type; a value of the wrong type or not among the choices is refused, naming the param.
+#[tokio::test]
+async fn the_trigger_form_turns_param_fields_into_the_conf() {
+    let Some(ctx) = setup("web_trigger_params").await else {
+        return;
+    };
+    std::fs::write(
+        ctx.dags.path().join("regions.yaml"),
+        r#"dag_id: regions
+params:
+  region:
+    type: string
+    enum: [eu, us]
+    default: eu
+    description: Where to run
+  batch:
+    default: 10
+  dry:
+    default: false
+  filters:
+    default: {country: FR}
+tasks:
+  - id: a
+    operator: empty
+"#,
+    )
+    .unwrap();
+    ctx.sync_dags().await;
+    let op = login(&ctx, "op").await;
+    let csrf = csrf_of(&ctx, &op).await;
+    let html = page(&ctx, &op, "/dags/regions").await.text();
+    assert!(html.contains("<select id=\"param-region\" name=\"param:region\""));
+    assert!(
+        html.contains("<option value=\"&#34;eu&#34;\" selected>eu</option>"),
+        "the default chosen"
+    );
+    assert!(html.contains("Where to run"), "the description");
+    assert!(html.contains("data-param-kind=\"json\"") && html.contains("country"));
+
+    let post = |body: String| form(&ctx, &op, "/dags/regions/trigger", body);
+    let enc = |text: &str| form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+    let ok = post(format!(
+        "csrf_token={csrf}&param:region={}&param:batch=25&param:dry=true&param:filters={}&conf={}&run_id=form1",
+        enc("\"us\""),
+        enc("{\"country\": \"DE\"}"),
+        enc("{\"extra\": 1}")
+    ))
+    .await;
+    assert_eq!(ok.status.as_u16(), 303, "{}", ok.text());
+    let run = updraft_orchestrator::store::runs::get(&ctx.pool, "regions", "form1")
+        .await
+        .unwrap()
+        .expect("the run");
+    assert_eq!(
+        run.conf,
+        serde_json::json!({"region": "us", "batch": 25, "dry": true,
+            "filters": {"country": "DE"}, "extra": 1})
+    );
+    let not_a_number = post(format!("csrf_token={csrf}&param:batch=lots")).await;
+    assert_eq!(not_a_number.status.as_u16(), 400);
+    assert!(
+        not_a_number
+            .text()
+            .contains("param `batch`: `lots` is not a whole number")
+    );
+    let not_a_choice = post(format!(
+        "csrf_token={csrf}&param:region={}",
+        enc("\"asia\"")
+    ))
+    .await;
+    assert_eq!(not_a_choice.status.as_u16(), 400);
+    assert!(
+        not_a_choice
+            .text()
+            .contains("param `region`: one of [&quot;eu&quot;,&quot;us&quot;]"),
+        "{}",
+        not_a_choice.text()
+    );
+}
