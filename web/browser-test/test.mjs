@@ -8,13 +8,15 @@
 // side panel, watch a run triggered through the API appear in the grid, see the graph of a
 // 100-wide fan-out fit the screen and zoom it, add a connection
 // (CONN_ID, CONN_PASSWORD) in Admin → Connections with its Test button. Screenshots:
-// dag-list.png, run-live.png, run.png, grid-panel.png, grid.png, graph-fan100.png, dag.png, audit-log.png, runs.png,
+// dag-list.png, run-live.png, run.png, grid-panel.png, grid.png, graph-fan100.png, dag-dark.png,
+// phone-run.png, dag.png, audit-log.png, runs.png,
 // log.png, connections.png.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
+import { createRequire } from "node:module";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const base = process.env.BASE_URL ?? "http://127.0.0.1:8080";
@@ -42,6 +44,17 @@ const browser = await chromium.launch({
          "--disable-component-update", "--disable-sync", "--no-first-run"],
 });
 const step = (text) => console.log(`[browser-test] ${text}`);
+const axePath = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
+
+// WCAG 2 A and AA rules (labels, names, contrast, …) on the page as it is.
+async function accessible(page, what) {
+  await page.addScriptTag({ path: axePath });
+  const found = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa"] } });
+    return result.violations.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`);
+  });
+  assert.deepEqual(found, [], `${what}: accessibility violations`);
+}
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   page.setDefaultTimeout(15000);
@@ -148,6 +161,30 @@ try {
   assert.notEqual(await svg.getAttribute("viewBox"), fitted, "zoomed in");
   await page.click('.graph-tools button[aria-label="Show the whole graph"]');
   assert.equal(await svg.getAttribute("viewBox"), fitted, "back to the whole graph");
+
+  step("accessibility (axe, WCAG 2 AA) in the light and the dark theme; a phone's width");
+  for (const scheme of ["light", "dark"]) {
+    await page.emulateMedia({ colorScheme: scheme });
+    for (const path of ["/dags", `/dags/${dagId}`, new URL(runUrl).pathname, "/runs", "/audit-log"]) {
+      await page.goto(`${base}${path}`);
+      await accessible(page, `${path} (${scheme})`);
+    }
+    await page.goto(`${base}/dags/${dagId}#grid`);
+    await page.locator('table.grid button.cell[data-task="say"]').last().click();
+    await page.locator("#panel .panel-head h3").waitFor();
+    await accessible(page, `the side panel (${scheme})`);
+  }
+  await page.screenshot({ path: join(artifacts, "dag-dark.png"), fullPage: true });
+  await page.emulateMedia({ colorScheme: "light" });
+  const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
+  await phone.context().addCookies(await page.context().cookies());
+  for (const path of ["/dags", `/dags/${dagId}`, new URL(runUrl).pathname]) {
+    await phone.goto(`${base}${path}`);
+    const width = await phone.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 390, `${path} is ${width} px wide on a 390 px phone`);
+  }
+  await phone.screenshot({ path: join(artifacts, "phone-run.png"), fullPage: true });
+  await phone.close();
 
   step("the DAG page: toggle, next-run line, numbered source");
   await page.goto(`${base}/dags/${dagId}`);

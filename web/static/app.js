@@ -99,6 +99,7 @@ function applyRun(dagId, run) {
     }
     setState(mark, "mark", run.state);
     mark.title = run.run_id + " · " + fmtDate(run.logical_date) + " · " + run.state;
+    mark.setAttribute("aria-label", mark.title);
   }
   const bars = byRunTask("#grid .bar", run.run_id);
   for (const bar of bars) { setState(bar, "bar", run.state); bar.dataset.tip = runTip(run); }

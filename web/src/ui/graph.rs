@@ -175,7 +175,7 @@ pub fn render_svg(nodes: &[GraphNode]) -> String {
         .collect();
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
-         viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"task graph\">"
+         viewBox=\"0 0 {width} {height}\" role=\"group\" aria-label=\"task graph\">"
     );
     for (i, node) in nodes.iter().enumerate() {
         for up in &node.upstream {

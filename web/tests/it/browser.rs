@@ -29,7 +29,10 @@ async fn browser_login_unpause_trigger_and_log() {
         return;
     }
     let test_dir = server::workspace().join("web/browser-test");
-    if !test_dir.join("node_modules/playwright-core").exists() {
+    let installed = ["playwright-core", "axe-core"]
+        .iter()
+        .all(|package| test_dir.join("node_modules").join(package).exists());
+    if !installed {
         let status = Command::new("npm")
             .args(["install", "--no-audit", "--no-fund"])
             .current_dir(&test_dir)
