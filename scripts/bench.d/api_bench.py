@@ -2,6 +2,7 @@
 in a fresh database behind one `updraft standalone`; p95 of the UI pages and of GET /api/v1/dags,
 then the POST dagRuns rate from a few concurrent clients."""
 import base64
+import contextlib
 import concurrent.futures
 import http.cookiejar
 import json
@@ -98,28 +99,44 @@ def wait_until(what, check, timeout, process, log):
     raise RuntimeError(f"gave up waiting for {what}")
 
 
-def run(root, profile, smoke, progress):
-    dags = 20 if smoke else 1000
-    runs_per_dag = 2 if smoke else 10
-    samples = 10 if smoke else 200
-    triggers = 40 if smoke else 1000
+@contextlib.contextmanager
+def standalone(root, profile, name, files):
+    """`updraft standalone` on a new database with `files` (file name → YAML) as its DAGs folder;
+    yields (process, client, database URL, log path), then stops it and drops the database."""
     binary = root / "target" / ("release" if profile == "release" else "debug") / "updraft"
     server = os.environ["DATABASE_URL"].rsplit("/", 1)[0]
-    database = f"bench_api_{os.getpid()}_{int(time.time())}"
+    database = f"bench_{name}_{os.getpid()}_{int(time.time())}"
     psql(os.environ["DATABASE_URL"], f"CREATE DATABASE {database}")
     url = f"{server}/{database}"
-    work = Path(tempfile.mkdtemp(prefix="updraft-api-bench-"))
+    work = Path(tempfile.mkdtemp(prefix=f"updraft-{name}-bench-"))
     folder = work / "dags"
     folder.mkdir()
-    for index in range(dags):
-        (folder / f"bench_{index:04d}.yaml").write_text(dag_file(index))
+    for file_name, text in files.items():
+        (folder / file_name).write_text(text)
     port = free_port()
     log = work / "updraft.log"
     env = dict(os.environ, DATABASE_URL=url, UPDRAFT_DAGS_FOLDER=str(folder),
                UPDRAFT_BIND=f"127.0.0.1:{port}", UPDRAFT_ADMIN_PASSWORD=PASSWORD, RUST_LOG="warn")
     process = subprocess.Popen([str(binary), "standalone"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    client = Client(f"http://127.0.0.1:{port}")
     try:
+        yield process, Client(f"http://127.0.0.1:{port}"), url, log
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        shutil.rmtree(work, ignore_errors=True)
+        psql(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+def run(root, profile, smoke, progress):
+    dags = 20 if smoke else 1000
+    runs_per_dag = 2 if smoke else 10
+    samples = 10 if smoke else 200
+    triggers = 40 if smoke else 1000
+    files = {f"bench_{index:04d}.yaml": dag_file(index) for index in range(dags)}
+    with standalone(root, profile, "api", files) as (process, client, url, log):
         progress(f"  api: waiting for {dags} DAGs to load")
         wait_until("the DAGs", lambda: json.loads(client.request("GET", "/api/v1/dags?limit=1")[1])["total_entries"] == dags,
                    120, process, log)
@@ -174,11 +191,3 @@ def run(root, profile, smoke, progress):
             "trigger": {"requests": triggers, "per_s": round(triggers / elapsed, 1),
                         "p50_ms": round(percentile(latencies, 0.5), 2), "p99_ms": round(percentile(latencies, 0.99), 2)},
         }
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        shutil.rmtree(work, ignore_errors=True)
-        psql(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")

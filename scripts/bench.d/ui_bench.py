@@ -13,14 +13,12 @@ import datetime
 import http.client
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-from api_bench import PASSWORD, Client, free_port, percentile, psql, rss_mb, wait_until
+from api_bench import percentile, psql, rss_mb, standalone, wait_until
 
 LIVE = "live_chain"
 
@@ -57,9 +55,9 @@ class Follower(threading.Thread):
     """One browser's `GET /events?dag_id=LIVE`: records, for each task start and end it is
     told about, how long after the database's timestamp it arrived."""
 
-    def __init__(self, port, basic):
+    def __init__(self, base, basic):
         super().__init__(daemon=True)
-        self.port, self.basic = port, basic
+        self.port, self.basic = int(base.rsplit(":", 1)[1]), basic
         self.ready = threading.Event()
         self.stop = False
         self.delays = []
@@ -110,24 +108,9 @@ def run(root, profile, smoke, progress):
     samples = 10 if smoke else 200
     followers = 5 if smoke else 200
     live_runs = 5 if smoke else 100
-    binary = root / "target" / ("release" if profile == "release" else "debug") / "updraft"
-    server = os.environ["DATABASE_URL"].rsplit("/", 1)[0]
-    database = f"bench_ui_{os.getpid()}_{int(time.time())}"
-    psql(os.environ["DATABASE_URL"], f"CREATE DATABASE {database}")
-    url = f"{server}/{database}"
-    work = Path(tempfile.mkdtemp(prefix="updraft-ui-bench-"))
-    folder = work / "dags"
-    folder.mkdir()
-    for index in range(dags):
-        (folder / f"ui_{index:04d}.yaml").write_text(dag_file(index, tasks))
-    (folder / f"{LIVE}.yaml").write_text(live_file())
-    port = free_port()
-    log = work / "updraft.log"
-    env = dict(os.environ, DATABASE_URL=url, UPDRAFT_DAGS_FOLDER=str(folder),
-               UPDRAFT_BIND=f"127.0.0.1:{port}", UPDRAFT_ADMIN_PASSWORD=PASSWORD, RUST_LOG="warn")
-    process = subprocess.Popen([str(binary), "standalone"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    client = Client(f"http://127.0.0.1:{port}")
-    try:
+    files = {f"ui_{index:04d}.yaml": dag_file(index, tasks) for index in range(dags)}
+    files[f"{LIVE}.yaml"] = live_file()
+    with standalone(root, profile, "ui", files) as (process, client, url, log):
         progress(f"  ui: waiting for {dags + 1} DAGs of {tasks} tasks to load")
         wait_until("the DAGs", lambda: json.loads(client.request("GET", "/api/v1/dags?limit=1")[1])["total_entries"] == dags + 1,
                    300, process, log)
@@ -153,7 +136,7 @@ def run(root, profile, smoke, progress):
             INSERT INTO event_log (event, owner, source, dag_id, run_id)
             SELECT 'trigger', 'admin', 'api', 'ui_' || lpad((n % {dags})::text, 4, '0'), 'manual__' || n
               FROM generate_series(1, 10000) n;
-            ANALYZE;""")
+            ANALYZE dag, dag_version, dag_run, task_instance, event_log;""")
         counts = psql_counts(url)
         progress(f"  ui: {counts['runs']:,} runs, {counts['tis']:,} task instances")
         client.login()
@@ -177,7 +160,7 @@ def run(root, profile, smoke, progress):
                              "p95_ms": round(percentile(timings, 0.95), 2), "samples": samples}
 
         progress(f"  ui: {followers} clients follow /events while {live_runs} runs of {LIVE} run")
-        clients = [Follower(port, client.basic) for _ in range(followers)]
+        clients = [Follower(client.base, client.basic) for _ in range(followers)]
         for follower in clients:
             follower.start()
         for follower in clients:
@@ -226,14 +209,6 @@ def run(root, profile, smoke, progress):
                 "server_peak_rss_mb": round(peak_rss_mb(process.pid), 1),
             },
         }
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        shutil.rmtree(work, ignore_errors=True)
-        psql(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
 
 def psql_counts(url):

@@ -193,11 +193,19 @@ try {
   assert.equal(await page.locator("pre.source #L1 .ln").textContent(), "1");
   await page.screenshot({ path: join(artifacts, "dag.png"), fullPage: true });
 
-  step("the audit log shows the unpause made with the toggle");
+  step("the audit log shows the unpause made with the toggle and a pause made through the API");
+  const paused = await fetch(`${base}/api/v1/dags/fan100`, {
+    method: "PATCH", headers: { Authorization: basic, "Content-Type": "application/json" },
+    body: JSON.stringify({ is_paused: true }) });
+  assert.equal(paused.status, 200, "pause through the API");
   await page.goto(`${base}/audit-log?event=unpause`);
   const unpaused = page.locator('table.audit-log tr[data-event="unpause"]');
   await unpaused.first().waitFor();
   assert.match(await unpaused.first().textContent(), new RegExp(`${dagId}[\\s\\S]*ui`));
+  await page.goto(`${base}/audit-log?event=pause`);
+  const pausedRow = page.locator('table.audit-log tr[data-event="pause"]');
+  await pausedRow.first().waitFor();
+  assert.match(await pausedRow.first().textContent(), /fan100[\s\S]*api/);
   await page.screenshot({ path: join(artifacts, "audit-log.png"), fullPage: true });
 
   step("Browse → Runs lists the run");

@@ -183,9 +183,10 @@ impl Hub {
             // Fell behind the ring: what it missed is gone.
             return (vec![resync()], newest);
         }
+        // Positions are consecutive: the first message after `after` is found by subtraction.
+        let first = usize::try_from(after + 1 - oldest).unwrap_or(0);
         let events = ring
-            .iter()
-            .filter(|message| message.position > after)
+            .range(first..)
             .filter_map(|message| match &message.dag_id {
                 None => Some(resync()),
                 Some(dag_id) if dags.is_none_or(|dags| dags.contains(dag_id)) => Some(

@@ -249,16 +249,11 @@ tasks:
     env.stop().await;
 }
 
-#[tokio::test]
-async fn the_decision_that_ends_a_run_is_applied() {
-    if !testkit::require_postgres() {
-        return;
-    }
-    let mut env = env("sched_last_decision").await;
-    env.write_dag(
-        "ends",
+/// A task that fails (`boom`, no retries), and one after it.
+fn boom_then_after(dag_id: &str) -> String {
+    format!(
         r#"
-dag_id: ends
+dag_id: {dag_id}
 schedule: null
 is_paused_upon_creation: false
 tasks:
@@ -268,9 +263,17 @@ tasks:
   - id: after
     operator: empty
     upstream: [boom]
-"#,
+"#
     )
-    .await;
+}
+
+#[tokio::test]
+async fn the_decision_that_ends_a_run_is_applied() {
+    if !testkit::require_postgres() {
+        return;
+    }
+    let mut env = env("sched_last_decision").await;
+    env.write_dag("ends", &boom_then_after("ends")).await;
     env.start_scheduler(config());
     let seen = env.trigger_and_finish("ends").await;
     // `after` is decided upstream_failed in the pass that ends the run: that decision is stored.
@@ -295,22 +298,7 @@ async fn marking_one_task_instance_moves_its_run_on() {
         return;
     }
     let mut env = env("sched_mark_task").await;
-    env.write_dag(
-        "marked",
-        r#"
-dag_id: marked
-schedule: null
-is_paused_upon_creation: false
-tasks:
-  - id: boom
-    operator: shell
-    command: "exit 3"
-  - id: after
-    operator: empty
-    upstream: [boom]
-"#,
-    )
-    .await;
+    env.write_dag("marked", &boom_then_after("marked")).await;
     env.write_dag(
         "waiting",
         r#"
