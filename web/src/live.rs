@@ -130,6 +130,7 @@ impl Live {
         dags: Option<HashSet<String>>,
     ) -> impl Stream<Item = Result<Event, Infallible>> + use<> {
         self.start();
+        let dags = Arc::new(dags);
         let newest = self.hub.newest.subscribe();
         let mut listening = self.hub.listening.subscribe();
         let hub = Arc::clone(&self.hub);
@@ -141,13 +142,13 @@ impl Live {
         let changes = futures::stream::unfold(
             (hub, newest, after, Vec::<Event>::new()),
             move |(hub, mut newest, mut after, mut pending)| {
-                let dags = dags.clone();
+                let dags = Arc::clone(&dags);
                 async move {
                     loop {
                         if let Some(event) = pending.pop() {
                             return Some((Ok(event), (hub, newest, after, pending)));
                         }
-                        let (events, next) = hub.read_after(after, dags.as_ref());
+                        let (events, next) = hub.read_after(after, dags.as_ref().as_ref());
                         after = next;
                         pending = events;
                         pending.reverse();
