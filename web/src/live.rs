@@ -336,22 +336,24 @@ async fn listen(hub: Arc<Hub>) {
         let mut sent = Sent::default();
         let mut dirty: HashSet<String> = HashSet::new();
         lost = loop {
-            let notification = if dirty.is_empty() {
-                listener.recv().await.map(Some)
+            // `try_recv`, not `recv`: a lost connection must be seen (notifications sent
+            // meanwhile are gone, so followers reload), not silently reconnected.
+            let heard = if dirty.is_empty() {
+                Heard::from(listener.try_recv().await)
             } else {
-                match tokio::time::timeout(DEBOUNCE, listener.recv()).await {
-                    Ok(received) => received.map(Some),
-                    Err(_) => Ok(None),
+                match tokio::time::timeout(DEBOUNCE, listener.try_recv()).await {
+                    Ok(heard) => Heard::from(heard),
+                    Err(_) => Heard::Quiet,
                 }
             };
-            match notification {
-                Ok(Some(notification)) => {
-                    dirty.insert(notification.payload().to_string());
+            match heard {
+                Heard::Notification(dag_id) => {
+                    dirty.insert(dag_id);
                     continue;
                 }
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "live view: LISTEN connection lost");
+                Heard::Quiet => {}
+                Heard::Lost(why) => {
+                    tracing::warn!(%why, "live view: LISTEN connection lost");
                     hub.listening.send_replace(false);
                     break true;
                 }
@@ -378,6 +380,25 @@ async fn listen(hub: Arc<Hub>) {
                 }
             }
         };
+    }
+}
+
+/// What the listener heard.
+enum Heard {
+    /// A notification naming this DAG.
+    Notification(String),
+    /// Nothing for the debounce: time to read what changed.
+    Quiet,
+    Lost(String),
+}
+
+impl From<Result<Option<sqlx::postgres::PgNotification>, sqlx::Error>> for Heard {
+    fn from(heard: Result<Option<sqlx::postgres::PgNotification>, sqlx::Error>) -> Heard {
+        match heard {
+            Ok(Some(notification)) => Heard::Notification(notification.payload().to_string()),
+            Ok(None) => Heard::Lost("the connection was closed".into()),
+            Err(error) => Heard::Lost(error.to_string()),
+        }
     }
 }
 

@@ -153,6 +153,51 @@ async fn state_changes_reach_the_events_of_their_dag() {
     assert!(load["start_date"].is_string(), "{load}");
 }
 
+/// The database goes away under a follower: once the listener is back, the follower is told to
+/// reload (changes made meanwhile were not announced), and later changes reach it again.
+#[tokio::test]
+async fn after_a_database_outage_followers_reload_and_changes_flow_again() {
+    let Some(ctx) = setup("web_live_outage").await else {
+        return;
+    };
+    let run_id = "manual__outage";
+    ctx.run_with_tis(run_id).await;
+    let response = ctx
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/events?dag_id=web_demo")
+                .header(header::AUTHORIZATION, basic("viewer"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .expect("infallible");
+    let mut events = Events {
+        body: response.into_body(),
+        buffer: String::new(),
+    };
+    assert_eq!(events.next().await.0, "ready");
+    ctx.database().begin_outage().await;
+    ctx.database().end_outage().await;
+    loop {
+        let (name, _) = events.next().await;
+        if name == "resync" {
+            break;
+        }
+    }
+    mark_task(
+        &ctx.pool,
+        "web_demo",
+        run_id,
+        "transform",
+        TaskState::Success,
+    )
+    .await
+    .expect("mark after the outage");
+    events.until_task(run_id, "transform", "success").await;
+}
+
 #[tokio::test]
 async fn events_need_a_signed_in_user() {
     let Some(ctx) = setup("web_live_auth").await else {

@@ -65,7 +65,7 @@ pub struct Ctx {
     /// The DAGs folder the app reads, kept as long as the context.
     pub dags: tempfile::TempDir,
     /// Dropped last (fields drop in order), after the pool.
-    _database: TestDatabase,
+    database: TestDatabase,
 }
 
 pub struct Reply {
@@ -165,11 +165,16 @@ pub async fn setup(prefix: &str) -> Option<Ctx> {
         cipher,
         app,
         dags: dir,
-        _database: database,
+        database,
     })
 }
 
 impl Ctx {
+    /// The test's database (for outages).
+    pub fn database(&self) -> &TestDatabase {
+        &self.database
+    }
+
     /// Sends a request; `user` = Some(name) adds Basic auth for that user.
     pub async fn send(
         &self,
