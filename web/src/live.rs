@@ -422,7 +422,7 @@ pub async fn events(
     _user: CurrentUser,
     headers: HeaderMap,
     params: Params,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, crate::AppError> {
+) -> Result<impl axum::response::IntoResponse, crate::AppError> {
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
@@ -435,7 +435,9 @@ pub async fn events(
     let dags = params.all("dag_id");
     let dags = (!dags.is_empty()).then(|| dags.into_iter().collect());
     let stream = state.live.subscribe(after, dags);
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
+    // A proxy that buffers responses (nginx by default) would hold the events back.
+    Ok(([("x-accel-buffering", "no")], sse))
 }
 
 #[cfg(test)]
