@@ -6,6 +6,7 @@ pub mod connections;
 pub mod dead_letter;
 pub mod decode;
 pub mod definition;
+pub mod dlq;
 pub mod metrics;
 pub mod offsets;
 pub mod schema;

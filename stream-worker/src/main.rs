@@ -1,4 +1,5 @@
-//! `stream-worker`: runs the stream definitions (default `streams/`) until SIGTERM/SIGINT.
+//! `stream-worker`: runs the stream definitions (default `streams/`) until SIGTERM/SIGINT;
+//! `stream-worker dlq list|show --stream NAME` reads a stream's dead letters.
 //! Connections the definitions name are read from `UPDRAFT_CONN_<ID>`, else from the database
 //! of `DATABASE_URL` (decrypted with `UPDRAFT_SECRET_KEY`).
 
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use stream_worker::connections::{self, Lookup};
 use stream_worker::{Metrics, WorkerConfig};
 use tokio_util::sync::CancellationToken;
@@ -21,14 +22,16 @@ struct Args {
         long = "definitions",
         env = "STREAM_DEFINITIONS",
         value_delimiter = ',',
-        default_value = "streams/"
+        default_value = "streams/",
+        global = true
     )]
     definitions: Vec<PathBuf>,
     /// Kafka bootstrap servers (unless the definitions name a connection: `source.conn_id`).
     #[arg(
         long,
         env = "KAFKA_BOOTSTRAP_SERVERS",
-        default_value = "127.0.0.1:9092"
+        default_value = "127.0.0.1:9092",
+        global = true
     )]
     kafka_bootstrap_servers: String,
     /// Cassandra contact points, comma-separated host:port (unless the definitions name a
@@ -37,7 +40,8 @@ struct Args {
         long,
         env = "CASSANDRA_CONTACT_POINTS",
         value_delimiter = ',',
-        default_value = "127.0.0.1:9042"
+        default_value = "127.0.0.1:9042",
+        global = true
     )]
     cassandra_contact_points: Vec<String>,
     /// Writes in flight per stream.
@@ -75,6 +79,55 @@ struct Args {
     /// Only check the definitions and exit.
     #[arg(long)]
     check: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// A stream's dead letters (records it refused, with the reason in their headers).
+    Dlq {
+        #[command(subcommand)]
+        action: DlqCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// How many dead letters each partition of the stream's dead-letter topic holds.
+    List {
+        /// The stream (its `name:`, or its file's stem).
+        #[arg(long)]
+        stream: String,
+    },
+    /// The dead letters, oldest first: where each is, why it was refused, its bytes.
+    Show {
+        /// The stream (its `name:`, or its file's stem).
+        #[arg(long)]
+        stream: String,
+        /// Only this partition of the dead-letter topic.
+        #[arg(long)]
+        partition: Option<i32>,
+        /// From this offset of the dead-letter topic.
+        #[arg(long)]
+        offset: Option<i64>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Sends every dead letter of the stream back through the current definition (after fixing
+    /// it), writing those that pass and dead-lettering the rest again; exits when done.
+    Replay {
+        /// The stream (its `name:`, or its file's stem).
+        #[arg(long)]
+        stream: String,
+        /// Only this partition of the dead-letter topic.
+        #[arg(long)]
+        partition: Option<i32>,
+        /// From this offset of the dead-letter topic.
+        #[arg(long)]
+        offset: Option<i64>,
+    },
 }
 
 #[tokio::main]
@@ -107,6 +160,15 @@ async fn main() -> anyhow::Result<()> {
     if args.check {
         println!("{} stream definition(s) OK", streams.len());
         return Ok(());
+    }
+    if let Some(Command::Dlq { action }) = args.command {
+        let config = WorkerConfig {
+            kafka_bootstrap_servers: args.kafka_bootstrap_servers,
+            cassandra_contact_points: args.cassandra_contact_points,
+            connections_per_host: args.connections_per_host,
+            ..WorkerConfig::default()
+        };
+        return dead_letters(action, &streams, config).await;
     }
 
     let mut config = WorkerConfig {
@@ -146,6 +208,128 @@ async fn main() -> anyhow::Result<()> {
     stream_worker::run(config, streams, metrics, shutdown).await?;
     tracing::info!("stream worker stopped cleanly");
     Ok(())
+}
+
+/// `dlq list`, `show` and `replay`: exit 2 for an unknown stream, 1 when Kafka (or, for a
+/// replay, Cassandra) fails.
+async fn dead_letters(
+    action: DlqCommand,
+    streams: &[stream_worker::Stream],
+    mut config: WorkerConfig,
+) -> anyhow::Result<()> {
+    let name = match &action {
+        DlqCommand::List { stream }
+        | DlqCommand::Show { stream, .. }
+        | DlqCommand::Replay { stream, .. } => stream,
+    };
+    let Some(stream) = streams.iter().find(|s| &s.name == name) else {
+        let known: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
+        eprintln!(
+            "no stream `{name}` in the definitions; they define: {}",
+            known.join(", ")
+        );
+        std::process::exit(2);
+    };
+    let lookup = Lookup::from_env().context("UPDRAFT_SECRET_KEY")?;
+    if let Err(error) = connections::apply(&mut config, std::slice::from_ref(stream), &lookup).await
+    {
+        eprintln!("{error}");
+        std::process::exit(2);
+    }
+    let client = config.kafka_client();
+    let topic = stream.dead_letter_topic.clone();
+    match action {
+        DlqCommand::List { .. } => {
+            let partitions = tokio::task::spawn_blocking(move || {
+                stream_worker::dlq::partitions(&client, &topic)
+            })
+            .await??;
+            println!(
+                "dead letters of stream `{}` (topic `{}`)",
+                stream.name, stream.dead_letter_topic
+            );
+            println!(
+                "{:>9}  {:>12}  {:>12}  {:>9}",
+                "partition", "first", "next", "letters"
+            );
+            for p in &partitions {
+                println!(
+                    "{:>9}  {:>12}  {:>12}  {:>9}",
+                    p.partition,
+                    p.first,
+                    p.next,
+                    p.count()
+                );
+            }
+            let total: i64 = partitions.iter().map(|p| p.count()).sum();
+            println!("total {total}");
+        }
+        DlqCommand::Show {
+            partition,
+            offset,
+            limit,
+            ..
+        } => {
+            let letters = tokio::task::spawn_blocking(move || {
+                stream_worker::dlq::read(&client, &topic, partition, offset, limit)
+            })
+            .await??;
+            for letter in &letters {
+                print_letter(&stream.dead_letter_topic, letter);
+            }
+            println!("{} dead letter(s)", letters.len());
+        }
+        DlqCommand::Replay {
+            partition, offset, ..
+        } => {
+            let replayed = stream_worker::dlq::replay(&config, stream, partition, offset).await?;
+            println!(
+                "replayed {} dead letter(s) of stream `{}`: {} written, {} refused again (back on `{}`), \
+                 {} reference(s) skipped (their bytes are at their source offset)",
+                replayed.read,
+                stream.name,
+                replayed.written,
+                replayed.refused_again,
+                stream.dead_letter_topic,
+                replayed.references
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Longest payload shown, in characters.
+const SHOWN_PAYLOAD: usize = 2_000;
+
+fn print_letter(topic: &str, letter: &stream_worker::dlq::DeadLetter) {
+    let at = letter
+        .timestamp_ms
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|at| at.to_rfc3339())
+        .unwrap_or_default();
+    println!(
+        "{topic} partition {} offset {} {at}",
+        letter.partition, letter.offset
+    );
+    for (key, value) in &letter.headers {
+        println!("  {key}: {value}");
+    }
+    if let Some(key) = &letter.key {
+        println!("  key: {}", String::from_utf8_lossy(key));
+    }
+    match &letter.payload {
+        Some(payload) => {
+            let text = String::from_utf8_lossy(payload);
+            let shown: String = text.chars().take(SHOWN_PAYLOAD).collect();
+            let cut = if shown.len() < text.len() {
+                " …(cut)"
+            } else {
+                ""
+            };
+            println!("  payload ({} bytes): {shown}{cut}", payload.len());
+        }
+        None => println!("  payload: none"),
+    }
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

@@ -140,7 +140,7 @@ async fn prepare(
     }
 }
 
-async fn prepare_once(
+pub(crate) async fn prepare_once(
     config: &WorkerConfig,
     streams: &[Stream],
 ) -> Result<Arc<Session>, WorkerError> {
