@@ -130,6 +130,18 @@ def standalone(root, profile, name, files):
         psql(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
 
+def time_pages(client, pages, samples, announce):
+    """p50/p95 of `samples` GETs of each page (`name: (path, api)`), after one warm-up."""
+    results = {}
+    for name, (path, api) in pages.items():
+        announce(name)
+        client.request("GET", path, api=api)
+        timings = [client.request("GET", path, api=api)[0] for _ in range(samples)]
+        results[name] = {"path": path, "p50_ms": round(percentile(timings, 0.5), 2),
+                         "p95_ms": round(percentile(timings, 0.95), 2), "samples": samples}
+    return results
+
+
 def run(root, profile, smoke, progress):
     dags = 20 if smoke else 1000
     runs_per_dag = 2 if smoke else 10
@@ -164,13 +176,7 @@ def run(root, profile, smoke, progress):
             "GET /api/v1/dags": ("/api/v1/dags?limit=100", True),
             "GET /api/v1/dags/~/dagRuns": ("/api/v1/dags/~/dagRuns?limit=100", True),
         }
-        results = {}
-        for name, (path, api) in pages.items():
-            progress(f"  api: {samples} x {name}")
-            client.request("GET", path, api=api)  # warm-up
-            timings = [client.request("GET", path, api=api)[0] for _ in range(samples)]
-            results[name] = {"path": path, "p50_ms": round(percentile(timings, 0.5), 2),
-                             "p95_ms": round(percentile(timings, 0.95), 2), "samples": samples}
+        results = time_pages(client, pages, samples, lambda name: progress(f"  api: {samples} x {name}"))
 
         progress(f"  api: {triggers} x POST dagRuns from 8 clients")
         psql(url, "UPDATE dag SET is_paused = TRUE")

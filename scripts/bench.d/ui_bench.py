@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from api_bench import percentile, psql, rss_mb, standalone, wait_until
+from api_bench import percentile, psql, rss_mb, standalone, time_pages, wait_until
 
 LIVE = "live_chain"
 
@@ -151,13 +151,8 @@ def run(root, profile, smoke, progress):
             "Browse task instances, failed": "/task-instances?state=failed",
             "Audit log": "/audit-log",
         }
-        results = {}
-        for name, path in pages.items():
-            progress(f"  ui: {samples} x {name}")
-            client.request("GET", path, api=False)  # warm-up
-            timings = [client.request("GET", path, api=False)[0] for _ in range(samples)]
-            results[name] = {"path": path, "p50_ms": round(percentile(timings, 0.5), 2),
-                             "p95_ms": round(percentile(timings, 0.95), 2), "samples": samples}
+        results = time_pages(client, {name: (path, False) for name, path in pages.items()}, samples,
+                             lambda name: progress(f"  ui: {samples} x {name}"))
 
         progress(f"  ui: {followers} clients follow /events while {live_runs} runs of {LIVE} run")
         clients = [Follower(client.base, client.basic) for _ in range(followers)]

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{Args as ClapArgs, Parser, Subcommand};
 use stream_worker::connections::{self, Lookup};
 use stream_worker::{Metrics, WorkerConfig};
 use tokio_util::sync::CancellationToken;
@@ -102,15 +102,8 @@ enum DlqCommand {
     },
     /// The dead letters, oldest first: where each is, why it was refused, its bytes.
     Show {
-        /// The stream (its `name:`, or its file's stem).
-        #[arg(long)]
-        stream: String,
-        /// Only this partition of the dead-letter topic.
-        #[arg(long)]
-        partition: Option<i32>,
-        /// From this offset of the dead-letter topic.
-        #[arg(long)]
-        offset: Option<i64>,
+        #[command(flatten)]
+        letters: Letters,
         /// At most this many.
         #[arg(long, default_value_t = 20)]
         limit: usize,
@@ -118,16 +111,23 @@ enum DlqCommand {
     /// Sends every dead letter of the stream back through the current definition (after fixing
     /// it), writing those that pass and dead-lettering the rest again; exits when done.
     Replay {
-        /// The stream (its `name:`, or its file's stem).
-        #[arg(long)]
-        stream: String,
-        /// Only this partition of the dead-letter topic.
-        #[arg(long)]
-        partition: Option<i32>,
-        /// From this offset of the dead-letter topic.
-        #[arg(long)]
-        offset: Option<i64>,
+        #[command(flatten)]
+        letters: Letters,
     },
+}
+
+/// Which dead letters `show` and `replay` take.
+#[derive(Debug, ClapArgs)]
+struct Letters {
+    /// The stream (its `name:`, or its file's stem).
+    #[arg(long)]
+    stream: String,
+    /// Only this partition of the dead-letter topic.
+    #[arg(long)]
+    partition: Option<i32>,
+    /// From this offset of the dead-letter topic.
+    #[arg(long)]
+    offset: Option<i64>,
 }
 
 #[tokio::main]
@@ -218,9 +218,8 @@ async fn dead_letters(
     mut config: WorkerConfig,
 ) -> anyhow::Result<()> {
     let name = match &action {
-        DlqCommand::List { stream }
-        | DlqCommand::Show { stream, .. }
-        | DlqCommand::Replay { stream, .. } => stream,
+        DlqCommand::List { stream } => stream,
+        DlqCommand::Show { letters, .. } | DlqCommand::Replay { letters } => &letters.stream,
     };
     let Some(stream) = streams.iter().find(|s| &s.name == name) else {
         let known: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
@@ -264,12 +263,10 @@ async fn dead_letters(
             let total: i64 = partitions.iter().map(|p| p.count()).sum();
             println!("total {total}");
         }
-        DlqCommand::Show {
-            partition,
-            offset,
-            limit,
-            ..
-        } => {
+        DlqCommand::Show { letters, limit } => {
+            let Letters {
+                partition, offset, ..
+            } = letters;
             let letters = tokio::task::spawn_blocking(move || {
                 stream_worker::dlq::read(&client, &topic, partition, offset, limit)
             })
@@ -279,10 +276,10 @@ async fn dead_letters(
             }
             println!("{} dead letter(s)", letters.len());
         }
-        DlqCommand::Replay {
-            partition, offset, ..
-        } => {
-            let replayed = stream_worker::dlq::replay(&config, stream, partition, offset).await?;
+        DlqCommand::Replay { letters } => {
+            let replayed =
+                stream_worker::dlq::replay(&config, stream, letters.partition, letters.offset)
+                    .await?;
             println!(
                 "replayed {} dead letter(s) of stream `{}`: {} written, {} refused again (back on `{}`), \
                  {} reference(s) skipped (their bytes are at their source offset)",

@@ -6,7 +6,6 @@ use chrono::{DateTime, Duration, Utc};
 use updraft_orchestrator::dag::TaskState;
 use updraft_orchestrator::engine::advance::start_queued_runs;
 use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
-use updraft_orchestrator::store::task_instances::TryEnd;
 use updraft_orchestrator::store::{DagCache, dags, event_log, task_instances};
 
 use crate::common::{csrf_of, form, login, page, setup};
@@ -199,28 +198,8 @@ async fn the_api_sets_one_task_instance_state() {
     start_queued_runs(&ctx.pool, &DagCache::new(), "web_demo")
         .await
         .expect("start");
-    let claimed = task_instances::claim(&ctx.pool, "grid-test", 1)
-        .await
-        .expect("claim");
-    let [claimed] = claimed.as_slice() else {
-        panic!("extract queued again: {claimed:?}");
-    };
-    assert_eq!(
-        (claimed.task_id.as_str(), claimed.try_number),
-        ("extract", 2)
-    );
-    let end = TryEnd {
-        task_instance_id: claimed.id,
-        state: TaskState::Success,
-        rendered_config: None,
-        next_retry_at: None,
-        output: None,
-        read_back: Vec::new(),
-        decided_downstream: None,
-    };
-    task_instances::end_tries(&ctx.pool, "grid-test", &[end])
-        .await
-        .expect("end");
+    let try_number = ctx.one_try("extract", TaskState::Success, &[], None).await;
+    assert_eq!(try_number, 2);
     let run_page = ctx
         .get("/dags/web_demo/runs/manual__patched", "viewer")
         .await

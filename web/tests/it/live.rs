@@ -16,7 +16,7 @@ use updraft_orchestrator::engine::state_feed::StateFeed;
 use updraft_orchestrator::store::task_instances;
 use updraft_orchestrator::store::{DagCache, dags};
 
-use crate::common::{basic, setup};
+use crate::common::{Ctx, basic, setup};
 
 /// The events of one `GET /events` response, read as they arrive.
 struct Events {
@@ -25,6 +25,35 @@ struct Events {
 }
 
 impl Events {
+    /// `GET /events?dag_id=web_demo` as the viewer: an endless event stream.
+    async fn of(ctx: &Ctx) -> Events {
+        let response = ctx
+            .app
+            .clone()
+            .oneshot(
+                Request::get("/events?dag_id=web_demo")
+                    .header(header::AUTHORIZATION, basic("viewer"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/event-stream"
+        );
+        assert_eq!(
+            response.headers()["x-accel-buffering"],
+            "no",
+            "no proxy buffering"
+        );
+        Events {
+            body: response.into_body(),
+            buffer: String::new(),
+        }
+    }
+
     /// The next event as (name, data), waiting at most 10 s.
     async fn next(&mut self) -> (String, String) {
         loop {
@@ -82,26 +111,7 @@ async fn state_changes_reach_the_events_of_their_dag() {
     };
     let run_id = "manual__live";
     ctx.run_with_tis(run_id).await;
-    let response = ctx
-        .app
-        .clone()
-        .oneshot(
-            Request::get("/events?dag_id=web_demo")
-                .header(header::AUTHORIZATION, basic("viewer"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .expect("infallible");
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.headers()[header::CONTENT_TYPE],
-        "text/event-stream"
-    );
-    let mut events = Events {
-        body: response.into_body(),
-        buffer: String::new(),
-    };
+    let mut events = Events::of(&ctx).await;
     assert_eq!(events.next().await.0, "ready", "the listener is connected");
 
     // A user's mark (a NOTIFY on the runs channel): `transform` success, and `load`, which it
@@ -162,21 +172,7 @@ async fn after_a_database_outage_followers_reload_and_changes_flow_again() {
     };
     let run_id = "manual__outage";
     ctx.run_with_tis(run_id).await;
-    let response = ctx
-        .app
-        .clone()
-        .oneshot(
-            Request::get("/events?dag_id=web_demo")
-                .header(header::AUTHORIZATION, basic("viewer"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .expect("infallible");
-    let mut events = Events {
-        body: response.into_body(),
-        buffer: String::new(),
-    };
+    let mut events = Events::of(&ctx).await;
     assert_eq!(events.next().await.0, "ready");
     ctx.database().begin_outage().await;
     ctx.database().end_outage().await;

@@ -293,14 +293,14 @@ impl Ctx {
     }
 
     /// Claims the queued task instance (it must be `task_id`'s), logs `lines` and ends its try
-    /// in `state` with `output` as its XCom, as an executor does.
-    async fn one_try(
+    /// in `state` with `output` as its XCom, as an executor does; returns the try's number.
+    pub async fn one_try(
         &self,
         task_id: &str,
         state: TaskState,
         lines: &[&str],
         output: Option<&Value>,
-    ) {
+    ) -> i32 {
         let owner = "web-tests";
         let claimed = task_instances::claim(&self.pool, owner, 1)
             .await
@@ -331,6 +331,7 @@ impl Ctx {
             .await
             .expect("end the try");
         assert!(ended[0].is_some(), "the try was still ours");
+        claimed.try_number
     }
 
     /// Reads the DAGs folder again, as the processor does after a file changes.
