@@ -12,6 +12,9 @@
 //!    ceiling writes pre-decoded rows (no Kafka, no JSON): an upper bound. The worker's clock runs
 //!    from its first consumed record (after the group join) to its N-th written row. Medians are
 //!    reported, and the ratio of the medians;
+//!    Each round also runs the worker on the same records with a VRL transform of the seed
+//!    record ([`SEED_TRANSFORM`]): its rate, its ratio to the ceiling and its cost against the
+//!    plain worker (1 − transform/plain, median of the rounds);
 //! 4. the worker binary drains one round's backlog again in a new group: its peak RSS;
 //! 5. latency: produces at a steady 2,000 records/s for 15 s and prints the p50/p99 of
 //!    Kafka record timestamp → row written (histogram bucket upper bounds).
@@ -154,9 +157,20 @@ fn definition_text(topic: &str, keyspace: &str, group: &str) -> anyhow::Result<S
         ))
 }
 
-fn definition(topic: &str, keyspace: &str) -> anyhow::Result<Stream> {
+/// A VRL transform of the seed record, as a team would write one: names trimmed, the email
+/// lower-cased, the dates checked and written in one format. The columns stay the seed's.
+const SEED_TRANSFORM: &str = r#"transform: |
+  .first_name = strip_whitespace(string!(.first_name))
+  .last_name = strip_whitespace(string!(.last_name))
+  .email = downcase(string!(.email))
+  .dob = format_timestamp!(parse_timestamp!(.dob, "%+"), "%+")
+  .registered_date = format_timestamp!(parse_timestamp!(.registered_date, "%+"), "%+")
+"#;
+
+/// The seed's definition for `topic` and `keyspace`, plus `extra` (e.g. [`SEED_TRANSFORM`]).
+fn definition(topic: &str, keyspace: &str, extra: &str) -> anyhow::Result<Stream> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../streams/users_created.yaml");
-    let text = definition_text(topic, keyspace, &format!("{topic}_g"))?;
+    let text = definition_text(topic, keyspace, &format!("{topic}_g"))? + extra;
     stream_worker::definition::parse(&path, &text).map_err(|errors| {
         anyhow::anyhow!("{}", stream_worker::definition::DefinitionErrors(errors))
     })
@@ -366,9 +380,12 @@ struct Ceiling {
 impl Ceiling {
     /// `n` fresh rows (new ids), decoded from seed-shaped JSON before the clock starts.
     fn rows(&self, n: usize) -> anyhow::Result<Vec<Row>> {
-        Ok((0..n)
-            .map(|i| stream_worker::decode::decode(&self.stream, Some(&record(i))))
-            .collect::<Result<_, _>>()?)
+        (0..n)
+            .map(|i| {
+                stream_worker::decode::decode(&self.stream, Some(&record(i)))?
+                    .ok_or_else(|| anyhow::anyhow!("the bench stream drops no record"))
+            })
+            .collect()
     }
 
     /// Writes `rows` with `concurrency` requests in flight, split over `tasks` tasks (one task
@@ -427,9 +444,10 @@ async fn worker_run(
     config: &WorkerConfig,
     topic: &str,
     keyspace: &str,
+    extra: &str,
     n: usize,
 ) -> anyhow::Result<f64> {
-    let stream = definition(topic, keyspace)?;
+    let stream = definition(topic, keyspace, extra)?;
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();
     let worker = tokio::spawn(stream_worker::run(
@@ -454,7 +472,8 @@ async fn worker_run(
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
     println!(
-        "  worker at {}: {rate:.0} rows/s; {}",
+        "  worker{} at {}: {rate:.0} rows/s; {}",
+        if extra.is_empty() { "" } else { " (transform)" },
         config.concurrency,
         meter.per_row(n)
     );
@@ -474,7 +493,7 @@ async fn throughput(
     let rounds: usize = env_or("BENCH_ROUNDS", "4").parse()?;
     // One table for everything: every run adds n new rows to the same table.
     let keyspace = unique("bench");
-    let ceiling_stream = definition(&format!("{keyspace}_t"), &keyspace)?;
+    let ceiling_stream = definition(&format!("{keyspace}_t"), &keyspace, "")?;
     let session = Arc::new(
         stream_worker::sink::connect(contact_points, None, config.connections_per_host).await?,
     );
@@ -524,39 +543,67 @@ async fn throughput(
     };
 
     // 3. Rounds at the same concurrency and connections, alternating which runs first.
-    let (mut ceilings, mut workers) = (Vec::new(), Vec::new());
+    let (mut ceilings, mut workers, mut transforms) = (Vec::new(), Vec::new(), Vec::new());
     let mut last_topic = String::new();
     for round in 1..=rounds {
-        let topic = unique("bench");
-        create_topic(bootstrap, &topic, partitions).await?;
         let payloads: Vec<Vec<u8>> = (0..n).map(record).collect();
-        produce(&producer(bootstrap)?, &topic, &payloads).await?;
+        let (topic, transform_topic) = (unique("bench"), unique("bench_vrl"));
+        for topic in [&topic, &transform_topic] {
+            create_topic(bootstrap, topic, partitions).await?;
+            produce(&producer(bootstrap)?, topic, &payloads).await?;
+        }
         drop(payloads);
-        // Swap who goes first every round: the second run of a pair meets the flushes and
-        // compactions the first one's writes set off.
-        let (ceiling_rate, worker_rate) = if round % 2 == 1 {
-            let ceiling_rate = ceiling.run(ceiling.rows(n)?, concurrency, tasks).await?;
-            (
-                ceiling_rate,
-                worker_run(&config, &topic, &keyspace, n).await?,
-            )
-        } else {
-            let worker_rate = worker_run(&config, &topic, &keyspace, n).await?;
-            (
-                ceiling.run(ceiling.rows(n)?, concurrency, tasks).await?,
-                worker_rate,
-            )
-        };
+        // Swap the order every round: a later run meets the flushes and compactions the
+        // earlier ones' writes set off.
+        let (mut ceiling_rate, mut worker_rate, mut transform_rate) = (0.0, 0.0, 0.0);
+        let order: [u8; 3] = if round % 2 == 1 { [0, 1, 2] } else { [2, 1, 0] };
+        for run in order {
+            match run {
+                0 => ceiling_rate = ceiling.run(ceiling.rows(n)?, concurrency, tasks).await?,
+                1 => worker_rate = worker_run(&config, &topic, &keyspace, "", n).await?,
+                _ => {
+                    transform_rate =
+                        worker_run(&config, &transform_topic, &keyspace, SEED_TRANSFORM, n).await?;
+                }
+            }
+        }
         println!(
             "round {round}: ceiling {ceiling_rate:.0} rows/s, worker {worker_rate:.0} rows/s \
-             ({:.0}%), concurrency {concurrency}, {} connections/host, {partitions} partitions",
+             ({:.0}%), with a transform {transform_rate:.0} rows/s ({:.0}%), concurrency \
+             {concurrency}, {} connections/host, {partitions} partitions",
             100.0 * worker_rate / ceiling_rate,
+            100.0 * transform_rate / ceiling_rate,
             config.connections_per_host
         );
         ceilings.push(ceiling_rate);
         workers.push(worker_rate);
+        transforms.push(transform_rate);
         last_topic = topic;
     }
+    let transform_rate = median(&transforms);
+    figures.insert("transform_rows_per_s".into(), transform_rate.round().into());
+    figures.insert(
+        "transform_ratio".into(),
+        ((transform_rate / median(&ceilings) * 1000.0).round() / 1000.0).into(),
+    );
+    // What the transform costs: 1 − its rate over the plain worker's, from the rounds' pairs.
+    let costs: Vec<f64> = transforms
+        .iter()
+        .zip(&workers)
+        .map(|(t, w)| 1.0 - t / w)
+        .collect();
+    figures.insert(
+        "transform_cost".into(),
+        ((median(&costs) * 1000.0).round() / 1000.0).into(),
+    );
+    figures.insert(
+        "transform_runs".into(),
+        transforms
+            .iter()
+            .map(|r| r.round())
+            .collect::<Vec<_>>()
+            .into(),
+    );
     let (worker_rate, ceiling_rate) = (median(&workers), median(&ceilings));
     let round = |v: &[f64]| v.iter().map(|r| r.round()).collect::<Vec<_>>();
     figures.insert("worker_rows_per_s".into(), worker_rate.round().into());
@@ -605,7 +652,7 @@ async fn steady_latency(
     {
         let topic = unique("bench_lat");
         create_topic(&bootstrap, &topic, partitions).await?;
-        let stream = definition(&topic, &topic)?;
+        let stream = definition(&topic, &topic, "")?;
         let metrics = Metrics::new();
         let shutdown = CancellationToken::new();
         let worker = tokio::spawn(stream_worker::run(

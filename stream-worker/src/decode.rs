@@ -8,6 +8,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::definition::{Column, CqlType, Stream};
+use crate::transform::{self, Outcome};
 
 /// One value bound to the prepared INSERT: unset (the field was absent: no tombstone, nothing
 /// overwritten), null (explicit JSON `null`), or a value.
@@ -30,6 +31,9 @@ pub enum RecordError {
         expected: &'static str,
         found: &'static str,
     },
+    /// The `where:` filter or the `transform:` failed at run time (the message names which).
+    #[error("{message}")]
+    Transform { message: String },
     #[error("record is {bytes} bytes, over the limit of {limit}")]
     TooLarge { bytes: usize, limit: usize },
     /// Cassandra refused the row itself (e.g. a value it considers invalid): retrying cannot help.
@@ -46,6 +50,7 @@ impl RecordError {
             RecordError::MissingField { .. } => "missing_field",
             RecordError::InvalidUuid { .. } => "invalid_uuid",
             RecordError::WrongType { .. } => "wrong_type",
+            RecordError::Transform { .. } => "transform",
             RecordError::TooLarge { .. } => "too_large",
             RecordError::Rejected { .. } => "rejected",
         }
@@ -193,8 +198,9 @@ impl<'de> Deserialize<'de> for Record<'de> {
     }
 }
 
-/// Decodes `payload` into one bound value per column of `stream`, in column order.
-pub fn decode(stream: &Stream, payload: Option<&[u8]>) -> Result<Vec<Bound>, RecordError> {
+/// Decodes `payload` into one bound value per column of `stream`, in column order; `None` when
+/// the stream's `where:` or `transform:` dropped the record.
+pub fn decode(stream: &Stream, payload: Option<&[u8]>) -> Result<Option<Vec<Bound>>, RecordError> {
     let payload = payload.unwrap_or_default();
     if payload.len() > stream.max_record_bytes {
         return Err(RecordError::TooLarge {
@@ -202,18 +208,68 @@ pub fn decode(stream: &Stream, payload: Option<&[u8]>) -> Result<Vec<Bound>, Rec
             limit: stream.max_record_bytes,
         });
     }
-    let record: Record<'_> =
-        serde_json::from_slice(payload).map_err(|error| RecordError::NotJson {
-            message: error.to_string(),
-        })?;
+    if stream.filter.is_some() || stream.transform.is_some() {
+        return decode_transformed(stream, payload);
+    }
+    let record: Record<'_> = serde_json::from_slice(payload).map_err(not_json)?;
     let Record::Object(fields) = record else {
         return Err(RecordError::NotObject);
     };
+    row(stream, &fields).map(Some)
+}
+
+fn not_json(error: serde_json::Error) -> RecordError {
+    RecordError::NotJson {
+        message: error.to_string(),
+    }
+}
+
+fn row(stream: &Stream, fields: &[(Cow<'_, str>, Field<'_>)]) -> Result<Vec<Bound>, RecordError> {
     let mut row = Vec::with_capacity(stream.columns.len() + 1);
     for column in &stream.columns {
-        row.push(bind(column, lookup(&fields, &column.field))?);
+        row.push(bind(column, lookup(fields, &column.field))?);
     }
     Ok(row)
+}
+
+/// The VRL path: the payload becomes a VRL value, the programs run, and the event's top-level
+/// fields map to columns by name as in a plain stream.
+fn decode_transformed(stream: &Stream, payload: &[u8]) -> Result<Option<Vec<Bound>>, RecordError> {
+    let record: vrl::value::Value = serde_json::from_slice(payload).map_err(not_json)?;
+    if !record.is_object() {
+        return Err(RecordError::NotObject);
+    }
+    let outcome = transform::apply(stream.filter.as_ref(), stream.transform.as_ref(), record)
+        .map_err(|message| RecordError::Transform { message })?;
+    let event = match outcome {
+        Outcome::Drop => return Ok(None),
+        Outcome::Keep(vrl::value::Value::Object(event)) => event,
+        Outcome::Keep(other) => {
+            return Err(RecordError::Transform {
+                message: format!(
+                    "transform: the event became {}, not an object",
+                    other.kind_str()
+                ),
+            });
+        }
+    };
+    let mut fields = Vec::with_capacity(event.len());
+    for (key, value) in event {
+        let key = String::from(key);
+        let field = match value {
+            vrl::value::Value::Bytes(bytes) => {
+                Field::Str(Cow::Owned(String::from_utf8_lossy(&bytes).into_owned()))
+            }
+            vrl::value::Value::Timestamp(time) => Field::Str(Cow::Owned(
+                time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            )),
+            other => Field::Other(other.try_into().map_err(|_| RecordError::Transform {
+                message: format!("transform: field `{key}` has no JSON form"),
+            })?),
+        };
+        fields.push((Cow::Owned(key), field));
+    }
+    row(stream, &fields).map(Some)
 }
 
 /// A value found in a record: a top-level field, or a node inside a nested object.
@@ -389,7 +445,7 @@ max_record_bytes: 300
     const ID: &str = "6f1c2a44-9f1e-4a7e-9a53-5b8e2e4f0c11";
 
     fn decode_json(json: &str) -> Result<Vec<Bound>, RecordError> {
-        decode(&stream(), Some(json.as_bytes()))
+        decode(&stream(), Some(json.as_bytes())).map(|row| row.expect("kept: no where/transform"))
     }
 
     /// `MaybeUnset` has no `PartialEq`: compare as nested options (outer `None` = unset).

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use scylla::statement::Consistency;
 use serde::Deserialize;
 
+use crate::transform::{Stage, Vrl};
 use crate::yaml_marks::Marks;
 
 /// Records larger than this go to the dead-letter topic unless the definition says otherwise.
@@ -27,6 +28,9 @@ struct Spec {
     target: TargetSpec,
     dead_letter_topic: Option<String>,
     max_record_bytes: Option<usize>,
+    #[serde(rename = "where")]
+    filter: Option<String>,
+    transform: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +172,10 @@ pub struct Stream {
     pub consistency: Consistency,
     pub dead_letter_topic: String,
     pub max_record_bytes: usize,
+    /// `where:`, a VRL boolean expression: records for which it is false are skipped.
+    pub filter: Option<Vrl>,
+    /// `transform:`, a VRL program run on each kept record before its fields map to columns.
+    pub transform: Option<Vrl>,
     /// The Kafka connection (`source.conn_id`) whose brokers and settings the worker uses.
     pub kafka_conn_id: Option<String>,
     /// The Cassandra connection (`target.conn_id`) whose hosts and credentials the worker uses.
@@ -492,6 +500,30 @@ pub fn parse(file: &Path, text: &str) -> Result<Stream, Vec<DefinitionError>> {
         );
     }
 
+    let mut programs = [None, None];
+    for (slot, stage, source) in [
+        (0, Stage::Where, &spec.filter),
+        (1, Stage::Transform, &spec.transform),
+    ] {
+        let Some(source) = source else { continue };
+        match Vrl::compile(stage, source) {
+            Ok(program) => programs[slot] = Some(program),
+            Err(found) => {
+                for error in found {
+                    let (line, column) =
+                        program_position(text, &marks, stage.key(), source, error.offset);
+                    errors.push(DefinitionError {
+                        file: file.to_path_buf(),
+                        line,
+                        column,
+                        message: error.message,
+                    });
+                }
+            }
+        }
+    }
+    let [filter, transform] = programs;
+
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -509,6 +541,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Stream, Vec<DefinitionError>> {
         consistency,
         dead_letter_topic,
         max_record_bytes,
+        filter,
+        transform,
         kafka_conn_id: spec.source.conn_id,
         cassandra_conn_id: spec.target.conn_id,
     })
@@ -526,6 +560,31 @@ fn check_identifier(name: &str) -> Result<(), &'static str> {
         return Err("is longer than 48 characters");
     }
     Ok(())
+}
+
+/// Where byte `offset` of a VRL program (the value of top-level `key`) is in the YAML file.
+/// Exact for a literal block (`|`, which keeps the program's lines and indents each alike) and
+/// for a plain value; the value's start for a quoted or folded one.
+fn program_position(
+    text: &str,
+    marks: &Marks,
+    key: &str,
+    source: &str,
+    offset: usize,
+) -> (usize, usize) {
+    let (line, column) = marks.find(key);
+    let value_start = text
+        .lines()
+        .nth(line.saturating_sub(1))
+        .and_then(|l| l.get(column.saturating_sub(1)..))
+        .unwrap_or_default();
+    if !value_start.starts_with(source.lines().next().unwrap_or_default()) {
+        return (line, column);
+    }
+    let before = &source[..offset.min(source.len())];
+    let program_line = before.matches('\n').count();
+    let program_column = before.len() - before.rfind('\n').map_or(0, |at| at + 1);
+    (line + program_line, column + program_column)
 }
 
 fn strip_location(message: &str) -> String {

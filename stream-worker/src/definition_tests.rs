@@ -228,3 +228,89 @@ fn connection_ids_are_read_and_checked_where_they_stand() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn vrl_errors_point_at_the_definition_line_and_column() {
+    // A literal block keeps the program's lines: the error is at its exact place.
+    let text = format!(
+        "{GOOD}transform: |\n  .post_code = \"x\"\n  .id = to_string(.uuid)\nwhere: .country == 1 + \"x\"\n"
+    );
+    let errors = errors_of(&text);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].starts_with("s.yaml:16:20: where: unhandled error"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].starts_with("s.yaml:15:9: transform: unhandled fallible assignment"),
+        "{}",
+        errors[1]
+    );
+}
+
+#[test]
+fn a_where_must_be_boolean_and_programs_compile_once() {
+    let errors = errors_of(&format!("{GOOD}where: .country\n"));
+    assert!(
+        errors[0].starts_with("s.yaml:13:8: where: must be a boolean expression"),
+        "{errors:?}"
+    );
+    let stream = parse(
+        Path::new("s.yaml"),
+        &format!(
+            "{GOOD}where: '.country == \"FR\"'\ntransform: .post_code = upcase!(.post_code)\n"
+        ),
+    )
+    .expect("valid");
+    assert_eq!(
+        stream.filter.as_ref().map(|f| f.source.as_str()),
+        Some(".country == \"FR\"")
+    );
+    assert!(stream.transform.is_some());
+}
+
+#[test]
+fn the_randomuser_example_shapes_a_nested_record() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../streams/examples/users_randomuser.yaml");
+    let streams = load(&[path]).expect("streams/examples/users_randomuser.yaml is valid");
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/testdata/randomuser_response.json");
+    let response: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture).expect("fixture")).expect("JSON");
+    let record = serde_json::to_vec(&response["results"][0]).expect("record");
+    let row = crate::decode::decode(&streams[0], Some(&record))
+        .expect("decodes")
+        .expect("kept");
+    let text = |index: usize| match &row[index] {
+        scylla::value::MaybeUnset::Set(Some(scylla::value::CqlValue::Text(text))) => text.clone(),
+        other => panic!("column {index}: {other:?}"),
+    };
+    assert_eq!(
+        text(4),
+        "3007 Valwood Pkwy, Billings, Michigan, United States"
+    );
+    assert_eq!(text(5), "63104");
+    let dob = chrono::DateTime::parse_from_rfc3339("1963-05-28T08:34:25.000Z").expect("date");
+    assert!(matches!(
+        &row[8],
+        scylla::value::MaybeUnset::Set(Some(scylla::value::CqlValue::Timestamp(t))) if t.0 == dob.timestamp_millis()
+    ));
+}
+
+#[test]
+fn the_documented_definition_format_parses() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/streams.md"))
+            .expect("docs/streams.md");
+    let example = doc
+        .split("## Definition format")
+        .nth(1)
+        .and_then(|rest| rest.split("```yaml\n").nth(1))
+        .and_then(|block| block.split("```").next())
+        .expect("the format's YAML block");
+    let stream = parse(Path::new("streams.md"), example).expect("the documented format is valid");
+    assert!(stream.filter.is_some() && stream.transform.is_some());
+    assert_eq!(stream.kafka_conn_id.as_deref(), Some("events"));
+}

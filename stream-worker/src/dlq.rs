@@ -202,6 +202,8 @@ pub struct Replayed {
     pub written: usize,
     /// Refused again: sent to the dead-letter topic again, with the new reason.
     pub refused_again: usize,
+    /// Skipped by the definition's `where:` or an `abort` in its `transform:`.
+    pub dropped: usize,
     /// Sent as references only (too large for the dead-letter topic): their bytes are at their
     /// source offset, which `stream-worker replay` of the source topic reads.
     pub references: usize,
@@ -288,7 +290,11 @@ pub async fn replay(
                     .unwrap_or_else(|| chrono::Utc::now().timestamp_millis())
                     .saturating_mul(1000);
                 let outcome = match crate::decode::decode(stream, source.payload.as_deref()) {
-                    Ok(row) => sink.write(row, micros).await,
+                    Ok(Some(row)) => sink.write(row, micros).await,
+                    Ok(None) => {
+                        replayed.dropped += 1;
+                        continue;
+                    }
                     Err(error) => Err(error),
                 };
                 match outcome {

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod offsets;
 pub mod schema;
 pub mod sink;
+pub mod transform;
 pub mod worker;
 mod yaml_marks;
 

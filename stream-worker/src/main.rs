@@ -282,12 +282,13 @@ async fn dead_letters(
                     .await?;
             println!(
                 "replayed {} dead letter(s) of stream `{}`: {} written, {} refused again (back on `{}`), \
-                 {} reference(s) skipped (their bytes are at their source offset)",
+                 {} dropped by where/transform, {} reference(s) skipped (their bytes are at their source offset)",
                 replayed.read,
                 stream.name,
                 replayed.written,
                 replayed.refused_again,
                 stream.dead_letter_topic,
+                replayed.dropped,
                 replayed.references
             );
         }

@@ -92,6 +92,7 @@ pub struct StreamMetrics {
     pub stream: String,
     consumed: AtomicU64,
     written: AtomicU64,
+    dropped: AtomicU64,
     retries: AtomicU64,
     in_flight: AtomicI64,
     dead_lettered: Mutex<BTreeMap<&'static str, u64>>,
@@ -126,6 +127,10 @@ impl StreamMetrics {
         if let Some(end_to_end) = end_to_end {
             self.end_to_end.observe(end_to_end);
         }
+    }
+    /// Skipped by `where:` or an `abort` in the transform (its offset is committed).
+    pub fn dropped(&self) {
+        self.dropped.fetch_add(1, Relaxed);
     }
     pub fn retried(&self) {
         self.retries.fetch_add(1, Relaxed);
@@ -169,6 +174,9 @@ impl StreamMetrics {
     pub fn written_total(&self) -> u64 {
         self.written.load(Relaxed)
     }
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.load(Relaxed)
+    }
     pub fn retries_total(&self) -> u64 {
         self.retries.load(Relaxed)
     }
@@ -197,6 +205,11 @@ impl StreamMetrics {
             out,
             "updraft_stream_records_written_total{{stream=\"{s}\"}} {}",
             self.written_total()
+        );
+        let _ = writeln!(
+            out,
+            "updraft_stream_records_dropped_total{{stream=\"{s}\"}} {}",
+            self.dropped_total()
         );
         for (kind, count) in lock(&self.dead_lettered).iter() {
             let _ = writeln!(
@@ -253,6 +266,8 @@ const HELP: &str = "\
 # TYPE updraft_stream_records_consumed_total counter
 # HELP updraft_stream_records_written_total Rows written to Cassandra.
 # TYPE updraft_stream_records_written_total counter
+# HELP updraft_stream_records_dropped_total Records skipped by the stream's where: or an abort in its transform.
+# TYPE updraft_stream_records_dropped_total counter
 # HELP updraft_stream_records_dead_lettered_total Records sent to the dead-letter topic, by error.
 # TYPE updraft_stream_records_dead_lettered_total counter
 # HELP updraft_stream_write_retries_total Failed write attempts that were retried.

@@ -221,6 +221,24 @@ pub fn leader_of(topic: &str, partition: i32) -> Option<i32> {
     (found.leader() >= 0).then_some(found.leader())
 }
 
+/// The offset `group` has committed for `partition` of `topic` (`None`: none yet).
+pub fn committed_offset(group: &str, topic: &str, partition: i32) -> Option<i64> {
+    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", crate::kafka_bootstrap_servers())
+        .set("group.id", group)
+        .create()
+        .expect("Kafka consumer");
+    let mut partitions = TopicPartitionList::new();
+    partitions.add_partition(topic, partition);
+    let committed = consumer
+        .committed_offsets(partitions, REQUEST_TIMEOUT)
+        .unwrap_or_else(|error| panic!("committed offsets of {group}: {error}"));
+    match committed.find_partition(topic, partition)?.offset() {
+        Offset::Offset(offset) => Some(offset),
+        _ => None,
+    }
+}
+
 /// How many records `topic` holds now (high minus low watermark, summed); 0 when it does not
 /// exist yet.
 pub fn record_count(topic: &str) -> usize {

@@ -30,10 +30,23 @@ impl Names {
 
 /// The shipped `users_created` definition, pointed at this test's topic, group and keyspace.
 pub fn definition_yaml(names: &Names, extra: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../streams/users_created.yaml");
-    let text = std::fs::read_to_string(path).expect("shipped definition");
-    let text = text
-        .replace("topic: users_created", &format!("topic: {}", names.topic))
+    format!(
+        "{}{extra}",
+        shipped_definition("users_created.yaml", "users_created", names)
+    )
+}
+
+/// `streams/<file>` (whose topic is `topic`), pointed at this test's topic, group and keyspace.
+pub fn shipped_definition(file: &str, topic: &str, names: &Names) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../streams")
+        .join(file);
+    std::fs::read_to_string(path)
+        .expect("shipped definition")
+        .replace(
+            &format!("topic: {topic}"),
+            &format!("topic: {}", names.topic),
+        )
         .replace(
             "group: updraft-stream-worker",
             &format!("group: {}", names.group),
@@ -43,10 +56,9 @@ pub fn definition_yaml(names: &Names, extra: &str) -> String {
             &format!("keyspace: {}", names.keyspace),
         )
         .replace(
-            "dead_letter_topic: users_created.dlq",
+            &format!("dead_letter_topic: {topic}.dlq"),
             &format!("dead_letter_topic: {}.dlq", names.topic),
-        );
-    format!("{text}{extra}")
+        )
 }
 
 pub fn definition(names: &Names, extra: &str) -> Stream {

@@ -30,6 +30,9 @@ fn says_where(error: &RecordError) -> bool {
         RecordError::MissingField { field }
         | RecordError::InvalidUuid { field, .. }
         | RecordError::WrongType { field, .. } => !field.is_empty(),
+        RecordError::Transform { message } => {
+            message.starts_with("transform: ") || message.starts_with("where: ")
+        }
         RecordError::NotObject | RecordError::TooLarge { .. } | RecordError::Rejected { .. } => {
             true
         }
@@ -90,7 +93,9 @@ proptest! {
             record.insert(column.field.clone(), text.clone().into());
         }
         let bytes = serde_json::to_vec(&record).expect("json");
-        let row = decode(&stream, Some(&bytes)).map_err(|error| TestCaseError::fail(error.to_string()))?;
+        let row = decode(&stream, Some(&bytes))
+            .map_err(|error| TestCaseError::fail(error.to_string()))?
+            .ok_or_else(|| TestCaseError::fail("dropped without a where: or transform:"))?;
         prop_assert!(matches!(&row[0], MaybeUnset::Set(Some(CqlValue::Uuid(found))) if *found == id));
         for (bound, text) in row.iter().skip(1).zip(&texts) {
             prop_assert!(

@@ -1,5 +1,6 @@
 //! The stream worker's integration tests, one binary: in-process against the real Kafka and
-//! Cassandra (`pipeline`), and the `stream-worker` binary as a process (`process`, `dlq`).
+//! Cassandra (`pipeline`, `transform`), and the `stream-worker` binary as a process (`process`,
+//! `dlq`).
 //!   cargo test -p stream-worker --test it [<module>::]
 
 mod common;
@@ -8,3 +9,4 @@ mod dlq;
 mod docs;
 mod pipeline;
 mod process;
+mod transform;

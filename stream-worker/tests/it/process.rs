@@ -6,9 +6,6 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use crate::common::*;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use scylla::client::session::Session;
 
 /// Writes the test's definition to a file and returns its path.
@@ -198,23 +195,8 @@ async fn sigterm_drains_commits_and_exits_zero() {
     let status = wait_exit(&mut worker, Duration::from_secs(60)).await;
     assert!(status.success(), "exit status: {status:?}");
 
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", testkit::kafka_bootstrap_servers())
-        .set("group.id", &names.group)
-        .create()
-        .expect("consumer");
-    let mut partitions = TopicPartitionList::new();
-    partitions.add_partition(&names.topic, 0);
-    let committed = consumer
-        .committed_offsets(partitions, Duration::from_secs(10))
-        .expect("committed offsets");
-    let offset = match committed
-        .find_partition(&names.topic, 0)
-        .map(|p| p.offset())
-    {
-        Some(Offset::Offset(offset)) => offset,
-        other => panic!("no committed offset: {other:?}"),
-    };
+    let offset = testkit::kafka::committed_offset(&names.group, &names.topic, 0)
+        .expect("a committed offset");
     let rows = count_rows(&session, &names.keyspace).await;
     // Every record before the committed offset is written, and nothing after it was taken.
     assert_eq!(rows, offset, "committed offset {offset} vs rows {rows}");
