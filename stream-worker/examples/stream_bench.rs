@@ -15,6 +15,8 @@
 //!    Each round also runs the worker on the same records with a VRL transform of the seed
 //!    record ([`SEED_TRANSFORM`]): its rate, its ratio to the ceiling and its cost against the
 //!    plain worker (1 − transform/plain, median of the rounds);
+//!    After the rounds, one run writes each record to 3 tables (fan-out): rows/s and its ratio
+//!    to the ceiling's median;
 //! 4. the worker binary drains one round's backlog again in a new group: its peak RSS;
 //! 5. latency: produces at a steady 2,000 records/s for 15 s and prints the p50/p99 of
 //!    Kafka record timestamp → row written (histogram bucket upper bounds).
@@ -167,10 +169,34 @@ const SEED_TRANSFORM: &str = r#"transform: |
   .registered_date = format_timestamp!(parse_timestamp!(.registered_date, "%+"), "%+")
 "#;
 
-/// The seed's definition for `topic` and `keyspace`, plus `extra` (e.g. [`SEED_TRANSFORM`]).
-fn definition(topic: &str, keyspace: &str, extra: &str) -> anyhow::Result<Stream> {
+/// Fan-out: each record also goes to two tables keyed for other queries (3 rows a record).
+const FAN_OUT_TABLES: &str = "  primary_key: [id]
+  tables:
+    - table: users_by_email
+      primary_key: [email]
+      columns: [email, id, first_name, last_name]
+    - table: users_by_username
+      primary_key: [username]
+      columns: [username, id, email]
+";
+
+/// What the worker does with the seed's records in a run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Variant {
+    Plain,
+    Transform,
+    FanOut,
+}
+
+/// The seed's definition for `topic` and `keyspace`, as `variant` changes it.
+fn definition(topic: &str, keyspace: &str, variant: Variant) -> anyhow::Result<Stream> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../streams/users_created.yaml");
-    let text = definition_text(topic, keyspace, &format!("{topic}_g"))? + extra;
+    let text = definition_text(topic, keyspace, &format!("{topic}_g"))?;
+    let text = match variant {
+        Variant::Plain => text,
+        Variant::Transform => text + SEED_TRANSFORM,
+        Variant::FanOut => text.replace("  primary_key: [id]\n", FAN_OUT_TABLES),
+    };
     stream_worker::definition::parse(&path, &text).map_err(|errors| {
         anyhow::anyhow!("{}", stream_worker::definition::DefinitionErrors(errors))
     })
@@ -444,10 +470,10 @@ async fn worker_run(
     config: &WorkerConfig,
     topic: &str,
     keyspace: &str,
-    extra: &str,
+    variant: Variant,
     n: usize,
 ) -> anyhow::Result<f64> {
-    let stream = definition(topic, keyspace, extra)?;
+    let stream = definition(topic, keyspace, variant)?;
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();
     let worker = tokio::spawn(stream_worker::run(
@@ -473,7 +499,11 @@ async fn worker_run(
     let rate = n as f64 / started.elapsed().as_secs_f64();
     println!(
         "  worker{} at {}: {rate:.0} rows/s; {}",
-        if extra.is_empty() { "" } else { " (transform)" },
+        match variant {
+            Variant::Plain => "",
+            Variant::Transform => " (transform)",
+            Variant::FanOut => " (fan-out to 3 tables)",
+        },
         config.concurrency,
         meter.per_row(n)
     );
@@ -493,13 +523,16 @@ async fn throughput(
     let rounds: usize = env_or("BENCH_ROUNDS", "4").parse()?;
     // One table for everything: every run adds n new rows to the same table.
     let keyspace = unique("bench");
-    let ceiling_stream = definition(&format!("{keyspace}_t"), &keyspace, "")?;
+    let ceiling_stream = definition(&format!("{keyspace}_t"), &keyspace, Variant::Plain)?;
     let session = Arc::new(
         stream_worker::sink::connect(contact_points, None, config.connections_per_host).await?,
     );
     stream_worker::schema::ensure(&session, &ceiling_stream).await?;
     let mut insert = session
-        .prepare(stream_worker::sink::insert_cql(&ceiling_stream))
+        .prepare(stream_worker::sink::insert_cql(
+            &ceiling_stream,
+            &ceiling_stream.tables[0],
+        ))
         .await?;
     insert.set_is_idempotent(true);
     let ceiling = Ceiling {
@@ -560,10 +593,13 @@ async fn throughput(
         for run in order {
             match run {
                 0 => ceiling_rate = ceiling.run(ceiling.rows(n)?, concurrency, tasks).await?,
-                1 => worker_rate = worker_run(&config, &topic, &keyspace, "", n).await?,
+                1 => {
+                    worker_rate = worker_run(&config, &topic, &keyspace, Variant::Plain, n).await?
+                }
                 _ => {
                     transform_rate =
-                        worker_run(&config, &transform_topic, &keyspace, SEED_TRANSFORM, n).await?;
+                        worker_run(&config, &transform_topic, &keyspace, Variant::Transform, n)
+                            .await?;
                 }
             }
         }
@@ -634,6 +670,22 @@ async fn throughput(
         100.0 * median(&ratios),
         status_kb("VmHWM:") / 1024
     );
+    // Fan-out: one more run, the records written to 3 tables; rows/s against the ceiling's.
+    let fan_topic = unique("bench_fan");
+    create_topic(bootstrap, &fan_topic, partitions).await?;
+    let payloads: Vec<Vec<u8>> = (0..n).map(record).collect();
+    produce(&producer(bootstrap)?, &fan_topic, &payloads).await?;
+    drop(payloads);
+    let fan_rows = 3.0 * worker_run(&config, &fan_topic, &keyspace, Variant::FanOut, n).await?;
+    figures.insert("fan_out_rows_per_s".into(), fan_rows.round().into());
+    figures.insert(
+        "fan_out_ratio".into(),
+        ((fan_rows / ceiling_rate * 1000.0).round() / 1000.0).into(),
+    );
+    println!(
+        "fan-out to 3 tables: {fan_rows:.0} rows/s ({:.0}% of the ceiling)",
+        100.0 * fan_rows / ceiling_rate
+    );
     // 4. The worker binary's RSS on the same backlog.
     if !last_topic.is_empty() {
         binary_rss(figures, &last_topic, &keyspace, &config, n).await?;
@@ -652,7 +704,7 @@ async fn steady_latency(
     {
         let topic = unique("bench_lat");
         create_topic(&bootstrap, &topic, partitions).await?;
-        let stream = definition(&topic, &topic, "")?;
+        let stream = definition(&topic, &topic, Variant::Plain)?;
         let metrics = Metrics::new();
         let shutdown = CancellationToken::new();
         let worker = tokio::spawn(stream_worker::run(

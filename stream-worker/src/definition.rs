@@ -61,9 +61,24 @@ struct TargetSpec {
     primary_key: Vec<String>,
     #[serde(default)]
     clustering_key: Vec<String>,
+    ttl: Option<u32>,
+    #[serde(default)]
+    tables: Vec<TableSpec>,
     replication: Option<BTreeMap<String, serde_yaml_ng::Value>>,
     consistency: Option<String>,
     conn_id: Option<String>,
+}
+
+/// A fan-out table (`target.tables[i]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableSpec {
+    table: String,
+    primary_key: Vec<String>,
+    #[serde(default)]
+    clustering_key: Vec<String>,
+    columns: Option<Vec<String>>,
+    ttl: Option<u32>,
 }
 
 // ---- the validated model ----
@@ -152,6 +167,33 @@ pub struct Column {
     pub required: bool,
 }
 
+/// One table a stream writes: the main one (`target.table`) or a fan-out one
+/// (`target.tables`), each with its own key and columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub name: String,
+    /// Partition key columns.
+    pub primary_key: Vec<String>,
+    pub clustering_key: Vec<String>,
+    /// Positions in [`Stream::columns`] of the columns this table holds, in order.
+    pub columns: Vec<usize>,
+    /// `USING TTL` seconds: rows expire that long after their write time.
+    pub ttl: Option<u32>,
+}
+
+impl Table {
+    /// Whether `column` is part of this table's key.
+    pub fn is_key(&self, column: &str) -> bool {
+        self.primary_key
+            .iter()
+            .chain(&self.clustering_key)
+            .any(|key| key == column)
+    }
+}
+
+/// Cassandra's longest TTL: 20 years.
+const MAX_TTL_SECONDS: u32 = 630_720_000;
+
 /// A validated stream definition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stream {
@@ -162,10 +204,9 @@ pub struct Stream {
     pub start_offset: StartOffset,
     pub columns: Vec<Column>,
     pub keyspace: String,
-    pub table: String,
-    /// Partition key columns.
-    pub primary_key: Vec<String>,
-    pub clustering_key: Vec<String>,
+    /// The tables each record is written to: `target.table` first, then `target.tables`. A
+    /// record is done (its offset may be committed) when every table has its row.
+    pub tables: Vec<Table>,
     /// Keyspace replication options, e.g. `class: SimpleStrategy, replication_factor: "1"`.
     pub replication: BTreeMap<String, String>,
     /// The write consistency level of every insert.
@@ -331,16 +372,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Stream, Vec<DefinitionError>> {
     if spec.source.group.trim().is_empty() {
         error_at("source.group", "source.group must not be empty".into());
     }
-    for (key, value) in [
-        ("keyspace", &spec.target.keyspace),
-        ("table", &spec.target.table),
-    ] {
-        if let Err(why) = check_identifier(value) {
-            error_at(
-                &format!("target.{key}"),
-                format!("target.{key} `{value}` {why}"),
-            );
-        }
+    if let Err(why) = check_identifier(&spec.target.keyspace) {
+        error_at(
+            "target.keyspace",
+            format!("target.keyspace `{}` {why}", spec.target.keyspace),
+        );
     }
     for (path, conn_id) in [
         ("source.conn_id", &spec.source.conn_id),
@@ -403,37 +439,43 @@ pub fn parse(file: &Path, text: &str) -> Result<Stream, Vec<DefinitionError>> {
         }
     }
 
-    if spec.target.primary_key.is_empty() {
-        error_at(
-            "target.primary_key",
-            "target.primary_key needs at least one column".into(),
-        );
-    }
-    let keys = spec.target.primary_key.iter().map(|k| ("primary_key", k));
-    let all_keys: Vec<_> = keys
-        .chain(
-            spec.target
-                .clustering_key
-                .iter()
-                .map(|k| ("clustering_key", k)),
-        )
-        .collect();
-    let mut key_index: HashMap<&str, usize> = HashMap::new();
-    for (kind, key) in all_keys {
-        let index = key_index.entry(kind).or_default();
-        if !seen.contains_key(key) {
+    let all_columns: Vec<String> = spec.columns.iter().map(|c| c.name.clone()).collect();
+    let mut tables = vec![table(
+        "target",
+        TableSpec {
+            table: spec.target.table.clone(),
+            primary_key: spec.target.primary_key.clone(),
+            clustering_key: spec.target.clustering_key.clone(),
+            columns: None,
+            ttl: spec.target.ttl,
+        },
+        &all_columns,
+        &mut error_at,
+    )];
+    for (index, fan_out) in spec.target.tables.iter().enumerate() {
+        let path = format!("target.tables[{index}]");
+        if tables.iter().any(|t| t.name == fan_out.table) {
             error_at(
-                &format!("target.{kind}[{index}]"),
-                format!("{kind} column `{key}` is not one of the columns"),
+                &format!("{path}.table"),
+                format!("table `{}` is written twice", fan_out.table),
             );
         }
-        *index += 1;
+        tables.push(table(
+            &path,
+            TableSpec {
+                table: fan_out.table.clone(),
+                primary_key: fan_out.primary_key.clone(),
+                clustering_key: fan_out.clustering_key.clone(),
+                columns: fan_out.columns.clone(),
+                ttl: fan_out.ttl,
+            },
+            &all_columns,
+            &mut error_at,
+        ));
     }
     // Key columns can never be null in Cassandra: a record without one is a bad record.
     for column in &mut columns {
-        if spec.target.primary_key.contains(&column.name)
-            || spec.target.clustering_key.contains(&column.name)
-        {
+        if tables.iter().any(|t| t.is_key(&column.name)) {
             column.required = true;
         }
     }
@@ -534,9 +576,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Stream, Vec<DefinitionError>> {
         start_offset: spec.source.start_offset,
         columns,
         keyspace: spec.target.keyspace,
-        table: spec.target.table,
-        primary_key: spec.target.primary_key,
-        clustering_key: spec.target.clustering_key,
+        tables,
         replication,
         consistency,
         dead_letter_topic,
@@ -546,6 +586,81 @@ pub fn parse(file: &Path, text: &str) -> Result<Stream, Vec<DefinitionError>> {
         kafka_conn_id: spec.source.conn_id,
         cassandra_conn_id: spec.target.conn_id,
     })
+}
+
+/// Validates one table at `path` (`target` or `target.tables[i]`): its name, its columns (by
+/// default every column of the stream) and that each key column is among them.
+fn table(
+    path: &str,
+    spec: TableSpec,
+    all_columns: &[String],
+    error_at: &mut impl FnMut(&str, String),
+) -> Table {
+    if let Err(why) = check_identifier(&spec.table) {
+        error_at(
+            &format!("{path}.table"),
+            format!("{path}.table `{}` {why}", spec.table),
+        );
+    }
+    let mut columns = Vec::new();
+    match &spec.columns {
+        None => columns.extend(0..all_columns.len()),
+        Some(names) => {
+            for (index, name) in names.iter().enumerate() {
+                match all_columns.iter().position(|c| c == name) {
+                    Some(_) if names[..index].contains(name) => error_at(
+                        &format!("{path}.columns[{index}]"),
+                        format!("column `{name}` is listed twice"),
+                    ),
+                    Some(position) => columns.push(position),
+                    None => error_at(
+                        &format!("{path}.columns[{index}]"),
+                        format!("column `{name}` is not one of the stream's columns"),
+                    ),
+                }
+            }
+        }
+    }
+    if spec.primary_key.is_empty() {
+        error_at(
+            &format!("{path}.primary_key"),
+            format!("{path}.primary_key needs at least one column"),
+        );
+    }
+    for (kind, keys) in [
+        ("primary_key", &spec.primary_key),
+        ("clustering_key", &spec.clustering_key),
+    ] {
+        for (index, key) in keys.iter().enumerate() {
+            if !columns.iter().any(|&c| all_columns[c] == *key) {
+                let whose = if spec.columns.is_some() {
+                    "this table's columns"
+                } else {
+                    "the columns"
+                };
+                error_at(
+                    &format!("{path}.{kind}[{index}]"),
+                    format!("{kind} column `{key}` is not one of {whose}"),
+                );
+            }
+        }
+    }
+    if spec
+        .ttl
+        .is_some_and(|ttl| ttl == 0 || ttl > MAX_TTL_SECONDS)
+    {
+        error_at(
+            &format!("{path}.ttl"),
+            format!("{path}.ttl must be 1 to {MAX_TTL_SECONDS} seconds (20 years)"),
+        );
+    }
+    Table {
+        name: spec.table,
+        primary_key: spec.primary_key,
+        clustering_key: spec.clustering_key,
+        columns,
+        ttl: spec.ttl,
+    }
 }
 
 /// Unquoted CQL identifiers are folded to lower case; we accept only names that mean the same

@@ -46,7 +46,7 @@ fn the_shipped_definition_is_valid() {
     let streams = load(&[path]).expect("streams/users_created.yaml is valid");
     let stream = &streams[0];
     assert_eq!(
-        (stream.keyspace.as_str(), stream.table.as_str()),
+        (stream.keyspace.as_str(), stream.tables[0].name.as_str()),
         ("spark_streaming", "created_users")
     );
     let names: Vec<&str> = stream.columns.iter().map(|c| c.name.as_str()).collect();
@@ -313,4 +313,64 @@ fn the_documented_definition_format_parses() {
     let stream = parse(Path::new("streams.md"), example).expect("the documented format is valid");
     assert!(stream.filter.is_some() && stream.transform.is_some());
     assert_eq!(stream.kafka_conn_id.as_deref(), Some("events"));
+}
+
+const FAN_OUT: &str = "\
+source: {topic: t, group: g}
+columns:
+  - {name: id, cql_type: uuid}
+  - {name: email, cql_type: text}
+  - {name: country, cql_type: text}
+  - {name: name, cql_type: text}
+target:
+  keyspace: ks
+  table: users
+  primary_key: [id]
+  ttl: 86400
+  tables:
+    - table: users_by_email
+      primary_key: [email]
+      columns: [email, id, name]
+    - table: users_by_country
+      primary_key: [country]
+      clustering_key: [id]
+      columns: [country, id, name]
+";
+
+#[test]
+fn fan_out_tables_have_their_own_keys_columns_and_ttl() {
+    let stream = parse(Path::new("s.yaml"), FAN_OUT).expect("valid");
+    let names: Vec<&str> = stream.tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["users", "users_by_email", "users_by_country"]);
+    assert_eq!(stream.tables[0].columns, [0, 1, 2, 3]);
+    assert_eq!(stream.tables[0].ttl, Some(86_400));
+    assert_eq!(stream.tables[1].columns, [1, 0, 3]);
+    assert_eq!(stream.tables[1].ttl, None);
+    assert_eq!(stream.tables[2].clustering_key, ["id"]);
+    // A key of any table is required: a record without one cannot be written there.
+    let required: Vec<&str> = stream
+        .columns
+        .iter()
+        .filter(|c| c.required)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(required, ["id", "email", "country"]);
+}
+
+#[test]
+fn fan_out_mistakes_are_named_where_they_are() {
+    let text = FAN_OUT
+        .replace("columns: [email, id, name]", "columns: [id, name, phone]")
+        .replace("table: users_by_country", "table: users_by_email")
+        .replace("ttl: 86400", "ttl: 0");
+    let errors = errors_of(&text);
+    assert_eq!(
+        errors,
+        [
+            "s.yaml:11:8: target.ttl must be 1 to 630720000 seconds (20 years)",
+            "s.yaml:15:27: column `phone` is not one of the stream's columns",
+            "s.yaml:14:21: primary_key column `email` is not one of this table's columns",
+            "s.yaml:16:14: table `users_by_email` is written twice",
+        ]
+    );
 }

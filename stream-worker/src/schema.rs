@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use scylla::client::session::Session;
 
-use crate::definition::Stream;
+use crate::definition::{Stream, Table};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -48,15 +48,18 @@ pub fn create_keyspace_cql(stream: &Stream) -> String {
     )
 }
 
-/// `CREATE TABLE IF NOT EXISTS ...` with the stream's columns and key.
-pub fn create_table_cql(stream: &Stream) -> String {
-    let mut parts: Vec<String> = stream
+/// `CREATE TABLE IF NOT EXISTS ...` with the table's columns and key.
+pub fn create_table_cql(stream: &Stream, table: &Table) -> String {
+    let mut parts: Vec<String> = table
         .columns
         .iter()
-        .map(|c| format!("{} {}", c.name, c.cql_type.cql_name()))
+        .map(|&c| {
+            let column = &stream.columns[c];
+            format!("{} {}", column.name, column.cql_type.cql_name())
+        })
         .collect();
-    let mut key = format!("({})", stream.primary_key.join(", "));
-    for clustering in &stream.clustering_key {
+    let mut key = format!("({})", table.primary_key.join(", "));
+    for clustering in &table.clustering_key {
         key.push_str(", ");
         key.push_str(clustering);
     }
@@ -64,42 +67,51 @@ pub fn create_table_cql(stream: &Stream) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {}.{} ({})",
         stream.keyspace,
-        stream.table,
+        table.name,
         parts.join(", ")
     )
 }
 
-/// Creates what is missing, then checks the table's columns against the definition.
+/// Creates what is missing, then checks each table's columns against the definition.
 pub async fn ensure(session: &Session, stream: &Stream) -> Result<(), SchemaError> {
-    for (what, cql) in [
-        (
-            format!("keyspace {}", stream.keyspace),
-            create_keyspace_cql(stream),
-        ),
-        (
-            format!("table {}.{}", stream.keyspace, stream.table),
-            create_table_cql(stream),
-        ),
-    ] {
+    let create = |what: String, cql: String| async move {
         session
             .query_unpaged(cql, ())
             .await
+            .map(|_| ())
             .map_err(|source| SchemaError::Create {
                 stream: stream.name.clone(),
                 what,
                 source: Box::new(source),
-            })?;
+            })
+    };
+    create(
+        format!("keyspace {}", stream.keyspace),
+        create_keyspace_cql(stream),
+    )
+    .await?;
+    for table in &stream.tables {
+        create(
+            format!("table {}.{}", stream.keyspace, table.name),
+            create_table_cql(stream, table),
+        )
+        .await?;
+        check(session, stream, table).await?;
     }
+    Ok(())
+}
+
+async fn check(session: &Session, stream: &Stream, table: &Table) -> Result<(), SchemaError> {
     let read_error = |message: String| SchemaError::Read {
         keyspace: stream.keyspace.clone(),
-        table: stream.table.clone(),
+        table: table.name.clone(),
         message,
     };
     let rows = session
         .query_unpaged(
             "SELECT column_name, type, kind FROM system_schema.columns \
              WHERE keyspace_name = ? AND table_name = ?",
-            (&stream.keyspace, &stream.table),
+            (&stream.keyspace, &table.name),
         )
         .await
         .map_err(|e| read_error(e.to_string()))?
@@ -113,14 +125,14 @@ pub async fn ensure(session: &Session, stream: &Stream) -> Result<(), SchemaErro
         let (name, cql_type, kind) = row.map_err(|e| read_error(e.to_string()))?;
         existing.insert(name, (cql_type, kind));
     }
-    let problems = compare(stream, &existing);
+    let problems = compare(stream, table, &existing);
     if problems.is_empty() {
         Ok(())
     } else {
         Err(SchemaError::Mismatch {
             stream: stream.name.clone(),
             keyspace: stream.keyspace.clone(),
-            table: stream.table.clone(),
+            table: table.name.clone(),
             problems,
         })
     }
@@ -128,12 +140,18 @@ pub async fn ensure(session: &Session, stream: &Stream) -> Result<(), SchemaErro
 
 /// Differences between the definition and the table's `(type, kind)` by column name. Extra
 /// table columns are fine: the worker leaves them alone.
-pub fn compare(stream: &Stream, existing: &HashMap<String, (String, String)>) -> Vec<String> {
+pub fn compare(
+    stream: &Stream,
+    table: &Table,
+    existing: &HashMap<String, (String, String)>,
+) -> Vec<String> {
     let mut problems = Vec::new();
-    for column in &stream.columns {
-        let expected_kind = if stream.primary_key.contains(&column.name) {
+    let columns: Vec<&crate::definition::Column> =
+        table.columns.iter().map(|&c| &stream.columns[c]).collect();
+    for column in &columns {
+        let expected_kind = if table.primary_key.contains(&column.name) {
             "partition_key"
-        } else if stream.clustering_key.contains(&column.name) {
+        } else if table.clustering_key.contains(&column.name) {
             "clustering"
         } else {
             "regular"
@@ -161,7 +179,7 @@ pub fn compare(stream: &Stream, existing: &HashMap<String, (String, String)>) ->
         }
     }
     for (name, (_, kind)) in existing {
-        let declared = stream.columns.iter().any(|c| &c.name == name);
+        let declared = columns.iter().any(|c| &c.name == name);
         if !declared && kind != "regular" {
             problems.push(format!(
                 "key column `{name}` ({kind}) is not in the definition"
@@ -191,7 +209,7 @@ mod tests {
             "CREATE KEYSPACE IF NOT EXISTS spark_streaming WITH replication = \
              {'class': 'SimpleStrategy', 'replication_factor': '1'}"
         );
-        let table = create_table_cql(&stream);
+        let table = create_table_cql(&stream, &stream.tables[0]);
         assert!(table.starts_with(
             "CREATE TABLE IF NOT EXISTS spark_streaming.created_users (id uuid, first_name text,"
         ));
@@ -210,12 +228,13 @@ mod tests {
             .map(|c| (c.name.clone(), ("text".to_string(), "regular".to_string())))
             .collect();
         existing.insert("id".into(), ("uuid".into(), "partition_key".into()));
-        assert!(compare(&stream, &existing).is_empty());
+        let table = &stream.tables[0];
+        assert!(compare(&stream, table, &existing).is_empty());
         existing.remove("dob");
         existing.insert("post_code".into(), ("int".into(), "regular".into()));
         existing.insert("extra".into(), ("text".into(), "regular".into()));
         assert_eq!(
-            compare(&stream, &existing),
+            compare(&stream, table, &existing),
             [
                 "column `dob` is missing (expected text)",
                 "column `post_code` has type int, the definition says text",

@@ -1,5 +1,6 @@
-//! Writes rows to Cassandra: one prepared `INSERT ... USING TIMESTAMP ?` per stream, retried
-//! with exponential backoff until it succeeds. A good record is never given up on.
+//! Writes rows to Cassandra: one prepared `INSERT ... USING TIMESTAMP ?` per table of a stream,
+//! each retried with exponential backoff until it succeeds. A good record is never given up on;
+//! it is done when every table has its row.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use scylla::value::{CqlValue, MaybeUnset};
 
 use crate::connections::CassandraLogin;
 use crate::decode::{Bound, RecordError};
-use crate::definition::Stream;
+use crate::definition::{Stream, Table};
 use crate::metrics::StreamMetrics;
 
 /// First wait after a failed write; doubled on each further failure up to [`MAX_BACKOFF`].
@@ -60,25 +61,41 @@ pub async fn connect(
         })
 }
 
-/// The insert statement of one stream.
-pub fn insert_cql(stream: &Stream) -> String {
-    let names: Vec<&str> = stream.columns.iter().map(|c| c.name.as_str()).collect();
+/// The insert statement of one table of a stream.
+pub fn insert_cql(stream: &Stream, table: &Table) -> String {
+    let names: Vec<&str> = table
+        .columns
+        .iter()
+        .map(|&c| stream.columns[c].name.as_str())
+        .collect();
     let marks = vec!["?"; names.len()].join(", ");
+    let ttl = table
+        .ttl
+        .map(|seconds| format!(" AND TTL {seconds}"))
+        .unwrap_or_default();
     format!(
-        "INSERT INTO {}.{} ({}) VALUES ({marks}) USING TIMESTAMP ?",
+        "INSERT INTO {}.{} ({}) VALUES ({marks}) USING TIMESTAMP ?{ttl}",
         stream.keyspace,
-        stream.table,
+        table.name,
         names.join(", ")
     )
 }
 
+/// One table's prepared insert.
+struct TableInsert {
+    name: String,
+    statement: PreparedStatement,
+    /// Positions of its values in a decoded row; `None`: the whole row, as it is.
+    columns: Option<Vec<usize>>,
+}
+
 pub struct Sink {
     session: Arc<Session>,
-    insert: PreparedStatement,
+    inserts: Vec<TableInsert>,
     metrics: Arc<StreamMetrics>,
     stream: Stream,
-    /// When the target was last found missing and created again: one writer does it, the
-    /// others wait for it, and not more than once per [`MAX_BACKOFF`].
+    /// When a table was last found missing and created again: one writer does it, the others
+    /// wait for it, and not more than once per [`MAX_BACKOFF`].
     recreated: tokio::sync::Mutex<Option<Instant>>,
 }
 
@@ -88,49 +105,79 @@ impl Sink {
         stream: &Stream,
         metrics: Arc<StreamMetrics>,
     ) -> Result<Self, SinkError> {
-        let mut insert =
-            session
-                .prepare(insert_cql(stream))
+        let mut inserts = Vec::with_capacity(stream.tables.len());
+        for table in &stream.tables {
+            let mut statement = session
+                .prepare(insert_cql(stream, table))
                 .await
                 .map_err(|e| SinkError::Prepare {
                     stream: stream.name.clone(),
-                    message: e.to_string(),
+                    message: format!("table {}: {e}", table.name),
                 })?;
-        // An upsert with an explicit timestamp: replaying it changes nothing.
-        insert.set_is_idempotent(true);
-        insert.set_consistency(stream.consistency);
+            // An upsert with an explicit timestamp: replaying it changes nothing.
+            statement.set_is_idempotent(true);
+            statement.set_consistency(stream.consistency);
+            let whole_row = table.columns.iter().copied().eq(0..stream.columns.len());
+            inserts.push(TableInsert {
+                name: table.name.clone(),
+                statement,
+                columns: (!whole_row).then(|| table.columns.clone()),
+            });
+        }
         Ok(Self {
             session,
-            insert,
+            inserts,
             metrics,
             stream: stream.clone(),
             recreated: tokio::sync::Mutex::new(None),
         })
     }
 
-    /// Writes one row with the given write time, retrying until it is written. Returns an error
-    /// only when Cassandra rejects the row itself; that record then goes to the dead letters.
-    pub async fn write(
+    /// Writes the record's row to every table with the given write time, retrying each until
+    /// it is written. Returns an error only when Cassandra rejects a row itself (naming the
+    /// table); the record then goes to the dead letters.
+    pub async fn write(&self, row: Vec<Bound>, timestamp_micros: i64) -> Result<(), RecordError> {
+        let timestamp = MaybeUnset::Set(Some(CqlValue::BigInt(timestamp_micros)));
+        if let [insert] = self.inserts.as_slice() {
+            return self
+                .write_table(insert, values(insert, row, timestamp))
+                .await;
+        }
+        let writes = self
+            .inserts
+            .iter()
+            .map(|insert| self.write_table(insert, values(insert, row.clone(), timestamp.clone())));
+        futures::future::join_all(writes)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    async fn write_table(
         &self,
-        mut row: Vec<Bound>,
-        timestamp_micros: i64,
+        insert: &TableInsert,
+        values: Vec<Bound>,
     ) -> Result<(), RecordError> {
-        row.push(MaybeUnset::Set(Some(CqlValue::BigInt(timestamp_micros))));
         let mut backoff = FIRST_BACKOFF;
         let mut failures = 0u64;
         let started = Instant::now();
         loop {
-            match self.session.execute_unpaged(&self.insert, &row).await {
+            match self
+                .session
+                .execute_unpaged(&insert.statement, &values)
+                .await
+            {
                 Ok(_) => {
                     self.metrics.write_succeeded();
                     if failures > 0 {
-                        tracing::info!(stream = %self.stream.name, failures, "write succeeded after retries");
+                        tracing::info!(stream = %self.stream.name, table = %insert.name, failures,
+                            "write succeeded after retries");
                     }
                     return Ok(());
                 }
                 Err(error) if is_permanent(&error) => {
                     return Err(RecordError::Rejected {
-                        message: error.to_string(),
+                        message: format!("table {}.{}: {error}", self.stream.keyspace, insert.name),
                     });
                 }
                 Err(error) => {
@@ -143,7 +190,7 @@ impl Sink {
                     // Log the first failure and then every 10th, so an outage does not flood logs.
                     if failures % 10 == 1 {
                         tracing::warn!(
-                            stream = %self.stream.name, failures, %error,
+                            stream = %self.stream.name, table = %insert.name, failures, %error,
                             waited_ms = started.elapsed().as_millis() as u64,
                             "write failed; retrying with backoff"
                         );
@@ -154,6 +201,15 @@ impl Sink {
             }
         }
     }
+}
+
+/// The values of `insert`'s statement: its columns of the row, then the write time.
+fn values(insert: &TableInsert, mut row: Vec<Bound>, timestamp: Bound) -> Vec<Bound> {
+    if let Some(columns) = &insert.columns {
+        row = columns.iter().map(|&c| row[c].clone()).collect();
+    }
+    row.push(timestamp);
+    row
 }
 
 impl Sink {
@@ -167,8 +223,8 @@ impl Sink {
         *recreated = Some(Instant::now());
         match crate::schema::ensure(&self.session, &self.stream).await {
             Ok(()) => tracing::warn!(stream = %self.stream.name,
-                keyspace = %self.stream.keyspace, table = %self.stream.table,
-                "the target table was missing and has been created again"),
+                keyspace = %self.stream.keyspace,
+                "a target table was missing and has been created again"),
             Err(error) => tracing::error!(stream = %self.stream.name, %error,
                 "the target table is missing and cannot be created; retrying"),
         }
@@ -242,8 +298,22 @@ mod tests {
                     target: {keyspace: ks, table: t, primary_key: [id]}\n";
         let stream = crate::definition::parse(std::path::Path::new("t.yaml"), text).expect("valid");
         assert_eq!(
-            insert_cql(&stream),
+            insert_cql(&stream, &stream.tables[0]),
             "INSERT INTO ks.t (id, a) VALUES (?, ?) USING TIMESTAMP ?"
+        );
+        let text = text.replace(
+            "primary_key: [id]}",
+            "primary_key: [id], ttl: 60, tables: [{table: by_a, primary_key: [a], columns: [a, id]}]}",
+        );
+        let stream =
+            crate::definition::parse(std::path::Path::new("t.yaml"), &text).expect("valid");
+        assert_eq!(
+            insert_cql(&stream, &stream.tables[0]),
+            "INSERT INTO ks.t (id, a) VALUES (?, ?) USING TIMESTAMP ? AND TTL 60"
+        );
+        assert_eq!(
+            insert_cql(&stream, &stream.tables[1]),
+            "INSERT INTO ks.by_a (a, id) VALUES (?, ?) USING TIMESTAMP ?"
         );
     }
 }

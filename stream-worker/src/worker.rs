@@ -380,7 +380,7 @@ async fn run_stream(
     consumer
         .subscribe(&[&stream.topic])
         .map_err(kafka(format!("subscribe to {}", stream.topic)))?;
-    tracing::info!(stream = %stream.name, topic = %stream.topic, %group, table = %format!("{}.{}", stream.keyspace, stream.table), "stream started");
+    tracing::info!(stream = %stream.name, topic = %stream.topic, %group, keyspace = %stream.keyspace, tables = %stream.tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(","), "stream started");
 
     let shared = Arc::new(Shared {
         topic: Arc::from(stream.topic.as_str()),

@@ -61,6 +61,23 @@ pub fn shipped_definition(file: &str, topic: &str, names: &Names) -> String {
         )
 }
 
+/// The shipped definition fanned out: each record also goes to `users_by_email` and
+/// `users_by_username`, each with a subset of the columns.
+pub fn fan_out_yaml(names: &Names) -> String {
+    definition_yaml(names, "").replace(
+        "  primary_key: [id]\n",
+        "  primary_key: [id]
+  tables:
+    - table: users_by_email
+      primary_key: [email]
+      columns: [email, id, first_name, last_name]
+    - table: users_by_username
+      primary_key: [username]
+      columns: [username, id, email]
+",
+    )
+}
+
 pub fn definition(names: &Names, extra: &str) -> Stream {
     let text = definition_yaml(names, extra).replace("max_record_bytes: 1048576\n", "");
     stream_worker::definition::parse(Path::new("test.yaml"), &text).expect("valid test definition")
@@ -121,12 +138,40 @@ pub async fn count_rows(session: &Session, keyspace: &str) -> i64 {
 
 /// Waits until the test's `created_users` table holds exactly `want` rows.
 pub async fn wait_for_rows(session: &Session, keyspace: &str, want: i64, within: Duration) {
-    let what = format!("{want} rows in {keyspace}.created_users");
-    testkit::eventually(&what, within, async || {
-        let rows = count_rows(session, keyspace).await;
+    wait_for_table(session, &format!("{keyspace}.created_users"), want, within).await;
+}
+
+/// Waits until `table` (`keyspace.table`) holds exactly `want` rows.
+pub async fn wait_for_table(session: &Session, table: &str, want: i64, within: Duration) {
+    testkit::eventually(&format!("{want} rows in {table}"), within, async || {
+        let rows = testkit::cassandra::count_rows(session, table).await;
         if rows == want { Ok(()) } else { Err(rows) }
     })
     .await;
+}
+
+/// The first record on the test's dead-letter topic (waiting up to a minute for it).
+pub async fn first_dead_letter(names: &Names) -> testkit::kafka::Record {
+    let topic = format!("{}.dlq", names.topic);
+    let mut letters = testkit::kafka::read_topic(&topic, 1, Duration::from_secs(60)).await;
+    letters.remove(0)
+}
+
+/// Checks a dead letter's `error` kind, source offset and the start of its message.
+pub fn assert_dead_letter(
+    letter: &testkit::kafka::Record,
+    kind: &str,
+    source_offset: i64,
+    message_start: &str,
+) {
+    let header = |name: &str| letter.headers.get(name).map(String::as_str);
+    assert_eq!(header("error"), Some(kind), "{:?}", letter.headers);
+    assert_eq!(
+        header("source.offset"),
+        Some(source_offset.to_string().as_str())
+    );
+    let message = header("error.message").unwrap_or_default();
+    assert!(message.starts_with(message_start), "{message}");
 }
 
 pub struct RunningWorker {

@@ -522,3 +522,39 @@ async fn a_worker_started_while_cassandra_is_away_waits_for_it() {
     wait_for_rows(&session, &names.keyspace, 100, Duration::from_secs(60)).await;
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_row_one_fan_out_table_refuses_is_a_dead_letter_naming_that_table() {
+    if !testkit::require_kafka() || !testkit::require_cassandra() {
+        return;
+    }
+    let names = Names::new("sw_fan_bad");
+    testkit::kafka::create_topic(&names.topic, 1).await;
+    // Cassandra refuses an empty text partition key: users_by_email cannot take this row.
+    let mut empty_email = seed_record(1);
+    empty_email["email"] = "".into();
+    let payloads = vec![
+        seed_record(0).to_string().into_bytes(),
+        empty_email.to_string().into_bytes(),
+        seed_record(2).to_string().into_bytes(),
+    ];
+    testkit::kafka::produce(&names.topic, &payloads).await;
+    let stream = stream_worker::definition::parse(
+        std::path::Path::new("fan_out.yaml"),
+        &fan_out_yaml(&names),
+    )
+    .expect("valid definition");
+    let worker = start_worker(config(), vec![stream]);
+    worker.ready().await;
+    let letter = first_dead_letter(&names).await;
+    let session = testkit::cassandra::session().await;
+    let by_email = format!("{}.users_by_email", names.keyspace);
+    wait_for_table(&session, &by_email, 2, Duration::from_secs(30)).await;
+    assert_dead_letter(
+        &letter,
+        "rejected",
+        1,
+        &format!("Cassandra rejected the row: table {by_email}: "),
+    );
+    worker.stop().await;
+}

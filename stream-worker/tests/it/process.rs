@@ -116,6 +116,26 @@ async fn wait_for_at_least(session: &Session, keyspace: &str, want: i64, within:
     .await;
 }
 
+/// Starts a worker, kills it with SIGKILL once `created_users` holds `rows`, and checks that
+/// the kill landed before all `total` records were written.
+async fn kill_9_after(
+    definitions: &PathBuf,
+    session: &Session,
+    keyspace: &str,
+    rows: i64,
+    total: usize,
+) {
+    let mut first = spawn_worker(definitions, "first.log");
+    wait_for_at_least(session, keyspace, rows, Duration::from_secs(90)).await;
+    first.kill().expect("SIGKILL");
+    let _ = first.wait();
+    let at_kill = count_rows(session, keyspace).await;
+    assert!(
+        at_kill < total as i64,
+        "the kill should land mid-stream ({at_kill} rows)"
+    );
+}
+
 fn payloads(range: std::ops::Range<usize>) -> Vec<Vec<u8>> {
     range
         .map(|i| seed_record(i).to_string().into_bytes())
@@ -134,16 +154,8 @@ async fn kill_9_mid_stream_then_restart_loses_nothing() {
     let definitions = definition_file(&names);
     let session = testkit::cassandra::session().await;
 
-    let mut first = spawn_worker(&definitions, "first.log");
     // Far enough in that offsets were committed (every second) before the kill.
-    wait_for_at_least(&session, &names.keyspace, 15_000, Duration::from_secs(90)).await;
-    first.kill().expect("SIGKILL");
-    let _ = first.wait();
-    let at_kill = count_rows(&session, &names.keyspace).await;
-    assert!(
-        at_kill < total as i64,
-        "the kill should land mid-stream ({at_kill} rows)"
-    );
+    kill_9_after(&definitions, &session, &names.keyspace, 15_000, total).await;
 
     let mut second = spawn_worker(&definitions, "second.log");
     wait_for_at_least(
@@ -281,4 +293,61 @@ async fn connections_named_by_the_definition_point_the_worker_at_its_clusters() 
             && log.contains(&updraft_secrets::Connection::env_var_name(&kafka_id)),
         "{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fan_out_to_three_tables_survives_kill_9_with_every_key_in_each() {
+    if !testkit::require_kafka() || !testkit::require_cassandra() {
+        return;
+    }
+    let names = Names::new("sw_fan");
+    testkit::kafka::create_topic(&names.topic, 2).await;
+    let total = 10_000;
+    testkit::kafka::produce(&names.topic, &payloads(0..total)).await;
+    let definitions = definition_file(&names);
+    std::fs::write(&definitions, fan_out_yaml(&names)).expect("write definition");
+    let session = testkit::cassandra::session().await;
+
+    kill_9_after(&definitions, &session, &names.keyspace, 2_000, total).await;
+
+    // Every record is in every table exactly once: as many rows as distinct keys produced.
+    let mut second = spawn_worker(&definitions, "second.log");
+    for table in ["created_users", "users_by_email", "users_by_username"] {
+        let table = format!("{}.{table}", names.keyspace);
+        wait_for_table(&session, &table, total as i64, Duration::from_secs(150)).await;
+    }
+    unsafe { libc::kill(second.id() as i32, libc::SIGTERM) };
+    let status = wait_exit(&mut second, Duration::from_secs(60)).await;
+    assert!(status.success(), "second worker exit: {status:?}");
+    let email = "user7@example.com";
+    let (id, username): (uuid::Uuid, String) = session
+        .query_unpaged(
+            format!(
+                "SELECT id, username FROM {}.users_by_username WHERE username = 'user7'",
+                names.keyspace
+            ),
+            (),
+        )
+        .await
+        .expect("select")
+        .into_rows_result()
+        .expect("rows")
+        .single_row()
+        .expect("user7's row");
+    assert_eq!(username, "user7");
+    let (by_email,): (uuid::Uuid,) = session
+        .query_unpaged(
+            format!(
+                "SELECT id FROM {}.users_by_email WHERE email = ?",
+                names.keyspace
+            ),
+            (email,),
+        )
+        .await
+        .expect("select")
+        .into_rows_result()
+        .expect("rows")
+        .single_row()
+        .expect("user7's row by email");
+    assert_eq!(by_email, id, "both tables hold the same record's id");
 }

@@ -56,21 +56,11 @@ async fn nested_records_are_shaped_by_vrl_filtered_and_dead_lettered_with_its_er
     let stream = randomuser_definition(&names, SKIP_XX);
     let worker = start_worker(config(), vec![stream]);
     worker.ready().await;
-    let letters =
-        testkit::kafka::read_topic(&format!("{}.dlq", names.topic), 1, Duration::from_secs(60))
-            .await;
+    let letter = first_dead_letter(&names).await;
     let session = testkit::cassandra::session().await;
     let table = format!("{}.users_randomuser", names.keyspace);
     let want = users.len() as i64;
-    testkit::eventually(
-        &format!("{want} rows in {table}"),
-        Duration::from_secs(60),
-        async || {
-            let rows = testkit::cassandra::count_rows(&session, &table).await;
-            if rows == want { Ok(()) } else { Err(rows) }
-        },
-    )
-    .await;
+    wait_for_table(&session, &table, want, Duration::from_secs(60)).await;
 
     // The row holds what VRL derived, typed: the address joined, dob a timestamp.
     for user in &users {
@@ -116,21 +106,11 @@ async fn nested_records_are_shaped_by_vrl_filtered_and_dead_lettered_with_its_er
     }
 
     // The unparsable date is a dead letter naming the stage, the function and its place.
-    let letter = &letters[0];
-    assert_eq!(
-        letter.headers.get("error").map(String::as_str),
-        Some("transform")
-    );
-    assert_eq!(
-        letter.headers.get("source.offset").map(String::as_str),
-        Some("6")
-    );
-    let message = letter.headers.get("error.message").expect("message");
-    assert!(
-        message.starts_with(
-            "transform: function call error for \"parse_timestamp\" at line 9, column 8"
-        ),
-        "{message}"
+    assert_dead_letter(
+        &letter,
+        "transform",
+        6,
+        "transform: function call error for \"parse_timestamp\" at line 9, column 8",
     );
 
     // The skipped record counts as dropped, and every offset is committed past it.
