@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use scylla::value::{CqlTimestamp, CqlTimeuuid, CqlValue, MaybeUnset};
+use scylla::value::{CqlDate, CqlDecimal, CqlTimestamp, CqlTimeuuid, CqlValue, MaybeUnset};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
@@ -227,7 +227,7 @@ fn not_json(error: serde_json::Error) -> RecordError {
 fn row(stream: &Stream, fields: &[(Cow<'_, str>, Field<'_>)]) -> Result<Vec<Bound>, RecordError> {
     let mut row = Vec::with_capacity(stream.columns.len() + 1);
     for column in &stream.columns {
-        row.push(bind(column, lookup(fields, &column.field))?);
+        row.push(bind(stream, column, lookup(fields, &column.field))?);
     }
     Ok(row)
 }
@@ -298,7 +298,7 @@ fn lookup<'r>(fields: &'r [(Cow<'_, str>, Field<'_>)], field: &str) -> Option<Fo
         .map(Found::Value)
 }
 
-fn bind(column: &Column, value: Option<Found<'_>>) -> Result<Bound, RecordError> {
+fn bind(stream: &Stream, column: &Column, value: Option<Found<'_>>) -> Result<Bound, RecordError> {
     let value = match value {
         None | Some(Found::Value(Value::Null)) if column.required => {
             return Err(RecordError::MissingField {
@@ -309,12 +309,12 @@ fn bind(column: &Column, value: Option<Found<'_>>) -> Result<Bound, RecordError>
         Some(Found::Value(Value::Null)) => return Ok(MaybeUnset::Set(None)),
         Some(value) => value,
     };
-    convert(column, value).map(|v| MaybeUnset::Set(Some(v)))
+    convert(stream, column, value).map(|v| MaybeUnset::Set(Some(v)))
 }
 
-fn convert(column: &Column, found: Found<'_>) -> Result<CqlValue, RecordError> {
+fn convert(stream: &Stream, column: &Column, found: Found<'_>) -> Result<CqlValue, RecordError> {
     // The common case: a string into a text column, copied once from the payload.
-    if let (CqlType::Text, Found::Str(text)) = (column.cql_type, found) {
+    if let (CqlType::Text, Found::Str(text)) = (&column.cql_type, found) {
         return Ok(CqlValue::Text(text.to_owned()));
     }
     let owned;
@@ -325,16 +325,22 @@ fn convert(column: &Column, found: Found<'_>) -> Result<CqlValue, RecordError> {
         }
         Found::Value(value) => value,
     };
-    convert_value(column, value)
+    convert_value(stream, &column.cql_type, &column.field, value)
 }
 
-fn convert_value(column: &Column, value: &Value) -> Result<CqlValue, RecordError> {
+/// `value` as `cql_type`; `field` names it in errors (`tags[2]`, `home.city`).
+fn convert_value(
+    stream: &Stream,
+    cql_type: &CqlType,
+    field: &str,
+    value: &Value,
+) -> Result<CqlValue, RecordError> {
     let wrong = |expected: &'static str| RecordError::WrongType {
-        field: column.field.clone(),
+        field: field.to_string(),
         expected,
         found: json_kind(value),
     };
-    Ok(match column.cql_type {
+    Ok(match cql_type {
         // Numbers and booleans become their JSON text: a numeric post_code is "12345".
         CqlType::Text => CqlValue::Text(scalar_text(value).ok_or_else(|| wrong("a string"))?),
         CqlType::Ascii => match scalar_text(value) {
@@ -346,11 +352,11 @@ fn convert_value(column: &Column, value: &Value) -> Result<CqlValue, RecordError
                 return Err(wrong("a UUID string"));
             };
             let invalid = || RecordError::InvalidUuid {
-                field: column.field.clone(),
+                field: field.to_string(),
                 value: text.clone(),
             };
             let uuid = uuid::Uuid::parse_str(text.trim()).map_err(|_| invalid())?;
-            if column.cql_type == CqlType::Uuid {
+            if *cql_type == CqlType::Uuid {
                 CqlValue::Uuid(uuid)
             } else if uuid.get_version_num() == 1 {
                 CqlValue::Timeuuid(CqlTimeuuid::from(uuid))
@@ -382,7 +388,181 @@ fn convert_value(column: &Column, value: &Value) -> Result<CqlValue, RecordError
             let millis = millis.ok_or_else(|| wrong("an RFC 3339 time or epoch milliseconds"))?;
             CqlValue::Timestamp(CqlTimestamp(millis))
         }
+        CqlType::Date => {
+            let Value::String(text) = value else {
+                return Err(wrong("a date (YYYY-MM-DD or an RFC 3339 time)"));
+            };
+            CqlValue::Date(
+                date(text.trim())
+                    .ok_or_else(|| wrong("a date (YYYY-MM-DD or an RFC 3339 time)"))?,
+            )
+        }
+        CqlType::Decimal => {
+            let text = match value {
+                Value::Number(n) => n.to_string(),
+                Value::String(s) => s.trim().to_string(),
+                _ => return Err(wrong("a decimal number or numeric string")),
+            };
+            CqlValue::Decimal(
+                decimal(&text).ok_or_else(|| wrong("a decimal of at most 38 digits"))?,
+            )
+        }
+        CqlType::List(element) | CqlType::Set(element) => {
+            let Value::Array(items) = value else {
+                return Err(wrong("an array"));
+            };
+            let items = items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| {
+                    element_value(stream, element, &format!("{field}[{index}]"), item)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if matches!(cql_type, CqlType::List(_)) {
+                CqlValue::List(items)
+            } else {
+                CqlValue::Set(items)
+            }
+        }
+        CqlType::Map(key_type, value_type) => {
+            let Value::Object(entries) = value else {
+                return Err(wrong("an object"));
+            };
+            let entries = entries
+                .iter()
+                .map(|(key, item)| {
+                    let path = format!("{field}.{key}");
+                    // JSON keys are strings: a number-keyed map reads them as numbers.
+                    let key = match key_type.as_ref() {
+                        CqlType::Int
+                        | CqlType::Bigint
+                        | CqlType::Double
+                        | CqlType::Float
+                        | CqlType::Decimal => serde_json::from_str::<Value>(key)
+                            .unwrap_or_else(|_| Value::String(key.clone())),
+                        _ => Value::String(key.clone()),
+                    };
+                    Ok((
+                        convert_value(stream, key_type, &path, &key)?,
+                        element_value(stream, value_type, &path, item)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, RecordError>>()?;
+            CqlValue::Map(entries)
+        }
+        CqlType::Udt(name) => {
+            let Value::Object(entries) = value else {
+                return Err(wrong("an object"));
+            };
+            let declared = stream.types.iter().find(|t| &t.name == name);
+            let fields = declared
+                .map(|declared| declared.fields.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .map(|(field_name, field_type)| {
+                    let path = format!("{field}.{field_name}");
+                    let value = match entries.get(field_name) {
+                        None | Some(Value::Null) => None,
+                        Some(item) => Some(convert_value(stream, field_type, &path, item)?),
+                    };
+                    Ok((field_name.clone(), value))
+                })
+                .collect::<Result<Vec<_>, RecordError>>()?;
+            CqlValue::UserDefinedType {
+                keyspace: stream.keyspace.clone(),
+                name: name.clone(),
+                fields,
+            }
+        }
     })
+}
+
+/// A collection's element: Cassandra holds no null inside a collection.
+fn element_value(
+    stream: &Stream,
+    cql_type: &CqlType,
+    field: &str,
+    value: &Value,
+) -> Result<CqlValue, RecordError> {
+    if value.is_null() {
+        return Err(RecordError::WrongType {
+            field: field.to_string(),
+            expected: "a value (a collection holds no null)",
+            found: "null",
+        });
+    }
+    convert_value(stream, cql_type, field, value)
+}
+
+/// `YYYY-MM-DD`, or the UTC date of an RFC 3339 time, as Cassandra's date (days from
+/// 1970-01-01, offset by 2^31).
+fn date(text: &str) -> Option<CqlDate> {
+    let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .or_else(|| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|time| time.with_timezone(&chrono::Utc).date_naive())
+        })?;
+    let days = day
+        .signed_duration_since(chrono::NaiveDate::default())
+        .num_days();
+    u32::try_from(days + (1i64 << 31)).ok().map(CqlDate)
+}
+
+/// A decimal's unscaled value and scale, when the unscaled value fits 128 bits (as every
+/// decimal this worker writes does).
+pub fn decimal_parts(decimal: &CqlDecimal) -> Option<(i128, i32)> {
+    let (bytes, scale) = decimal.as_signed_be_bytes_slice_and_exponent();
+    if bytes.is_empty() || bytes.len() > 16 {
+        return None;
+    }
+    let mut wide = if bytes[0] & 0x80 != 0 {
+        [0xff; 16]
+    } else {
+        [0; 16]
+    };
+    wide[16 - bytes.len()..].copy_from_slice(bytes);
+    Some((i128::from_be_bytes(wide), scale))
+}
+
+/// A decimal written `-12.340`, `1e-3` or `12` as Cassandra's (unscaled, scale), exactly: at
+/// most 38 significant digits.
+fn decimal(text: &str) -> Option<CqlDecimal> {
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(at) => (&text[..at], text[at + 1..].parse::<i32>().ok()?),
+        None => (text, 0),
+    };
+    let (negative, digits) = match mantissa.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, mantissa.strip_prefix('+').unwrap_or(mantissa)),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if (whole.is_empty() && fraction.is_empty())
+        || !whole
+            .chars()
+            .chain(fraction.chars())
+            .all(|c| c.is_ascii_digit())
+        || whole.len() + fraction.len() > 38
+    {
+        return None;
+    }
+    let mut unscaled: i128 = format!("{whole}{fraction}").parse().ok()?;
+    if negative {
+        unscaled = -unscaled;
+    }
+    let scale = i32::try_from(fraction.len()).ok()?.checked_sub(exponent)?;
+    let bytes = unscaled.to_be_bytes();
+    // The shortest two's-complement form: drop leading bytes that only repeat the sign.
+    let sign = if unscaled < 0 { 0xff } else { 0 };
+    let start = bytes
+        .windows(2)
+        .position(|pair| pair[0] != sign || (pair[1] & 0x80 != 0) != (sign == 0xff))
+        .unwrap_or(bytes.len() - 1);
+    Some(CqlDecimal::from_signed_be_bytes_slice_and_exponent(
+        &bytes[start..],
+        scale,
+    ))
 }
 
 fn scalar_text(value: &Value) -> Option<String> {
@@ -560,6 +740,124 @@ max_record_bytes: 300
                 decode_json(json).expect_err(json).kind(),
                 "not_json",
                 "{json}"
+            );
+        }
+    }
+
+    fn typed_stream() -> Stream {
+        let text = "\
+source: {topic: t, group: g}
+types:
+  - name: address
+    fields:
+      - {name: street, cql_type: text}
+      - {name: number, cql_type: int}
+columns:
+  - {name: id, cql_type: uuid}
+  - {name: born, cql_type: date}
+  - {name: balance, cql_type: decimal}
+  - {name: tags, cql_type: list<text>}
+  - {name: codes, cql_type: set<int>}
+  - {name: scores, cql_type: 'map<text, double>'}
+  - {name: home, cql_type: frozen<address>}
+target: {keyspace: ks, table: t, primary_key: [id]}
+";
+        crate::definition::parse(Path::new("t.yaml"), text).expect("valid typed definition")
+    }
+
+    #[test]
+    fn typed_columns_convert_from_json() {
+        let json = format!(
+            r#"{{"id":"{ID}","born":"1987-03-14","balance":"-12.340","tags":["a","b"],"codes":[3,1],"scores":{{"x":1.5}},"home":{{"street":"Rue","number":"7"}}}}"#
+        );
+        let row = plain(
+            &decode(&typed_stream(), Some(json.as_bytes()))
+                .expect("good record")
+                .expect("kept"),
+        );
+        let days = chrono::NaiveDate::from_ymd_opt(1987, 3, 14)
+            .expect("date")
+            .signed_duration_since(chrono::NaiveDate::default())
+            .num_days();
+        assert_eq!(
+            row[1],
+            set(CqlValue::Date(CqlDate((days + (1 << 31)) as u32)))
+        );
+        assert_eq!(
+            row[2],
+            set(CqlValue::Decimal(
+                CqlDecimal::from_signed_be_bytes_slice_and_exponent(
+                    &(-12340i32).to_be_bytes()[2..],
+                    3
+                )
+            ))
+        );
+        assert_eq!(
+            row[3],
+            set(CqlValue::List(vec![
+                CqlValue::Text("a".into()),
+                CqlValue::Text("b".into())
+            ]))
+        );
+        assert_eq!(
+            row[4],
+            set(CqlValue::Set(vec![CqlValue::Int(3), CqlValue::Int(1)]))
+        );
+        assert_eq!(
+            row[5],
+            set(CqlValue::Map(vec![(
+                CqlValue::Text("x".into()),
+                CqlValue::Double(1.5)
+            )]))
+        );
+        assert_eq!(
+            row[6],
+            set(CqlValue::UserDefinedType {
+                keyspace: "ks".into(),
+                name: "address".into(),
+                fields: vec![
+                    ("street".into(), Some(CqlValue::Text("Rue".into()))),
+                    ("number".into(), Some(CqlValue::Int(7))),
+                ],
+            })
+        );
+    }
+
+    #[test]
+    fn decimals_are_exact_and_bad_typed_values_name_their_place() {
+        for (text, unscaled, scale) in [
+            ("0", 0i128, 0),
+            ("128", 128, 0),
+            ("-128", -128, 0),
+            ("1e-3", 1, 3),
+            (
+                "12345678901234567890.123456789012345678",
+                12345678901234567890123456789012345678,
+                18,
+            ),
+        ] {
+            let decimal = decimal(text).expect(text);
+            assert_eq!(decimal_parts(&decimal), Some((unscaled, scale)), "{text}");
+        }
+        assert!(decimal("1.2.3").is_none() && decimal(&"9".repeat(39)).is_none());
+        for (json, field) in [
+            (format!(r#"{{"id":"{ID}","born":"14/03/1987"}}"#), "born"),
+            (format!(r#"{{"id":"{ID}","tags":["a",null]}}"#), "tags[1]"),
+            (format!(r#"{{"id":"{ID}","codes":[1,"x"]}}"#), "codes[1]"),
+            (
+                format!(r#"{{"id":"{ID}","scores":{{"x":"high"}}}}"#),
+                "scores.x",
+            ),
+            (
+                format!(r#"{{"id":"{ID}","home":{{"number":"seven"}}}}"#),
+                "home.number",
+            ),
+        ] {
+            let error = decode(&typed_stream(), Some(json.as_bytes())).expect_err(&json);
+            assert_eq!(
+                (error.kind(), error.field()),
+                ("wrong_type", Some(field)),
+                "{error}"
             );
         }
     }

@@ -24,6 +24,8 @@ pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
 struct Spec {
     name: Option<String>,
     source: SourceSpec,
+    #[serde(default)]
+    types: Vec<TypeSpec>,
     columns: Vec<ColumnSpec>,
     target: TargetSpec,
     dead_letter_topic: Option<String>,
@@ -41,6 +43,20 @@ struct SourceSpec {
     #[serde(default)]
     start_offset: StartOffset,
     conn_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TypeSpec {
+    name: String,
+    fields: Vec<FieldSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FieldSpec {
+    name: String,
+    cql_type: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,57 +120,15 @@ impl StartOffset {
     }
 }
 
-/// The CQL column types a stream can write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CqlType {
-    Text,
-    Ascii,
-    Uuid,
-    Timeuuid,
-    Int,
-    Bigint,
-    Boolean,
-    Double,
-    Float,
-    Timestamp,
-}
+pub use crate::cql_type::CqlType;
 
-impl CqlType {
-    /// Parses a type as written in a definition (`varchar` is `text`, as in CQL).
-    pub fn parse(name: &str) -> Option<CqlType> {
-        Some(match name.trim().to_ascii_lowercase().as_str() {
-            "text" | "varchar" => CqlType::Text,
-            "ascii" => CqlType::Ascii,
-            "uuid" => CqlType::Uuid,
-            "timeuuid" => CqlType::Timeuuid,
-            "int" => CqlType::Int,
-            "bigint" => CqlType::Bigint,
-            "boolean" => CqlType::Boolean,
-            "double" => CqlType::Double,
-            "float" => CqlType::Float,
-            "timestamp" => CqlType::Timestamp,
-            _ => return None,
-        })
-    }
-
-    /// The name used in CQL and in `system_schema.columns.type`.
-    pub fn cql_name(self) -> &'static str {
-        match self {
-            CqlType::Text => "text",
-            CqlType::Ascii => "ascii",
-            CqlType::Uuid => "uuid",
-            CqlType::Timeuuid => "timeuuid",
-            CqlType::Int => "int",
-            CqlType::Bigint => "bigint",
-            CqlType::Boolean => "boolean",
-            CqlType::Double => "double",
-            CqlType::Float => "float",
-            CqlType::Timestamp => "timestamp",
-        }
-    }
-
-    const ALL: &'static str =
-        "text, varchar, ascii, uuid, timeuuid, int, bigint, boolean, double, float, timestamp";
+/// A user-defined type of the definition's `types:`, created in the stream's keyspace; a
+/// column holds one as `frozen<name>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserType {
+    pub name: String,
+    /// Field names and types, in order (scalars and collections of scalars).
+    pub fields: Vec<(String, CqlType)>,
 }
 
 /// One column of the target table and the JSON field it is read from.
@@ -204,6 +178,8 @@ pub struct Stream {
     pub start_offset: StartOffset,
     pub columns: Vec<Column>,
     pub keyspace: String,
+    /// User-defined types (`types:`), created in the keyspace before the tables.
+    pub types: Vec<UserType>,
     /// The tables each record is written to: `target.table` first, then `target.tables`. A
     /// record is done (its offset may be committed) when every table has its row.
     pub tables: Vec<Table>,
@@ -392,6 +368,50 @@ pub fn parse(file: &Path, text: &str) -> Result<Stream, Vec<DefinitionError>> {
         error_at("columns", "a stream needs at least one column".into());
     }
 
+    let mut types: Vec<UserType> = Vec::new();
+    for (index, declared) in spec.types.iter().enumerate() {
+        let path = format!("types[{index}]");
+        if let Err(why) = check_identifier(&declared.name) {
+            error_at(
+                &format!("{path}.name"),
+                format!("type `{}` {why}", declared.name),
+            );
+        }
+        if types.iter().any(|t| t.name == declared.name) {
+            error_at(
+                &format!("{path}.name"),
+                format!("type `{}` is declared twice", declared.name),
+            );
+        }
+        if declared.fields.is_empty() {
+            error_at(
+                &format!("{path}.fields"),
+                "a type needs at least one field".into(),
+            );
+        }
+        let mut fields = Vec::new();
+        for (at, field) in declared.fields.iter().enumerate() {
+            if let Err(why) = check_identifier(&field.name) {
+                error_at(
+                    &format!("{path}.fields[{at}].name"),
+                    format!("field `{}` {why}", field.name),
+                );
+            }
+            // Fields are scalars or collections of them: no type inside a type.
+            match CqlType::parse(&field.cql_type, &|_| false) {
+                Ok(cql_type) => fields.push((field.name.clone(), cql_type)),
+                Err(why) => error_at(
+                    &format!("{path}.fields[{at}].cql_type"),
+                    format!("field `{}` of type `{}`: {why}", field.name, declared.name),
+                ),
+            }
+        }
+        types.push(UserType {
+            name: declared.name.clone(),
+            fields,
+        });
+    }
+
     let mut columns = Vec::new();
     let mut seen = HashMap::new();
     for (index, column) in spec.columns.iter().enumerate() {
@@ -410,18 +430,18 @@ pub fn parse(file: &Path, text: &str) -> Result<Stream, Vec<DefinitionError>> {
                 ),
             );
         }
-        let cql_type = CqlType::parse(&column.cql_type);
-        if cql_type.is_none() {
+        let cql_type = CqlType::parse(&column.cql_type, &|name| {
+            types
+                .iter()
+                .any(|declared: &UserType| declared.name == name)
+        })
+        .map_err(|why| {
             error_at(
                 &format!("columns[{index}].cql_type"),
-                format!(
-                    "unknown cql_type `{}` for column `{}` (expected one of: {})",
-                    column.cql_type,
-                    column.name,
-                    CqlType::ALL
-                ),
+                format!("column `{}`: {why}", column.name),
             );
-        }
+        })
+        .ok();
         let field = column.field.clone().unwrap_or_else(|| column.name.clone());
         if field.trim().is_empty() || field.split('.').any(str::is_empty) {
             error_at(
@@ -576,6 +596,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Stream, Vec<DefinitionError>> {
         start_offset: spec.source.start_offset,
         columns,
         keyspace: spec.target.keyspace,
+        types,
         tables,
         replication,
         consistency,

@@ -118,8 +118,9 @@ max_record_bytes: 0
         [
             "s.yaml:10:13: target.keyspace `Bad-Name` must be a lower-case identifier ([a-z][a-z0-9_]*)",
             "s.yaml:6:12: duplicate column `id` (first defined as columns[0])",
-            "s.yaml:8:15: unknown cql_type `integer` for column `age` (expected one of: text, varchar, \
-             ascii, uuid, timeuuid, int, bigint, boolean, double, float, timestamp)",
+            "s.yaml:8:15: column `age`: unknown cql_type `integer` (expected one of: text, varchar, \
+             ascii, uuid, timeuuid, int, bigint, boolean, double, float, timestamp, date, decimal, \
+             list<…>, set<…>, map<…, …>, frozen<type>)",
             "s.yaml:12:21: primary_key column `missing` is not one of the columns",
             "s.yaml:13:19: max_record_bytes must be greater than 0",
         ]
@@ -151,7 +152,7 @@ fn load_collects_errors_of_all_files() {
     assert!(
         errors[1]
             .to_string()
-            .contains("b.yaml:5:26: unknown cql_type `blob`"),
+            .contains("b.yaml:5:26: column `id`: unknown cql_type `blob`"),
         "{errors:?}"
     );
 }
@@ -372,5 +373,46 @@ fn fan_out_mistakes_are_named_where_they_are() {
             "s.yaml:14:21: primary_key column `email` is not one of this table's columns",
             "s.yaml:16:14: table `users_by_email` is written twice",
         ]
+    );
+}
+
+#[test]
+fn user_defined_types_are_declared_then_used_frozen() {
+    let text = "\
+source: {topic: t, group: g}
+types:
+  - name: address
+    fields:
+      - {name: street, cql_type: text}
+      - {name: floor, cql_type: frozen<address>}
+columns:
+  - {name: id, cql_type: uuid}
+  - {name: home, cql_type: address}
+  - {name: homes, cql_type: list<frozen<address>>}
+target: {keyspace: ks, table: t, primary_key: [id]}
+";
+    assert_eq!(
+        errors_of(text),
+        [
+            "s.yaml:6:33: field `floor` of type `address`: frozen<address>: `address` is not \
+             one of the definition's types",
+            "s.yaml:9:28: column `home`: user-defined type `address` must be written \
+             frozen<address>",
+        ]
+    );
+    let stream = parse(
+        Path::new("s.yaml"),
+        &text
+            .replace("      - {name: floor, cql_type: frozen<address>}\n", "")
+            .replace("cql_type: address}", "cql_type: frozen<address>}"),
+    )
+    .expect("valid");
+    assert_eq!(
+        stream.types[0].fields,
+        [("street".to_string(), CqlType::Text)]
+    );
+    assert_eq!(
+        stream.columns[2].cql_type.to_string(),
+        "list<frozen<address>>"
     );
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use scylla::client::session::Session;
 
-use crate::definition::{Stream, Table};
+use crate::definition::{Stream, Table, UserType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -32,6 +32,16 @@ pub enum SchemaError {
         table: String,
         problems: Vec<String>,
     },
+    #[error(
+        "type {keyspace}.{name} does not match stream `{stream}`; fix the type or the definition:\n  {}",
+        problems.join("\n  ")
+    )]
+    TypeMismatch {
+        stream: String,
+        keyspace: String,
+        name: String,
+        problems: Vec<String>,
+    },
 }
 
 /// `CREATE KEYSPACE IF NOT EXISTS ...` for the stream's target.
@@ -48,6 +58,72 @@ pub fn create_keyspace_cql(stream: &Stream) -> String {
     )
 }
 
+/// `CREATE TYPE IF NOT EXISTS ...` with the type's fields.
+pub fn create_type_cql(stream: &Stream, user_type: &UserType) -> String {
+    let fields: Vec<String> = user_type
+        .fields
+        .iter()
+        .map(|(name, cql_type)| format!("{name} {cql_type}"))
+        .collect();
+    format!(
+        "CREATE TYPE IF NOT EXISTS {}.{} ({})",
+        stream.keyspace,
+        user_type.name,
+        fields.join(", ")
+    )
+}
+
+/// Refuses a type that exists with other fields: rows would not round-trip.
+async fn check_type(
+    session: &Session,
+    stream: &Stream,
+    user_type: &UserType,
+) -> Result<(), SchemaError> {
+    let read_error = |message: String| SchemaError::Read {
+        keyspace: stream.keyspace.clone(),
+        table: format!("type {}", user_type.name),
+        message,
+    };
+    let (names, types): (Vec<String>, Vec<String>) = session
+        .query_unpaged(
+            "SELECT field_names, field_types FROM system_schema.types \
+             WHERE keyspace_name = ? AND type_name = ?",
+            (&stream.keyspace, &user_type.name),
+        )
+        .await
+        .map_err(|e| read_error(e.to_string()))?
+        .into_rows_result()
+        .map_err(|e| read_error(e.to_string()))?
+        .single_row()
+        .map_err(|e| read_error(e.to_string()))?;
+    let existing: HashMap<&str, &str> = names
+        .iter()
+        .map(String::as_str)
+        .zip(types.iter().map(String::as_str))
+        .collect();
+    let mut problems = Vec::new();
+    for (name, cql_type) in &user_type.fields {
+        let expected = cql_type.to_string();
+        match existing.get(name.as_str()) {
+            None => problems.push(format!("field `{name}` is missing (expected {expected})")),
+            Some(found) if *found != expected => problems.push(format!(
+                "field `{name}` has type {found}, the definition says {expected}"
+            )),
+            Some(_) => {}
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(SchemaError::TypeMismatch {
+            stream: stream.name.clone(),
+            keyspace: stream.keyspace.clone(),
+            name: user_type.name.clone(),
+            problems,
+        })
+    }
+}
+
 /// `CREATE TABLE IF NOT EXISTS ...` with the table's columns and key.
 pub fn create_table_cql(stream: &Stream, table: &Table) -> String {
     let mut parts: Vec<String> = table
@@ -55,7 +131,7 @@ pub fn create_table_cql(stream: &Stream, table: &Table) -> String {
         .iter()
         .map(|&c| {
             let column = &stream.columns[c];
-            format!("{} {}", column.name, column.cql_type.cql_name())
+            format!("{} {}", column.name, column.cql_type)
         })
         .collect();
     let mut key = format!("({})", table.primary_key.join(", "));
@@ -90,6 +166,14 @@ pub async fn ensure(session: &Session, stream: &Stream) -> Result<(), SchemaErro
         create_keyspace_cql(stream),
     )
     .await?;
+    for user_type in &stream.types {
+        create(
+            format!("type {}.{}", stream.keyspace, user_type.name),
+            create_type_cql(stream, user_type),
+        )
+        .await?;
+        check_type(session, stream, user_type).await?;
+    }
     for table in &stream.tables {
         create(
             format!("table {}.{}", stream.keyspace, table.name),
@@ -156,14 +240,14 @@ pub fn compare(
         } else {
             "regular"
         };
-        let expected_type = column.cql_type.cql_name();
+        let expected_type = column.cql_type.to_string();
         match existing.get(&column.name) {
             None => problems.push(format!(
                 "column `{}` is missing (expected {expected_type})",
                 column.name
             )),
             Some((cql_type, kind)) => {
-                if cql_type != expected_type {
+                if *cql_type != expected_type {
                     problems.push(format!(
                         "column `{}` has type {cql_type}, the definition says {expected_type}",
                         column.name

@@ -104,11 +104,13 @@ pub enum WorkerError {
 }
 
 impl WorkerError {
-    /// Whether retrying cannot help: a table that does not match its definition, a statement
+    /// Whether retrying cannot help: a table or type that does not match its definition, a statement
     /// Cassandra refuses as invalid. Anything else (a node or broker away) passes.
     fn is_lasting(&self) -> bool {
         match self {
-            WorkerError::Schema(SchemaError::Mismatch { .. }) => true,
+            WorkerError::Schema(
+                SchemaError::Mismatch { .. } | SchemaError::TypeMismatch { .. },
+            ) => true,
             WorkerError::Schema(SchemaError::Create { source, .. }) => sink::is_permanent(source),
             _ => false,
         }

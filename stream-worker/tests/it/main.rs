@@ -10,3 +10,4 @@ mod docs;
 mod pipeline;
 mod process;
 mod transform;
+mod types;
