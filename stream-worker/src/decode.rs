@@ -253,23 +253,69 @@ fn decode_transformed(stream: &Stream, payload: &[u8]) -> Result<Option<Vec<Boun
             });
         }
     };
-    let mut fields = Vec::with_capacity(event.len());
-    for (key, value) in event {
-        let key = String::from(key);
-        let field = match value {
-            vrl::value::Value::Bytes(bytes) => {
-                Field::Str(Cow::Owned(String::from_utf8_lossy(&bytes).into_owned()))
-            }
-            vrl::value::Value::Timestamp(time) => Field::Str(Cow::Owned(
-                time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-            )),
-            other => Field::Other(other.try_into().map_err(|_| RecordError::Transform {
-                message: format!("transform: field `{key}` has no JSON form"),
-            })?),
-        };
-        fields.push((Cow::Owned(key), field));
+    let mut row = Vec::with_capacity(stream.columns.len() + 1);
+    for column in &stream.columns {
+        row.push(bind_event_field(
+            stream,
+            column,
+            lookup_event(&event, &column.field),
+        )?);
     }
-    row(stream, &fields).map(Some)
+    Ok(Some(row))
+}
+
+/// Finds `field` in a transformed event, as [`lookup`] does in a record.
+fn lookup_event<'e>(
+    event: &'e vrl::value::ObjectMap,
+    field: &str,
+) -> Option<&'e vrl::value::Value> {
+    if let Some(found) = event.get(field) {
+        return Some(found);
+    }
+    let mut parts = field.split('.');
+    let first = event.get(parts.next()?)?;
+    parts.try_fold(first, |node, part| match node {
+        vrl::value::Value::Object(map) => map.get(part),
+        _ => None,
+    })
+}
+
+/// Binds an event's value: text and timestamps directly (the common cases, without a JSON
+/// round trip), anything else through its JSON form and the same conversions as a record's.
+fn bind_event_field(
+    stream: &Stream,
+    column: &Column,
+    value: Option<&vrl::value::Value>,
+) -> Result<Bound, RecordError> {
+    use vrl::value::Value as Event;
+    let value = match value {
+        None | Some(Event::Null) if column.required => {
+            return Err(RecordError::MissingField {
+                field: column.field.clone(),
+            });
+        }
+        None => return Ok(MaybeUnset::Unset),
+        Some(Event::Null) => return Ok(MaybeUnset::Set(None)),
+        Some(value) => value,
+    };
+    let converted = match (&column.cql_type, value) {
+        (CqlType::Text, Event::Bytes(bytes)) => {
+            CqlValue::Text(String::from_utf8_lossy(bytes).into_owned())
+        }
+        (CqlType::Timestamp, Event::Timestamp(time)) => {
+            CqlValue::Timestamp(CqlTimestamp(time.timestamp_millis()))
+        }
+        (cql_type, other) => {
+            let json: Value = other
+                .clone()
+                .try_into()
+                .map_err(|_| RecordError::Transform {
+                    message: format!("transform: field `{}` has no JSON form", column.field),
+                })?;
+            convert_value(stream, cql_type, &column.field, &json)?
+        }
+    };
+    Ok(MaybeUnset::Set(Some(converted)))
 }
 
 /// A value found in a record: a top-level field, or a node inside a nested object.
