@@ -96,6 +96,14 @@ impl DeadLetters {
             match self.producer.send(message, Duration::from_secs(30)).await {
                 Ok(_) => {
                     self.metrics.dead_lettered(error.kind());
+                    self.metrics.add_recent_error(crate::metrics::RecentError {
+                        at: chrono::Utc::now(),
+                        kind: error.kind().to_string(),
+                        message: error.to_string(),
+                        topic: Some(record.topic.to_string()),
+                        partition: Some(record.partition),
+                        offset: Some(record.offset),
+                    });
                     tracing::warn!(
                         stream = %self.metrics.stream, topic = %record.topic, partition = record.partition,
                         offset = record.offset, error = error.kind(), field = error.field(),

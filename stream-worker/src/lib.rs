@@ -2,6 +2,7 @@
 //! definitions (`streams/*.yaml`, see `docs/streams.md`). At-least-once: an offset is committed
 //! only once every record before it is written or dead-lettered; writes are idempotent upserts.
 
+pub mod api;
 pub mod connections;
 pub mod cql_type;
 pub mod dead_letter;
@@ -10,8 +11,10 @@ pub mod definition;
 pub mod dlq;
 pub mod metrics;
 pub mod offsets;
+pub mod replay;
 pub mod schema;
 pub mod sink;
+pub mod topic_range;
 pub mod transform;
 pub mod worker;
 mod yaml_marks;

@@ -5,11 +5,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use stream_worker::connections::{self, Lookup};
+use stream_worker::replay::StartPoint;
 use stream_worker::{Metrics, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -90,6 +92,18 @@ enum Command {
         #[command(subcommand)]
         action: DlqCommand,
     },
+    /// Reads a stream's source topic again from a point into its tables, through the current
+    /// definition (idempotent writes make it safe), and exits when done. The worker's consumer
+    /// group and its offsets are not touched.
+    Replay {
+        /// The stream (its `name:`, or its file's stem).
+        #[arg(long)]
+        stream: String,
+        /// An RFC 3339 time (each partition from its first record at or after it), or
+        /// partition:offset pairs (`0:120,1:80`; partitions not named are not read).
+        #[arg(long)]
+        from: StartPoint,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,14 +175,17 @@ async fn main() -> anyhow::Result<()> {
         println!("{} stream definition(s) OK", streams.len());
         return Ok(());
     }
-    if let Some(Command::Dlq { action }) = args.command {
+    if let Some(command) = args.command {
         let config = WorkerConfig {
             kafka_bootstrap_servers: args.kafka_bootstrap_servers,
             cassandra_contact_points: args.cassandra_contact_points,
             connections_per_host: args.connections_per_host,
             ..WorkerConfig::default()
         };
-        return dead_letters(action, &streams, config).await;
+        return match command {
+            Command::Dlq { action } => dead_letters(action, &streams, config).await,
+            Command::Replay { stream, from } => replay(&stream, &from, &streams, config).await,
+        };
     }
 
     let mut config = WorkerConfig {
@@ -187,7 +204,12 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} for metrics", args.metrics_addr))?;
     tracing::info!(addr = %args.metrics_addr, "serving /metrics and /healthz");
-    let router = stream_worker::metrics::router(metrics.clone());
+    let api_config = Arc::new(std::sync::OnceLock::new());
+    let router = stream_worker::metrics::router(metrics.clone()).merge(stream_worker::api::router(
+        metrics.clone(),
+        streams.clone(),
+        api_config.clone(),
+    ));
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {
             tracing::error!(%error, "metrics server stopped");
@@ -205,8 +227,55 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     }
+    let _ = api_config.set(config.clone());
     stream_worker::run(config, streams, metrics, shutdown).await?;
     tracing::info!("stream worker stopped cleanly");
+    Ok(())
+}
+
+/// The stream named `name`, with `config` set from its connections; exits 2 for an unknown
+/// stream or connection.
+async fn stream_named<'s>(
+    name: &str,
+    streams: &'s [stream_worker::Stream],
+    config: &mut WorkerConfig,
+) -> anyhow::Result<&'s stream_worker::Stream> {
+    let Some(stream) = streams.iter().find(|s| s.name == name) else {
+        let known: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
+        eprintln!(
+            "no stream `{name}` in the definitions; they define: {}",
+            known.join(", ")
+        );
+        std::process::exit(2);
+    };
+    let lookup = Lookup::from_env().context("UPDRAFT_SECRET_KEY")?;
+    if let Err(error) = connections::apply(config, std::slice::from_ref(stream), &lookup).await {
+        eprintln!("{error}");
+        std::process::exit(2);
+    }
+    Ok(stream)
+}
+
+/// `replay --stream NAME --from …`: exit 2 for an unknown stream, 1 when Kafka or Cassandra fails.
+async fn replay(
+    name: &str,
+    from: &StartPoint,
+    streams: &[stream_worker::Stream],
+    mut config: WorkerConfig,
+) -> anyhow::Result<()> {
+    let stream = stream_named(name, streams, &mut config).await?;
+    let replayed = stream_worker::replay::replay_source(&config, stream, from).await?;
+    println!(
+        "replayed {} record(s) of `{}` into stream `{}`: {} written, {} dropped by where/transform, \
+         {} dead-lettered (on `{}`)",
+        replayed.read,
+        stream.topic,
+        stream.name,
+        replayed.written,
+        replayed.dropped,
+        replayed.dead_lettered,
+        stream.dead_letter_topic
+    );
     Ok(())
 }
 
@@ -221,28 +290,16 @@ async fn dead_letters(
         DlqCommand::List { stream } => stream,
         DlqCommand::Show { letters, .. } | DlqCommand::Replay { letters } => &letters.stream,
     };
-    let Some(stream) = streams.iter().find(|s| &s.name == name) else {
-        let known: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
-        eprintln!(
-            "no stream `{name}` in the definitions; they define: {}",
-            known.join(", ")
-        );
-        std::process::exit(2);
-    };
-    let lookup = Lookup::from_env().context("UPDRAFT_SECRET_KEY")?;
-    if let Err(error) = connections::apply(&mut config, std::slice::from_ref(stream), &lookup).await
-    {
-        eprintln!("{error}");
-        std::process::exit(2);
-    }
+    let stream = stream_named(name, streams, &mut config).await?;
     let client = config.kafka_client();
     let topic = stream.dead_letter_topic.clone();
     match action {
         DlqCommand::List { .. } => {
             let partitions = tokio::task::spawn_blocking(move || {
-                stream_worker::dlq::partitions(&client, &topic)
+                stream_worker::topic_range::partitions(&client, &topic)
             })
-            .await??;
+            .await?
+            .with_context(|| format!("no dead letters to list for stream `{}`", stream.name))?;
             println!(
                 "dead letters of stream `{}` (topic `{}`)",
                 stream.name, stream.dead_letter_topic
@@ -268,9 +325,10 @@ async fn dead_letters(
                 partition, offset, ..
             } = letters;
             let letters = tokio::task::spawn_blocking(move || {
-                stream_worker::dlq::read(&client, &topic, partition, offset, limit)
+                stream_worker::topic_range::read(&client, &topic, partition, offset, limit)
             })
-            .await??;
+            .await?
+            .with_context(|| format!("no dead letters to show for stream `{}`", stream.name))?;
             for letter in &letters {
                 print_letter(&stream.dead_letter_topic, letter);
             }
@@ -299,7 +357,7 @@ async fn dead_letters(
 /// Longest payload shown, in characters.
 const SHOWN_PAYLOAD: usize = 2_000;
 
-fn print_letter(topic: &str, letter: &stream_worker::dlq::DeadLetter) {
+fn print_letter(topic: &str, letter: &stream_worker::topic_range::TopicRecord) {
     let at = letter
         .timestamp_ms
         .and_then(chrono::DateTime::from_timestamp_millis)

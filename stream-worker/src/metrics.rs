@@ -10,6 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+pub use stream_worker_api::RecentError;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 const LATENCY_BUCKETS: [f64; 19] = [
@@ -86,6 +87,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// How many recent errors a stream keeps for its status.
+const RECENT_ERRORS: usize = 20;
+
 /// The metrics of one stream.
 #[derive(Debug, Default)]
 pub struct StreamMetrics {
@@ -102,6 +106,10 @@ pub struct StreamMetrics {
     pub end_to_end: Histogram,
     lag: Mutex<BTreeMap<(String, i32), i64>>,
     assigned: Mutex<BTreeSet<(String, i32)>>,
+    /// The latest errors, newest last: dead letters and failed writes.
+    recent_errors: Mutex<std::collections::VecDeque<RecentError>>,
+    /// Rows written per second over the last progress interval.
+    rate_per_s: Mutex<f64>,
     /// Since when writes have failed without one succeeding (ms after [`clock`]'s start; 0:
     /// they succeed), and the latest error.
     failing_since_ms: AtomicU64,
@@ -136,10 +144,22 @@ impl StreamMetrics {
         self.retries.fetch_add(1, Relaxed);
     }
     pub fn write_failed(&self, error: &str) {
-        let _ = self
+        let began = self
             .failing_since_ms
-            .compare_exchange(0, clock(), Relaxed, Relaxed);
+            .compare_exchange(0, clock(), Relaxed, Relaxed)
+            .is_ok();
         *lock(&self.last_error) = error.to_string();
+        // An outage is one recent error (its first failure), not one per retry.
+        if began {
+            self.add_recent_error(RecentError {
+                at: chrono::Utc::now(),
+                kind: "write_failed".into(),
+                message: error.to_string(),
+                topic: None,
+                partition: None,
+                offset: None,
+            });
+        }
     }
     pub fn write_succeeded(&self) {
         if self.failing_since_ms.load(Relaxed) != 0 {
@@ -156,6 +176,28 @@ impl StreamMetrics {
     }
     pub fn dead_lettered(&self, kind: &'static str) {
         *lock(&self.dead_lettered).entry(kind).or_default() += 1;
+    }
+    pub fn add_recent_error(&self, error: RecentError) {
+        let mut recent = lock(&self.recent_errors);
+        if recent.len() == RECENT_ERRORS {
+            recent.pop_front();
+        }
+        recent.push_back(error);
+    }
+    pub fn recent_errors(&self) -> Vec<RecentError> {
+        lock(&self.recent_errors).iter().cloned().collect()
+    }
+    pub fn dead_lettered_by_kind(&self) -> BTreeMap<&'static str, u64> {
+        lock(&self.dead_lettered).clone()
+    }
+    pub fn lag(&self) -> BTreeMap<(String, i32), i64> {
+        lock(&self.lag).clone()
+    }
+    pub fn set_rate(&self, per_second: f64) {
+        *lock(&self.rate_per_s) = per_second;
+    }
+    pub fn rate(&self) -> f64 {
+        *lock(&self.rate_per_s)
     }
     pub fn add_in_flight(&self, delta: i64) {
         self.in_flight.fetch_add(delta, Relaxed);

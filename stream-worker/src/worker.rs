@@ -632,6 +632,7 @@ impl Progress {
         let rate = (written.saturating_sub(self.last_written)) as f64 / seconds;
         self.last = Instant::now();
         self.last_written = written;
+        metrics.set_rate(rate);
         tracing::info!(
             stream = %metrics.stream,
             rate = format!("{rate:.0}/s"),

@@ -34,6 +34,15 @@ pub fn cassandra_contact_points() -> String {
     env_or("CASSANDRA_CONTACT_POINTS", "127.0.0.1:9042")
 }
 
+/// The variables that point a spawned process (`stream-worker`, say) at the stack's Kafka and
+/// Cassandra, for `Command::envs`.
+pub fn service_env() -> [(&'static str, String); 2] {
+    [
+        ("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap_servers()),
+        ("CASSANDRA_CONTACT_POINTS", cassandra_contact_points()),
+    ]
+}
+
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)
         .ok()

@@ -10,7 +10,8 @@
 // (CONN_ID, CONN_PASSWORD) in Admin → Connections with its Test button. Screenshots:
 // dag-list.png, run-live.png, run.png, grid-panel.png, grid.png, graph-fan100.png, dag-dark.png,
 // phone-run.png, dag.png, audit-log.png, runs.png,
-// log.png, connections.png.
+// log.png, connections.png; with STREAM_NAME and STREAM_TOPIC (a running stream worker's stream,
+// one dead letter on it) also the Streams pages: streams.png, stream.png, topic.png.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { join, dirname } from "node:path";
@@ -28,6 +29,9 @@ const message = `hello-from-browser-${Date.now()}`;
 const connId = process.env.CONN_ID ?? "browser_api";
 const connPassword = process.env.CONN_PASSWORD ?? `pw-${Date.now()}`;
 const connToken = `token-${Date.now()}`;
+// A running stream worker's stream (with one dead letter) and its topic, for the Streams pages.
+const streamName = process.env.STREAM_NAME;
+const streamTopic = process.env.STREAM_TOPIC;
 if (!password) throw new Error("UPDRAFT_PASSWORD is required");
 mkdirSync(artifacts, { recursive: true });
 
@@ -162,10 +166,28 @@ try {
   await page.click('.graph-tools button[aria-label="Show the whole graph"]');
   assert.equal(await svg.getAttribute("viewBox"), fitted, "back to the whole graph");
 
+  if (streamName) {
+    step("the Streams pages: a running stream, its dead letter and replay button, the topic browser");
+    await page.goto(`${base}/streams`);
+    const streamRow = page.locator(`tr[data-stream="${streamName}"]`);
+    await streamRow.waitFor();
+    assert.match(await streamRow.textContent(), /running/);
+    await page.screenshot({ path: join(artifacts, "streams.png"), fullPage: true });
+    await Promise.all([page.waitForURL(new RegExp(`/streams/${streamName}$`)), streamRow.locator("a").first().click()]);
+    await page.locator("table.records tr[data-offset]").first().waitFor();
+    assert.match(await page.locator("table.records").textContent(), /not_json/, "the dead letter's reason is shown");
+    await page.locator('button:text-is("Replay dead letters")').waitFor();
+    await page.screenshot({ path: join(artifacts, "stream.png"), fullPage: true });
+    await page.goto(`${base}/topics/${streamTopic}`);
+    await page.locator("table.records tr[data-offset]").first().waitFor();
+    await page.screenshot({ path: join(artifacts, "topic.png"), fullPage: true });
+  }
+
   step("accessibility (axe, WCAG 2 AA) in the light and the dark theme; a phone's width");
   for (const scheme of ["light", "dark"]) {
     await page.emulateMedia({ colorScheme: scheme });
-    for (const path of ["/dags", `/dags/${dagId}`, new URL(runUrl).pathname, "/runs", "/audit-log"]) {
+    const streamPages = streamName ? ["/streams", `/streams/${streamName}`, `/topics/${streamTopic}`] : [];
+    for (const path of ["/dags", `/dags/${dagId}`, new URL(runUrl).pathname, "/runs", "/audit-log", ...streamPages]) {
       await page.goto(`${base}${path}`);
       await accessible(page, `${path} (${scheme})`);
     }
@@ -178,7 +200,7 @@ try {
   await page.emulateMedia({ colorScheme: "light" });
   const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
   await phone.context().addCookies(await page.context().cookies());
-  for (const path of ["/dags", `/dags/${dagId}`, new URL(runUrl).pathname]) {
+  for (const path of ["/dags", `/dags/${dagId}`, new URL(runUrl).pathname, ...(streamName ? [`/streams/${streamName}`] : [])]) {
     await phone.goto(`${base}${path}`);
     const width = await phone.evaluate(() => document.documentElement.scrollWidth);
     assert.ok(width <= 390, `${path} is ${width} px wide on a 390 px phone`);

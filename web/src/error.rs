@@ -24,6 +24,9 @@ pub enum AppError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     TooManyRequests(String),
+    /// A service the page reads (a stream worker) did not answer.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("{0}")]
@@ -54,6 +57,7 @@ impl AppError {
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Database(_) | AppError::Internal(_) | AppError::ServerError(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -71,6 +75,7 @@ impl AppError {
             AppError::PayloadTooLarge(_) => "RequestEntityTooLarge",
             AppError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             AppError::TooManyRequests(_) => "TooManyRequests",
+            AppError::Unavailable(_) => "ServiceUnavailable",
             AppError::Database(_) | AppError::Internal(_) | AppError::ServerError(_) => "Unknown",
         }
     }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod live;
 pub mod metrics;
+pub mod stream_workers;
 pub mod ui;
 pub mod users;
 
@@ -39,6 +40,8 @@ pub struct AppState {
     pub cipher: Cipher,
     /// Server-sent state changes for the pages.
     pub live: live::Live,
+    /// The stream workers' API, for the Streams and Topics pages.
+    pub stream_workers: stream_workers::StreamWorkers,
     openapi: Arc<String>,
 }
 
@@ -60,7 +63,14 @@ impl AppState {
             login_throttle: auth::LoginThrottle::default(),
             cipher,
             openapi,
+            stream_workers: stream_workers::StreamWorkers::from_env(),
         }
+    }
+
+    /// The same state reading other stream workers (tests, embedding).
+    pub fn with_stream_workers(mut self, urls: Vec<String>) -> AppState {
+        self.stream_workers = stream_workers::StreamWorkers::new(urls);
+        self
     }
 
     /// The same state with another cipher (tests, embedding).

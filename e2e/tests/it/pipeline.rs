@@ -287,14 +287,7 @@ async fn user_automation_lands_every_published_record_in_cassandra() {
             .arg(&definition)
             .arg("--metrics-addr")
             .arg(&metrics)
-            .env(
-                "KAFKA_BOOTSTRAP_SERVERS",
-                testkit::kafka_bootstrap_servers(),
-            )
-            .env(
-                "CASSANDRA_CONTACT_POINTS",
-                testkit::cassandra_contact_points(),
-            )
+            .envs(testkit::service_env())
             .stdin(Stdio::null()),
         logs,
     );

@@ -215,3 +215,40 @@ impl RunningWorker {
             .expect("worker ran cleanly");
     }
 }
+
+/// Runs the `stream-worker` binary with `args` against the definitions at `definitions`.
+pub fn stream_worker(definitions: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_stream-worker"))
+        .arg("--definitions")
+        .arg(definitions)
+        .args(args)
+        .envs(testkit::service_env())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run stream-worker")
+}
+
+/// Writes the test's definition (`definition_yaml`) to a file of its own and returns its path.
+pub fn definition_file(names: &Names) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(&names.topic);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("users_created.yaml");
+    std::fs::write(&file, definition_yaml(names, "")).expect("definition");
+    file
+}
+
+/// A plain HTTP/1.1 request without a body; returns the whole response (status line, headers,
+/// body).
+pub async fn http_request(port: u16, method: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+}

@@ -1,37 +1,8 @@
 //! `stream-worker dlq list|show`: a stream's dead letters, read from Kafka as an operator would.
 
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use crate::common::*;
-
-/// Runs `stream-worker` with `args` against the test's definition file.
-fn stream_worker(definitions: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stream-worker"))
-        .arg("--definitions")
-        .arg(definitions)
-        .args(args)
-        .env(
-            "KAFKA_BOOTSTRAP_SERVERS",
-            testkit::kafka_bootstrap_servers(),
-        )
-        .env(
-            "CASSANDRA_CONTACT_POINTS",
-            testkit::cassandra_contact_points(),
-        )
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run stream-worker")
-}
-
-/// The definition file of the test's stream, as `definition_yaml` writes it.
-fn definition_file(names: &Names) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(&names.topic);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let file = dir.join("users_created.yaml");
-    std::fs::write(&file, definition_yaml(names, "")).expect("definition");
-    file
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_listed_and_shown_with_why_they_were_refused() {

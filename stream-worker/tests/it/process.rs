@@ -8,31 +8,9 @@ use std::time::Duration;
 use crate::common::*;
 use scylla::client::session::Session;
 
-/// Writes the test's definition to a file and returns its path.
-fn definition_file(names: &Names) -> PathBuf {
-    let dir = std::env::temp_dir().join(&names.topic);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("users_created.yaml");
-    std::fs::write(&path, definition_yaml(names, "")).expect("write definition");
-    path
-}
-
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("address").port()
-}
-
-/// A plain HTTP/1.1 GET; returns the whole response (status line, headers, body).
-async fn http_get(port: u16, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    response
 }
 
 /// A `stream-worker` process, killed when the test ends (a failing one included).
@@ -84,14 +62,7 @@ fn spawn_worker_with(
         .arg("--metrics-addr")
         .arg(format!("127.0.0.1:{metrics_port}"))
         .args(["--session-timeout-ms", "6000", "--progress-secs", "2"])
-        .env(
-            "KAFKA_BOOTSTRAP_SERVERS",
-            testkit::kafka_bootstrap_servers(),
-        )
-        .env(
-            "CASSANDRA_CONTACT_POINTS",
-            testkit::cassandra_contact_points(),
-        )
+        .envs(testkit::service_env())
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log);
@@ -187,9 +158,9 @@ async fn sigterm_drains_commits_and_exits_zero() {
     let port = free_port();
     let mut worker = spawn_worker_on(&definitions, "worker.log", port);
     wait_for_at_least(&session, &names.keyspace, 2_000, Duration::from_secs(90)).await;
-    let health = http_get(port, "/healthz").await;
+    let health = http_request(port, "GET", "/healthz").await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    let metrics = http_get(port, "/metrics").await;
+    let metrics = http_request(port, "GET", "/metrics").await;
     assert!(
         metrics.contains("# TYPE updraft_stream_records_written_total counter"),
         "{metrics}"

@@ -8,6 +8,7 @@ mod dags;
 pub mod graph;
 mod grid;
 mod runs;
+mod streams;
 mod trigger;
 mod variables;
 
@@ -78,6 +79,11 @@ pub fn router() -> Router<AppState> {
         .route("/variables/new", get(variables::new))
         .route("/variables/{variable_key}/edit", get(variables::edit))
         .route("/variables/{variable_key}/delete", post(variables::delete))
+        .route("/streams", get(streams::list))
+        .route("/streams/{stream}", get(streams::page))
+        .route("/streams/{stream}/replay", post(streams::replay))
+        .route("/topics", get(streams::topics))
+        .route("/topics/{topic}", get(streams::topic))
 }
 
 /// Every UI route as (method, path template), for the authentication test.
@@ -117,6 +123,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/variables/new"),
     ("GET", "/variables/{variable_key}/edit"),
     ("POST", "/variables/{variable_key}/delete"),
+    ("GET", "/streams"),
+    ("GET", "/streams/{stream}"),
+    ("POST", "/streams/{stream}/replay"),
+    ("GET", "/topics"),
+    ("GET", "/topics/{topic}"),
     ("GET", "/health"),
     ("GET", "/metrics"),
 ];

@@ -14,6 +14,7 @@ use updraft_orchestrator::store::runs::{self, RunFilter, RunOrder};
 use updraft_orchestrator::store::{connections, dags};
 
 use crate::common::server;
+use crate::common::stream_worker::{record, start_worker, wait_until_written};
 
 const CONN_PASSWORD: &str = "browser-s3cr3t";
 
@@ -41,7 +42,25 @@ async fn browser_login_unpause_trigger_and_log() {
         assert!(status.success(), "npm install failed");
     }
     let artifacts = server::artifacts();
-    let standalone = server::start("web_browser", "standalone-browser.log").await;
+    // A stream worker with one stream and one dead letter, for the Streams pages (when Kafka and
+    // Cassandra are up; always in CI).
+    let streams_dir = tempfile::tempdir().expect("tempdir");
+    let mut stream_env: Vec<(&str, String)> = Vec::new();
+    let mut _stream_worker = None;
+    if testkit::require_kafka() && testkit::require_cassandra() {
+        let topic = testkit::unique_name("web_browser").to_lowercase();
+        testkit::kafka::create_topic(&topic, 1).await;
+        testkit::kafka::produce(&topic, &[record(0), b"{\"id\": oops".to_vec(), record(2)]).await;
+        let (worker, port) = start_worker(&topic, streams_dir.path());
+        let api = format!("http://127.0.0.1:{port}");
+        wait_until_written(&api, 2, 1).await;
+        _stream_worker = Some(worker);
+        stream_env.push(("UPDRAFT_STREAM_WORKERS", api));
+        stream_env.push(("STREAM_NAME", "users_created".to_string()));
+        stream_env.push(("STREAM_TOPIC", topic));
+    }
+    let standalone =
+        server::start_with_env("web_browser", "standalone-browser.log", &stream_env).await;
     let status = Command::new("node")
         .arg("test.mjs")
         .current_dir(&test_dir)
@@ -53,6 +72,11 @@ async fn browser_login_unpause_trigger_and_log() {
         .env("REQUIRE_FOLLOW", "1")
         .env("CONN_ID", "browser_api")
         .env("CONN_PASSWORD", CONN_PASSWORD)
+        .envs(
+            stream_env
+                .iter()
+                .map(|(name, value)| (*name, value.as_str())),
+        )
         .stdin(Stdio::null())
         .status()
         .expect("node");

@@ -16,5 +16,6 @@ mod grid;
 mod live;
 mod perf;
 mod secrets_api;
+mod streams;
 mod ui;
 mod ui_admin;

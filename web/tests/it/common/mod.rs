@@ -2,6 +2,7 @@
 //! processor, and a router driven with `oneshot`.
 
 pub mod server;
+pub mod stream_worker;
 
 use std::sync::Arc;
 
@@ -170,6 +171,15 @@ pub async fn setup(prefix: &str) -> Option<Ctx> {
 }
 
 impl Ctx {
+    /// Serves the app again, its Streams pages reading the stream workers at `urls`.
+    pub fn read_stream_workers(&mut self, urls: Vec<String>) {
+        self.app = app(
+            AppState::new(self.pool.clone(), self.dags.path().to_path_buf())
+                .with_cipher(self.cipher.clone())
+                .with_stream_workers(urls),
+        );
+    }
+
     /// The test's database (for outages).
     pub fn database(&self) -> &TestDatabase {
         &self.database

@@ -84,7 +84,7 @@ pub fn fan_out(width: usize) -> String {
     yaml
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
@@ -93,6 +93,11 @@ fn free_port() -> u16 {
 
 /// Starts the server with `DAG` and waits until it listens and the DAG is loaded (paused).
 pub async fn start(prefix: &str, log_name: &str) -> Standalone {
+    start_with_env(prefix, log_name, &[]).await
+}
+
+/// As [`start`], with more environment variables for the server.
+pub async fn start_with_env(prefix: &str, log_name: &str, env: &[(&str, String)]) -> Standalone {
     let binary = std::env::var("UPDRAFT_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|_| workspace().join("target/debug/updraft"));
@@ -119,6 +124,7 @@ pub async fn start(prefix: &str, log_name: &str) -> Standalone {
         .env("UPDRAFT_ADMIN_PASSWORD", PASSWORD)
         // Connections with passwords can be stored (the client and browser tests create one).
         .env("UPDRAFT_SECRET_KEY", &secret_key)
+        .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
         .spawn()
