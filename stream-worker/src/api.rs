@@ -170,6 +170,16 @@ fn stream_named<'a>(api: &'a Api, name: &str) -> Result<&'a Stream, ApiError> {
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no stream `{name}`")))
 }
 
+/// A blocking librdkafka read, off the runtime's threads.
+async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, ReadError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?
+        .map_err(ApiError::from)
+}
+
 async fn read_window(
     api: &Api,
     topic: String,
@@ -177,11 +187,10 @@ async fn read_window(
 ) -> Result<Json<Vec<RecordView>>, ApiError> {
     let client = api.config()?.kafka_client();
     let limit = window.limit.unwrap_or(50).min(MAX_RECORDS);
-    let records = tokio::task::spawn_blocking(move || {
+    let records = blocking(move || {
         topic_range::read(&client, &topic, window.partition, window.offset, limit)
     })
-    .await
-    .map_err(|error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))??;
+    .await?;
     Ok(Json(records.into_iter().map(record_view).collect()))
 }
 
@@ -216,9 +225,7 @@ fn partition_view(range: PartitionRange) -> PartitionView {
 
 async fn topics(State(api): State<Api>) -> Result<Json<Vec<TopicView>>, ApiError> {
     let client = api.config()?.kafka_client();
-    let topics = tokio::task::spawn_blocking(move || topic_range::topics(&client))
-        .await
-        .map_err(|error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))??;
+    let topics = blocking(move || topic_range::topics(&client)).await?;
     Ok(Json(
         topics
             .into_iter()

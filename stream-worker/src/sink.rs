@@ -136,17 +136,23 @@ impl Sink {
     /// Writes the record's row to every table with the given write time, retrying each until
     /// it is written. Returns an error only when Cassandra rejects a row itself (naming the
     /// table); the record then goes to the dead letters.
-    pub async fn write(&self, row: Vec<Bound>, timestamp_micros: i64) -> Result<(), RecordError> {
+    pub async fn write(
+        &self,
+        mut row: Vec<Bound>,
+        timestamp_micros: i64,
+    ) -> Result<(), RecordError> {
         let timestamp = MaybeUnset::Set(Some(CqlValue::BigInt(timestamp_micros)));
-        if let [insert] = self.inserts.as_slice() {
-            return self
-                .write_table(insert, values(insert, row, timestamp))
-                .await;
+        // One table of every column (most streams): the row itself, not a copy.
+        if let [insert] = self.inserts.as_slice()
+            && insert.columns.is_none()
+        {
+            row.push(timestamp);
+            return self.write_table(insert, row).await;
         }
         let writes = self
             .inserts
             .iter()
-            .map(|insert| self.write_table(insert, values(insert, row.clone(), timestamp.clone())));
+            .map(|insert| self.write_table(insert, values(insert, &row, &timestamp)));
         futures::future::join_all(writes)
             .await
             .into_iter()
@@ -204,12 +210,13 @@ impl Sink {
 }
 
 /// The values of `insert`'s statement: its columns of the row, then the write time.
-fn values(insert: &TableInsert, mut row: Vec<Bound>, timestamp: Bound) -> Vec<Bound> {
-    if let Some(columns) = &insert.columns {
-        row = columns.iter().map(|&c| row[c].clone()).collect();
-    }
-    row.push(timestamp);
-    row
+fn values(insert: &TableInsert, row: &[Bound], timestamp: &Bound) -> Vec<Bound> {
+    let mut values: Vec<Bound> = match &insert.columns {
+        Some(columns) => columns.iter().map(|&c| row[c].clone()).collect(),
+        None => row.to_vec(),
+    };
+    values.push(timestamp.clone());
+    values
 }
 
 impl Sink {

@@ -60,11 +60,6 @@ impl StreamWorkers {
         &self.urls
     }
 
-    async fn get<T: DeserializeOwned>(&self, url: &str, path: &str) -> Result<T, WorkerError> {
-        self.send(url, self.client.get(format!("{url}{path}")))
-            .await
-    }
-
     async fn send<T: DeserializeOwned>(
         &self,
         url: &str,
@@ -96,8 +91,13 @@ impl StreamWorkers {
         if self.urls.is_empty() {
             failures.push(WorkerError::NoneConfigured);
         }
-        for url in &self.urls {
-            match self.get::<Vec<StreamStatus>>(url, "/api/streams").await {
+        // Asked side by side: a worker that does not answer costs its timeout once.
+        let answers = futures::future::join_all(self.urls.iter().map(|url| {
+            self.send::<Vec<StreamStatus>>(url, self.client.get(format!("{url}/api/streams")))
+        }))
+        .await;
+        for answer in answers {
+            match answer {
                 Ok(reports) => {
                     for report in reports {
                         match merged.get_mut(&report.name) {
@@ -114,11 +114,17 @@ impl StreamWorkers {
         (merged.into_values().collect(), failures)
     }
 
-    /// The first answer of a worker to `path` (they all read the same Kafka).
-    async fn first<T: DeserializeOwned>(&self, path: &str) -> Result<T, WorkerError> {
+    /// The first answer of a worker to `method path` (they all read the same Kafka); a worker
+    /// that refuses (404: no such stream here) answers, one that fails passes the turn.
+    async fn first<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<T, WorkerError> {
         let mut last = WorkerError::NoneConfigured;
         for url in &self.urls {
-            match self.get(url, path).await {
+            let request = self.client.request(method.clone(), format!("{url}{path}"));
+            match self.send(url, request).await {
                 Err(WorkerError::Failed { url, message }) => {
                     last = WorkerError::Failed { url, message };
                 }
@@ -135,11 +141,11 @@ impl StreamWorkers {
         window: Window,
     ) -> Result<Vec<RecordView>, WorkerError> {
         let path = format!("/api/streams/{}/dead-letters", crate::ui::enc(stream));
-        self.first(&window.query(&path)).await
+        self.first(reqwest::Method::GET, &window.query(&path)).await
     }
 
     pub async fn topics(&self) -> Result<Vec<TopicView>, WorkerError> {
-        self.first("/api/topics").await
+        self.first(reqwest::Method::GET, "/api/topics").await
     }
 
     /// Records of `topic`.
@@ -149,7 +155,7 @@ impl StreamWorkers {
         window: Window,
     ) -> Result<Vec<RecordView>, WorkerError> {
         let path = format!("/api/topics/{}/records", crate::ui::enc(topic));
-        self.first(&window.query(&path)).await
+        self.first(reqwest::Method::GET, &window.query(&path)).await
     }
 
     /// Replays the stream's dead letters on the first worker that runs it.
@@ -158,17 +164,7 @@ impl StreamWorkers {
             "/api/streams/{}/dead-letters/replay",
             crate::ui::enc(stream)
         );
-        let mut last = WorkerError::NoneConfigured;
-        for url in &self.urls {
-            let request = self.client.post(format!("{url}{path}"));
-            match self.send(url, request).await {
-                Err(WorkerError::Failed { url, message }) => {
-                    last = WorkerError::Failed { url, message };
-                }
-                answer => return answer,
-            }
-        }
-        Err(last)
+        self.first(reqwest::Method::POST, &path).await
     }
 }
 
