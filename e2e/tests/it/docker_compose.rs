@@ -227,6 +227,11 @@ fn connection_settings_point_at_the_services() {
         "cassandra"
     );
     assert_eq!(env(updraft, "UPDRAFT_BIND"), "0.0.0.0:8080");
+    // The UI's Streams pages reach the worker's API, which listens on every interface.
+    for web in [updraft, service(&compose, "webserver")] {
+        assert_eq!(host_of(env(web, "UPDRAFT_STREAM_WORKERS")), "stream-worker");
+    }
+    assert_eq!(env(worker, "STREAM_WORKER_METRICS_ADDR"), "0.0.0.0:9108");
 
     let internal = env(updraft, "KAFKA_BOOTSTRAP_SERVERS");
     let advertised = env(service(&compose, "kafka"), "KAFKA_ADVERTISED_LISTENERS");
