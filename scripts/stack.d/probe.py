@@ -3,6 +3,7 @@
 
   probe.py kafka HOST:PORT      -> prints the broker count of a Metadata (v4) response
   probe.py cassandra HOST:PORT  -> prints release_version from system.local (CQL protocol v4)
+  probe.py registry HOST:PORT   -> prints the version a schema registry's /health reports
   probe.py cql HOST:PORT QUERY [CONSISTENCY]
                                 -> prints the rows of QUERY, one a line, columns tab-separated
                                    (none for a statement such as CREATE or INSERT); CONSISTENCY
@@ -14,9 +15,11 @@ Exit 0 with the answer on stdout when the service really answers; exit 1 with th
 stderr otherwise.
 """
 import ipaddress
+import json
 import socket
 import struct
 import sys
+import urllib.request
 import uuid
 
 TIMEOUT_SECONDS = 3
@@ -171,7 +174,17 @@ def cassandra_release_version(host, port):
     return rows[0][0]
 
 
+def registry_version(host, port):
+    with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=TIMEOUT_SECONDS) as response:
+        health = json.load(response)
+    if health.get("status") != "healthy":
+        raise RuntimeError(f"health is {health.get('status')!r}")
+    return health.get("version", "?")
+
+
 def answer(command, host, port, args):
+    if command == "registry":
+        return [registry_version(host, port)]
     if command == "kafka":
         return [kafka_metadata(host, port)]
     if command == "cassandra":
@@ -180,7 +193,7 @@ def answer(command, host, port, args):
 
 
 def main():
-    commands = {"kafka": (3, 3), "cassandra": (3, 3), "cql": (4, 5)}
+    commands = {"kafka": (3, 3), "cassandra": (3, 3), "registry": (3, 3), "cql": (4, 5)}
     shortest, longest = commands.get(sys.argv[1] if len(sys.argv) > 1 else "", (0, -1))
     if not shortest <= len(sys.argv) <= longest or sys.argv[4:5] and sys.argv[4] not in CONSISTENCIES:
         print(__doc__, file=sys.stderr)

@@ -7,7 +7,10 @@ use scylla::value::{CqlDate, CqlDecimal, CqlTimestamp, CqlTimeuuid, CqlValue, Ma
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use crate::definition::{Column, CqlType, Stream};
+use schema_registry::{Registry, RegistryError};
+
+use crate::avro::AvroSchemas;
+use crate::definition::{Column, CqlType, Format, Stream};
 use crate::transform::{self, Outcome};
 
 /// One value bound to the prepared INSERT: unset (the field was absent: no tombstone, nothing
@@ -36,6 +39,12 @@ pub enum RecordError {
     Transform { message: String },
     #[error("record is {bytes} bytes, over the limit of {limit}")]
     TooLarge { bytes: usize, limit: usize },
+    /// Not an Avro record in the Confluent wire format, or a datum its schema cannot read.
+    #[error("record is not Avro: {message}")]
+    NotAvro { message: String },
+    /// The registry does not know the record's schema id (an outage is retried, not this).
+    #[error("{message}")]
+    UnknownSchema { id: u32, message: String },
     /// Cassandra refused the row itself (e.g. a value it considers invalid): retrying cannot help.
     #[error("Cassandra rejected the row: {message}")]
     Rejected { message: String },
@@ -52,6 +61,8 @@ impl RecordError {
             RecordError::WrongType { .. } => "wrong_type",
             RecordError::Transform { .. } => "transform",
             RecordError::TooLarge { .. } => "too_large",
+            RecordError::NotAvro { .. } => "not_avro",
+            RecordError::UnknownSchema { .. } => "unknown_schema",
             RecordError::Rejected { .. } => "rejected",
         }
     }
@@ -198,9 +209,49 @@ impl<'de> Deserialize<'de> for Record<'de> {
     }
 }
 
-/// Decodes `payload` into one bound value per column of `stream`, in column order; `None` when
-/// the stream's `where:` or `transform:` dropped the record.
-pub fn decode(stream: &Stream, payload: Option<&[u8]>) -> Result<Option<Vec<Bound>>, RecordError> {
+/// How a stream's records are read: JSON objects as they come, or Avro whose schemas the
+/// registry gives.
+pub enum Decoder {
+    Json,
+    Avro(Box<AvroSchemas>),
+}
+
+impl Decoder {
+    /// The decoder `stream`'s `source.format` asks for; an Avro stream without
+    /// `source.registry` uses `default_registry`.
+    pub fn for_stream(stream: &Stream, default_registry: &str) -> Result<Self, RegistryError> {
+        Ok(match stream.format {
+            Format::Json => Decoder::Json,
+            Format::Avro => Decoder::Avro(Box::new(AvroSchemas::new(
+                stream.max_record_bytes,
+                Registry::new(stream.registry_url.as_deref().unwrap_or(default_registry))?,
+            ))),
+        })
+    }
+
+    /// [`decode`] for the stream's format. An Avro record whose schema is not cached waits for
+    /// the registry, however long it is unreachable: an outage delays records, never loses them.
+    pub async fn decode(
+        &self,
+        stream: &Stream,
+        payload: Option<&[u8]>,
+    ) -> Result<Option<Vec<Bound>>, RecordError> {
+        match self {
+            Decoder::Json => decode(stream, payload),
+            Decoder::Avro(schemas) => {
+                let payload = within_limit(stream, payload)?;
+                let (id, datum) =
+                    schema_registry::unframe(payload).map_err(|e| RecordError::NotAvro {
+                        message: e.to_string(),
+                    })?;
+                let schema = schemas.get(id).await?;
+                crate::avro::decode(stream, &schema, datum)
+            }
+        }
+    }
+}
+
+fn within_limit<'p>(stream: &Stream, payload: Option<&'p [u8]>) -> Result<&'p [u8], RecordError> {
     let payload = payload.unwrap_or_default();
     if payload.len() > stream.max_record_bytes {
         return Err(RecordError::TooLarge {
@@ -208,8 +259,16 @@ pub fn decode(stream: &Stream, payload: Option<&[u8]>) -> Result<Option<Vec<Boun
             limit: stream.max_record_bytes,
         });
     }
+    Ok(payload)
+}
+
+/// Decodes a JSON `payload` into one bound value per column of `stream`, in column order;
+/// `None` when the stream's `where:` or `transform:` dropped the record.
+pub fn decode(stream: &Stream, payload: Option<&[u8]>) -> Result<Option<Vec<Bound>>, RecordError> {
+    let payload = within_limit(stream, payload)?;
     if stream.filter.is_some() || stream.transform.is_some() {
-        return decode_transformed(stream, payload);
+        let record: vrl::value::Value = serde_json::from_slice(payload).map_err(not_json)?;
+        return transformed_row(stream, record);
     }
     let record: Record<'_> = serde_json::from_slice(payload).map_err(not_json)?;
     let Record::Object(fields) = record else {
@@ -232,10 +291,12 @@ fn row(stream: &Stream, fields: &[(Cow<'_, str>, Field<'_>)]) -> Result<Vec<Boun
     Ok(row)
 }
 
-/// The VRL path: the payload becomes a VRL value, the programs run, and the event's top-level
-/// fields map to columns by name as in a plain stream.
-fn decode_transformed(stream: &Stream, payload: &[u8]) -> Result<Option<Vec<Bound>>, RecordError> {
-    let record: vrl::value::Value = serde_json::from_slice(payload).map_err(not_json)?;
+/// The VRL path: the record (as a VRL value) goes through the programs, and the event's
+/// top-level fields map to columns by name as in a plain stream.
+pub(crate) fn transformed_row(
+    stream: &Stream,
+    record: vrl::value::Value,
+) -> Result<Option<Vec<Bound>>, RecordError> {
     if !record.is_object() {
         return Err(RecordError::NotObject);
     }
@@ -375,7 +436,7 @@ fn convert(stream: &Stream, column: &Column, found: Found<'_>) -> Result<CqlValu
 }
 
 /// `value` as `cql_type`; `field` names it in errors (`tags[2]`, `home.city`).
-fn convert_value(
+pub(crate) fn convert_value(
     stream: &Stream,
     cql_type: &CqlType,
     field: &str,

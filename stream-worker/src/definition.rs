@@ -43,6 +43,9 @@ struct SourceSpec {
     #[serde(default)]
     start_offset: StartOffset,
     conn_id: Option<String>,
+    #[serde(default)]
+    format: Format,
+    registry: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +123,18 @@ impl StartOffset {
     }
 }
 
+/// How a record's value is encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// A JSON object.
+    #[default]
+    Json,
+    /// Avro in the Confluent wire format: a magic byte, the schema id, the datum; the writer's
+    /// schema is read from the schema registry.
+    Avro,
+}
+
 pub use crate::cql_type::CqlType;
 
 /// A user-defined type of the definition's `types:`, created in the stream's keyspace; a
@@ -176,6 +191,10 @@ pub struct Stream {
     pub topic: String,
     pub group: String,
     pub start_offset: StartOffset,
+    pub format: Format,
+    /// `source.registry`: the schema registry of an Avro stream (else the worker's
+    /// `--schema-registry-url`).
+    pub registry_url: Option<String>,
     pub columns: Vec<Column>,
     pub keyspace: String,
     /// User-defined types (`types:`), created in the keyspace before the tables.
@@ -362,6 +381,16 @@ pub fn parse(file: &Path, text: &str) -> Result<Stream, Vec<DefinitionError>> {
             && let Err(why) = updraft_secrets::Connection::validate_conn_id(conn_id)
         {
             error_at(path, format!("{path} `{conn_id}`: {why}"));
+        }
+    }
+    if let Some(url) = &spec.source.registry {
+        if spec.source.format != Format::Avro {
+            error_at(
+                "source.registry",
+                "source.registry is read only with `format: avro`".into(),
+            );
+        } else if let Err(error) = schema_registry::Registry::new(url) {
+            error_at("source.registry", format!("source.registry: {error}"));
         }
     }
     if spec.columns.is_empty() {
@@ -594,6 +623,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Stream, Vec<DefinitionError>> {
         topic: spec.source.topic,
         group: spec.source.group,
         start_offset: spec.source.start_offset,
+        format: spec.source.format,
+        registry_url: spec.source.registry,
         columns,
         keyspace: spec.target.keyspace,
         types,

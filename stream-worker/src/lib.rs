@@ -3,6 +3,7 @@
 //! only once every record before it is written or dead-lettered; writes are idempotent upserts.
 
 pub mod api;
+pub mod avro;
 pub mod connections;
 pub mod cql_type;
 pub mod dead_letter;

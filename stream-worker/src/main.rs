@@ -46,6 +46,15 @@ struct Args {
         global = true
     )]
     cassandra_contact_points: Vec<String>,
+    /// The schema registry of Avro streams (`format: avro`) whose definition names none
+    /// (`source.registry`).
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081",
+        global = true
+    )]
+    schema_registry_url: String,
     /// Writes in flight per stream.
     #[arg(long, env = "STREAM_WORKER_CONCURRENCY", default_value_t = 256)]
     concurrency: usize,
@@ -180,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
             kafka_bootstrap_servers: args.kafka_bootstrap_servers,
             cassandra_contact_points: args.cassandra_contact_points,
             connections_per_host: args.connections_per_host,
+            schema_registry_url: args.schema_registry_url,
             ..WorkerConfig::default()
         };
         return match command {
@@ -197,6 +207,7 @@ async fn main() -> anyhow::Result<()> {
         progress_interval: Duration::from_secs(args.progress_secs.max(1)),
         drain_timeout: Duration::from_secs(args.drain_secs),
         connections_per_host: args.connections_per_host,
+        schema_registry_url: args.schema_registry_url,
         ..WorkerConfig::default()
     };
     let metrics = Metrics::new();

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::dead_letter::{DeadLetters, SourceRecord};
+use crate::decode::Decoder;
 use crate::sink::Sink;
 use crate::topic_range::{self, PartitionRange, TopicRecord};
 use crate::worker::WorkerError;
@@ -75,6 +76,7 @@ pub enum Rewritten {
 /// Writes records through a stream's definition as the worker does.
 pub struct Rewriter<'s> {
     stream: &'s Stream,
+    decoder: Decoder,
     sink: Sink,
     dead_letters: DeadLetters,
 }
@@ -93,6 +95,7 @@ impl<'s> Rewriter<'s> {
                 },
             )?;
         Ok(Self {
+            decoder: Decoder::for_stream(stream, &config.schema_registry_url)?,
             stream,
             sink,
             dead_letters,
@@ -106,7 +109,11 @@ impl<'s> Rewriter<'s> {
             .filter(|ms| *ms >= 0)
             .unwrap_or_else(|| Utc::now().timestamp_millis())
             .saturating_mul(1000);
-        let outcome = match crate::decode::decode(self.stream, record.payload.as_deref()) {
+        let outcome = match self
+            .decoder
+            .decode(self.stream, record.payload.as_deref())
+            .await
+        {
             Ok(Some(row)) => self.sink.write(row, micros).await,
             Ok(None) => return Rewritten::Dropped,
             Err(error) => Err(error),

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connections::{CassandraLogin, KafkaSettings};
 use crate::dead_letter::{self, DeadLetters, SourceRecord};
-use crate::decode::decode;
+use crate::decode::Decoder;
 use crate::definition::Stream;
 use crate::metrics::{Metrics, StreamMetrics};
 use crate::offsets::OffsetTracker;
@@ -54,6 +54,8 @@ pub struct WorkerConfig {
     /// How long every permit must stay busy before partitions are paused.
     pub pause_after: Duration,
     pub connections_per_host: usize,
+    /// The schema registry of Avro streams without `source.registry`.
+    pub schema_registry_url: String,
 }
 
 impl WorkerConfig {
@@ -83,6 +85,7 @@ impl Default for WorkerConfig {
             drain_timeout: Duration::from_secs(30),
             pause_after: Duration::from_millis(500),
             connections_per_host: 2,
+            schema_registry_url: "http://127.0.0.1:8081".into(),
         }
     }
 }
@@ -101,6 +104,8 @@ pub enum WorkerError {
     },
     #[error("stream task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Registry(#[from] schema_registry::RegistryError),
 }
 
 impl WorkerError {
@@ -112,6 +117,7 @@ impl WorkerError {
                 SchemaError::Mismatch { .. } | SchemaError::TypeMismatch { .. },
             ) => true,
             WorkerError::Schema(SchemaError::Create { source, .. }) => sink::is_permanent(source),
+            WorkerError::Registry(error) => !error.is_transient(),
             _ => false,
         }
     }
@@ -327,6 +333,7 @@ const BURST: usize = 64;
 /// What a record's write task needs.
 struct Shared {
     stream: Stream,
+    decoder: Decoder,
     /// The stream's topic, shared by every record's `SourceRecord`.
     topic: Arc<str>,
     sink: Sink,
@@ -386,6 +393,7 @@ async fn run_stream(
 
     let shared = Arc::new(Shared {
         topic: Arc::from(stream.topic.as_str()),
+        decoder: Decoder::for_stream(&stream, &config.schema_registry_url)?,
         stream,
         sink,
         dead_letters,
@@ -572,7 +580,11 @@ fn handle(
         let started = Instant::now();
         // Decoded here, not in the consumer's loop: a transform's CPU spreads over the
         // runtime's threads instead of holding up the next records.
-        let outcome = match decode(&shared.stream, record.payload.as_deref()) {
+        let outcome = match shared
+            .decoder
+            .decode(&shared.stream, record.payload.as_deref())
+            .await
+        {
             Ok(Some(row)) => shared
                 .sink
                 .write(row, timestamp_micros)

@@ -34,12 +34,18 @@ pub fn cassandra_contact_points() -> String {
     env_or("CASSANDRA_CONTACT_POINTS", "127.0.0.1:9042")
 }
 
-/// The variables that point a spawned process (`stream-worker`, say) at the stack's Kafka and
-/// Cassandra, for `Command::envs`.
-pub fn service_env() -> [(&'static str, String); 2] {
+/// `SCHEMA_REGISTRY_URL`, defaulting to the local stack's schema registry.
+pub fn schema_registry_url() -> String {
+    env_or("SCHEMA_REGISTRY_URL", "http://127.0.0.1:8081")
+}
+
+/// The variables that point a spawned process (`stream-worker`, say) at the stack's Kafka,
+/// Cassandra and schema registry, for `Command::envs`.
+pub fn service_env() -> [(&'static str, String); 3] {
     [
         ("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap_servers()),
         ("CASSANDRA_CONTACT_POINTS", cassandra_contact_points()),
+        ("SCHEMA_REGISTRY_URL", schema_registry_url()),
     ]
 }
 
@@ -104,6 +110,13 @@ pub fn require_kafka() -> bool {
 /// `require` for the Cassandra node of `cassandra_contact_points()`.
 pub fn require_cassandra() -> bool {
     require("Cassandra", &cassandra_contact_points())
+}
+
+/// `require` for the schema registry of `schema_registry_url()`.
+pub fn require_schema_registry() -> bool {
+    let url = schema_registry_url();
+    let without_scheme = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+    require("The schema registry", without_scheme)
 }
 
 /// A name unique to this test process and call, for topics, keyspaces, groups and databases:

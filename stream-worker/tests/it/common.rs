@@ -92,6 +92,7 @@ pub fn config() -> WorkerConfig {
             .collect(),
         session_timeout: Duration::from_secs(6),
         progress_interval: Duration::from_secs(5),
+        schema_registry_url: testkit::schema_registry_url(),
         ..WorkerConfig::default()
     }
 }

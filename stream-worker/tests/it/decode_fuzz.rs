@@ -33,10 +33,44 @@ fn says_where(error: &RecordError) -> bool {
         RecordError::Transform { message } => {
             message.starts_with("transform: ") || message.starts_with("where: ")
         }
+        RecordError::NotAvro { message } | RecordError::UnknownSchema { message, .. } => {
+            !message.is_empty()
+        }
         RecordError::NotObject | RecordError::TooLarge { .. } | RecordError::Rejected { .. } => {
             true
         }
     }
+}
+
+const AVRO_SCHEMA: &str = include_str!("../../../streams/examples/users_created.avsc");
+
+/// The seed stream reading Avro, and the seed schema.
+fn avro_seed() -> (Stream, apache_avro::Schema) {
+    let text = SEED_DEFINITION.replace("  start_offset:", "  format: avro\n  start_offset:");
+    let stream = definition::parse(Path::new("users_avro.yaml"), &text).expect("definition");
+    let schema = apache_avro::Schema::parse_str(AVRO_SCHEMA).expect("schema");
+    (stream, schema)
+}
+
+/// The good record's Avro datum (no wire header).
+fn avro_datum(schema: &apache_avro::Schema) -> Vec<u8> {
+    let record: serde_json::Value = serde_json::from_str(GOOD_RECORD).expect("JSON");
+    let value = apache_avro::types::Value::from(record)
+        .resolve(schema)
+        .expect("fits the schema");
+    apache_avro::to_avro_datum(schema, value).expect("encode")
+}
+
+#[test]
+fn the_good_avro_datum_decodes_to_the_json_records_row() {
+    let (stream, schema) = avro_seed();
+    let from_avro = stream_worker::avro::decode(&stream, &schema, &avro_datum(&schema))
+        .expect("decodes")
+        .expect("kept");
+    let from_json = decode(&seed_stream(), Some(GOOD_RECORD.as_bytes()))
+        .expect("decodes")
+        .expect("kept");
+    assert_eq!(format!("{from_avro:?}"), format!("{from_json:?}"));
 }
 
 fn edited(base: &'static str) -> impl Strategy<Value = Vec<u8>> {
@@ -102,6 +136,21 @@ proptest! {
                 matches!(bound, MaybeUnset::Set(Some(CqlValue::Text(found))) if found == text),
                 "{text:?}"
             );
+        }
+    }
+
+    #[test]
+    fn an_avro_datum_with_random_edits_never_panics(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+    ) {
+        let (stream, schema) = avro_seed();
+        let mut datum = avro_datum(&schema);
+        for (at, byte) in edits {
+            let index = at.index(datum.len());
+            datum[index] = byte;
+        }
+        if let Err(error) = stream_worker::avro::decode(&stream, &schema, &datum) {
+            prop_assert!(says_where(&error), "{error}");
         }
     }
 

@@ -4,6 +4,7 @@
 //!   cargo test -p stream-worker --test it [<module>::]
 
 mod api;
+mod avro;
 mod common;
 mod decode_fuzz;
 mod dlq;
