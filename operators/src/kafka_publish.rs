@@ -1,12 +1,15 @@
 //! `kafka_publish`: publishes JSON records to a Kafka topic with an idempotent, acks=all
 //! producer and waits for every delivery report. Records are one `value`, or one per item of
 //! `for_each` with `key`, `value` and `headers` rendered per item (`item`, `index` in scope);
-//! `repeat` publishes them again for a number of rounds or for a while.
+//! `repeat` publishes them again for a number of rounds or for a while. With `format: avro` the
+//! values are Avro in the Confluent wire format, their schema registered in a schema registry.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+use apache_avro::Schema;
 use async_trait::async_trait;
+use schema_registry::{Backoff, Registry, RegistryError};
 use updraft_secrets::KafkaClient;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -21,6 +24,13 @@ use crate::fields::{DurationValue, Templated, is_template};
 use crate::{Operator, OperatorError, TaskContext};
 
 const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+const DEFAULT_SCHEMA_REGISTRY: &str = "http://127.0.0.1:8081";
+/// A registry outage is retried this many times (0.2 s, 0.4 s, … 3.2 s) before the try fails.
+const REGISTRY_BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(200),
+    max: Duration::from_secs(5),
+    tries: Some(5),
+};
 /// Deliveries awaited at once; beyond this the oldest is awaited first (bounded memory).
 const MAX_IN_FLIGHT: usize = 10_000;
 
@@ -59,11 +69,36 @@ pub struct KafkaPublishConfig {
     /// Publish the records again: `{times: 3}` or `{for: 60s}`, optionally with an `interval`.
     #[serde(default)]
     pub repeat: Option<Repeat>,
+    /// How values are written: `json` (default), or `avro` — Avro in the Confluent wire format
+    /// (magic byte, schema id, datum), each value checked against the schema.
+    #[serde(default)]
+    pub format: ValueFormat,
+    /// Avro: the schema registry's URL (credentials as `http://user:password@host:8081`).
+    /// Default env `SCHEMA_REGISTRY_URL`, else `http://127.0.0.1:8081`.
+    #[serde(default)]
+    pub schema_registry: Option<String>,
+    /// Avro: the registry subject. Default `<topic>-value` (Confluent's topic name strategy).
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Avro: the schema (a mapping or a JSON string), registered under the subject before the
+    /// first record (the registry refuses one that breaks the subject's compatibility rule).
+    /// Without it, the subject's latest version is used.
+    #[serde(default)]
+    pub schema: Option<Value>,
     /// Fail a record not acknowledged within this time (librdkafka `message.timeout.ms`).
     /// Default 30s.
     #[serde(default = "default_delivery_timeout")]
     #[schemars(default = "default_delivery_timeout_text")]
     pub delivery_timeout: Templated<DurationValue>,
+}
+
+/// `kafka_publish`'s `format`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueFormat {
+    #[default]
+    Json,
+    Avro,
 }
 
 /// A bounded repetition; exactly one of `times` and `for`.
@@ -107,6 +142,19 @@ impl Operator for KafkaPublishOperator {
             Some(Value::String(_) | Value::Array(_)) | None => {}
             Some(other) => return Err(format!("`for_each` must be a list, found {other}")),
         }
+        if config.format == ValueFormat::Json {
+            let avro_only = [
+                ("schema_registry", config.schema_registry.is_some()),
+                ("subject", config.subject.is_some()),
+                ("schema", config.schema.is_some()),
+            ];
+            if let Some((field, _)) = avro_only.iter().find(|(_, given)| *given) {
+                return Err(format!("`{field}` is read only with `format: avro`"));
+            }
+        }
+        if let Some(schema) = &config.schema {
+            avro_schema(schema)?;
+        }
         if let Some(repeat) = &config.repeat {
             match (&repeat.times, &repeat.duration) {
                 (Some(_), Some(_)) => {
@@ -137,8 +185,12 @@ impl Operator for KafkaPublishOperator {
         if config.brokers.as_deref().is_none_or(|b| b.trim().is_empty()) {
             config.brokers = settings.brokers;
         }
-        let plan = Plan::try_from(config)?;
+        let avro = AvroTarget::of(&mut config)?;
+        let mut plan = Plan::try_from(config)?;
         let target = format!("topic `{}` at brokers `{}`", plan.topic, plan.brokers);
+        if let Some(avro) = avro {
+            plan.encoding = avro.resolve(ctx).await?;
+        }
         let mut client = ClientConfig::new();
         for (name, value) in &settings.settings {
             client.set(name, value);
@@ -219,6 +271,121 @@ enum Rounds {
     For(Duration),
 }
 
+/// Where an Avro publish gets its schema.
+struct AvroTarget {
+    registry: Registry,
+    subject: String,
+    schema: Option<String>,
+}
+
+impl AvroTarget {
+    /// The Avro settings of a `format: avro` config (taken out of it), `None` for JSON.
+    fn of(config: &mut KafkaPublishConfig) -> Result<Option<Self>, OperatorError> {
+        if config.format != ValueFormat::Avro {
+            return Ok(None);
+        }
+        let url = config
+            .schema_registry
+            .take()
+            .filter(|url| !url.trim().is_empty())
+            .or_else(|| {
+                std::env::var("SCHEMA_REGISTRY_URL")
+                    .ok()
+                    .filter(|url| !url.trim().is_empty())
+            })
+            .unwrap_or_else(|| DEFAULT_SCHEMA_REGISTRY.to_string());
+        let registry = Registry::new(&url).map_err(|e| OperatorError::Config(e.to_string()))?;
+        let schema = match config.schema.take() {
+            None => None,
+            Some(schema) => Some(avro_schema(&schema).map_err(OperatorError::Config)?.1),
+        };
+        Ok(Some(Self {
+            registry,
+            subject: config
+                .subject
+                .take()
+                .unwrap_or_else(|| schema_registry::value_subject(&config.topic)),
+            schema,
+        }))
+    }
+
+    /// Registers the schema (or reads the subject's latest) and returns how to encode with it.
+    async fn resolve(self, ctx: &TaskContext) -> Result<Encoding, OperatorError> {
+        let transient = |error: &RegistryError| error.is_transient();
+        let (id, text) = match self.schema {
+            Some(schema) => {
+                let id = REGISTRY_BACKOFF
+                    .run("register the schema", transient, || {
+                        self.registry.register(&self.subject, &schema)
+                    })
+                    .await
+                    .map_err(|e| OperatorError::Failed(e.to_string()))?;
+                (id, schema)
+            }
+            None => {
+                let latest = REGISTRY_BACKOFF
+                    .run("read the latest schema", transient, || {
+                        self.registry.latest(&self.subject)
+                    })
+                    .await
+                    .map_err(|e| OperatorError::Failed(e.to_string()))?;
+                (latest.id, latest.schema)
+            }
+        };
+        let schema = Schema::parse_str(&text).map_err(|e| {
+            OperatorError::Failed(format!(
+                "schema id {id} of subject `{}` is not Avro: {e}",
+                self.subject
+            ))
+        })?;
+        ctx.log(format!(
+            "Avro: schema id {id} of subject `{}` at {}",
+            self.subject,
+            self.registry.url()
+        ));
+        Ok(Encoding::Avro { id, schema })
+    }
+}
+
+/// `schema` (a mapping or a JSON string) parsed as Avro, and its JSON text.
+fn avro_schema(schema: &Value) -> Result<(Schema, String), String> {
+    let text = match schema {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let parsed = Schema::parse_str(&text).map_err(|e| format!("`schema` is not an Avro schema: {e}"))?;
+    Ok((parsed, text))
+}
+
+/// How record values are serialised.
+enum Encoding {
+    Json,
+    /// Avro datums framed with the registry's schema id.
+    Avro { id: u32, schema: Schema },
+}
+
+impl Encoding {
+    fn encode(&self, value: &Value, which: &str) -> Result<Vec<u8>, OperatorError> {
+        match self {
+            Encoding::Json => serde_json::to_vec(value).map_err(|error| {
+                OperatorError::Failed(format!("cannot serialise the value of {which}: {error}"))
+            }),
+            Encoding::Avro { id, schema } => {
+                let misfit = |error: apache_avro::Error| {
+                    OperatorError::Failed(format!(
+                        "the value of {which} does not fit Avro schema id {id}: {error}"
+                    ))
+                };
+                let datum = apache_avro::types::Value::from(value.clone())
+                    .resolve(schema)
+                    .and_then(|avro| apache_avro::to_avro_datum(schema, avro))
+                    .map_err(misfit)?;
+                Ok(schema_registry::frame(*id, &datum))
+            }
+        }
+    }
+}
+
 /// A config with its non-deferred fields resolved.
 struct Plan {
     brokers: String,
@@ -231,6 +398,7 @@ struct Plan {
     repeat: Rounds,
     interval: Duration,
     delivery_timeout: Duration,
+    encoding: Encoding,
 }
 
 impl TryFrom<KafkaPublishConfig> for Plan {
@@ -290,6 +458,7 @@ impl TryFrom<KafkaPublishConfig> for Plan {
             repeat,
             interval,
             delivery_timeout: config.delivery_timeout.resolve("delivery_timeout")?.0,
+            encoding: Encoding::Json,
         })
     }
 }
@@ -353,9 +522,7 @@ impl Plan {
             };
             headers.push((name.clone(), rendered));
         }
-        let value = serde_json::to_vec(&value).map_err(|error| {
-            OperatorError::Failed(format!("cannot serialise the value of {which}: {error}"))
-        })?;
+        let value = self.encoding.encode(&value, which)?;
         Ok(Record {
             key,
             value,

@@ -416,3 +416,30 @@ target: {keyspace: ks, table: t, primary_key: [id]}
         "list<frozen<address>>"
     );
 }
+
+#[test]
+fn avro_streams_name_their_registry_and_json_ones_cannot() {
+    let with_source = |extra: &str| GOOD.replace("  group: g\n", &format!("  group: g\n{extra}"));
+    let stream = parse(Path::new("s.yaml"), GOOD).expect("valid");
+    assert_eq!((stream.format, stream.registry_url), (Format::Json, None));
+    let text = with_source("  format: avro\n  registry: http://registry:8081\n");
+    let stream = parse(Path::new("s.yaml"), &text).expect("valid");
+    assert_eq!(stream.format, Format::Avro);
+    assert_eq!(stream.registry_url.as_deref(), Some("http://registry:8081"));
+
+    let errors = errors_of(&with_source("  registry: http://registry:8081\n"));
+    assert!(
+        errors[0].starts_with("s.yaml:4:") && errors[0].contains("only with `format: avro`"),
+        "{errors:?}"
+    );
+    let errors = errors_of(&with_source("  format: avro\n  registry: ftp://registry\n"));
+    assert!(
+        errors[0].starts_with("s.yaml:5:") && errors[0].contains("not an http(s) URL"),
+        "{errors:?}"
+    );
+    let errors = errors_of(&with_source("  format: protobuf\n"));
+    assert!(
+        errors[0].starts_with("s.yaml:4:") && errors[0].contains("unknown variant `protobuf`"),
+        "{errors:?}"
+    );
+}

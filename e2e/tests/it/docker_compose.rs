@@ -74,6 +74,7 @@ fn every_service_of_the_pipeline_is_there() {
         "kafka-ui",
         "postgres",
         "scheduler",
+        "schema-registry",
         "stream-worker",
         "updraft",
         "webserver",
@@ -191,7 +192,13 @@ fn images_are_pinned_and_match_the_local_stack() {
         format!("cassandra:{}", stack_setting("CASSANDRA_VERSION"))
     );
     assert!(image("postgres").starts_with("postgres:"));
-    for name in ["postgres", "kafka", "cassandra", "kafka-ui"] {
+    for name in [
+        "postgres",
+        "kafka",
+        "cassandra",
+        "kafka-ui",
+        "schema-registry",
+    ] {
         assert!(
             !image(name).ends_with(":latest"),
             "{name} should pin a version"
@@ -232,6 +239,15 @@ fn connection_settings_point_at_the_services() {
         assert_eq!(host_of(env(web, "UPDRAFT_STREAM_WORKERS")), "stream-worker");
     }
     assert_eq!(env(worker, "STREAM_WORKER_METRICS_ADDR"), "0.0.0.0:9108");
+    // Avro: whoever publishes or reads it finds the registry, which stores schemas in Kafka.
+    for user in [updraft, worker, service(&compose, "scheduler")] {
+        assert_eq!(host_of(env(user, "SCHEMA_REGISTRY_URL")), "schema-registry");
+    }
+    let registry = service(&compose, "schema-registry");
+    assert_eq!(
+        env(registry, "SCHEMA_REGISTRY_KAFKASTORE_BOOTSTRAP_SERVERS"),
+        env(updraft, "KAFKA_BOOTSTRAP_SERVERS")
+    );
 
     let internal = env(updraft, "KAFKA_BOOTSTRAP_SERVERS");
     let advertised = env(service(&compose, "kafka"), "KAFKA_ADVERTISED_LISTENERS");

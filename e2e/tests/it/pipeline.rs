@@ -1,6 +1,7 @@
 //! The reference pipeline across real processes: `updraft standalone` runs `user_automation`
 //! against a local randomuser stand-in, publishes to Kafka, and `stream-worker` lands the records
-//! in Cassandra. Everything but randomuser.me is real.
+//! in Cassandra; then the same in Avro (`user_automation_avro`, `streams/examples/users_avro.yaml`)
+//! through the schema registry. Everything but randomuser.me is real.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -173,12 +174,9 @@ const COLUMNS: [&str; 11] = [
 
 async fn cassandra_rows(
     session: &scylla::client::session::Session,
-    keyspace: &str,
+    table: &str,
 ) -> Option<BTreeMap<uuid::Uuid, BTreeMap<&'static str, String>>> {
-    let query = format!(
-        "SELECT id, {} FROM {keyspace}.created_users",
-        COLUMNS.join(", ")
-    );
+    let query = format!("SELECT id, {} FROM {table}", COLUMNS.join(", "));
     let result = session.query_unpaged(query, &[]).await.ok()?;
     let rows = result.into_rows_result().ok()?;
     let mut by_id = BTreeMap::new();
@@ -211,41 +209,123 @@ async fn cassandra_rows(
     Some(by_id)
 }
 
+/// One shipped DAG and the shipped stream that reads what it publishes.
+struct Variant {
+    dag_id: &'static str,
+    /// The DAG's default topic, which is also the stream's.
+    topic: &'static str,
+    stream: &'static str,
+    table: &'static str,
+}
+
+const JSON: Variant = Variant {
+    dag_id: "user_automation",
+    topic: "users_created",
+    stream: "streams/users_created.yaml",
+    table: "created_users",
+};
+
+const AVRO: Variant = Variant {
+    dag_id: "user_automation_avro",
+    topic: "users_created_avro",
+    stream: "streams/examples/users_avro.yaml",
+    table: "created_users_avro",
+};
+
 #[tokio::test(flavor = "multi_thread")]
 async fn user_automation_lands_every_published_record_in_cassandra() {
     if !(testkit::require_postgres() && testkit::require_kafka() && testkit::require_cassandra()) {
         return;
     }
+    let records = run_pipeline(&JSON).await;
+    assert!(
+        records
+            .iter()
+            .all(|record| record.payload.first() == Some(&b'{'))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_automation_avro_lands_every_published_record_in_cassandra() {
+    if !(testkit::require_postgres()
+        && testkit::require_kafka()
+        && testkit::require_cassandra()
+        && testkit::require_schema_registry())
+    {
+        return;
+    }
+    let records = run_pipeline(&AVRO).await;
+    assert!(
+        records
+            .iter()
+            .all(|record| record.payload.first() == Some(&0))
+    );
+    // The DAG registers the schema the stream's example documents.
+    let dag: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(repo_root().join("dags/user_automation_avro.yaml")).unwrap(),
+    )
+    .unwrap();
+    let in_dag: Value = serde_json::to_value(&dag["tasks"][1]["schema"]).unwrap();
+    let avsc: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("streams/examples/users_created.avsc")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(in_dag, avsc);
+}
+
+/// Each published record's value as JSON: Avro ones decoded with the schema their header names.
+async fn decoded(records: &[testkit::kafka::Record]) -> Vec<Value> {
+    let registry = schema_registry::Registry::new(&testkit::schema_registry_url()).unwrap();
+    let mut values = Vec::with_capacity(records.len());
+    for record in records {
+        let Ok((id, mut datum)) = schema_registry::unframe(&record.payload) else {
+            values.push(record.json());
+            continue;
+        };
+        let schema = registry.schema(id).await.expect("the record's schema");
+        let schema = apache_avro::Schema::parse_str(&schema.schema).expect("Avro");
+        let value = apache_avro::from_avro_datum(&schema, &mut datum, None).expect("datum");
+        values.push(Value::try_from(value).expect("JSON"));
+    }
+    values
+}
+
+/// Runs `variant`'s DAG and stream as shipped, pointed at a topic and keyspace of this test,
+/// checks that every published record is one row holding the seed's mapping, and returns the
+/// records.
+async fn run_pipeline(variant: &Variant) -> Vec<testkit::kafka::Record> {
     let binaries = built_binaries();
     let work = tempfile::tempdir().expect("tempdir");
     let topic = testkit::unique_name("e2e_users");
     let keyspace = testkit::unique_name("e2e_ks");
+    let dag_id = variant.dag_id;
 
-    // The DAG and the stream definition as shipped, pointed at this test's topic and keyspace.
     let dags = work.path().join("dags");
     std::fs::create_dir(&dags).expect("dags folder");
     let dag =
-        std::fs::read_to_string(repo_root().join("dags/user_automation.yaml")).expect("the DAG");
-    assert!(
-        dag.contains("default: users_created"),
-        "the DAG's topic param moved"
-    );
+        std::fs::read_to_string(repo_root().join(format!("dags/{dag_id}.yaml"))).expect("the DAG");
+    let default_topic = format!("default: {}\n", variant.topic);
+    assert!(dag.contains(&default_topic), "the DAG's topic param moved");
     std::fs::write(
-        dags.join("user_automation.yaml"),
-        dag.replace("default: users_created", &format!("default: {topic}")),
+        dags.join(format!("{dag_id}.yaml")),
+        dag.replace(&default_topic, &format!("default: {topic}\n")),
     )
     .expect("write DAG");
-    let stream = std::fs::read_to_string(repo_root().join("streams/users_created.yaml"))
-        .expect("the stream");
-    let definition = work.path().join("users_created.yaml");
+    let stream = std::fs::read_to_string(repo_root().join(variant.stream)).expect("the stream");
+    let definition = work.path().join("stream.yaml");
     std::fs::write(
         &definition,
         stream
-            .replace("users_created", &topic)
+            .replace(
+                &format!("topic: {}\n", variant.topic),
+                &format!("topic: {topic}\n"),
+            )
+            .replace(&format!("{}.dlq", variant.topic), &format!("{topic}.dlq"))
             .replace("spark_streaming", &keyspace)
             .replace("updraft-stream-worker", &testkit::unique_name("e2e_group")),
     )
     .expect("write stream definition");
+    let table = format!("{keyspace}.{}", variant.table);
 
     let fixture: Value =
         serde_json::from_str(include_str!("../../testdata/randomuser_response.json"))
@@ -273,10 +353,7 @@ async fn user_automation_lands_every_published_record_in_cassandra() {
                 "UPDRAFT_VAR_RANDOMUSER_URL",
                 format!("{}/api/", randomuser.uri()),
             )
-            .env(
-                "KAFKA_BOOTSTRAP_SERVERS",
-                testkit::kafka_bootstrap_servers(),
-            )
+            .envs(testkit::service_env())
             .stdin(Stdio::null()),
         logs,
     );
@@ -298,7 +375,7 @@ async fn user_automation_lands_every_published_record_in_cassandra() {
     };
     testkit::eventually("the DAG in the API", Duration::from_secs(60), async || {
         assert_running(&mut [&mut updraft, &mut worker]);
-        api.call(reqwest::Method::GET, "/dags/user_automation", None)
+        api.call(reqwest::Method::GET, &format!("/dags/{dag_id}"), None)
             .await
             .filter(|(status, _)| *status == 200)
     })
@@ -306,7 +383,7 @@ async fn user_automation_lands_every_published_record_in_cassandra() {
     let (status, _) = api
         .call(
             reqwest::Method::PATCH,
-            "/dags/user_automation?update_mask=is_paused",
+            &format!("/dags/{dag_id}?update_mask=is_paused"),
             Some(json!({"is_paused": false})),
         )
         .await
@@ -315,14 +392,14 @@ async fn user_automation_lands_every_published_record_in_cassandra() {
     let (status, created) = api
         .call(
             reqwest::Method::POST,
-            "/dags/user_automation/dagRuns",
+            &format!("/dags/{dag_id}/dagRuns"),
             Some(json!({"dag_run_id": RUN_ID, "conf": {"results": fixture["results"].as_array().map_or(0, Vec::len)}})),
         )
         .await
         .expect("trigger");
     assert_eq!(status, 200, "trigger answered {created}");
 
-    let run_path = format!("/dags/user_automation/dagRuns/{RUN_ID}");
+    let run_path = format!("/dags/{dag_id}/dagRuns/{RUN_ID}");
     let state = testkit::eventually("the run to finish", Duration::from_secs(120), async || {
         assert_running(&mut [&mut updraft, &mut worker]);
         let (_, run) = api.call(reqwest::Method::GET, &run_path, None).await?;
@@ -336,17 +413,14 @@ async fn user_automation_lands_every_published_record_in_cassandra() {
     // the topic counts, so wait for a moment when the topic and the table agree.
     let session = testkit::cassandra::session().await;
     let what = "every record in Cassandra";
-    let (records, rows) = testkit::eventually(what, Duration::from_secs(120), async || {
+    let (published, rows) = testkit::eventually(what, Duration::from_secs(120), async || {
         assert_running(&mut [&mut updraft, &mut worker]);
-        let records: Vec<Value> = testkit::kafka::read_all(&topic)
-            .await
-            .iter()
-            .map(testkit::kafka::Record::json)
-            .collect();
-        let rows = cassandra_rows(&session, &keyspace).await?;
-        (!records.is_empty() && rows.len() == records.len()).then_some((records, rows))
+        let published = testkit::kafka::read_all(&topic).await;
+        let rows = cassandra_rows(&session, &table).await?;
+        (!published.is_empty() && rows.len() == published.len()).then_some((published, rows))
     })
     .await;
+    let records = decoded(&published).await;
 
     let users = fixture["results"].as_array().expect("results");
     let expected: Vec<BTreeMap<&str, String>> = users.iter().map(expected_record).collect();
@@ -390,4 +464,5 @@ async fn user_automation_lands_every_published_record_in_cassandra() {
     let _ = session
         .query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), &[])
         .await;
+    published
 }

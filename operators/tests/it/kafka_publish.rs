@@ -326,3 +326,135 @@ async fn a_connection_gives_the_brokers_and_client_settings() {
         "{refused:?}"
     );
 }
+
+/// The seed's Avro schema, as the stream worker's example reads it.
+const USER_SCHEMA: &str = include_str!("../../../streams/examples/users_created.avsc");
+
+#[tokio::test]
+async fn format_avro_registers_the_schema_and_frames_each_value_with_its_id() {
+    if !testkit::require_kafka() || !testkit::require_schema_registry() {
+        return;
+    }
+    let topic = create_topic("ops_avro").await;
+    let schema: Value = serde_json::from_str(USER_SCHEMA).unwrap();
+    let users: Vec<Value> = (0..4)
+        .map(|i| {
+            let mut user = serde_json::Map::new();
+            for field in schema["fields"].as_array().unwrap() {
+                let name = field["name"].as_str().unwrap();
+                user.insert(name.into(), json!(format!("{name} {i} ✓")));
+            }
+            Value::Object(user)
+        })
+        .collect();
+    let h = harness("stream_users_avro");
+    let config = json!({
+        "brokers": testkit::kafka_bootstrap_servers(),
+        "topic": topic,
+        "for_each": users,
+        "format": "avro",
+        "schema_registry": testkit::schema_registry_url(),
+        "schema": schema,
+    });
+    let output = run("kafka_publish", config, &h.ctx).await.unwrap();
+    assert_eq!(output["count"], 4);
+
+    // The id in each header is the one the registry holds for the topic's subject.
+    let registry = schema_registry::Registry::new(&testkit::schema_registry_url()).unwrap();
+    let latest = registry
+        .latest(&schema_registry::value_subject(&topic))
+        .await
+        .unwrap();
+    let parsed = apache_avro::Schema::parse_str(&latest.schema).unwrap();
+    let mut decoded: Vec<Value> = consume(&topic, 4)
+        .await
+        .iter()
+        .map(|record| {
+            let (id, mut datum) = schema_registry::unframe(&record.payload).unwrap();
+            assert_eq!(id, latest.id);
+            let value = apache_avro::from_avro_datum(&parsed, &mut datum, None).unwrap();
+            Value::try_from(value).unwrap()
+        })
+        .collect();
+    decoded.sort_by_key(|user| user["first_name"].to_string());
+    assert_eq!(decoded, users);
+    assert!(
+        h.log.lines().iter().any(|line| line
+            == &format!(
+                "Avro: schema id {} of subject `{topic}-value` at {}",
+                latest.id,
+                registry.url()
+            )),
+        "{:?}",
+        h.log.lines()
+    );
+}
+
+#[tokio::test]
+async fn format_avro_fails_clearly_on_a_misfit_value_or_an_incompatible_schema() {
+    if !testkit::require_kafka() || !testkit::require_schema_registry() {
+        return;
+    }
+    let topic = create_topic("ops_avro_bad").await;
+    let schema = json!({"type": "record", "name": "Greeting", "fields": [{"name": "text", "type": "string"}]});
+    let h = harness("avro_bad");
+    let publish = |value: Value, schema: Value| {
+        json!({
+            "brokers": testkit::kafka_bootstrap_servers(),
+            "topic": topic,
+            "for_each": [{"text": "hi"}, value],
+            "format": "avro",
+            "schema_registry": testkit::schema_registry_url(),
+            "schema": schema,
+        })
+    };
+    let error = run(
+        "kafka_publish",
+        publish(json!({"text": 7}), schema.clone()),
+        &h.ctx,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("the value of for_each item 1 does not fit Avro schema id"),
+        "{error}"
+    );
+    assert_eq!(
+        testkit::kafka::record_count(&topic),
+        0,
+        "no record of a failed round is sent"
+    );
+
+    // A new required field without a default breaks BACKWARD compatibility: the registry says no.
+    let breaking = json!({"type": "record", "name": "Greeting", "fields": [
+        {"name": "text", "type": "string"}, {"name": "lang", "type": "string"}]});
+    let error = run(
+        "kafka_publish",
+        publish(json!({"text": "yo", "lang": "en"}), breaking),
+        &h.ctx,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        error.to_string().contains(&format!(
+            "refused the schema for subject `{topic}-value` (HTTP 409)"
+        )),
+        "{error}"
+    );
+
+    let error = run(
+        "kafka_publish",
+        json!({"topic": topic, "value": {"a": 1}, "schema": schema}),
+        &h.ctx,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("`schema` is read only with `format: avro`"),
+        "{error}"
+    );
+}
