@@ -77,6 +77,10 @@ pub struct KafkaPublishConfig {
     /// Default env `SCHEMA_REGISTRY_URL`, else `http://127.0.0.1:8081`.
     #[serde(default)]
     pub schema_registry: Option<String>,
+    /// Avro: an HTTP connection giving the registry (its host, port and schema as for `http`)
+    /// and a login sent as basic auth. `schema_registry` wins over it.
+    #[serde(default)]
+    pub schema_registry_conn_id: Option<String>,
     /// Avro: the registry subject. Default `<topic>-value` (Confluent's topic name strategy).
     #[serde(default)]
     pub subject: Option<String>,
@@ -145,6 +149,10 @@ impl Operator for KafkaPublishOperator {
         if config.format == ValueFormat::Json {
             let avro_only = [
                 ("schema_registry", config.schema_registry.is_some()),
+                (
+                    "schema_registry_conn_id",
+                    config.schema_registry_conn_id.is_some(),
+                ),
                 ("subject", config.subject.is_some()),
                 ("schema", config.schema.is_some()),
             ];
@@ -185,7 +193,7 @@ impl Operator for KafkaPublishOperator {
         if config.brokers.as_deref().is_none_or(|b| b.trim().is_empty()) {
             config.brokers = settings.brokers;
         }
-        let avro = AvroTarget::of(&mut config)?;
+        let avro = AvroTarget::of(&mut config, ctx)?;
         let mut plan = Plan::try_from(config)?;
         let target = format!("topic `{}` at brokers `{}`", plan.topic, plan.brokers);
         if let Some(avro) = avro {
@@ -279,22 +287,37 @@ struct AvroTarget {
 }
 
 impl AvroTarget {
-    /// The Avro settings of a `format: avro` config (taken out of it), `None` for JSON.
-    fn of(config: &mut KafkaPublishConfig) -> Result<Option<Self>, OperatorError> {
+    /// The Avro settings of a `format: avro` config (taken out of it), `None` for JSON. The
+    /// registry: `schema_registry`, else the connection's, else env `SCHEMA_REGISTRY_URL`.
+    fn of(
+        config: &mut KafkaPublishConfig,
+        ctx: &TaskContext,
+    ) -> Result<Option<Self>, OperatorError> {
         if config.format != ValueFormat::Avro {
             return Ok(None);
         }
-        let url = config
+        let given = config
             .schema_registry
             .take()
-            .filter(|url| !url.trim().is_empty())
-            .or_else(|| {
-                std::env::var("SCHEMA_REGISTRY_URL")
+            .filter(|url| !url.trim().is_empty());
+        let registry = match (given, &config.schema_registry_conn_id) {
+            (Some(url), _) => registry_at(&url)?,
+            (None, Some(conn_id)) => {
+                let connection = ctx.connection(conn_id).map_err(OperatorError::Config)?;
+                let url = connection.http_base_url().map_err(OperatorError::Config)?;
+                match connection.login {
+                    Some(user) => registry_at(&url)?
+                        .with_login(user, connection.password.unwrap_or_default()),
+                    None => registry_at(&url)?,
+                }
+            }
+            (None, None) => registry_at(
+                &std::env::var("SCHEMA_REGISTRY_URL")
                     .ok()
                     .filter(|url| !url.trim().is_empty())
-            })
-            .unwrap_or_else(|| DEFAULT_SCHEMA_REGISTRY.to_string());
-        let registry = Registry::new(&url).map_err(|e| OperatorError::Config(e.to_string()))?;
+                    .unwrap_or_else(|| DEFAULT_SCHEMA_REGISTRY.to_string()),
+            )?,
+        };
         let schema = match config.schema.take() {
             None => None,
             Some(schema) => Some(avro_schema(&schema).map_err(OperatorError::Config)?.1),
@@ -345,6 +368,10 @@ impl AvroTarget {
         ));
         Ok(Encoding::Avro { id, schema })
     }
+}
+
+fn registry_at(url: &str) -> Result<Registry, OperatorError> {
+    Registry::new(url).map_err(|e| OperatorError::Config(e.to_string()))
 }
 
 /// `schema` (a mapping or a JSON string) parsed as Avro, and its JSON text.

@@ -156,6 +156,12 @@ impl Registry {
         })
     }
 
+    /// Sends `user` and `password` as HTTP basic auth (a connection's login).
+    pub fn with_login(mut self, user: String, password: String) -> Self {
+        self.login = Some((user, password));
+        self
+    }
+
     /// The base URL, without credentials.
     pub fn url(&self) -> &str {
         &self.shown

@@ -14,14 +14,16 @@
 //!    reported, and the ratio of the medians;
 //!    Each round also runs the worker on the same records with a VRL transform of the seed
 //!    record ([`SEED_TRANSFORM`]): its rate, its ratio to the ceiling and its cost against the
-//!    plain worker (1 − transform/plain, median of the rounds);
+//!    plain worker (1 − transform/plain, median of the rounds), and on the same records in Avro
+//!    (Confluent wire format, the schema from the registry): its rate, its ratio to the ceiling
+//!    and to the plain (JSON) worker's (Avro/JSON, median of the rounds);
 //!    After the rounds, one run writes each record to 3 tables (fan-out): rows/s and its ratio
 //!    to the ceiling's median;
 //! 4. the worker binary drains one round's backlog again in a new group: its peak RSS;
 //! 5. latency: produces at a steady 2,000 records/s for 15 s and prints the p50/p99 of
 //!    Kafka record timestamp → row written (histogram bucket upper bounds).
 //!
-//! Env: KAFKA_BOOTSTRAP_SERVERS, CASSANDRA_CONTACT_POINTS, BENCH_CONCURRENCY (default: the
+//! Env: KAFKA_BOOTSTRAP_SERVERS, CASSANDRA_CONTACT_POINTS, SCHEMA_REGISTRY_URL, BENCH_CONCURRENCY (default: the
 //! ceiling's best), BENCH_CONNECTIONS (per host, 2), BENCH_PARTITIONS (4), BENCH_ROUNDS (4).
 
 use std::path::Path;
@@ -126,6 +128,10 @@ impl CpuMeter {
 }
 
 fn record(i: usize) -> Vec<u8> {
+    record_json(i).to_string().into_bytes()
+}
+
+fn record_json(i: usize) -> serde_json::Value {
     const NAMES: [(&str, &str); 4] = [
         ("Zoë", "Müller"),
         ("Łukasz", "Wójcik"),
@@ -140,8 +146,17 @@ fn record(i: usize) -> Vec<u8> {
         "dob": "1987-03-14T09:26:53.589Z", "registered_date": "2015-06-01T12:00:00.000Z",
         "phone": "(555) 010-1234", "picture": "https://randomuser.me/api/portraits/med/women/1.jpg",
     })
-    .to_string()
-    .into_bytes()
+}
+
+const AVRO_SCHEMA: &str = include_str!("../../streams/examples/users_created.avsc");
+
+/// The same record in Avro, framed with the registry's `schema_id`.
+fn avro_record(i: usize, schema: &apache_avro::Schema, schema_id: u32) -> anyhow::Result<Vec<u8>> {
+    let mut record = record_json(i);
+    record["post_code"] = record["post_code"].to_string().into();
+    let value = apache_avro::types::Value::from(record).resolve(schema)?;
+    let datum = apache_avro::to_avro_datum(schema, value)?;
+    Ok(schema_registry::frame(schema_id, &datum))
 }
 
 fn definition_text(topic: &str, keyspace: &str, group: &str) -> anyhow::Result<String> {
@@ -186,6 +201,7 @@ enum Variant {
     Plain,
     Transform,
     FanOut,
+    Avro,
 }
 
 /// The seed's definition for `topic` and `keyspace`, as `variant` changes it.
@@ -196,6 +212,7 @@ fn definition(topic: &str, keyspace: &str, variant: Variant) -> anyhow::Result<S
         Variant::Plain => text,
         Variant::Transform => text + SEED_TRANSFORM,
         Variant::FanOut => text.replace("  primary_key: [id]\n", FAN_OUT_TABLES),
+        Variant::Avro => text.replace("  start_offset:", "  format: avro\n  start_offset:"),
     };
     stream_worker::definition::parse(&path, &text).map_err(|errors| {
         anyhow::anyhow!("{}", stream_worker::definition::DefinitionErrors(errors))
@@ -356,6 +373,7 @@ async fn main() -> anyhow::Result<()> {
         concurrency,
         connections_per_host: connections,
         progress_interval: Duration::from_secs(5),
+        schema_registry_url: env_or("SCHEMA_REGISTRY_URL", "http://127.0.0.1:8081"),
         ..WorkerConfig::default()
     };
 
@@ -503,6 +521,7 @@ async fn worker_run(
             Variant::Plain => "",
             Variant::Transform => " (transform)",
             Variant::FanOut => " (fan-out to 3 tables)",
+            Variant::Avro => " (Avro)",
         },
         config.concurrency,
         meter.per_row(n)
@@ -575,8 +594,20 @@ async fn throughput(
         ..config.clone()
     };
 
+    // The Avro runs' schema, registered once under a subject of this bench.
+    let registry = schema_registry::Registry::new(&config.schema_registry_url)?;
+    let avro_schema = apache_avro::Schema::parse_str(AVRO_SCHEMA)?;
+    let schema_id = registry
+        .register(
+            &schema_registry::value_subject(&unique("bench_avro")),
+            AVRO_SCHEMA,
+        )
+        .await
+        .context("register the Avro schema (is the schema registry up?)")?;
+
     // 3. Rounds at the same concurrency and connections, alternating which runs first.
-    let (mut ceilings, mut workers, mut transforms) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ceilings, mut workers, mut transforms, mut avros) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut last_topic = String::new();
     for round in 1..=rounds {
         let payloads: Vec<Vec<u8>> = (0..n).map(record).collect();
@@ -586,15 +617,31 @@ async fn throughput(
             produce(&producer(bootstrap)?, topic, &payloads).await?;
         }
         drop(payloads);
+        let avro_topic = unique("bench_avro");
+        let payloads = (0..n)
+            .map(|i| avro_record(i, &avro_schema, schema_id))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        create_topic(bootstrap, &avro_topic, partitions).await?;
+        produce(&producer(bootstrap)?, &avro_topic, &payloads).await?;
+        drop(payloads);
         // Swap the order every round: a later run meets the flushes and compactions the
         // earlier ones' writes set off.
-        let (mut ceiling_rate, mut worker_rate, mut transform_rate) = (0.0, 0.0, 0.0);
-        let order: [u8; 3] = if round % 2 == 1 { [0, 1, 2] } else { [2, 1, 0] };
+        let (mut ceiling_rate, mut worker_rate, mut transform_rate, mut avro_rate) =
+            (0.0, 0.0, 0.0, 0.0);
+        let order: [u8; 4] = if round % 2 == 1 {
+            [0, 1, 2, 3]
+        } else {
+            [3, 2, 1, 0]
+        };
         for run in order {
             match run {
                 0 => ceiling_rate = ceiling.run(ceiling.rows(n)?, concurrency, tasks).await?,
                 1 => {
                     worker_rate = worker_run(&config, &topic, &keyspace, Variant::Plain, n).await?
+                }
+                2 => {
+                    avro_rate =
+                        worker_run(&config, &avro_topic, &keyspace, Variant::Avro, n).await?
                 }
                 _ => {
                     transform_rate =
@@ -605,17 +652,36 @@ async fn throughput(
         }
         println!(
             "round {round}: ceiling {ceiling_rate:.0} rows/s, worker {worker_rate:.0} rows/s \
-             ({:.0}%), with a transform {transform_rate:.0} rows/s ({:.0}%), concurrency \
-             {concurrency}, {} connections/host, {partitions} partitions",
+             ({:.0}%), in Avro {avro_rate:.0} rows/s ({:.0}%), with a transform \
+             {transform_rate:.0} rows/s ({:.0}%), concurrency {concurrency}, {} connections/host, \
+             {partitions} partitions",
             100.0 * worker_rate / ceiling_rate,
+            100.0 * avro_rate / ceiling_rate,
             100.0 * transform_rate / ceiling_rate,
             config.connections_per_host
         );
         ceilings.push(ceiling_rate);
         workers.push(worker_rate);
         transforms.push(transform_rate);
+        avros.push(avro_rate);
         last_topic = topic;
     }
+    let avro_rate = median(&avros);
+    figures.insert("avro_rows_per_s".into(), avro_rate.round().into());
+    figures.insert(
+        "avro_ratio".into(),
+        ((avro_rate / median(&ceilings) * 1000.0).round() / 1000.0).into(),
+    );
+    // Avro against JSON: the rounds' pairs, as for the transform's cost.
+    let avro_vs_json: Vec<f64> = avros.iter().zip(&workers).map(|(a, w)| a / w).collect();
+    figures.insert(
+        "avro_vs_json".into(),
+        ((median(&avro_vs_json) * 1000.0).round() / 1000.0).into(),
+    );
+    figures.insert(
+        "avro_runs".into(),
+        avros.iter().map(|r| r.round()).collect::<Vec<_>>().into(),
+    );
     let transform_rate = median(&transforms);
     figures.insert("transform_rows_per_s".into(), transform_rate.round().into());
     figures.insert(

@@ -1,10 +1,12 @@
 //! Connections named by stream definitions (`source.conn_id` for Kafka, `target.conn_id` for
-//! Cassandra), read the way the orchestrator reads them: `UPDRAFT_CONN_<ID>` first (an Airflow
-//! URI or JSON), then the `connection` table of `DATABASE_URL`, decrypted with
-//! `UPDRAFT_SECRET_KEY`. Credentials live in one place for the DAGs and the streams.
+//! Cassandra, `source.registry_conn_id` for the schema registry), read the way the orchestrator
+//! reads them: `UPDRAFT_CONN_<ID>` first (an Airflow URI or JSON), then the `connection` table of
+//! `DATABASE_URL`, decrypted with `UPDRAFT_SECRET_KEY`. Credentials live in one place for the
+//! DAGs and the streams.
 //!
-//! One worker serves one Kafka and one Cassandra cluster: when its definitions name a
-//! connection, every stream of the worker uses it, and two different names are refused.
+//! One worker serves one Kafka cluster, one Cassandra cluster and one registry: when its
+//! definitions name a connection, every stream of the worker uses it, and two different names
+//! are refused.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -40,6 +42,19 @@ pub struct CassandraLogin {
 impl fmt::Debug for CassandraLogin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CassandraLogin({}, ***)", self.username)
+    }
+}
+
+/// A schema registry's basic-auth login; `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryLogin {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for RegistryLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RegistryLogin({}, ***)", self.username)
     }
 }
 
@@ -201,6 +216,7 @@ pub async fn apply(
 ) -> Result<(), ConnectionLookupError> {
     let kafka_id = one_named(streams, "Kafka", |s| s.kafka_conn_id.as_ref())?;
     let cassandra_id = one_named(streams, "Cassandra", |s| s.cassandra_conn_id.as_ref())?;
+    let registry_id = one_named(streams, "schema registry", |s| s.registry_conn_id.as_ref())?;
     let unusable = |conn_id: &str| {
         let conn_id = conn_id.to_string();
         move |message| ConnectionLookupError::Unusable { conn_id, message }
@@ -227,6 +243,15 @@ pub async fn apply(
             password: connection.password.clone().unwrap_or_default(),
         });
         tracing::info!(%conn_id, contact_points = %config.cassandra_contact_points.join(","), "Cassandra from a connection");
+    }
+    if let Some(conn_id) = registry_id {
+        let connection = lookup.connection(&conn_id).await?;
+        config.schema_registry_url = connection.http_base_url().map_err(unusable(&conn_id))?;
+        config.schema_registry_login = connection.login.clone().map(|username| RegistryLogin {
+            username,
+            password: connection.password.clone().unwrap_or_default(),
+        });
+        tracing::info!(%conn_id, url = %config.schema_registry_url, "schema registry from a connection");
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use schema_registry::{Registry, RegistryError};
 use crate::avro::AvroSchemas;
 use crate::definition::{Column, CqlType, Format, Stream};
 use crate::transform::{self, Outcome};
+use crate::worker::WorkerConfig;
 
 /// One value bound to the prepared INSERT: unset (the field was absent: no tombstone, nothing
 /// overwritten), null (explicit JSON `null`), or a value.
@@ -218,15 +219,25 @@ pub enum Decoder {
 
 impl Decoder {
     /// The decoder `stream`'s `source.format` asks for; an Avro stream without
-    /// `source.registry` uses `default_registry`.
-    pub fn for_stream(stream: &Stream, default_registry: &str) -> Result<Self, RegistryError> {
-        Ok(match stream.format {
-            Format::Json => Decoder::Json,
-            Format::Avro => Decoder::Avro(Box::new(AvroSchemas::new(
-                stream.max_record_bytes,
-                Registry::new(stream.registry_url.as_deref().unwrap_or(default_registry))?,
-            ))),
-        })
+    /// `source.registry` uses the worker's registry (and login).
+    pub fn for_stream(stream: &Stream, config: &WorkerConfig) -> Result<Self, RegistryError> {
+        if stream.format == Format::Json {
+            return Ok(Decoder::Json);
+        }
+        let registry = match &stream.registry_url {
+            Some(url) => Registry::new(url)?,
+            None => {
+                let registry = Registry::new(&config.schema_registry_url)?;
+                match config.schema_registry_login.clone() {
+                    Some(login) => registry.with_login(login.username, login.password),
+                    None => registry,
+                }
+            }
+        };
+        Ok(Decoder::Avro(Box::new(AvroSchemas::new(
+            stream.max_record_bytes,
+            registry,
+        ))))
     }
 
     /// [`decode`] for the stream's format. An Avro record whose schema is not cached waits for

@@ -46,6 +46,7 @@ struct SourceSpec {
     #[serde(default)]
     format: Format,
     registry: Option<String>,
+    registry_conn_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,6 +196,9 @@ pub struct Stream {
     /// `source.registry`: the schema registry of an Avro stream (else the worker's
     /// `--schema-registry-url`).
     pub registry_url: Option<String>,
+    /// The schema registry connection (`source.registry_conn_id`): an HTTP connection whose
+    /// host and login the worker uses for its Avro streams.
+    pub registry_conn_id: Option<String>,
     pub columns: Vec<Column>,
     pub keyspace: String,
     /// User-defined types (`types:`), created in the keyspace before the tables.
@@ -375,6 +379,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Stream, Vec<DefinitionError>> {
     }
     for (path, conn_id) in [
         ("source.conn_id", &spec.source.conn_id),
+        ("source.registry_conn_id", &spec.source.registry_conn_id),
         ("target.conn_id", &spec.target.conn_id),
     ] {
         if let Some(conn_id) = conn_id
@@ -382,6 +387,18 @@ pub fn parse(file: &Path, text: &str) -> Result<Stream, Vec<DefinitionError>> {
         {
             error_at(path, format!("{path} `{conn_id}`: {why}"));
         }
+    }
+    if spec.source.registry.is_some() && spec.source.registry_conn_id.is_some() {
+        error_at(
+            "source.registry_conn_id",
+            "give source.registry or source.registry_conn_id, not both".into(),
+        );
+    }
+    if spec.source.registry_conn_id.is_some() && spec.source.format != Format::Avro {
+        error_at(
+            "source.registry_conn_id",
+            "source.registry_conn_id is read only with `format: avro`".into(),
+        );
     }
     if let Some(url) = &spec.source.registry {
         if spec.source.format != Format::Avro {
@@ -625,6 +642,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Stream, Vec<DefinitionError>> {
         start_offset: spec.source.start_offset,
         format: spec.source.format,
         registry_url: spec.source.registry,
+        registry_conn_id: spec.source.registry_conn_id,
         columns,
         keyspace: spec.target.keyspace,
         types,

@@ -437,6 +437,16 @@ fn avro_streams_name_their_registry_and_json_ones_cannot() {
         errors[0].starts_with("s.yaml:5:") && errors[0].contains("not an http(s) URL"),
         "{errors:?}"
     );
+    let text = with_source("  format: avro\n  registry_conn_id: schemas\n");
+    let stream = parse(Path::new("s.yaml"), &text).expect("valid");
+    assert_eq!(stream.registry_conn_id.as_deref(), Some("schemas"));
+    let errors = errors_of(&with_source(
+        "  format: avro\n  registry: http://r:8081\n  registry_conn_id: schemas\n",
+    ));
+    assert!(
+        errors[0].starts_with("s.yaml:6:") && errors[0].contains("not both"),
+        "{errors:?}"
+    );
     let errors = errors_of(&with_source("  format: protobuf\n"));
     assert!(
         errors[0].starts_with("s.yaml:4:") && errors[0].contains("unknown variant `protobuf`"),

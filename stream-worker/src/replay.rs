@@ -95,7 +95,7 @@ impl<'s> Rewriter<'s> {
                 },
             )?;
         Ok(Self {
-            decoder: Decoder::for_stream(stream, &config.schema_registry_url)?,
+            decoder: Decoder::for_stream(stream, config)?,
             stream,
             sink,
             dead_letters,

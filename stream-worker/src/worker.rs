@@ -23,7 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::connections::{CassandraLogin, KafkaSettings};
+use crate::connections::{CassandraLogin, KafkaSettings, RegistryLogin};
 use crate::dead_letter::{self, DeadLetters, SourceRecord};
 use crate::decode::Decoder;
 use crate::definition::Stream;
@@ -56,6 +56,8 @@ pub struct WorkerConfig {
     pub connections_per_host: usize,
     /// The schema registry of Avro streams without `source.registry`.
     pub schema_registry_url: String,
+    /// Its basic-auth login, from a registry connection (`source.registry_conn_id`).
+    pub schema_registry_login: Option<RegistryLogin>,
 }
 
 impl WorkerConfig {
@@ -86,6 +88,7 @@ impl Default for WorkerConfig {
             pause_after: Duration::from_millis(500),
             connections_per_host: 2,
             schema_registry_url: "http://127.0.0.1:8081".into(),
+            schema_registry_login: None,
         }
     }
 }
@@ -393,7 +396,7 @@ async fn run_stream(
 
     let shared = Arc::new(Shared {
         topic: Arc::from(stream.topic.as_str()),
-        decoder: Decoder::for_stream(&stream, &config.schema_registry_url)?,
+        decoder: Decoder::for_stream(&stream, &config)?,
         stream,
         sink,
         dead_letters,

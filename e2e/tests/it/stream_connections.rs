@@ -40,7 +40,12 @@ async fn the_worker_takes_its_clusters_from_stored_connections() {
     .expect("connection");
     let cassandra = Connection::parse("warehouse", "cassandra://writer:db-s3cret@node-1,node-2")
         .expect("connection");
-    for connection in [&events, &cassandra] {
+    let schemas = Connection::parse(
+        "schemas",
+        "https://sr-user:sr-s3cret@registry.internal:8081",
+    )
+    .expect("connection");
+    for connection in [&events, &cassandra, &schemas] {
         stored::insert(&pool, &cipher, connection)
             .await
             .expect("store");
@@ -51,9 +56,23 @@ async fn the_worker_takes_its_clusters_from_stored_connections() {
     };
 
     let mut config = WorkerConfig::default();
-    connections::apply(&mut config, &[stream("events", "warehouse")], &lookup)
+    let avro = stream_worker::definition::parse(
+        Path::new("avro.yaml"),
+        "source: {topic: a, group: g, format: avro, registry_conn_id: schemas}
+columns: [{name: id, cql_type: uuid}]
+target: {keyspace: ks, table: a, primary_key: [id]}
+",
+    )
+    .expect("a valid definition");
+    connections::apply(&mut config, &[stream("events", "warehouse"), avro], &lookup)
         .await
-        .expect("both connections found");
+        .expect("every connection found");
+    assert_eq!(config.schema_registry_url, "https://registry.internal:8081");
+    let login = config.schema_registry_login.as_ref().expect("a login");
+    assert_eq!(
+        (login.username.as_str(), login.password.as_str()),
+        ("sr-user", "sr-s3cret")
+    );
     assert_eq!(
         config.kafka_bootstrap_servers,
         "broker-1:9093,broker-2:9093"

@@ -444,6 +444,40 @@ async fn format_avro_fails_clearly_on_a_misfit_value_or_an_incompatible_schema()
         "{error}"
     );
 
+    // The registry from a connection (its login sent as basic auth): the subject's latest
+    // version is used when no schema is given.
+    let mut h = harness("avro_conn");
+    let registry = updraft_secrets::Connection::parse(
+        "schemas",
+        &testkit::schema_registry_url().replace("://", "://reader:s3cret@"),
+    )
+    .unwrap();
+    h.ctx.renderer = std::sync::Arc::new(WithConnections(vec![registry]));
+    let output = run(
+        "kafka_publish",
+        json!({
+            "brokers": testkit::kafka_bootstrap_servers(),
+            "topic": topic,
+            "value": {"text": "from the latest version"},
+            "format": "avro",
+            "schema_registry_conn_id": "schemas",
+        }),
+        &h.ctx,
+    )
+    .await
+    .unwrap();
+    assert_eq!(output["count"], 1);
+    let record = consume(&topic, 1).await.remove(0);
+    let latest = schema_registry::Registry::new(&testkit::schema_registry_url())
+        .unwrap()
+        .latest(&format!("{topic}-value"))
+        .await
+        .unwrap();
+    assert_eq!(
+        schema_registry::unframe(&record.payload).unwrap().0,
+        latest.id
+    );
+
     let error = run(
         "kafka_publish",
         json!({"topic": topic, "value": {"a": 1}, "schema": schema}),
