@@ -24,6 +24,7 @@ use stream_worker_api::{
     PartitionLag, PartitionView, RecordView, Replayed, StreamStatus, TopicView,
 };
 
+use crate::avro::{self, AvroSchemas};
 use crate::metrics::Metrics;
 use crate::topic_range::{self, PartitionRange, ReadError, TopicRecord};
 use crate::{Stream, WorkerConfig};
@@ -38,6 +39,23 @@ struct Api {
     /// Set once the definitions' connections are applied: until then only the streams'
     /// state is served (`starting`), Kafka is not read.
     config: Arc<std::sync::OnceLock<WorkerConfig>>,
+    /// The worker's schema registry, to show Avro records as JSON (made with the config).
+    avro: Arc<std::sync::OnceLock<Option<AvroSchemas>>>,
+}
+
+impl Api {
+    fn avro_schemas(&self) -> Option<&AvroSchemas> {
+        let config = self.config.get()?;
+        self.avro
+            .get_or_init(|| {
+                let registry = config.schema_registry().ok()?;
+                Some(AvroSchemas::new(
+                    crate::definition::DEFAULT_MAX_RECORD_BYTES,
+                    registry,
+                ))
+            })
+            .as_ref()
+    }
 }
 
 /// The API's routes, to merge with [`crate::metrics::router`]; `config` is set when the
@@ -57,6 +75,7 @@ pub fn router(
             metrics,
             streams: Arc::new(streams),
             config,
+            avro: Arc::default(),
         })
 }
 
@@ -118,6 +137,24 @@ struct Window {
     limit: Option<usize>,
 }
 
+/// The records as views, Avro payloads decoded through the worker's schema registry.
+async fn record_views(api: &Api, records: Vec<TopicRecord>) -> Vec<RecordView> {
+    let mut views = Vec::with_capacity(records.len());
+    for record in records {
+        let decoded = match (&record.payload, api.avro_schemas()) {
+            (Some(payload), Some(schemas)) => avro::as_json(schemas, payload).await,
+            _ => None,
+        };
+        let mut view = record_view(record);
+        if let Some((id, json)) = decoded {
+            view.payload = Some(json.to_string());
+            view.avro_schema_id = Some(id);
+        }
+        views.push(view);
+    }
+    views
+}
+
 fn record_view(record: TopicRecord) -> RecordView {
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     RecordView {
@@ -130,6 +167,7 @@ fn record_view(record: TopicRecord) -> RecordView {
         key: record.key.as_deref().map(text),
         bytes: record.payload.as_ref().map_or(0, Vec::len),
         payload: record.payload.as_deref().map(text),
+        avro_schema_id: None,
     }
 }
 
@@ -191,7 +229,7 @@ async fn read_window(
         topic_range::read(&client, &topic, window.partition, window.offset, limit)
     })
     .await?;
-    Ok(Json(records.into_iter().map(record_view).collect()))
+    Ok(Json(record_views(api, records).await))
 }
 
 async fn dead_letters(

@@ -44,6 +44,21 @@ impl AvroSchemas {
         }
     }
 
+    /// The schema of `id` if the registry gives it at once (one try, no waiting): for showing
+    /// records, where a registry that is away means showing them undecoded.
+    pub async fn now(&self, id: u32) -> Option<Arc<Schema>> {
+        if let Some(schema) = self.cached(id) {
+            return Some(schema);
+        }
+        let registered = self.registry.schema(id).await.ok()?;
+        let schema = Arc::new(Schema::parse_str(&registered.schema).ok()?);
+        self.known
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, schema.clone());
+        Some(schema)
+    }
+
     fn cached(&self, id: u32) -> Option<Arc<Schema>> {
         let known = self.known.read().unwrap_or_else(|e| e.into_inner());
         known.get(&id).cloned()
@@ -115,6 +130,15 @@ pub fn decode(
         row.push(bind(stream, column, lookup(&fields, &column.field))?);
     }
     Ok(Some(row))
+}
+
+/// A framed Avro `payload` as JSON, and its schema id; `None` when it is not one that `schemas`
+/// can read now.
+pub async fn as_json(schemas: &AvroSchemas, payload: &[u8]) -> Option<(u32, Json)> {
+    let (id, mut datum) = schema_registry::unframe(payload).ok()?;
+    let schema = schemas.now(id).await?;
+    let value = apache_avro::from_avro_datum(&schema, &mut datum, None).ok()?;
+    Some((id, to_json(value)))
 }
 
 /// Finds `field`: a field of the record, else a dotted path through nested records and maps.

@@ -226,13 +226,7 @@ impl Decoder {
         }
         let registry = match &stream.registry_url {
             Some(url) => Registry::new(url)?,
-            None => {
-                let registry = Registry::new(&config.schema_registry_url)?;
-                match config.schema_registry_login.clone() {
-                    Some(login) => registry.with_login(login.username, login.password),
-                    None => registry,
-                }
-            }
+            None => config.schema_registry()?,
         };
         Ok(Decoder::Avro(Box::new(AvroSchemas::new(
             stream.max_record_bytes,

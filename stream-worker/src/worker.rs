@@ -61,6 +61,17 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// The worker's schema registry, with the login of its connection.
+    pub fn schema_registry(
+        &self,
+    ) -> Result<schema_registry::Registry, schema_registry::RegistryError> {
+        let registry = schema_registry::Registry::new(&self.schema_registry_url)?;
+        Ok(match self.schema_registry_login.clone() {
+            Some(login) => registry.with_login(login.username, login.password),
+            None => registry,
+        })
+    }
+
     /// A Kafka client's base settings: the brokers, then the connection's settings.
     pub fn kafka_client(&self) -> ClientConfig {
         let mut client = ClientConfig::new();

@@ -56,7 +56,9 @@ pub struct RecentError {
     pub offset: Option<i64>,
 }
 
-/// A record of a topic: the payload as text (invalid UTF-8 replaced) and its size.
+/// A record of a topic: the payload as text (invalid UTF-8 replaced) and its size. An Avro
+/// payload in the Confluent wire format whose schema the registry gave is its datum as JSON,
+/// with that schema's id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordView {
     pub partition: i32,
@@ -66,6 +68,8 @@ pub struct RecordView {
     pub key: Option<String>,
     pub payload: Option<String>,
     pub bytes: usize,
+    #[serde(default)]
+    pub avro_schema_id: Option<u32>,
 }
 
 /// A topic of the brokers and its partitions (`GET /api/topics`).

@@ -185,6 +185,39 @@ async fn avro_records_land_and_new_schema_versions_are_read_without_a_restart() 
         Some("N25")
     );
     assert_eq!(testkit::kafka::record_count(&dlq), 3);
+
+    // The topic browser shows Avro records as JSON, with their schema id.
+    let known = std::sync::Arc::new(std::sync::OnceLock::new());
+    let _ = known.set(config());
+    let router =
+        stream_worker::api::router(worker.metrics.clone(), vec![avro_definition(&names)], known);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let path = format!(
+        "/api/topics/{}/records?partition=0&offset=19&limit=3",
+        names.topic
+    );
+    let response = http_request(port, "GET", &path).await;
+    let body = response.split_once("\r\n\r\n").expect("a response").1;
+    let views: Vec<stream_worker_api::RecordView> = serde_json::from_str(body).expect("records");
+    let payload = |i: usize| {
+        serde_json::from_str::<Value>(views[i].payload.as_deref().expect("payload")).expect("JSON")
+    };
+    assert_eq!(
+        (views[0].avro_schema_id, payload(0)),
+        (Some(v1), first[19].clone())
+    );
+    assert_eq!(
+        (views[1].avro_schema_id, payload(1)),
+        (None, first[0].clone())
+    );
+    assert_eq!(
+        views[2].avro_schema_id, None,
+        "an unknown schema id stays undecoded"
+    );
     worker.stop().await;
 }
 

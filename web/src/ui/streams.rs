@@ -95,6 +95,8 @@ pub struct RecordRow {
     pub headers: Vec<(String, String)>,
     pub payload: String,
     pub bytes: usize,
+    /// The schema of an Avro payload, which the worker decoded to JSON.
+    pub avro_schema_id: Option<u32>,
 }
 
 impl RecordRow {
@@ -117,6 +119,7 @@ impl RecordRow {
             headers: record.headers,
             payload: shown,
             bytes: record.bytes,
+            avro_schema_id: record.avro_schema_id,
         }
     }
 }
