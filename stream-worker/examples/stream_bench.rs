@@ -6,12 +6,13 @@
 //! 1. warm-up: N fresh rows through the plain driver loop (JIT, memtables), not counted;
 //! 2. sweep: the plain loop at concurrencies 64..1024 picks the ceiling's best concurrency C
 //!    (unless `BENCH_CONCURRENCY` fixes it), then its best shape at C (one task or two);
-//! 3. rounds (`BENCH_ROUNDS`, 4): ceiling then worker, then worker then ceiling, and so on (the
-//!    second run of a pair meets the compactions the first set off), each writing N *new* rows
-//!    into the *same* table, both at concurrency C with the same connections per host. The
-//!    ceiling writes pre-decoded rows (no Kafka, no JSON): an upper bound. The worker's clock runs
-//!    from its first consumed record (after the group join) to its N-th written row. Medians are
-//!    reported, and the ratio of the medians;
+//! 3. rounds (`BENCH_ROUNDS`, 4): ceiling then worker, then worker then ceiling, and so on, each
+//!    writing N rows into a *new* table of its own (no run meets a bigger table to compact than
+//!    another) and starting once Cassandra has no compaction or flush left to run, all at
+//!    concurrency C with the same connections per host. The ceiling writes pre-decoded rows
+//!    (no Kafka, no JSON): an upper bound. The worker's clock runs from its first consumed
+//!    record (after the group join) to its N-th written row. Medians are reported, and the
+//!    ratio of the medians;
 //!    Each round also runs the worker on the same records with a VRL transform of the seed
 //!    record ([`SEED_TRANSFORM`]): its rate, its ratio to the ceiling and its cost against the
 //!    plain worker (1 − transform/plain, median of the rounds), and on the same records in Avro
@@ -21,10 +22,12 @@
 //!    to the ceiling's median;
 //! 4. the worker binary drains one round's backlog again in a new group: its peak RSS;
 //! 5. latency: produces at a steady 2,000 records/s for 15 s and prints the p50/p99 of
-//!    Kafka record timestamp → row written (histogram bucket upper bounds).
+//!    Kafka record timestamp → row written (histogram bucket upper bounds);
+//! 6. deletes the topics and keyspaces it made, whether it succeeded or not.
 //!
-//! Env: KAFKA_BOOTSTRAP_SERVERS, CASSANDRA_CONTACT_POINTS, SCHEMA_REGISTRY_URL, BENCH_CONCURRENCY (default: the
-//! ceiling's best), BENCH_CONNECTIONS (per host, 2), BENCH_PARTITIONS (4), BENCH_ROUNDS (4).
+//! Env: KAFKA_BOOTSTRAP_SERVERS, CASSANDRA_CONTACT_POINTS, SCHEMA_REGISTRY_URL,
+//! BENCH_CONCURRENCY (default: the ceiling's best), BENCH_CONNECTIONS (per host, 2),
+//! BENCH_PARTITIONS (4), BENCH_ROUNDS (4).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,6 +38,7 @@ use futures::StreamExt as _;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use scylla::value::{CqlValue, MaybeUnset};
 use stream_worker::{Metrics, Stream, WorkerConfig};
@@ -171,7 +175,8 @@ fn definition_text(topic: &str, keyspace: &str, group: &str) -> anyhow::Result<S
         .replace(
             "dead_letter_topic: users_created.dlq",
             &format!("dead_letter_topic: {topic}.dlq"),
-        ))
+        )
+        .replace("table: created_users", &format!("table: {topic}")))
 }
 
 /// A VRL transform of the seed record, as a team would write one: names trimmed, the email
@@ -381,26 +386,110 @@ async fn main() -> anyhow::Result<()> {
     let mut figures = serde_json::Map::new();
     figures.insert("bench".into(), "stream".into());
     figures.insert("records".into(), n.into());
-    let mut config = config;
-    if !latency_only {
-        config = throughput(
-            &mut figures,
-            n,
-            &bootstrap,
-            &contact_points,
-            &config,
-            partitions,
-        )
-        .await?;
+    let measured = async {
+        let mut config = config;
+        if !latency_only {
+            config = throughput(
+                &mut figures,
+                n,
+                &bootstrap,
+                &contact_points,
+                &config,
+                partitions,
+            )
+            .await?;
+        }
+        if latency {
+            steady_latency(&mut figures, &bootstrap, config, partitions).await?;
+        }
+        anyhow::Ok(())
     }
-    if latency {
-        steady_latency(&mut figures, &bootstrap, config, partitions).await?;
+    .await;
+    if let Err(error) = clean_up(&bootstrap, &contact_points).await {
+        println!("could not delete this run's topics and keyspaces: {error:#}");
     }
+    measured?;
     println!("{}", serde_json::Value::Object(figures));
     Ok(())
 }
 
+/// Deletes the topics and keyspaces this run made (their names hold its pid, see [`unique`]):
+/// a full run leaves gigabytes that no later run reads.
+async fn clean_up(bootstrap: &str, contact_points: &[String]) -> anyhow::Result<()> {
+    let mark = format!("_{}_", std::process::id());
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let metadata =
+        tokio::task::block_in_place(|| client.fetch_metadata(None, Duration::from_secs(10)))?;
+    let topics: Vec<&str> = metadata
+        .topics()
+        .iter()
+        .map(|topic| topic.name())
+        .filter(|name| name.contains(&mark))
+        .collect();
+    if !topics.is_empty() {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()?;
+        admin.delete_topics(&topics, &AdminOptions::new()).await?;
+    }
+    let session = stream_worker::sink::connect(contact_points, None, 1).await?;
+    let keyspaces = session
+        .query_unpaged("SELECT keyspace_name FROM system_schema.keyspaces", ())
+        .await?
+        .into_rows_result()?;
+    for keyspace in keyspaces.rows::<(String,)>()? {
+        let (keyspace,) = keyspace?;
+        if keyspace.contains(&mark) {
+            session
+                .query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), ())
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 type Row = Vec<MaybeUnset<Option<CqlValue>>>;
+
+/// Waits (up to 3 minutes) until Cassandra runs no compaction and no memtable flush, so that
+/// each timed run starts from the same quiet node instead of paying for the previous run's
+/// writes: read from its virtual tables, as `nodetool compactionstats` would.
+async fn settle(session: &scylla::client::session::Session) -> anyhow::Result<()> {
+    const POOLS: [&str; 3] = [
+        "CompactionExecutor",
+        "MemtableFlushWriter",
+        "MemtablePostFlush",
+    ];
+    let started = Instant::now();
+    loop {
+        let pools = session
+            .query_unpaged(
+                "SELECT name, active_tasks, pending_tasks FROM system_views.thread_pools",
+                (),
+            )
+            .await?
+            .into_rows_result()?;
+        let mut busy = 0i64;
+        for pool in pools.rows::<(String, i32, i32)>()? {
+            let (name, active, pending) = pool?;
+            if POOLS.contains(&name.as_str()) {
+                busy += i64::from(active) + i64::from(pending);
+            }
+        }
+        let elapsed = started.elapsed();
+        if busy == 0 || elapsed > Duration::from_secs(180) {
+            if elapsed > Duration::from_millis(500) {
+                println!(
+                    "  (waited {:.0} s for Cassandra's compactions)",
+                    elapsed.as_secs_f64()
+                );
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
 
 fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
@@ -422,6 +511,25 @@ struct Ceiling {
 }
 
 impl Ceiling {
+    /// The loop, writing into a new table of `keyspace`.
+    async fn into_new_table(
+        session: Arc<scylla::client::session::Session>,
+        keyspace: &str,
+    ) -> anyhow::Result<Self> {
+        let stream = definition(&unique("ceiling"), keyspace, Variant::Plain)?;
+        stream_worker::schema::ensure(&session, &stream).await?;
+        let mut insert = session
+            .prepare(stream_worker::sink::insert_cql(&stream, &stream.tables[0]))
+            .await?;
+        insert.set_is_idempotent(true);
+        Ok(Ceiling {
+            session,
+            insert: Arc::new(insert),
+            stream,
+            cassandra: cassandra_pid(),
+        })
+    }
+
     /// `n` fresh rows (new ids), decoded from seed-shaped JSON before the clock starts.
     fn rows(&self, n: usize) -> anyhow::Result<Vec<Row>> {
         (0..n)
@@ -540,26 +648,13 @@ async fn throughput(
     partitions: i32,
 ) -> anyhow::Result<WorkerConfig> {
     let rounds: usize = env_or("BENCH_ROUNDS", "4").parse()?;
-    // One table for everything: every run adds n new rows to the same table.
+    // Every timed run writes into a table of its own (named after its topic): no run meets a
+    // bigger table, with more to compact, than another.
     let keyspace = unique("bench");
-    let ceiling_stream = definition(&format!("{keyspace}_t"), &keyspace, Variant::Plain)?;
     let session = Arc::new(
         stream_worker::sink::connect(contact_points, None, config.connections_per_host).await?,
     );
-    stream_worker::schema::ensure(&session, &ceiling_stream).await?;
-    let mut insert = session
-        .prepare(stream_worker::sink::insert_cql(
-            &ceiling_stream,
-            &ceiling_stream.tables[0],
-        ))
-        .await?;
-    insert.set_is_idempotent(true);
-    let ceiling = Ceiling {
-        session,
-        insert: Arc::new(insert),
-        stream: ceiling_stream,
-        cassandra: cassandra_pid(),
-    };
+    let mut ceiling = Ceiling::into_new_table(session, &keyspace).await?;
 
     // 1. Warm-up, 2. the ceiling's best concurrency.
     let sweep_rows = (n / 2).clamp(1, 100_000);
@@ -634,8 +729,12 @@ async fn throughput(
             [3, 2, 1, 0]
         };
         for run in order {
+            settle(&ceiling.session).await?;
             match run {
-                0 => ceiling_rate = ceiling.run(ceiling.rows(n)?, concurrency, tasks).await?,
+                0 => {
+                    ceiling = Ceiling::into_new_table(ceiling.session.clone(), &keyspace).await?;
+                    ceiling_rate = ceiling.run(ceiling.rows(n)?, concurrency, tasks).await?
+                }
                 1 => {
                     worker_rate = worker_run(&config, &topic, &keyspace, Variant::Plain, n).await?
                 }
@@ -742,6 +841,7 @@ async fn throughput(
     let payloads: Vec<Vec<u8>> = (0..n).map(record).collect();
     produce(&producer(bootstrap)?, &fan_topic, &payloads).await?;
     drop(payloads);
+    settle(&ceiling.session).await?;
     let fan_rows = 3.0 * worker_run(&config, &fan_topic, &keyspace, Variant::FanOut, n).await?;
     figures.insert("fan_out_rows_per_s".into(), fan_rows.round().into());
     figures.insert(

@@ -1,4 +1,5 @@
-//! JSON record → row values, following the stream's columns.
+//! A record (JSON, or Avro in the Confluent wire format through [`Decoder`]) → row values,
+//! following the stream's columns.
 
 use std::borrow::Cow;
 use std::fmt;
