@@ -15,6 +15,12 @@ use vrl::value::{Secrets, Value};
 /// host: a definition transforms records and nothing else.
 static FUNCTIONS: LazyLock<Vec<Box<dyn Function>>> = LazyLock::new(vrl::stdlib::all);
 
+/// The time zone programs run in: UTC, not the host's (VRL's default), so that the same
+/// record gives the same row on every worker (`parse_timestamp` of a time without an offset,
+/// `format_timestamp`, `now`).
+static TIME_ZONE: LazyLock<TimeZone> =
+    LazyLock::new(|| TimeZone::parse("UTC").expect("UTC is in the time zone database"));
+
 /// Which of a stream's two programs: `where` keeps or drops a record, `transform` reshapes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -143,9 +149,8 @@ pub fn apply(
         secrets: Secrets::default(),
     };
     let mut state = RuntimeState::default();
-    let timezone = TimeZone::default();
     for program in [filter, transform].into_iter().flatten() {
-        let mut context = Context::new(&mut target, &mut state, &timezone);
+        let mut context = Context::new(&mut target, &mut state, &TIME_ZONE);
         let resolved = program.program.resolve(&mut context);
         match (program.stage, resolved) {
             (_, Err(ExpressionError::Abort { .. })) | (Stage::Where, Ok(Value::Boolean(false))) => {
@@ -223,6 +228,22 @@ del(.name); del(.login)"#,
             ),
             "{error}"
         );
+    }
+
+    #[test]
+    fn programs_run_in_utc_whatever_the_host_time_zone() {
+        assert_eq!(*TIME_ZONE, TimeZone::parse("UTC").expect("UTC"));
+        let program = Vrl::compile(
+            Stage::Transform,
+            r#".at = format_timestamp!(parse_timestamp!(.at, "%Y-%m-%d %H:%M:%S"), "%+")"#,
+        )
+        .expect("compiles");
+        let out = kept(apply(
+            None,
+            Some(&program),
+            record(r#"{"at":"2020-01-02 03:04:05"}"#),
+        ));
+        assert_eq!(out["at"], "2020-01-02T03:04:05+00:00");
     }
 
     #[test]
