@@ -512,7 +512,7 @@ struct Ceiling {
 
 impl Ceiling {
     /// The loop, writing into a new table of `keyspace`.
-    async fn into_new_table(
+    async fn in_new_table(
         session: Arc<scylla::client::session::Session>,
         keyspace: &str,
     ) -> anyhow::Result<Self> {
@@ -648,13 +648,13 @@ async fn throughput(
     partitions: i32,
 ) -> anyhow::Result<WorkerConfig> {
     let rounds: usize = env_or("BENCH_ROUNDS", "4").parse()?;
-    // Every timed run writes into a table of its own (named after its topic): no run meets a
-    // bigger table, with more to compact, than another.
+    // Every timed run writes into a table of its own (a worker run's is named after its
+    // topic): no run meets a bigger table, with more to compact, than another.
     let keyspace = unique("bench");
     let session = Arc::new(
         stream_worker::sink::connect(contact_points, None, config.connections_per_host).await?,
     );
-    let mut ceiling = Ceiling::into_new_table(session, &keyspace).await?;
+    let mut ceiling = Ceiling::in_new_table(session, &keyspace).await?;
 
     // 1. Warm-up, 2. the ceiling's best concurrency.
     let sweep_rows = (n / 2).clamp(1, 100_000);
@@ -729,12 +729,12 @@ async fn throughput(
             [3, 2, 1, 0]
         };
         for run in order {
+            if run == 0 {
+                ceiling = Ceiling::in_new_table(ceiling.session.clone(), &keyspace).await?;
+            }
             settle(&ceiling.session).await?;
             match run {
-                0 => {
-                    ceiling = Ceiling::into_new_table(ceiling.session.clone(), &keyspace).await?;
-                    ceiling_rate = ceiling.run(ceiling.rows(n)?, concurrency, tasks).await?
-                }
+                0 => ceiling_rate = ceiling.run(ceiling.rows(n)?, concurrency, tasks).await?,
                 1 => {
                     worker_rate = worker_run(&config, &topic, &keyspace, Variant::Plain, n).await?
                 }
