@@ -92,7 +92,9 @@ pub fn decided_with_end<'d>(dag: &'d Dag, task_id: &str, state: TaskState) -> Op
 pub struct Advanced {
     /// Tasks of the run claimed for the caller (now `running`, owned by it).
     pub claimed: Vec<Decided>,
-    /// The run ended (the DAG's next queued runs may start).
+    /// The run ended. The DAG's next queued runs are started by the schedulers, woken by the
+    /// end's `updraft_runs` notification: one start per DAG at a time in each process, where
+    /// every run's end starting them itself queued on the DAG row's lock.
     pub run_ended: Option<RunState>,
 }
 

@@ -13,7 +13,7 @@ use crate::dag::timetable::{
 use crate::dag::{Dag, RunType};
 use crate::store::dags::NextDagRun;
 use crate::store::runs::{DagRunRow, InsertRunError, NewRun};
-use crate::store::{DagCache, StoreError, channels, dags, notify, runs, versions};
+use crate::store::{DagCache, StoreError, channels, dags, runs, versions};
 
 #[derive(Debug, Clone, Default)]
 pub struct TriggerRequest {
@@ -170,9 +170,8 @@ async fn create(
         .run_id
         .filter(|id| !id.trim().is_empty())
         .unwrap_or(default_run_id);
-    let mut tx = pool.begin().await?;
-    let run = runs::insert(
-        &mut tx,
+    let run = runs::insert_announced(
+        pool,
         &NewRun {
             dag_id: &dag.dag_id,
             run_id: &run_id,
@@ -183,10 +182,9 @@ async fn create(
             note: request.note.as_deref(),
             dag_version_id: version_id,
         },
+        channels::RUNS,
     )
     .await?;
-    notify(&mut *tx, channels::RUNS, &dag.dag_id).await?;
-    tx.commit().await?;
     tracing::info!(dag_id = %dag.dag_id, run_id = %run.run_id, "run triggered");
     Ok(run)
 }

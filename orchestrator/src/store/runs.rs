@@ -54,19 +54,31 @@ pub enum InsertRunError {
     Database(#[from] sqlx::Error),
 }
 
-/// Inserts a run; a taken run id or logical date (unique constraints) is a typed error.
-pub async fn insert(
-    conn: &mut PgConnection,
+/// Inserts a run and announces it on `channel` (payload: the DAG id) in the same statement,
+/// so the schedulers hear of it once it is committed; a taken run id or logical date (unique
+/// constraints) is a typed error.
+pub async fn insert_announced<'e, E>(
+    executor: E,
     run: &NewRun<'_>,
-) -> Result<DagRunRow, InsertRunError> {
+    channel: &str,
+) -> Result<DagRunRow, InsertRunError>
+where
+    E: sqlx::PgExecutor<'e>,
+{
     let result = sqlx::query_as!(
         DagRunRow,
-        r#"INSERT INTO dag_run (dag_id, run_id, run_type, logical_date, data_interval_start,
-                               data_interval_end, state, conf, note, dag_version_id)
-           VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9)
-           RETURNING id, dag_id, run_id, run_type AS "run_type: RunType", logical_date,
-                     data_interval_start, data_interval_end, state AS "state: RunState", conf,
-                     note, dag_version_id, queued_at, start_date, end_date, updated_at"#,
+        r#"WITH run AS (
+               INSERT INTO dag_run (dag_id, run_id, run_type, logical_date, data_interval_start,
+                                    data_interval_end, state, conf, note, dag_version_id)
+               VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9)
+               RETURNING *)
+           SELECT id AS "id!", dag_id AS "dag_id!", run_id AS "run_id!",
+                  run_type AS "run_type!: RunType", logical_date AS "logical_date!",
+                  data_interval_start AS "data_interval_start!",
+                  data_interval_end AS "data_interval_end!", state AS "state!: RunState",
+                  conf AS "conf!", note, dag_version_id AS "dag_version_id!",
+                  queued_at AS "queued_at!", start_date, end_date, updated_at AS "updated_at!"
+             FROM run, pg_notify($10, run.dag_id)"#,
         run.dag_id,
         run.run_id,
         run.run_type as _,
@@ -76,8 +88,9 @@ pub async fn insert(
         Value::Object(run.conf.clone()),
         run.note,
         run.dag_version_id,
+        channel,
     )
-    .fetch_one(conn)
+    .fetch_one(executor)
     .await;
     match result {
         Ok(row) => Ok(row),

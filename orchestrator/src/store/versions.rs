@@ -33,7 +33,15 @@ impl DagCache {
                 .fetch_optional(executor)
                 .await?
                 .ok_or_else(|| StoreError::NotFound(format!("DAG version {version_id}")))?;
-        let dag = Arc::new(parse_snapshot(version_id, &snapshot)?);
+        self.parsed(version_id, &snapshot)
+    }
+
+    /// Version `version_id` from its stored snapshot, parsed once.
+    fn parsed(&self, version_id: i64, snapshot: &Value) -> Result<Arc<Dag>, StoreError> {
+        if let Some(dag) = self.cached(version_id) {
+            return Ok(dag);
+        }
+        let dag = Arc::new(parse_snapshot(version_id, snapshot)?);
         if let Ok(mut versions) = self.versions.lock() {
             versions.insert(version_id, Arc::clone(&dag));
         }
@@ -55,20 +63,22 @@ fn parse_snapshot(version_id: i64, snapshot: &Value) -> Result<Dag, StoreError> 
     })
 }
 
-/// The latest version of a DAG: (version id, parsed DAG); `None` for an unknown DAG.
+/// The latest version of a DAG: (version id, parsed DAG); `None` for an unknown DAG. One
+/// round trip: the snapshot comes with the id (parsed only when not cached).
 pub async fn latest(
     pool: &PgPool,
     cache: &DagCache,
     dag_id: &str,
 ) -> Result<Option<(i64, Arc<Dag>)>, StoreError> {
-    let version = sqlx::query_scalar!(
-        "SELECT latest_version_id FROM dag WHERE dag_id = $1",
+    let row = sqlx::query!(
+        "SELECT v.id, v.snapshot FROM dag d JOIN dag_version v ON v.id = d.latest_version_id
+          WHERE d.dag_id = $1",
         dag_id
     )
     .fetch_optional(pool)
     .await?;
-    match version.flatten() {
-        Some(id) => Ok(Some((id, cache.get(pool, id).await?))),
+    match row {
+        Some(row) => Ok(Some((row.id, cache.parsed(row.id, &row.snapshot)?))),
         None => Ok(None),
     }
 }

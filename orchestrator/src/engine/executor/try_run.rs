@@ -18,7 +18,7 @@ use super::Executor;
 use super::logs::DbLogSink;
 use crate::dag::params::resolve_params;
 use crate::dag::{Dag, RetryPolicy, Task, TaskState};
-use crate::engine::advance::{EndedTry, advance_dag, after_try, decided_with_end};
+use crate::engine::advance::{EndedTry, after_try, decided_with_end};
 use crate::engine::decide::inputs_of_downstream;
 use crate::engine::execute::{TryError, run_try};
 use crate::engine::render::TemplateInputs;
@@ -344,13 +344,6 @@ impl Executor {
                     });
                 }
             }
-        }
-        // Slots not used here go back before the DAG's next runs are started and claimed.
-        drop(permits);
-        if advanced.run_ended.is_some()
-            && advance_dag(&self.pool, &self.cache, &claimed.dag_id, false).await? > 0
-        {
-            self.wake.notify_one();
         }
         Ok(())
     }
