@@ -5,8 +5,8 @@ use std::time::Duration;
 use serde_json::{Map, json};
 use updraft_orchestrator::dag::{RunState, TaskState};
 use updraft_orchestrator::engine::clear::{ClearRequest, clear_task_instances, mark_task};
-use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
-use updraft_orchestrator::store::{task_instances, xcom};
+use updraft_orchestrator::engine::trigger::{TriggerError, TriggerRequest, trigger_run};
+use updraft_orchestrator::store::{channels, task_instances, xcom};
 
 use crate::scheduler_support::{config, env, log_lines};
 
@@ -385,4 +385,59 @@ tasks:
     .await;
     assert!(unknown.is_err(), "an unknown task is refused");
     env.stop().await;
+}
+
+/// A trigger stores its run and tells the schedulers in one statement: the notification on
+/// `updraft_runs` names the DAG once the run is readable, and a refused trigger (a taken run
+/// id) sends none.
+#[tokio::test]
+async fn a_trigger_announces_its_run_only_when_stored() {
+    if !testkit::require_postgres() {
+        return;
+    }
+    let env = env("sched_trigger_announce").await;
+    env.write_dag(
+        "announced",
+        "dag_id: announced\nschedule: null\ntasks:\n  - id: only\n    operator: empty\n",
+    )
+    .await;
+    let mut listener = updraft_orchestrator::store::listen(&env.pool, &[channels::RUNS])
+        .await
+        .unwrap();
+    let request = || TriggerRequest {
+        run_id: Some("once".into()),
+        ..TriggerRequest::default()
+    };
+    let run = trigger_run(&env.pool, "announced", request())
+        .await
+        .unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("a notification within 10 s")
+        .unwrap();
+    assert_eq!(heard.payload(), "announced");
+    let stored = updraft_orchestrator::store::runs::get(&env.pool, "announced", "once")
+        .await
+        .unwrap()
+        .expect("the announced run is stored");
+    assert_eq!((stored.id, stored.state), (run.id, RunState::Queued));
+
+    let refused = trigger_run(&env.pool, "announced", request()).await;
+    assert!(
+        matches!(refused, Err(TriggerError::DuplicateRunId(ref id)) if id == "once"),
+        "{refused:?}"
+    );
+    // A notification sent after the refusal arrives after any the refusal sent.
+    updraft_orchestrator::store::notify(&env.pool, channels::RUNS, "marker")
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("the marker within 10 s")
+        .unwrap();
+    assert_eq!(
+        next.payload(),
+        "marker",
+        "the refused trigger sent a notification"
+    );
 }
