@@ -133,10 +133,9 @@ pub async fn after_try(
         dag.tasks.len(),
     );
     if ended.closes_run {
-        // Every task is finished: nothing can become ready, so no slot is counted.
         return Ok(Advanced {
             claimed: Vec::new(),
-            run_ended: decide(pool, cache, &dag.dag_id, ended.dag_run_id, Queueing::Later).await?,
+            run_ended: close_run(pool, cache, dag, &ended).await?,
         });
     }
     if decided_with_end {
@@ -306,6 +305,42 @@ fn decisions_of(ids: &[i64], states: &[TaskState]) -> Decisions {
     }
 }
 
+/// The end that emptied a run ends it. Every task is finished, so nothing can become ready (no
+/// slot is counted) and the states alone decide the run's end: read without the run's lock, as
+/// a clear or a mark since then raised the run's `clear_number`, which the run's end checks.
+/// States that still leave decisions (a task changed meanwhile) decide the whole run.
+async fn close_run(
+    pool: &PgPool,
+    cache: &DagCache,
+    dag: &Dag,
+    ended: &TryEnded,
+) -> Result<Option<RunState>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let rows = task_instances::run_states(&mut conn, ended.dag_run_id).await?;
+    let states: HashMap<&str, TaskState> = rows
+        .iter()
+        .map(|row| (row.task_id.as_str(), row.state))
+        .collect();
+    let decisions = decide_run(dag, &states);
+    let (Some(end), true) = (decisions.run_end, decisions.tasks.is_empty()) else {
+        drop(conn);
+        return decide(pool, cache, &dag.dag_id, ended.dag_run_id, Queueing::Later).await;
+    };
+    let finished = runs::finish_announced(
+        &mut *conn,
+        ended.dag_run_id,
+        end,
+        ended.clear_number,
+        channels::RUNS,
+    )
+    .await?;
+    let Some(run_id) = finished else {
+        return Ok(None);
+    };
+    tracing::info!(dag_id = %dag.dag_id, %run_id, state = %end, "run finished");
+    Ok(Some(end))
+}
+
 /// The hand-off's fallback: the whole run decided under its lock.
 async fn full_decision(
     pool: &PgPool,
@@ -428,8 +463,7 @@ async fn decide(
     // After the decisions: they apply only to a running run, and the last ones may be what
     // ends it (a leaf decided upstream_failed).
     if let Some(end) = decisions.run_end {
-        runs::finish(&mut tx, dag_run_id, end).await?;
-        notify(&mut *tx, channels::RUNS, &run.dag_id).await?;
+        runs::finish_announced(&mut *tx, dag_run_id, end, run.clear_number, channels::RUNS).await?;
     }
     tx.commit().await?;
     if bounded && !queue_locked && ready > 0 {

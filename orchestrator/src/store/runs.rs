@@ -269,21 +269,33 @@ pub async fn set_unfinished(
     .map(|_| ())
 }
 
-/// Ends a locked running run with `state`.
-pub async fn finish(
-    conn: &mut PgConnection,
+/// Ends a running run in `state` unless a clear or a mark came first (they raise its
+/// `clear_number`), and announces the end on `channel` (payload: the DAG id) in the same
+/// statement. Returns the run's `run_id` if this ended it.
+pub async fn finish_announced<'e, E>(
+    executor: E,
     id: i64,
     state: RunState,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query!(
-        "UPDATE dag_run SET state = $2, end_date = now(), updated_at = now(), unfinished_tasks = 0
-          WHERE id = $1 AND state = 'running'",
+    clear_number: i32,
+    channel: &str,
+) -> Result<Option<String>, sqlx::Error>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    sqlx::query_scalar!(
+        r#"WITH ended AS (
+               UPDATE dag_run SET state = $2, end_date = now(), updated_at = now(),
+                      unfinished_tasks = 0
+                WHERE id = $1 AND state = 'running' AND clear_number = $3
+            RETURNING dag_id, run_id)
+           SELECT run_id AS "run_id!" FROM ended, pg_notify($4, ended.dag_id)"#,
         id,
         state as _,
+        clear_number,
+        channel,
     )
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() > 0)
+    .fetch_optional(executor)
+    .await
 }
 
 /// Locks a run by its ids for a user's mark: its row id and state.
