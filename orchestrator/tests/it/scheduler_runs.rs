@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use serde_json::{Map, json};
 use updraft_orchestrator::dag::{RunState, TaskState};
+use updraft_orchestrator::engine::advance::start_queued_runs;
 use updraft_orchestrator::engine::clear::{ClearRequest, clear_task_instances, mark_task};
 use updraft_orchestrator::engine::trigger::{TriggerError, TriggerRequest, trigger_run};
-use updraft_orchestrator::store::{channels, task_instances, xcom};
+use updraft_orchestrator::store::{DagCache, channels, runs, task_instances, xcom};
 
 use crate::scheduler_support::{config, env, log_lines};
 
@@ -416,7 +417,7 @@ async fn a_trigger_announces_its_run_only_when_stored() {
         .expect("a notification within 10 s")
         .unwrap();
     assert_eq!(heard.payload(), "announced");
-    let stored = updraft_orchestrator::store::runs::get(&env.pool, "announced", "once")
+    let stored = runs::get(&env.pool, "announced", "once")
         .await
         .unwrap()
         .expect("the announced run is stored");
@@ -440,4 +441,59 @@ async fn a_trigger_announces_its_run_only_when_stored() {
         "marker",
         "the refused trigger sent a notification"
     );
+}
+
+/// The end that empties a run writes the run's end without holding the run's lock: the write
+/// names the `clear_number` it saw, so a clear or a mark in between (which raises it) wins, and
+/// the run stays as they left it.
+#[tokio::test]
+async fn a_run_end_written_after_a_clear_changes_nothing() {
+    if !testkit::require_postgres() {
+        return;
+    }
+    let env = env("sched_run_end_guard").await;
+    env.write_dag(
+        "guarded",
+        "dag_id: guarded\nschedule: null\nis_paused_upon_creation: false\ntasks:\n  - id: only\n    operator: empty\n",
+    )
+    .await;
+    let run = trigger_run(&env.pool, "guarded", TriggerRequest::default())
+        .await
+        .unwrap();
+    let started = start_queued_runs(&env.pool, &DagCache::new(), "guarded")
+        .await
+        .unwrap();
+    assert_eq!(started, vec![run.id]);
+    let mut conn = env.pool.acquire().await.unwrap();
+    let seen = runs::lock(&mut conn, run.id)
+        .await
+        .unwrap()
+        .expect("the run");
+    assert_eq!(seen.state, RunState::Running);
+    let stale = seen.clear_number - 1;
+    let ended =
+        runs::finish_announced(&mut *conn, run.id, RunState::Success, stale, channels::RUNS)
+            .await
+            .unwrap();
+    assert_eq!(ended, None, "a stale clear_number ended the run");
+    let now = runs::get(&env.pool, "guarded", &run.run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(now.state, RunState::Running);
+    let ended = runs::finish_announced(
+        &mut *conn,
+        run.id,
+        RunState::Success,
+        seen.clear_number,
+        channels::RUNS,
+    )
+    .await
+    .unwrap();
+    assert_eq!(ended.as_deref(), Some(run.run_id.as_str()));
+    let now = runs::get(&env.pool, "guarded", &run.run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(now.state, RunState::Success);
 }
