@@ -97,7 +97,7 @@ async fn avro_records_land_and_new_schema_versions_are_read_without_a_restart() 
     let table = format!("{}.created_users_avro", names.keyspace);
     wait_for_table(&session, &table, 20, Duration::from_secs(60)).await;
     let dlq = format!("{}.dlq", names.topic);
-    let letters = testkit::kafka::read_topic(&dlq, 2, Duration::from_secs(60)).await;
+    let letters = dead_letters_by_offset(&names, 2).await;
     assert_dead_letter(
         &letters[0],
         "not_avro",
@@ -137,7 +137,7 @@ async fn avro_records_land_and_new_schema_versions_are_read_without_a_restart() 
         .expect("object")
         .remove("email");
     testkit::kafka::produce(&names.topic, &[framed(&schema_v3, v3, &without_email)]).await;
-    let letters = testkit::kafka::read_topic(&dlq, 3, Duration::from_secs(60)).await;
+    let letters = dead_letters_by_offset(&names, 3).await;
     assert_dead_letter(&letters[2], "missing_field", 42, "required field `email`");
 
     // Every field as produced, field by field, for a record of each version.

@@ -158,6 +158,20 @@ pub async fn first_dead_letter(names: &Names) -> testkit::kafka::Record {
     letters.remove(0)
 }
 
+/// `count` records of the test's dead-letter topic, in the order of their source offsets: the
+/// worker decodes records concurrently, so two bad records may be dead-lettered in either order.
+pub async fn dead_letters_by_offset(names: &Names, count: usize) -> Vec<testkit::kafka::Record> {
+    let topic = format!("{}.dlq", names.topic);
+    let mut letters = testkit::kafka::read_topic(&topic, count, Duration::from_secs(60)).await;
+    letters.sort_by_key(|letter| {
+        letter
+            .headers
+            .get("source.offset")
+            .and_then(|offset| offset.parse::<i64>().ok())
+    });
+    letters
+}
+
 /// Checks a dead letter's `error` kind, source offset and the start of its message.
 pub fn assert_dead_letter(
     letter: &testkit::kafka::Record,
