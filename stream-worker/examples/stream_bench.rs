@@ -38,7 +38,6 @@ use futures::StreamExt as _;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use scylla::value::{CqlValue, MaybeUnset};
 use stream_worker::{Metrics, Stream, WorkerConfig};
@@ -310,10 +309,14 @@ async fn written_by(port: u16) -> Option<u64> {
         .max()
 }
 
-async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+fn admin(bootstrap: &str) -> anyhow::Result<AdminClient<DefaultClientContext>> {
+    Ok(ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .create()?;
+        .create()?)
+}
+
+async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin = admin(bootstrap)?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     for result in admin.create_topics(&[new], &AdminOptions::new()).await? {
         result.map_err(|(t, code)| anyhow::anyhow!("create topic {t}: {code}"))?;
@@ -417,11 +420,10 @@ async fn main() -> anyhow::Result<()> {
 /// a full run leaves gigabytes that no later run reads.
 async fn clean_up(bootstrap: &str, contact_points: &[String]) -> anyhow::Result<()> {
     let mark = format!("_{}_", std::process::id());
-    let client: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
-    let metadata =
-        tokio::task::block_in_place(|| client.fetch_metadata(None, Duration::from_secs(10)))?;
+    let admin = admin(bootstrap)?;
+    let metadata = tokio::task::block_in_place(|| {
+        admin.inner().fetch_metadata(None, Duration::from_secs(10))
+    })?;
     let topics: Vec<&str> = metadata
         .topics()
         .iter()
@@ -429,9 +431,6 @@ async fn clean_up(bootstrap: &str, contact_points: &[String]) -> anyhow::Result<
         .filter(|name| name.contains(&mark))
         .collect();
     if !topics.is_empty() {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .create()?;
         admin.delete_topics(&topics, &AdminOptions::new()).await?;
     }
     let session = stream_worker::sink::connect(contact_points, None, 1).await?;

@@ -326,14 +326,8 @@ async fn close_run(
         drop(conn);
         return decide(pool, cache, &dag.dag_id, ended.dag_run_id, Queueing::Later).await;
     };
-    let finished = runs::finish_announced(
-        &mut *conn,
-        ended.dag_run_id,
-        end,
-        ended.clear_number,
-        channels::RUNS,
-    )
-    .await?;
+    let finished =
+        runs::finish_announced(&mut *conn, ended.dag_run_id, end, ended.clear_number).await?;
     let Some(run_id) = finished else {
         return Ok(None);
     };
@@ -463,7 +457,7 @@ async fn decide(
     // After the decisions: they apply only to a running run, and the last ones may be what
     // ends it (a leaf decided upstream_failed).
     if let Some(end) = decisions.run_end {
-        runs::finish_announced(&mut *tx, dag_run_id, end, run.clear_number, channels::RUNS).await?;
+        runs::finish_announced(&mut *tx, dag_run_id, end, run.clear_number).await?;
     }
     tx.commit().await?;
     if bounded && !queue_locked && ready > 0 {

@@ -13,7 +13,7 @@ use crate::dag::timetable::{
 use crate::dag::{Dag, RunType};
 use crate::store::dags::NextDagRun;
 use crate::store::runs::{DagRunRow, InsertRunError, NewRun};
-use crate::store::{DagCache, StoreError, channels, dags, runs, versions};
+use crate::store::{DagCache, StoreError, dags, runs, versions};
 
 #[derive(Debug, Clone, Default)]
 pub struct TriggerRequest {
@@ -182,7 +182,6 @@ async fn create(
             note: request.note.as_deref(),
             dag_version_id: version_id,
         },
-        channels::RUNS,
     )
     .await?;
     tracing::info!(dag_id = %dag.dag_id, run_id = %run.run_id, "run triggered");

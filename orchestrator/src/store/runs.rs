@@ -54,13 +54,12 @@ pub enum InsertRunError {
     Database(#[from] sqlx::Error),
 }
 
-/// Inserts a run and announces it on `channel` (payload: the DAG id) in the same statement,
-/// so the schedulers hear of it once it is committed; a taken run id or logical date (unique
-/// constraints) is a typed error.
+/// Inserts a run and announces it on `updraft_runs` (payload: the DAG id) in the same
+/// statement, so the schedulers hear of it once it is committed; a taken run id or logical date
+/// (unique constraints) is a typed error.
 pub async fn insert_announced<'e, E>(
     executor: E,
     run: &NewRun<'_>,
-    channel: &str,
 ) -> Result<DagRunRow, InsertRunError>
 where
     E: sqlx::PgExecutor<'e>,
@@ -88,7 +87,7 @@ where
         Value::Object(run.conf.clone()),
         run.note,
         run.dag_version_id,
-        channel,
+        super::channels::RUNS,
     )
     .fetch_one(executor)
     .await;
@@ -270,14 +269,13 @@ pub async fn set_unfinished(
 }
 
 /// Ends a running run in `state` unless a clear or a mark came first (they raise its
-/// `clear_number`), and announces the end on `channel` (payload: the DAG id) in the same
+/// `clear_number`), and announces the end on `updraft_runs` (payload: the DAG id) in the same
 /// statement. Returns the run's `run_id` if this ended it.
 pub async fn finish_announced<'e, E>(
     executor: E,
     id: i64,
     state: RunState,
     clear_number: i32,
-    channel: &str,
 ) -> Result<Option<String>, sqlx::Error>
 where
     E: sqlx::PgExecutor<'e>,
@@ -292,7 +290,7 @@ where
         id,
         state as _,
         clear_number,
-        channel,
+        super::channels::RUNS,
     )
     .fetch_optional(executor)
     .await

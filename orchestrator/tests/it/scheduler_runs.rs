@@ -471,25 +471,18 @@ async fn a_run_end_written_after_a_clear_changes_nothing() {
         .expect("the run");
     assert_eq!(seen.state, RunState::Running);
     let stale = seen.clear_number - 1;
-    let ended =
-        runs::finish_announced(&mut *conn, run.id, RunState::Success, stale, channels::RUNS)
-            .await
-            .unwrap();
+    let ended = runs::finish_announced(&mut *conn, run.id, RunState::Success, stale)
+        .await
+        .unwrap();
     assert_eq!(ended, None, "a stale clear_number ended the run");
     let now = runs::get(&env.pool, "guarded", &run.run_id)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(now.state, RunState::Running);
-    let ended = runs::finish_announced(
-        &mut *conn,
-        run.id,
-        RunState::Success,
-        seen.clear_number,
-        channels::RUNS,
-    )
-    .await
-    .unwrap();
+    let ended = runs::finish_announced(&mut *conn, run.id, RunState::Success, seen.clear_number)
+        .await
+        .unwrap();
     assert_eq!(ended.as_deref(), Some(run.run_id.as_str()));
     let now = runs::get(&env.pool, "guarded", &run.run_id)
         .await
