@@ -74,6 +74,7 @@ pub const TRANSITIONS: &[(&str, Transition)] = &[
     ("apply_decisions: upstream failed", Transition::new(&[NoneState], &[], UpstreamFailed)),
     ("queue_waiting", Transition::new(&[Scheduled], &[], Queued)),
     ("claim", Transition::new(&[Queued], &[], Running)),
+    ("end_tries_and_claim: claim", Transition::new(&[Queued], &[], Running)),
     ("end_tries: success", Transition::new(&[Running], &[], Success)),
     ("end_tries: failed", Transition::new(&[Running], &[], Failed)),
     ("end_tries: retry", Transition::new(&[Running], &[], UpForRetry)),

@@ -490,3 +490,45 @@ async fn a_run_end_written_after_a_clear_changes_nothing() {
         .unwrap();
     assert_eq!(now.state, RunState::Success);
 }
+
+#[tokio::test]
+async fn ends_that_refill_their_slots_never_exceed_the_parallelism() {
+    if !testkit::require_postgres() {
+        return;
+    }
+    let mut env = env("sched_refill").await;
+    let mut yaml =
+        "dag_id: wide\nschedule: null\nis_paused_upon_creation: false\ntasks:\n".to_string();
+    for index in 0..24 {
+        yaml.push_str(&format!(
+            "  - id: leaf{index}\n    operator: shell\n    command: \"sleep 0.02\"\n"
+        ));
+    }
+    env.write_dag("wide", &yaml).await;
+    let mut config = config();
+    config.parallelism = 3;
+    env.start_scheduler(config);
+
+    let run = env.trigger_and_finish("wide").await;
+    env.stop().await;
+    assert_eq!(run.states, [RunState::Success]);
+    assert_eq!(run.task_instances.len(), 24);
+    // Every try ran once, and at most 3 at a time: a try's end and the claim of the next one
+    // for its slot share one transaction, so one's end_date is the other's start_date.
+    let mut events = Vec::new();
+    for ti in &run.task_instances {
+        assert_eq!((ti.state, ti.try_number), (TaskState::Success, 1), "{ti:?}");
+        events.push((ti.start_date.unwrap(), 1));
+        events.push((ti.end_date.unwrap(), -1));
+    }
+    events.sort();
+    let (mut running, mut most) = (0, 0);
+    for (_, change) in events {
+        running += change;
+        most = most.max(running);
+    }
+    assert!(
+        most <= 3,
+        "{most} tries ran at once with a parallelism of 3"
+    );
+}

@@ -2,8 +2,8 @@
 //! ends of tries are stored in one statement, as the executor batches them under load: each end
 //! is guarded by its owner, each run's unfinished count drops by its own ends, and exactly one
 //! end per emptied run closes it. An end claims the downstream tasks it alone decides in the
-//! same statement. Hand-off decisions batched the same way change a task once and hand a
-//! claimed task only to a request with a slot for it.
+//! same statement, and queued tries for the slots it frees. Hand-off decisions batched the same
+//! way change a task once and hand a claimed task only to a request with a slot for it.
 
 use std::collections::HashMap;
 
@@ -13,10 +13,10 @@ use updraft_orchestrator::engine::advance::{
     Applier, EndedTry, after_try, apply_batch, start_queued_runs,
 };
 use updraft_orchestrator::engine::trigger::{TriggerRequest, trigger_run};
-use updraft_orchestrator::store::DagCache;
 use updraft_orchestrator::store::task_instances::{
     self, DecidedDownstream, Decisions, RunDecisions, TryEnd,
 };
+use updraft_orchestrator::store::{DagCache, runs};
 
 use crate::scheduler_support::{Env, env};
 
@@ -506,4 +506,92 @@ async fn a_started_run_is_created_with_its_first_tasks_admitted() {
         .await
         .unwrap();
     assert_eq!(queued, 1, "the waiting root takes a freed slot");
+}
+
+#[tokio::test]
+async fn ends_claim_queued_tries_for_the_slots_they_free() {
+    if !testkit::require_postgres() {
+        return;
+    }
+    let env = env("store_refill").await;
+    let run_ids = started_runs(&env, "two_parallel", TWO_PARALLEL, 3).await;
+    let first = task_instances::claim(&env.pool, "owner-a", 2)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    let ends: Vec<TryEnd> = first
+        .iter()
+        .map(|try_| TryEnd {
+            task_instance_id: try_.id,
+            state: TaskState::Success,
+            rendered_config: None,
+            next_retry_at: None,
+            output: None,
+            read_back: Vec::new(),
+            decided_downstream: None,
+        })
+        .collect();
+
+    // Another process's ends are refused; its claim still takes queued tries.
+    let foreign = task_instances::end_tries_and_claim(&env.pool, "owner-b", &ends, 1)
+        .await
+        .unwrap();
+    assert!(foreign.ended.iter().all(Option::is_none), "{foreign:?}");
+    assert_eq!(foreign.claimed.len(), 1);
+
+    let stored = task_instances::end_tries_and_claim(&env.pool, "owner-a", &ends, 2)
+        .await
+        .unwrap();
+    assert!(stored.ended.iter().all(Option::is_some), "{stored:?}");
+    // The claim's order: equal weights, oldest run first, after owner-b's pick.
+    let queued_order: Vec<(i64, String)> = stored
+        .claimed
+        .iter()
+        .map(|try_| (try_.dag_run_id, try_.task_id.clone()))
+        .collect();
+    let mut expected = queued_order.clone();
+    expected.sort();
+    assert_eq!(queued_order, expected, "oldest run first");
+    assert_eq!(stored.claimed.len(), 2);
+
+    let rows = task_instances::of_runs(&env.pool, &run_ids).await.unwrap();
+    for try_ in stored.claimed.iter().chain(&foreign.claimed) {
+        let row = rows.iter().find(|row| row.id == try_.id).unwrap();
+        assert_eq!(row.state, TaskState::Running, "{row:?}");
+        assert_eq!(row.try_number, 1);
+        assert_eq!(try_.try_number, 1);
+        let run = runs::get(&env.pool, "two_parallel", &row.run_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            try_.logical_date, run.logical_date,
+            "the run's columns come along"
+        );
+        assert_eq!(try_.dag_version_id, run.dag_version_id);
+    }
+    let owners: Vec<Option<&str>> = stored
+        .claimed
+        .iter()
+        .map(|try_| rows.iter().find(|row| row.id == try_.id).unwrap())
+        .map(|row| row.owner.as_deref())
+        .collect();
+    assert_eq!(owners, [Some("owner-a"), Some("owner-a")]);
+
+    // One queued try is left: a larger claim takes only it, a claim of none takes nothing.
+    let none = task_instances::end_tries_and_claim(&env.pool, "owner-a", &[], 0)
+        .await
+        .unwrap();
+    assert!(none.claimed.is_empty());
+    let last = task_instances::end_tries_and_claim(&env.pool, "owner-a", &[], 5)
+        .await
+        .unwrap();
+    assert_eq!(last.claimed.len(), 1);
+    let queued = task_instances::of_runs(&env.pool, &run_ids)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|row| row.state == TaskState::Queued)
+        .count();
+    assert_eq!(queued, 0);
 }

@@ -2,6 +2,10 @@
 //! for the next one, so under load one statement stores many ends (and one run row update
 //! counts all of a run's), while a lone end is written at once.
 //!
+//! A try whose slot its own hand-off does not need gives the slot back with its end: the same
+//! statement claims a queued task instance for it (the claim loop's pick), so under load a
+//! slot goes from one try to the next in one round trip.
+//!
 //! A try's end frees a `max_active_tasks` slot. In a DAG where that limit may bind, tasks may
 //! wait for the slot: after each batch, one statement asks which of its DAGs have waiting
 //! tasks (read after the batch's commit, so a queuer that counted a freed slot as taken has
@@ -16,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 use crate::dag::TaskState;
 use crate::engine::advance::limit_may_bind;
 use crate::engine::batch::Batcher;
-use crate::store::task_instances::{self, TaskStateRow, TryEnd, TryEnded};
+use crate::store::task_instances::{
+    self, ClaimedTry, EndsAndClaims, TaskStateRow, TryEnd, TryEnded,
+};
 use crate::store::{StoreError, channels, notify};
 
 const MAX_BATCH: usize = 256;
@@ -26,9 +32,20 @@ struct Request {
     task_id: String,
     /// The DAG's task count (whether its max_active_tasks may bind).
     dag_tasks: usize,
+    /// The try's slot is free for a queued task instance.
+    refill: bool,
 }
 
-type Answer = Result<Option<TryEnded>, StoreError>;
+/// What the writer stored for one end.
+#[derive(Debug, Default)]
+pub struct Stored {
+    /// `None` when the try's row is no longer ours.
+    pub ended: Option<TryEnded>,
+    /// The queued task instance claimed for the slot the end gave back.
+    pub next: Option<ClaimedTry>,
+}
+
+type Answer = Result<Stored, StoreError>;
 
 /// Hands ends to the writer task of this process.
 #[derive(Clone)]
@@ -38,23 +55,31 @@ pub struct Ender {
 
 impl Ender {
     /// Starts the writer; it ends when every `Ender` is dropped. `release` (the executor's
-    /// shutdown after its grace period) stops retries through a database outage.
-    pub fn start(pool: PgPool, owner: String, release: CancellationToken) -> Ender {
+    /// shutdown after its grace period) stops retries through a database outage; once
+    /// `stopping` (the executor no longer claims), ends claim nothing either.
+    pub fn start(
+        pool: PgPool,
+        owner: String,
+        release: CancellationToken,
+        stopping: CancellationToken,
+    ) -> Ender {
         let batcher = Batcher::start(MAX_BATCH, move |batch: Vec<Request>| {
-            let (pool, owner, release) = (pool.clone(), owner.clone(), release.clone());
-            async move { write(&pool, &owner, &release, batch).await }
+            let (pool, owner) = (pool.clone(), owner.clone());
+            let (release, stopping) = (release.clone(), stopping.clone());
+            async move { write(&pool, &owner, &release, &stopping, batch).await }
         });
         Ender { batcher }
     }
 
-    /// Stores the end of the try of `task_id` (of a DAG of `dag_tasks` tasks); `None` when its
-    /// row is no longer ours. Other tries of the same run ended by the same statement appear
-    /// in the result's rows with their new states.
-    pub async fn end(&self, end: TryEnd, task_id: &str, dag_tasks: usize) -> Answer {
+    /// Stores the end of the try of `task_id` (of a DAG of `dag_tasks` tasks). Other tries of
+    /// the same run ended by the same statement appear in the result's rows with their new
+    /// states. With `refill`, a queued task instance may be claimed for the try's slot.
+    pub async fn end(&self, end: TryEnd, task_id: &str, dag_tasks: usize, refill: bool) -> Answer {
         let request = Request {
             end,
             task_id: task_id.to_string(),
             dag_tasks,
+            refill,
         };
         self.batcher.submit(request).await.unwrap_or_else(|| {
             Err(StoreError::Shared(
@@ -68,10 +93,12 @@ async fn write(
     pool: &PgPool,
     owner: &str,
     release: &CancellationToken,
+    stopping: &CancellationToken,
     batch: Vec<Request>,
 ) -> Vec<Answer> {
     let ends: Vec<TryEnd> = batch.iter().map(|request| request.end.clone()).collect();
-    let stored = store_batch(pool, owner, &ends, release).await;
+    let refills = batch.iter().filter(|request| request.refill).count();
+    let (stored, claimed) = store_batch(pool, owner, &ends, refills, release, stopping).await;
     let ended: Vec<Option<TryEnded>> = stored
         .iter()
         .map(|result| result.as_ref().ok().cloned().flatten())
@@ -82,53 +109,73 @@ async fn write(
         // The sweep queues waiting tasks when the schedulers are not woken.
         tracing::warn!(%error, "cannot check for tasks waiting for a slot");
     }
+    let mut claimed = claimed.into_iter();
     stored
         .into_iter()
         .zip(ended)
-        .map(|(result, ended)| result.map(|_| ended))
+        .zip(&batch)
+        .map(|((result, ended), request)| {
+            result.map(|_| Stored {
+                ended,
+                next: request.refill.then(|| claimed.next()).flatten(),
+            })
+        })
         .collect()
 }
 
-/// Stores a batch; when it fails for good, each end alone, so one end the database refuses
-/// (an output it cannot store, say) fails only its own try.
+/// Stores a batch and claims up to `refills` queued tries with it; when it fails for good,
+/// each end alone (claiming nothing), so one end the database refuses (an output it cannot
+/// store, say) fails only its own try.
 async fn store_batch(
     pool: &PgPool,
     owner: &str,
     ends: &[TryEnd],
+    refills: usize,
     release: &CancellationToken,
-) -> Vec<Answer> {
-    let error = match store_with_retries(pool, owner, ends, release).await {
-        Ok(results) => return results.into_iter().map(Ok).collect(),
+    stopping: &CancellationToken,
+) -> (Vec<Result<Option<TryEnded>, StoreError>>, Vec<ClaimedTry>) {
+    let error = match store_with_retries(pool, owner, ends, refills, release, stopping).await {
+        Ok(stored) => return (stored.ended.into_iter().map(Ok).collect(), stored.claimed),
         Err(error) => error,
     };
     if ends.len() == 1 || release.is_cancelled() {
         let message = error.to_string();
-        return ends
+        let failed = ends
             .iter()
             .map(|_| Err(StoreError::Shared(message.clone())))
             .collect();
+        return (failed, Vec::new());
     }
     tracing::warn!(%error, tries = ends.len(), "storing the ends one by one");
     let mut results = Vec::with_capacity(ends.len());
     for end in ends {
-        let one = store_with_retries(pool, owner, std::slice::from_ref(end), release).await;
-        results.push(one.map(|mut one| one.pop().flatten()));
+        let one = std::slice::from_ref(end);
+        let one = store_with_retries(pool, owner, one, 0, release, stopping).await;
+        results.push(one.map(|mut one| one.ended.pop().flatten()));
     }
-    results
+    (results, Vec::new())
 }
 
-/// Retried through a database outage (the row guard makes a repeat harmless): failing here
-/// would leave rows running, owned by a live process, forever.
+/// Retried through a database outage (the row guard makes a repeat harmless, and a claim
+/// whose answer was lost is released by the heartbeat loop): failing here would leave rows
+/// running, owned by a live process, forever.
 async fn store_with_retries(
     pool: &PgPool,
     owner: &str,
     ends: &[TryEnd],
+    refills: usize,
     release: &CancellationToken,
-) -> Result<Vec<Option<TryEnded>>, StoreError> {
+    stopping: &CancellationToken,
+) -> Result<EndsAndClaims, StoreError> {
     let mut delay = Duration::from_millis(100);
     loop {
-        match task_instances::end_tries(pool, owner, ends).await {
-            Ok(results) => return Ok(results),
+        let claims = if stopping.is_cancelled() {
+            0
+        } else {
+            refills as i64
+        };
+        match task_instances::end_tries_and_claim(pool, owner, ends, claims).await {
+            Ok(stored) => return Ok(stored),
             Err(error) => {
                 let error = StoreError::from(error);
                 if !error.is_transient() || release.is_cancelled() {

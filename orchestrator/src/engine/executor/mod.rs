@@ -1,6 +1,7 @@
 //! The executor: claims queued task instances (`store::task_instances::claim`, one
 //! `UPDATE ... FOR UPDATE SKIP LOCKED` statement), runs each try (`try_run.rs`) without holding
-//! a transaction, and ends only tries it still owns, handing off downstream at once.
+//! a transaction, and ends only tries it still owns, handing off downstream at once; the end of
+//! a leaf try claims the next queued one for its slot in the same statement (`ends.rs`).
 //! Heartbeats keep claims alive; SIGTERM stops claiming, waits a grace period, then releases
 //! the remaining tries for retry.
 
@@ -93,7 +94,13 @@ impl Executor {
     ) -> Arc<Executor> {
         let logs = logs::start_writer(pool.clone());
         let release = CancellationToken::new();
-        let ender = ends::Ender::start(pool.clone(), config.owner.clone(), release.clone());
+        let stopping = CancellationToken::new();
+        let ender = ends::Ender::start(
+            pool.clone(),
+            config.owner.clone(),
+            release.clone(),
+            stopping.clone(),
+        );
         let applier = Applier::start(pool.clone(), config.owner.clone());
         let states = StateFeed::start(pool.clone());
         let permits = Arc::new(Semaphore::new(config.parallelism.max(1)));
@@ -111,7 +118,7 @@ impl Executor {
             running: Mutex::new(HashMap::new()),
             heartbeats: AtomicU64::new(0),
             release,
-            stopping: CancellationToken::new(),
+            stopping,
             last_beat: Mutex::new(Instant::now()),
             fenced: AtomicBool::new(false),
         })

@@ -1,8 +1,9 @@
 //! One claimed try: gather the template inputs, render once and execute (`execute::run_try`),
-//! end the try (`store::task_instances::end_try`) and hand off downstream
-//! (`advance::after_try`).
+//! end the try (`ends.rs`, which may claim the next queued try for a leaf's slot) and hand off
+//! downstream (`advance::after_try`).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -62,7 +63,7 @@ impl Executor {
     ) {
         let token = self.hold(claimed.id);
         self.states.mark(&claimed.dag_id);
-        metrics::TASKS_STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::TASKS_STARTED.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("try", dag_id = %claimed.dag_id, run_id = %claimed.run_id,
             task_id = %claimed.task_id, try_number = claimed.try_number);
         let masker = Arc::new(Masker::new());
@@ -87,7 +88,7 @@ impl Executor {
         // Held until its end is stored: a try whose row is running but held by no one here
         // is abandoned.
         self.let_go(claimed.id);
-        metrics::TASKS_FINISHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::TASKS_FINISHED.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Runs the try; what it leaves behind (its stored config, its error) has the secrets its
@@ -280,7 +281,16 @@ impl Executor {
             decided_downstream,
         };
         let dag_tasks = tried.dag.as_ref().map_or(0, |dag| dag.tasks.len());
-        let Some(ended) = self.ender.end(end, &claimed.task_id, dag_tasks).await? else {
+        // A leaf's slot serves no hand-off: its end claims the next queued try for it.
+        let refill = wanted == 0 && !stopping && !self.fenced.load(Ordering::SeqCst);
+        let stored = self
+            .ender
+            .end(end, &claimed.task_id, dag_tasks, refill)
+            .await?;
+        if let Some(next) = stored.next {
+            self.start_claimed(next, permits.pop());
+        }
+        let Some(ended) = stored.ended else {
             tracing::info!(
                 task_instance_id = claimed.id,
                 "try ended but the row is no longer ours"
@@ -331,21 +341,26 @@ impl Executor {
                 max_tries: next.max_tries,
                 ..claimed.clone()
             };
-            match permits.pop() {
-                Some(permit) => self.spawn_try(next, permit),
-                // Claimed for us beyond our slots: it runs when a slot frees, never dropped.
-                None => {
-                    self.hold(next.id);
-                    let executor = Arc::clone(self);
-                    tokio::spawn(async move {
-                        if let Ok(permit) = Arc::clone(&executor.permits).acquire_owned().await {
-                            executor.spawn_try(next, permit);
-                        }
-                    });
-                }
-            }
+            self.start_claimed(next, permits.pop());
         }
         Ok(())
+    }
+
+    /// Runs a try claimed for this process in `permit`'s slot, or, claimed beyond our slots,
+    /// when a slot frees: never dropped.
+    fn start_claimed(self: &Arc<Self>, next: ClaimedTry, permit: Option<OwnedSemaphorePermit>) {
+        match permit {
+            Some(permit) => self.spawn_try(next, permit),
+            None => {
+                self.hold(next.id);
+                let executor = Arc::clone(self);
+                tokio::spawn(async move {
+                    if let Ok(permit) = Arc::clone(&executor.permits).acquire_owned().await {
+                        executor.spawn_try(next, permit);
+                    }
+                });
+            }
+        }
     }
 
     /// Adds idle slots to `permits` (never waiting for one) until it holds `wanted`.

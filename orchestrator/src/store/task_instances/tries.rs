@@ -151,6 +151,26 @@ pub async fn end_tries(
     owner: &str,
     ends: &[TryEnd],
 ) -> Result<Vec<Option<TryEnded>>, sqlx::Error> {
+    Ok(end_tries_and_claim(pool, owner, ends, 0).await?.ended)
+}
+
+/// What [`end_tries_and_claim`] stored and claimed.
+#[derive(Debug, Default)]
+pub struct EndsAndClaims {
+    /// One entry per end, in order; `None`: the row is no longer ours.
+    pub ended: Vec<Option<TryEnded>>,
+    /// Queued task instances claimed for `owner`, as [`claim`] picks them.
+    pub claimed: Vec<ClaimedTry>,
+}
+
+/// [`end_tries`], and in the same statement [`claim`] of up to `claim_limit` queued task
+/// instances for `owner`: the slots the ends free are filled without another round trip.
+pub async fn end_tries_and_claim(
+    pool: &PgPool,
+    owner: &str,
+    ends: &[TryEnd],
+    claim_limit: i64,
+) -> Result<EndsAndClaims, sqlx::Error> {
     let ids: Vec<i64> = ends.iter().map(|end| end.task_instance_id).collect();
     let states: Vec<TaskState> = ends.iter().map(|end| end.state).collect();
     let rendered: Vec<Option<Value>> = ends.iter().map(|e| e.rendered_config.clone()).collect();
@@ -233,21 +253,45 @@ pub async fn end_tries(
            -- Each run read once (a busy run row is slow to find: its versions are many).
            seen AS MATERIALIZED (
                SELECT r.id, r.state, r.clear_number, r.unfinished_tasks FROM dag_run r
-                WHERE r.id = ANY (ARRAY(SELECT dag_run_id FROM finished)))
-           SELECT e.id AS "id!", e.dag_run_id AS "dag_run_id!", e.dag_id AS "dag_id!",
-                  r.state AS "run_state!: RunState",
-                  r.clear_number AS "clear_number!", r.unfinished_tasks AS "unfinished_seen!",
-                  c.unfinished AS "unfinished_now?", f.n AS "ended_in_run!",
-                  d.max_active_tasks AS "max_active_tasks!", d.max_active_runs AS "max_active_runs!",
+                WHERE r.id = ANY (ARRAY(SELECT dag_run_id FROM finished))),
+           -- The claim of `claim` (queued rows: none of them is ended or claimed ahead above).
+           picked AS MATERIALIZED (
+               SELECT id FROM task_instance WHERE state = 'queued'
+                ORDER BY priority_weight DESC, dag_run_id, id
+                LIMIT $14 FOR UPDATE SKIP LOCKED),
+           claimed AS (
+               UPDATE task_instance t SET state = 'running', owner = $1, heartbeat_at = now(),
+                      try_number = t.try_number + 1, start_date = now(), end_date = NULL,
+                      duration = NULL, next_retry_at = NULL, updated_at = now()
+                WHERE t.id = ANY (ARRAY(SELECT id FROM picked))
+            RETURNING t.id, t.dag_run_id, t.dag_id, t.run_id, t.task_id, t.try_number,
+                      t.max_tries)
+           -- Ends (`id` set) and claims (`claimed_id` set) in one result.
+           SELECT e.id AS "id?", e.dag_run_id AS "dag_run_id?", e.dag_id AS "dag_id?",
+                  r.state AS "run_state?: RunState",
+                  r.clear_number AS "clear_number?", r.unfinished_tasks AS "unfinished_seen?",
+                  c.unfinished AS "unfinished_now?", f.n AS "ended_in_run?",
+                  d.max_active_tasks AS "max_active_tasks?", d.max_active_runs AS "max_active_runs?",
                   x.id AS "ti_id?", x.task_id AS "ti_task_id?", x.state AS "ti_state?: TaskState",
                   x.try_number AS "ti_try_number?", x.max_tries AS "ti_max_tries?",
-                  x.decided AS "ti_decided?"
+                  x.decided AS "ti_decided?",
+                  NULL::bigint AS "claimed_id?", NULL::text AS "claimed_run_id?",
+                  NULL::timestamptz AS "logical_date?", NULL::timestamptz AS "data_interval_start?",
+                  NULL::timestamptz AS "data_interval_end?", NULL::jsonb AS "conf?",
+                  NULL::bigint AS "dag_version_id?"
              FROM ended e
              JOIN seen r ON r.id = e.dag_run_id
              JOIN dag d ON d.dag_id = e.dag_id
              JOIN finished f ON f.dag_run_id = e.dag_run_id
              LEFT JOIN counted c ON c.id = e.dag_run_id
-             LEFT JOIN extra x ON x.ended_id = e.id"#,
+             LEFT JOIN extra x ON x.ended_id = e.id
+           UNION ALL
+           SELECT NULL, c.dag_run_id, c.dag_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                  NULL, c.task_id, NULL, c.try_number, c.max_tries, NULL,
+                  c.id, c.run_id, r.logical_date, r.data_interval_start, r.data_interval_end,
+                  r.conf, r.dag_version_id
+             FROM claimed c
+            CROSS JOIN LATERAL (SELECT * FROM dag_run WHERE id = c.dag_run_id OFFSET 0) r"#,
         owner,
         &ids,
         &states as _,
@@ -261,23 +305,89 @@ pub async fn end_tries(
         &ahead.task_ids,
         &ahead.max_active_tasks,
         &ahead.max_active_runs,
+        claim_limit,
     )
     .fetch_all(pool)
     .await?;
     let mut by_id: HashMap<i64, TryEnded> = HashMap::new();
+    let mut claimed = Vec::new();
     for row in rows {
-        let ended = by_id.entry(row.id).or_insert_with(|| TryEnded {
-            task_instance_id: row.id,
-            dag_run_id: row.dag_run_id,
-            dag_id: row.dag_id.clone(),
-            run_state: row.run_state,
-            clear_number: row.clear_number,
-            unfinished_seen: row.unfinished_seen,
+        let (Some(dag_run_id), Some(dag_id)) = (row.dag_run_id, row.dag_id) else {
+            continue;
+        };
+        if let Some(id) = row.claimed_id {
+            let claim = (
+                row.claimed_run_id,
+                row.ti_task_id,
+                row.ti_try_number,
+                row.ti_max_tries,
+                row.logical_date,
+                row.data_interval_start,
+                row.data_interval_end,
+                row.conf,
+                row.dag_version_id,
+            );
+            if let (
+                Some(run_id),
+                Some(task_id),
+                Some(try_number),
+                Some(max_tries),
+                Some(logical_date),
+                Some(data_interval_start),
+                Some(data_interval_end),
+                Some(conf),
+                Some(dag_version_id),
+            ) = claim
+            {
+                claimed.push(ClaimedTry {
+                    id,
+                    dag_run_id,
+                    dag_id,
+                    run_id,
+                    task_id,
+                    try_number,
+                    max_tries,
+                    logical_date,
+                    data_interval_start,
+                    data_interval_end,
+                    conf,
+                    dag_version_id,
+                });
+            }
+            continue;
+        }
+        let (
+            Some(ended_id),
+            Some(run_state),
+            Some(clear_number),
+            Some(unfinished_seen),
+            Some(ended_in_run),
+            Some(max_active_tasks),
+            Some(max_active_runs),
+        ) = (
+            row.id,
+            row.run_state,
+            row.clear_number,
+            row.unfinished_seen,
+            row.ended_in_run,
+            row.max_active_tasks,
+            row.max_active_runs,
+        )
+        else {
+            continue;
+        };
+        let ended = by_id.entry(ended_id).or_insert_with(|| TryEnded {
+            task_instance_id: ended_id,
+            dag_run_id,
+            dag_id,
+            run_state,
+            clear_number,
+            unfinished_seen,
             unfinished_now: row.unfinished_now,
-            ended_in_run: row.ended_in_run,
+            ended_in_run,
             closes_run: false,
-            max_active_tasks: row.max_active_tasks,
-            max_active_runs: row.max_active_runs,
+            max_active_tasks,
+            max_active_runs,
             rows: Vec::new(),
             decided_downstream: Vec::new(),
         });
@@ -317,7 +427,10 @@ pub async fn end_tries(
             ended.closes_run = true;
         }
     }
-    Ok(ids.iter().map(|id| by_id.remove(id)).collect())
+    Ok(EndsAndClaims {
+        ended: ids.iter().map(|id| by_id.remove(id)).collect(),
+        claimed,
+    })
 }
 
 /// [`DecidedDownstream`] of a batch of ends, as columns.
