@@ -235,7 +235,11 @@ fn with_siblings(batch: &[Request], mut results: Vec<Option<TryEnded>>) -> Vec<O
             ));
         }
     }
-    for ended in results.iter_mut().flatten() {
+    for (request, ended) in batch.iter().zip(results.iter_mut()) {
+        // Only a caller that reads its run's states back decides from them.
+        let Some(ended) = ended.as_mut().filter(|_| !request.end.read_back.is_empty()) else {
+            continue;
+        };
         let Some(siblings) = by_run.get(&ended.dag_run_id) else {
             continue;
         };
