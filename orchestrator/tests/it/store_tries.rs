@@ -38,6 +38,19 @@ async fn started_runs(env: &Env, dag_id: &str, yaml: &str, count: usize) -> Vec<
     ids
 }
 
+/// A try's plain successful end: nothing read back, nothing decided with it.
+fn success(task_instance_id: i64) -> TryEnd {
+    TryEnd {
+        task_instance_id,
+        state: TaskState::Success,
+        rendered_config: None,
+        next_retry_at: None,
+        output: None,
+        read_back: Vec::new(),
+        decided_downstream: None,
+    }
+}
+
 const TWO_PARALLEL: &str = r#"
 dag_id: two_parallel
 schedule: null
@@ -468,15 +481,6 @@ async fn a_started_run_is_created_with_its_first_tasks_admitted() {
         .await
         .unwrap();
     assert_eq!(claimed.len(), 3, "{claimed:?}");
-    let success = |id: i64| TryEnd {
-        task_instance_id: id,
-        state: TaskState::Success,
-        rendered_config: None,
-        next_retry_at: None,
-        output: None,
-        read_back: Vec::new(),
-        decided_downstream: None,
-    };
     let ended = task_instances::end_tries(
         &env.pool,
         "owner-a",
@@ -519,18 +523,7 @@ async fn ends_claim_queued_tries_for_the_slots_they_free() {
         .await
         .unwrap();
     assert_eq!(first.len(), 2);
-    let ends: Vec<TryEnd> = first
-        .iter()
-        .map(|try_| TryEnd {
-            task_instance_id: try_.id,
-            state: TaskState::Success,
-            rendered_config: None,
-            next_retry_at: None,
-            output: None,
-            read_back: Vec::new(),
-            decided_downstream: None,
-        })
-        .collect();
+    let ends: Vec<TryEnd> = first.iter().map(|try_| success(try_.id)).collect();
 
     // Another process's ends are refused; its claim still takes queued tries.
     let foreign = task_instances::end_tries_and_claim(&env.pool, "owner-b", &ends, 1)
