@@ -166,7 +166,8 @@ impl StableUuids {
 
 /// Renders templates for one try; implements the operators' [`updraft_operators::Renderer`].
 pub struct TemplateRenderer {
-    env: Environment<'static>,
+    /// Built on first use: a try whose config has no template never needs one.
+    env: OnceLock<Environment<'static>>,
     /// For the fields a shell runs: every value is shell-quoted unless marked `| safe`. Built
     /// on first use: most tries have no such field.
     shell: OnceLock<Environment<'static>>,
@@ -190,12 +191,7 @@ impl TemplateRenderer {
         });
         let uuids = Arc::new(StableUuids::of(&scope.names));
         TemplateRenderer {
-            env: functions(
-                Arc::clone(&xcom),
-                Arc::clone(&variables),
-                Arc::clone(&connections),
-                Arc::clone(&uuids),
-            ),
+            env: OnceLock::new(),
             shell: OnceLock::new(),
             xcom,
             variables,
@@ -203,6 +199,17 @@ impl TemplateRenderer {
             uuids,
             names: scope.names,
         }
+    }
+
+    fn environment(&self) -> &Environment<'static> {
+        self.env.get_or_init(|| {
+            functions(
+                Arc::clone(&self.xcom),
+                Arc::clone(&self.variables),
+                Arc::clone(&self.connections),
+                Arc::clone(&self.uuids),
+            )
+        })
     }
 
     fn shell_environment(&self) -> &Environment<'static> {
@@ -252,7 +259,7 @@ impl TemplateRenderer {
         let context = self.context(locals);
         if let Some(expression) = native_expression(text) {
             let compiled = self
-                .env
+                .environment()
                 .compile_expression(expression)
                 .map_err(|error| describe(&error))?;
             let value = compiled.eval(&context).map_err(|error| describe(&error))?;
@@ -262,7 +269,7 @@ impl TemplateRenderer {
             return serde_json::to_value(&value)
                 .map_err(|error| format!("`{expression}`: {error}"));
         }
-        self.env
+        self.environment()
             .render_str(text, &context)
             .map(Value::String)
             .map_err(|error| describe(&error))

@@ -228,12 +228,13 @@ impl Executor {
             Ok(mut running) => running
                 .entry(task_instance_id)
                 .or_insert_with(|| RunningTry {
-                    cancel: CancellationToken::new(),
+                    // Released at the end of the grace period with every other try.
+                    cancel: self.release.child_token(),
                     registered_after,
                 })
                 .cancel
                 .clone(),
-            Err(_) => CancellationToken::new(),
+            Err(_) => self.release.child_token(),
         };
         if self.fenced.load(Ordering::SeqCst) {
             token.cancel();

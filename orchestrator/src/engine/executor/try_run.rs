@@ -117,16 +117,9 @@ impl Executor {
             Ok(inputs) => inputs,
             Err(message) => return failed(message, Some(dag.clone())),
         };
-        // A stop of the process (after the grace period) or a lost claim cancels the try.
+        // A stop of the process (after the grace period: the token is a child of `release`)
+        // or a lost claim cancels the try.
         let cancel = token.clone();
-        let release = self.release.clone();
-        let watcher = tokio::spawn({
-            let cancel = cancel.clone();
-            async move {
-                release.cancelled().await;
-                cancel.cancel();
-            }
-        });
         let services = TaskServices {
             xcom: Arc::new(StoredXCom {
                 pool: self.pool.clone(),
@@ -145,7 +138,6 @@ impl Executor {
             cancel,
         )
         .await;
-        watcher.abort();
         let outcome = match result {
             Ok(value) => Outcome::Success(value),
             Err(TryError::Cancelled) => Outcome::Stopped,
