@@ -37,7 +37,7 @@ struct Request {
 }
 
 /// What the writer stored for one end.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stored {
     /// `None` when the try's row is no longer ours.
     pub ended: Option<TryEnded>,
@@ -99,10 +99,13 @@ async fn write(
     let ends: Vec<TryEnd> = batch.iter().map(|request| request.end.clone()).collect();
     let refills = batch.iter().filter(|request| request.refill).count();
     let (stored, claimed) = store_batch(pool, owner, &ends, refills, release, stopping).await;
-    let ended: Vec<Option<TryEnded>> = stored
-        .iter()
-        .map(|result| result.as_ref().ok().cloned().flatten())
-        .collect();
+    let (ended, errors): (Vec<Option<TryEnded>>, Vec<Option<StoreError>>) = stored
+        .into_iter()
+        .map(|result| match result {
+            Ok(ended) => (ended, None),
+            Err(error) => (None, Some(error)),
+        })
+        .unzip();
     let freed = freed_slots(&batch, &ended);
     let ended = with_siblings(&batch, ended);
     if let Err(error) = wake_for_waiting(pool, &freed).await {
@@ -110,15 +113,16 @@ async fn write(
         tracing::warn!(%error, "cannot check for tasks waiting for a slot");
     }
     let mut claimed = claimed.into_iter();
-    stored
+    ended
         .into_iter()
-        .zip(ended)
+        .zip(errors)
         .zip(&batch)
-        .map(|((result, ended), request)| {
-            result.map(|_| Stored {
+        .map(|((ended, error), request)| match error {
+            Some(error) => Err(error),
+            None => Ok(Stored {
                 ended,
                 next: request.refill.then(|| claimed.next()).flatten(),
-            })
+            }),
         })
         .collect()
 }
