@@ -245,8 +245,8 @@ async fn handoffs(
 }
 
 /// The store's ceiling: the engine's claim of 64 queued task instances and the end of those
-/// tries (`store::task_instances::claim` and `end_tries`), repeated, with no decision or
-/// hand-off.
+/// tries (`store::task_instances::claim` and `end_tries`), repeated on one connection, with no
+/// decision or hand-off.
 async fn limit(pool: &PgPool, runs: usize) -> anyhow::Result<()> {
     let cache = DagCache::new();
     for index in 0..runs {
@@ -261,8 +261,10 @@ async fn limit(pool: &PgPool, runs: usize) -> anyhow::Result<()> {
     let (own_before, postgres_before) = cpu_seconds();
     let started = Instant::now();
     let mut done = 0usize;
+    // One connection, as the engine's end writer holds one: no round trip to take it.
+    let mut connection = pool.acquire().await?;
     loop {
-        let claimed = task_instances::claim(pool, "bench", 64).await?;
+        let claimed = task_instances::claim(&mut *connection, "bench", 64).await?;
         if claimed.is_empty() {
             break;
         }
@@ -278,7 +280,7 @@ async fn limit(pool: &PgPool, runs: usize) -> anyhow::Result<()> {
                 decided_downstream: None,
             })
             .collect();
-        task_instances::end_tries(pool, "bench", &ends).await?;
+        task_instances::end_tries(&mut *connection, "bench", &ends).await?;
         done += claimed.len();
     }
     let elapsed = started.elapsed().as_secs_f64();

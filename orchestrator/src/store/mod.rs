@@ -88,9 +88,14 @@ impl StoreError {
     /// error in the SQL: worth retrying.
     pub fn is_transient(&self) -> bool {
         match self {
-            // A deadlock or serialization failure: the statement was rolled back, try again.
+            // A deadlock or serialization failure: the statement was rolled back, try again. A
+            // connection the server ended (a restart, an administrator) or a connection
+            // failure (class 08): another connection may succeed.
             StoreError::Database(sqlx::Error::Database(error)) => {
-                matches!(error.code().as_deref(), Some("40P01" | "40001"))
+                error.code().is_some_and(|code| {
+                    matches!(&*code, "40P01" | "40001" | "57P01" | "57P02" | "57P03")
+                        || code.starts_with("08")
+                })
             }
             StoreError::Database(error) => !matches!(
                 error,

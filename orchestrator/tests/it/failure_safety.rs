@@ -153,3 +153,41 @@ tasks:
     env.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn ends_are_stored_after_the_database_ended_the_end_writers_connection() {
+    if !testkit::require_postgres() {
+        return;
+    }
+    let mut env = env("writer_cut").await;
+    env.write_dag("one_task", ONE_TASK).await;
+    env.start_scheduler(config());
+    let all_finished = |runs: &crate::scheduler_support::Runs| {
+        runs.states.iter().all(|state| state.is_finished())
+    };
+    let first = trigger_run(&env.pool, "one_task", TriggerRequest::default())
+        .await
+        .unwrap();
+    env.wait_for_runs("the first run", &[first.id], Duration::from_secs(30), all_finished)
+        .await;
+
+    // Every connection to the database ends, the one the end writer holds among them.
+    env.database().begin_outage().await;
+    env.database().end_outage().await;
+    let second = trigger_run(&env.pool, "one_task", TriggerRequest::default())
+        .await
+        .unwrap();
+    let runs = env
+        .wait_for_runs(
+            "the run after the cut",
+            &[second.id],
+            Duration::from_secs(30),
+            all_finished,
+        )
+        .await;
+    assert_eq!(runs.states, [RunState::Success]);
+    let only = &runs.task_instances[0];
+    // Its end was stored on a new connection, not given up and run again.
+    assert_eq!((only.state, only.try_number), (TaskState::Success, 1), "{only:?}");
+    env.stop().await;
+}

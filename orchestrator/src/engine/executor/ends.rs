@@ -12,9 +12,12 @@
 //! left its tasks visible), and the schedulers are woken to queue them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
+use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::dag::TaskState;
@@ -63,10 +66,18 @@ impl Ender {
         release: CancellationToken,
         stopping: CancellationToken,
     ) -> Ender {
+        let connection = Arc::new(Mutex::new(WriterConnection {
+            pool: pool.clone(),
+            held: None,
+        }));
         let batcher = Batcher::start(MAX_BATCH, move |batch: Vec<Request>| {
             let (pool, owner) = (pool.clone(), owner.clone());
             let (release, stopping) = (release.clone(), stopping.clone());
-            async move { write(&pool, &owner, &release, &stopping, batch).await }
+            let connection = Arc::clone(&connection);
+            async move {
+                let mut connection = connection.lock().await;
+                write(&mut connection, &pool, &owner, &release, &stopping, batch).await
+            }
         });
         Ender { batcher }
     }
@@ -89,7 +100,37 @@ impl Ender {
     }
 }
 
+/// The writer's own connection. Its statements follow one another on the path of every end,
+/// and a connection taken from the pool for each would cost two more round trips (sqlx tests a
+/// connection when it is taken and when it is given back). Given back after a failure (the
+/// pool closes it if it is broken); the next attempt takes another.
+struct WriterConnection {
+    pool: PgPool,
+    held: Option<PoolConnection<Postgres>>,
+}
+
+impl WriterConnection {
+    async fn end_tries_and_claim(
+        &mut self,
+        owner: &str,
+        ends: &[TryEnd],
+        claim_limit: i64,
+    ) -> Result<EndsAndClaims, sqlx::Error> {
+        let connection = match &mut self.held {
+            Some(connection) => connection,
+            None => self.held.insert(self.pool.acquire().await?),
+        };
+        let stored =
+            task_instances::end_tries_and_claim(&mut **connection, owner, ends, claim_limit).await;
+        if stored.is_err() {
+            self.held = None;
+        }
+        stored
+    }
+}
+
 async fn write(
+    connection: &mut WriterConnection,
     pool: &PgPool,
     owner: &str,
     release: &CancellationToken,
@@ -98,7 +139,7 @@ async fn write(
 ) -> Vec<Answer> {
     let ends: Vec<TryEnd> = batch.iter().map(|request| request.end.clone()).collect();
     let refills = batch.iter().filter(|request| request.refill).count();
-    let (stored, claimed) = store_batch(pool, owner, &ends, refills, release, stopping).await;
+    let (stored, claimed) = store_batch(connection, owner, &ends, refills, release, stopping).await;
     let (ended, errors): (Vec<Option<TryEnded>>, Vec<Option<StoreError>>) = stored
         .into_iter()
         .map(|result| match result {
@@ -131,14 +172,15 @@ async fn write(
 /// each end alone (claiming nothing), so one end the database refuses (an output it cannot
 /// store, say) fails only its own try.
 async fn store_batch(
-    pool: &PgPool,
+    connection: &mut WriterConnection,
     owner: &str,
     ends: &[TryEnd],
     refills: usize,
     release: &CancellationToken,
     stopping: &CancellationToken,
 ) -> (Vec<Result<Option<TryEnded>, StoreError>>, Vec<ClaimedTry>) {
-    let error = match store_with_retries(pool, owner, ends, refills, release, stopping).await {
+    let error = match store_with_retries(connection, owner, ends, refills, release, stopping).await
+    {
         Ok(stored) => return (stored.ended.into_iter().map(Ok).collect(), stored.claimed),
         Err(error) => error,
     };
@@ -154,7 +196,7 @@ async fn store_batch(
     let mut results = Vec::with_capacity(ends.len());
     for end in ends {
         let one = std::slice::from_ref(end);
-        let one = store_with_retries(pool, owner, one, 0, release, stopping).await;
+        let one = store_with_retries(connection, owner, one, 0, release, stopping).await;
         results.push(one.map(|mut one| one.ended.pop().flatten()));
     }
     (results, Vec::new())
@@ -164,7 +206,7 @@ async fn store_batch(
 /// whose answer was lost is released by the heartbeat loop): failing here would leave rows
 /// running, owned by a live process, forever.
 async fn store_with_retries(
-    pool: &PgPool,
+    connection: &mut WriterConnection,
     owner: &str,
     ends: &[TryEnd],
     refills: usize,
@@ -178,7 +220,7 @@ async fn store_with_retries(
         } else {
             refills as i64
         };
-        match task_instances::end_tries_and_claim(pool, owner, ends, claims).await {
+        match connection.end_tries_and_claim(owner, ends, claims).await {
             Ok(stored) => return Ok(stored),
             Err(error) => {
                 let error = StoreError::from(error);

@@ -34,7 +34,11 @@ pub struct ClaimedTry {
 /// wait behind a newer run's wide fan-out). One statement; the pick is a
 /// materialised CTE so it runs exactly once (an `IN (subquery LIMIT n)` may be evaluated again
 /// by the planner and claim more than `n` rows).
-pub async fn claim(pool: &PgPool, owner: &str, limit: i64) -> Result<Vec<ClaimedTry>, sqlx::Error> {
+pub async fn claim(
+    executor: impl sqlx::PgExecutor<'_>,
+    owner: &str,
+    limit: i64,
+) -> Result<Vec<ClaimedTry>, sqlx::Error> {
     sqlx::query_as!(
         ClaimedTry,
         // Rows and runs by their keys (an array, a lateral lookup): a generic plan for an
@@ -61,7 +65,7 @@ pub async fn claim(pool: &PgPool, owner: &str, limit: i64) -> Result<Vec<Claimed
         owner,
         limit,
     )
-    .fetch_all(pool)
+    .fetch_all(executor)
     .await
 }
 
@@ -147,11 +151,11 @@ impl TryEnded {
 /// many ends: the ends of one run's tries then cost the run row one update. Returns one entry
 /// per end, in order; `None`: the row is no longer ours.
 pub async fn end_tries(
-    pool: &PgPool,
+    executor: impl sqlx::PgExecutor<'_>,
     owner: &str,
     ends: &[TryEnd],
 ) -> Result<Vec<Option<TryEnded>>, sqlx::Error> {
-    Ok(end_tries_and_claim(pool, owner, ends, 0).await?.ended)
+    Ok(end_tries_and_claim(executor, owner, ends, 0).await?.ended)
 }
 
 /// What [`end_tries_and_claim`] stored and claimed.
@@ -166,7 +170,7 @@ pub struct EndsAndClaims {
 /// [`end_tries`], and in the same statement [`claim`] of up to `claim_limit` queued task
 /// instances for `owner`: the slots the ends free are filled without another round trip.
 pub async fn end_tries_and_claim(
-    pool: &PgPool,
+    executor: impl sqlx::PgExecutor<'_>,
     owner: &str,
     ends: &[TryEnd],
     claim_limit: i64,
@@ -307,7 +311,7 @@ pub async fn end_tries_and_claim(
         &ahead.max_active_runs,
         claim_limit,
     )
-    .fetch_all(pool)
+    .fetch_all(executor)
     .await?;
     let mut by_id: HashMap<i64, TryEnded> = HashMap::new();
     let mut claimed = Vec::new();
