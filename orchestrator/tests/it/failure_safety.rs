@@ -162,14 +162,18 @@ async fn ends_are_stored_after_the_database_ended_the_end_writers_connection() {
     let mut env = env("writer_cut").await;
     env.write_dag("one_task", ONE_TASK).await;
     env.start_scheduler(config());
-    let all_finished = |runs: &crate::scheduler_support::Runs| {
-        runs.states.iter().all(|state| state.is_finished())
-    };
+    let all_finished =
+        |runs: &crate::scheduler_support::Runs| runs.states.iter().all(|state| state.is_finished());
     let first = trigger_run(&env.pool, "one_task", TriggerRequest::default())
         .await
         .unwrap();
-    env.wait_for_runs("the first run", &[first.id], Duration::from_secs(30), all_finished)
-        .await;
+    env.wait_for_runs(
+        "the first run",
+        &[first.id],
+        Duration::from_secs(30),
+        all_finished,
+    )
+    .await;
 
     // Every connection to the database ends, the one the end writer holds among them.
     env.database().begin_outage().await;
@@ -188,6 +192,10 @@ async fn ends_are_stored_after_the_database_ended_the_end_writers_connection() {
     assert_eq!(runs.states, [RunState::Success]);
     let only = &runs.task_instances[0];
     // Its end was stored on a new connection, not given up and run again.
-    assert_eq!((only.state, only.try_number), (TaskState::Success, 1), "{only:?}");
+    assert_eq!(
+        (only.state, only.try_number),
+        (TaskState::Success, 1),
+        "{only:?}"
+    );
     env.stop().await;
 }
