@@ -201,18 +201,19 @@ pub async fn end_tries_and_claim(
         }
     }
     let rows = sqlx::query!(
-        r#"WITH input AS (
-               SELECT * FROM unnest($2::bigint[], $3::text[], $4::jsonb[], $5::timestamptz[],
-                                    $6::jsonb[], $7::bool[])
-                   AS i(id, state, rendered, next_retry_at, output, finishes)),
-           ended AS (
-               UPDATE task_instance t SET state = i.state, end_date = now(),
+        // Each row's values by its position in the arrays: a join with the arrays unnested
+        // is planned (generically) as a nested loop that rescans them once per row.
+        r#"WITH ended AS (
+               UPDATE task_instance t
+                  SET state = ($3::text[])[array_position($2::bigint[], t.id)], end_date = now(),
                       duration = extract(epoch FROM now() - t.start_date),
-                      rendered_config = i.rendered, next_retry_at = i.next_retry_at,
+                      rendered_config = ($4::jsonb[])[array_position($2, t.id)],
+                      next_retry_at = ($5::timestamptz[])[array_position($2, t.id)],
                       updated_at = now()
-                 FROM input i
-                WHERE t.id = ANY ($2) AND t.id = i.id AND t.owner = $1 AND t.state = 'running'
-            RETURNING t.id, t.dag_run_id, t.dag_id, i.finishes, i.output),
+                WHERE t.id = ANY ($2) AND t.owner = $1 AND t.state = 'running'
+            RETURNING t.id, t.dag_run_id, t.dag_id,
+                      ($7::bool[])[array_position($2, t.id)] AS finishes,
+                      ($6::jsonb[])[array_position($2, t.id)] AS output),
            output AS (
                INSERT INTO xcom (task_instance_id, key, value)
                SELECT id, 'return_value', output FROM ended WHERE output IS NOT NULL
