@@ -32,6 +32,11 @@ const MAX_BATCH: usize = 256;
 
 struct Request {
     end: TryEnd,
+    about: AboutEnd,
+}
+
+/// What the writer needs to know of an end beside what it stores.
+struct AboutEnd {
     task_id: String,
     /// The DAG's task count (whether its max_active_tasks may bind).
     dag_tasks: usize,
@@ -88,9 +93,11 @@ impl Ender {
     pub async fn end(&self, end: TryEnd, task_id: &str, dag_tasks: usize, refill: bool) -> Answer {
         let request = Request {
             end,
-            task_id: task_id.to_string(),
-            dag_tasks,
-            refill,
+            about: AboutEnd {
+                task_id: task_id.to_string(),
+                dag_tasks,
+                refill,
+            },
         };
         self.batcher.submit(request).await.unwrap_or_else(|| {
             Err(StoreError::Shared(
@@ -137,8 +144,12 @@ async fn write(
     stopping: &CancellationToken,
     batch: Vec<Request>,
 ) -> Vec<Answer> {
-    let ends: Vec<TryEnd> = batch.iter().map(|request| request.end.clone()).collect();
-    let refills = batch.iter().filter(|request| request.refill).count();
+    // The ends are moved, not copied: this is the serial path of every try.
+    let (ends, batch): (Vec<TryEnd>, Vec<AboutEnd>) = batch
+        .into_iter()
+        .map(|request| (request.end, request.about))
+        .unzip();
+    let refills = batch.iter().filter(|about| about.refill).count();
     let (stored, claimed) = store_batch(connection, owner, &ends, refills, release, stopping).await;
     let (ended, errors): (Vec<Option<TryEnded>>, Vec<Option<StoreError>>) = stored
         .into_iter()
@@ -148,7 +159,7 @@ async fn write(
         })
         .unzip();
     let freed = freed_slots(&batch, &ended);
-    let ended = with_siblings(&batch, ended);
+    let ended = with_siblings(&ends, &batch, ended);
     if let Err(error) = wake_for_waiting(pool, &freed).await {
         // The sweep queues waiting tasks when the schedulers are not woken.
         tracing::warn!(%error, "cannot check for tasks waiting for a slot");
@@ -158,11 +169,11 @@ async fn write(
         .into_iter()
         .zip(errors)
         .zip(&batch)
-        .map(|((ended, error), request)| match error {
+        .map(|((ended, error), about)| match error {
             Some(error) => Err(error),
             None => Ok(Stored {
                 ended,
-                next: request.refill.then(|| claimed.next()).flatten(),
+                next: about.refill.then(|| claimed.next()).flatten(),
             }),
         })
         .collect()
@@ -238,16 +249,16 @@ async fn store_with_retries(
 }
 
 /// The DAGs of the batch whose `max_active_tasks` may bind: their ended tries freed slots.
-fn freed_slots(batch: &[Request], results: &[Option<TryEnded>]) -> Vec<String> {
+fn freed_slots(batch: &[AboutEnd], results: &[Option<TryEnded>]) -> Vec<String> {
     let mut dags: Vec<String> = batch
         .iter()
         .zip(results)
-        .filter_map(|(request, result)| {
+        .filter_map(|(about, result)| {
             let ended = result.as_ref()?;
             limit_may_bind(
                 ended.max_active_tasks,
                 ended.max_active_runs,
-                request.dag_tasks,
+                about.dag_tasks,
             )
             .then(|| ended.dag_id.clone())
         })
@@ -270,20 +281,24 @@ async fn wake_for_waiting(pool: &PgPool, dags: &[String]) -> Result<(), StoreErr
 
 /// Each result's view of its run also holds the other tries of that run this batch ended: the
 /// statement's snapshot shows them still running.
-fn with_siblings(batch: &[Request], mut results: Vec<Option<TryEnded>>) -> Vec<Option<TryEnded>> {
+fn with_siblings(
+    ends: &[TryEnd],
+    batch: &[AboutEnd],
+    mut results: Vec<Option<TryEnded>>,
+) -> Vec<Option<TryEnded>> {
     let mut by_run: HashMap<i64, Vec<(i64, &str, TaskState)>> = HashMap::new();
-    for (request, result) in batch.iter().zip(&results) {
+    for ((end, about), result) in ends.iter().zip(batch).zip(&results) {
         if let Some(ended) = result {
             by_run.entry(ended.dag_run_id).or_default().push((
                 ended.task_instance_id,
-                request.task_id.as_str(),
-                request.end.state,
+                about.task_id.as_str(),
+                end.state,
             ));
         }
     }
-    for (request, ended) in batch.iter().zip(results.iter_mut()) {
+    for (end, ended) in ends.iter().zip(results.iter_mut()) {
         // Only a caller that reads its run's states back decides from them.
-        let Some(ended) = ended.as_mut().filter(|_| !request.end.read_back.is_empty()) else {
+        let Some(ended) = ended.as_mut().filter(|_| !end.read_back.is_empty()) else {
             continue;
         };
         let Some(siblings) = by_run.get(&ended.dag_run_id) else {
