@@ -247,7 +247,7 @@ pub async fn end_tries_and_claim(
                   AND d.max_active_runs = a.max_active_runs
                   AND t.dag_run_id = e.dag_run_id AND t.task_id = a.task_id AND t.state = 'none'
             RETURNING a.ended_id, t.id, t.task_id, t.state, t.try_number, t.max_tries),
-           extra AS MATERIALIZED (
+           extra AS (
                SELECT rb.ended_id, t.id, t.task_id, t.state, NULL::int AS try_number,
                       NULL::int AS max_tries, false AS decided
                  FROM unnest($8::bigint[], $9::text[]) AS rb(ended_id, task_id)
@@ -271,28 +271,38 @@ pub async fn end_tries_and_claim(
                 WHERE t.id = ANY (ARRAY(SELECT id FROM picked))
             RETURNING t.id, t.dag_run_id, t.dag_id, t.run_id, t.task_id, t.try_number,
                       t.max_tries)
-           -- Ends (`id` set) and claims (`claimed_id` set) in one result.
-           SELECT e.id AS "id?", e.dag_run_id AS "dag_run_id?", e.dag_id AS "dag_id?",
-                  r.state AS "run_state?: RunState",
-                  r.clear_number AS "clear_number?", r.unfinished_tasks AS "unfinished_seen?",
-                  c.unfinished AS "unfinished_now?", f.n AS "ended_in_run?",
+           -- One row per end, per run, per task read back or claimed ahead, per claim, put
+           -- together in Rust: joins of these CTEs (each estimated at one row) are planned as
+           -- nested loops that rescan one once per row of the other.
+           SELECT 'end' AS "kind!", e.id AS "id?", e.dag_run_id AS "dag_run_id?",
+                  e.dag_id AS "dag_id?", NULL::text AS "run_state?: RunState",
+                  NULL::int AS "clear_number?", NULL::int AS "unfinished_seen?",
+                  NULL::int AS "unfinished_now?", NULL::int AS "ended_in_run?",
                   d.max_active_tasks AS "max_active_tasks?", d.max_active_runs AS "max_active_runs?",
-                  x.id AS "ti_id?", x.task_id AS "ti_task_id?", x.state AS "ti_state?: TaskState",
-                  x.try_number AS "ti_try_number?", x.max_tries AS "ti_max_tries?",
-                  x.decided AS "ti_decided?",
+                  NULL::bigint AS "ti_id?", NULL::text AS "ti_task_id?",
+                  NULL::text AS "ti_state?: TaskState", NULL::int AS "ti_try_number?",
+                  NULL::int AS "ti_max_tries?", NULL::bool AS "ti_decided?",
                   NULL::bigint AS "claimed_id?", NULL::text AS "claimed_run_id?",
                   NULL::timestamptz AS "logical_date?", NULL::timestamptz AS "data_interval_start?",
                   NULL::timestamptz AS "data_interval_end?", NULL::jsonb AS "conf?",
                   NULL::bigint AS "dag_version_id?"
              FROM ended e
-             JOIN seen r ON r.id = e.dag_run_id
              JOIN dag d ON d.dag_id = e.dag_id
-             JOIN finished f ON f.dag_run_id = e.dag_run_id
-             LEFT JOIN counted c ON c.id = e.dag_run_id
-             LEFT JOIN extra x ON x.ended_id = e.id
            UNION ALL
-           SELECT NULL, c.dag_run_id, c.dag_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                  NULL, c.task_id, NULL, c.try_number, c.max_tries, NULL,
+           SELECT 'run', NULL, r.id, NULL, r.state, r.clear_number, r.unfinished_tasks,
+                  c.unfinished, f.n, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                  NULL, NULL, NULL, NULL, NULL
+             FROM seen r
+             JOIN finished f ON f.dag_run_id = r.id
+             LEFT JOIN counted c ON c.id = r.id
+           UNION ALL
+           SELECT 'task', x.ended_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                  x.id, x.task_id, x.state, x.try_number, x.max_tries, x.decided, NULL, NULL, NULL,
+                  NULL, NULL, NULL, NULL
+             FROM extra x
+           UNION ALL
+           SELECT 'claim', NULL, c.dag_run_id, c.dag_id, NULL, NULL, NULL, NULL, NULL, NULL,
+                  NULL, NULL, c.task_id, NULL, c.try_number, c.max_tries, NULL,
                   c.id, c.run_id, r.logical_date, r.data_interval_start, r.data_interval_end,
                   r.conf, r.dag_version_id
              FROM claimed c
@@ -314,105 +324,152 @@ pub async fn end_tries_and_claim(
     )
     .fetch_all(executor)
     .await?;
-    let mut by_id: HashMap<i64, TryEnded> = HashMap::new();
+    let mut found: Vec<(i64, i64, String, i32, i32)> = Vec::new();
+    let mut seen_runs: HashMap<i64, SeenRun> = HashMap::new();
+    let mut seen_tasks: HashMap<i64, Vec<SeenTask>> = HashMap::new();
     let mut claimed = Vec::new();
     for row in rows {
-        let (Some(dag_run_id), Some(dag_id)) = (row.dag_run_id, row.dag_id) else {
-            continue;
-        };
-        if let Some(id) = row.claimed_id {
-            let claim = (
-                row.claimed_run_id,
-                row.ti_task_id,
-                row.ti_try_number,
-                row.ti_max_tries,
-                row.logical_date,
-                row.data_interval_start,
-                row.data_interval_end,
-                row.conf,
-                row.dag_version_id,
-            );
-            if let (
-                Some(run_id),
-                Some(task_id),
-                Some(try_number),
-                Some(max_tries),
-                Some(logical_date),
-                Some(data_interval_start),
-                Some(data_interval_end),
-                Some(conf),
-                Some(dag_version_id),
-            ) = claim
-            {
-                claimed.push(ClaimedTry {
-                    id,
-                    dag_run_id,
-                    dag_id,
-                    run_id,
-                    task_id,
-                    try_number,
-                    max_tries,
-                    logical_date,
-                    data_interval_start,
-                    data_interval_end,
-                    conf,
-                    dag_version_id,
-                });
+        match row.kind.as_str() {
+            "end" => {
+                if let (Some(id), Some(dag_run_id), Some(dag_id), Some(tasks), Some(runs)) = (
+                    row.id,
+                    row.dag_run_id,
+                    row.dag_id,
+                    row.max_active_tasks,
+                    row.max_active_runs,
+                ) {
+                    found.push((id, dag_run_id, dag_id, tasks, runs));
+                }
             }
-            continue;
+            "run" => {
+                if let (
+                    Some(dag_run_id),
+                    Some(state),
+                    Some(clear_number),
+                    Some(unfinished_seen),
+                    Some(ended_in_run),
+                ) = (
+                    row.dag_run_id,
+                    row.run_state,
+                    row.clear_number,
+                    row.unfinished_seen,
+                    row.ended_in_run,
+                ) {
+                    let run = SeenRun {
+                        state,
+                        clear_number,
+                        unfinished_seen,
+                        unfinished_now: row.unfinished_now,
+                        ended_in_run,
+                    };
+                    seen_runs.insert(dag_run_id, run);
+                }
+            }
+            "task" => {
+                if let (Some(ended_id), Some(id), Some(task_id), Some(state)) =
+                    (row.id, row.ti_id, row.ti_task_id, row.ti_state)
+                {
+                    let claimed = match (row.ti_decided, row.ti_try_number, row.ti_max_tries) {
+                        (Some(true), Some(try_number), Some(max_tries)) => {
+                            Some((try_number, max_tries))
+                        }
+                        _ => None,
+                    };
+                    seen_tasks.entry(ended_id).or_default().push(SeenTask {
+                        id,
+                        task_id,
+                        state,
+                        claimed,
+                    });
+                }
+            }
+            "claim" => {
+                let claim = (
+                    row.claimed_id,
+                    row.dag_run_id,
+                    row.dag_id,
+                    row.claimed_run_id,
+                    row.ti_task_id,
+                    row.ti_try_number,
+                    row.ti_max_tries,
+                    row.logical_date,
+                    row.data_interval_start,
+                    row.data_interval_end,
+                    row.conf,
+                    row.dag_version_id,
+                );
+                if let (
+                    Some(id),
+                    Some(dag_run_id),
+                    Some(dag_id),
+                    Some(run_id),
+                    Some(task_id),
+                    Some(try_number),
+                    Some(max_tries),
+                    Some(logical_date),
+                    Some(data_interval_start),
+                    Some(data_interval_end),
+                    Some(conf),
+                    Some(dag_version_id),
+                ) = claim
+                {
+                    claimed.push(ClaimedTry {
+                        id,
+                        dag_run_id,
+                        dag_id,
+                        run_id,
+                        task_id,
+                        try_number,
+                        max_tries,
+                        logical_date,
+                        data_interval_start,
+                        data_interval_end,
+                        conf,
+                        dag_version_id,
+                    });
+                }
+            }
+            _ => {}
         }
-        let (
-            Some(ended_id),
-            Some(run_state),
-            Some(clear_number),
-            Some(unfinished_seen),
-            Some(ended_in_run),
-            Some(max_active_tasks),
-            Some(max_active_runs),
-        ) = (
-            row.id,
-            row.run_state,
-            row.clear_number,
-            row.unfinished_seen,
-            row.ended_in_run,
-            row.max_active_tasks,
-            row.max_active_runs,
-        )
-        else {
+    }
+    let mut by_id: HashMap<i64, TryEnded> = HashMap::new();
+    for (id, dag_run_id, dag_id, max_active_tasks, max_active_runs) in found {
+        let Some(run) = seen_runs.get(&dag_run_id) else {
             continue;
         };
-        let ended = by_id.entry(ended_id).or_insert_with(|| TryEnded {
-            task_instance_id: ended_id,
+        let mut ended = TryEnded {
+            task_instance_id: id,
             dag_run_id,
             dag_id,
-            run_state,
-            clear_number,
-            unfinished_seen,
-            unfinished_now: row.unfinished_now,
-            ended_in_run,
+            run_state: run.state,
+            clear_number: run.clear_number,
+            unfinished_seen: run.unfinished_seen,
+            unfinished_now: run.unfinished_now,
+            ended_in_run: run.ended_in_run,
             closes_run: false,
             max_active_tasks,
             max_active_runs,
             rows: Vec::new(),
             decided_downstream: Vec::new(),
-        });
-        let (Some(id), Some(task_id), Some(state)) = (row.ti_id, row.ti_task_id, row.ti_state)
-        else {
-            continue;
         };
-        match (row.ti_decided, row.ti_try_number, row.ti_max_tries) {
-            (Some(true), Some(try_number), Some(max_tries)) => {
-                ended.decided_downstream.push(Decided {
-                    id,
-                    dag_run_id: ended.dag_run_id,
-                    task_id,
-                    state,
+        for task in seen_tasks.remove(&id).unwrap_or_default() {
+            match task.claimed {
+                Some((try_number, max_tries)) => ended.decided_downstream.push(Decided {
+                    id: task.id,
+                    dag_run_id,
+                    task_id: task.task_id,
+                    state: task.state,
                     try_number,
                     max_tries,
-                })
+                }),
+                None => ended.rows.push(TaskStateRow {
+                    id: task.id,
+                    task_id: task.task_id,
+                    state: task.state,
+                }),
             }
-            _ => ended.rows.push(TaskStateRow { id, task_id, state }),
         }
+        by_id.insert(id, ended);
     }
     // Of the ends that emptied a run, the last one (by id) closes it.
     let mut closers: HashMap<i64, i64> = HashMap::new();
@@ -436,6 +493,24 @@ pub async fn end_tries_and_claim(
         ended: ids.iter().map(|id| by_id.remove(id)).collect(),
         claimed,
     })
+}
+
+/// A run of a batch of ends, as [`end_tries_and_claim`] read it.
+struct SeenRun {
+    state: RunState,
+    clear_number: i32,
+    unfinished_seen: i32,
+    unfinished_now: Option<i32>,
+    ended_in_run: i32,
+}
+
+/// A task read back or claimed ahead for an end; `claimed`: the claimed try's
+/// `(try_number, max_tries)`.
+struct SeenTask {
+    id: i64,
+    task_id: String,
+    state: TaskState,
+    claimed: Option<(i32, i32)>,
 }
 
 /// [`DecidedDownstream`] of a batch of ends, as columns.
