@@ -82,9 +82,8 @@ pub struct TaskInstanceFilter<'a> {
     pub states: Option<&'a [TaskState]>,
 }
 
-/// A page of task instances in creation order, and how many match `filter`. `task_instance`
-/// carries its run's ids, so the filter and the count need no join (index
-/// `task_instance_by_dag`).
+/// A page of task instances in creation order, and how many match `filter`. A DAG or run
+/// filter finds its runs first (dag_run's `(dag_id, run_id)`), then their task instances.
 pub async fn page(
     pool: &PgPool,
     filter: &TaskInstanceFilter<'_>,
@@ -93,7 +92,11 @@ pub async fn page(
 ) -> Result<Page<TaskInstanceView>, sqlx::Error> {
     let total = sqlx::query_scalar!(
         r#"SELECT count(*) AS "total!" FROM task_instance ti
-            WHERE ($1::text IS NULL OR ti.dag_id = $1) AND ($2::text IS NULL OR ti.run_id = $2)
+            WHERE ($1::text IS NULL AND $2::text IS NULL
+                   OR ti.dag_run_id = ANY (ARRAY(
+                          SELECT id FROM dag_run
+                           WHERE ($1::text IS NULL OR dag_id = $1)
+                             AND ($2::text IS NULL OR run_id = $2))))
               AND ($3::text[] IS NULL OR ti.state = ANY($3))"#,
         filter.dag_id,
         filter.run_id,
@@ -108,7 +111,11 @@ pub async fn page(
                   ti.max_tries, ti.owner, ti.operator, ti.queued_at, ti.rendered_config,
                   ti.priority_weight
              FROM task_instance ti JOIN dag_run r ON r.id = ti.dag_run_id
-            WHERE ($1::text IS NULL OR ti.dag_id = $1) AND ($2::text IS NULL OR ti.run_id = $2)
+            WHERE ($1::text IS NULL AND $2::text IS NULL
+                   OR ti.dag_run_id = ANY (ARRAY(
+                          SELECT id FROM dag_run
+                           WHERE ($1::text IS NULL OR dag_id = $1)
+                             AND ($2::text IS NULL OR run_id = $2))))
               AND ($3::text[] IS NULL OR ti.state = ANY($3))
             ORDER BY ti.id LIMIT $4 OFFSET $5"#,
         filter.dag_id,
@@ -130,7 +137,8 @@ pub async fn task_ids(
 ) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar!(
         "SELECT DISTINCT task_id FROM task_instance
-          WHERE dag_id = $1 AND ($2::text IS NULL OR run_id = $2)",
+          WHERE dag_run_id = ANY (ARRAY(SELECT id FROM dag_run
+                                         WHERE dag_id = $1 AND ($2::text IS NULL OR run_id = $2)))",
         dag_id,
         run_id,
     )
