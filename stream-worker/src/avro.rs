@@ -1,7 +1,10 @@
 //! Avro records in the Confluent wire format: the writer's schema comes from the schema
 //! registry by the id in the record's header (cached for the worker's life: an id never changes
 //! meaning), so a producer that registers a new version — a new optional field — is read
-//! without a restart. The datum's fields map to columns by name, as a JSON record's do.
+//! without a restart. The datum's fields map to columns by name, as a JSON record's do: a flat
+//! record's straight from the datum (`flat.rs`), any other through `apache_avro`'s value tree.
+
+mod flat;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -15,6 +18,8 @@ use serde_json::{Map, Number, Value as Json};
 
 use crate::decode::{Bound, RecordError, convert_value, transformed_row};
 use crate::definition::{Column, CqlType, Stream};
+
+pub use flat::FlatRecord;
 
 /// An outage is retried from 100 ms up to every 10 s, for as long as it lasts.
 const OUTAGE_BACKOFF: Backoff = Backoff {
@@ -103,8 +108,79 @@ impl AvroSchemas {
     }
 }
 
-/// Decodes an Avro `datum` written with `schema` into a row of `stream`, as
-/// [`crate::decode::decode`] does a JSON record.
+/// A stream's Avro records: the writer schemas, and how the stream reads each one's datums.
+pub struct AvroRecords {
+    schemas: AvroSchemas,
+    readers: RwLock<HashMap<u32, Arc<DatumReader>>>,
+}
+
+impl AvroRecords {
+    pub fn new(schemas: AvroSchemas) -> Self {
+        Self {
+            schemas,
+            readers: RwLock::default(),
+        }
+    }
+
+    /// Decodes the `datum` of schema `id` into a row of `stream` (always the same stream: the
+    /// readers are made for its columns). An unknown id waits for the registry as
+    /// [`AvroSchemas::get`] does.
+    pub async fn decode(
+        &self,
+        stream: &Stream,
+        id: u32,
+        datum: &[u8],
+    ) -> Result<Option<Vec<Bound>>, RecordError> {
+        if let Some(decoded) = self.decode_known(stream, id, datum) {
+            return decoded;
+        }
+        let reader = Arc::new(DatumReader::new(stream, self.schemas.get(id).await?));
+        self.readers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, reader.clone());
+        reader.decode(stream, datum)
+    }
+
+    fn decode_known(
+        &self,
+        stream: &Stream,
+        id: u32,
+        datum: &[u8],
+    ) -> Option<Result<Option<Vec<Bound>>, RecordError>> {
+        let readers = self.readers.read().unwrap_or_else(|e| e.into_inner());
+        readers.get(&id).map(|reader| reader.decode(stream, datum))
+    }
+}
+
+/// How a stream reads the datums of one writer schema.
+pub enum DatumReader {
+    /// A record of scalar fields, read straight into the columns.
+    Flat(FlatRecord),
+    /// Any other schema, or a stream with `where:` or `transform:` (its event is the record's
+    /// JSON form): through the value tree.
+    Tree(Arc<Schema>),
+}
+
+impl DatumReader {
+    pub fn new(stream: &Stream, schema: Arc<Schema>) -> DatumReader {
+        let programs = stream.filter.is_some() || stream.transform.is_some();
+        match FlatRecord::new(stream, &schema).filter(|_| !programs) {
+            Some(flat) => DatumReader::Flat(flat),
+            None => DatumReader::Tree(schema),
+        }
+    }
+
+    pub fn decode(&self, stream: &Stream, datum: &[u8]) -> Result<Option<Vec<Bound>>, RecordError> {
+        match self {
+            DatumReader::Flat(flat) => flat.decode(stream, datum).map(Some),
+            DatumReader::Tree(schema) => decode(stream, schema, datum),
+        }
+    }
+}
+
+/// Decodes an Avro `datum` written with `schema` into a row of `stream` through the value tree,
+/// as [`crate::decode::decode`] does a JSON record.
 pub fn decode(
     stream: &Stream,
     schema: &Schema,

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use schema_registry::{Registry, RegistryError};
 
-use crate::avro::AvroSchemas;
+use crate::avro::{AvroRecords, AvroSchemas};
 use crate::definition::{Column, CqlType, Format, Stream};
 use crate::transform::{self, Outcome};
 use crate::worker::WorkerConfig;
@@ -215,7 +215,7 @@ impl<'de> Deserialize<'de> for Record<'de> {
 /// registry gives.
 pub enum Decoder {
     Json,
-    Avro(Box<AvroSchemas>),
+    Avro(Box<AvroRecords>),
 }
 
 impl Decoder {
@@ -229,10 +229,10 @@ impl Decoder {
             Some(url) => Registry::new(url)?,
             None => config.schema_registry()?,
         };
-        Ok(Decoder::Avro(Box::new(AvroSchemas::new(
+        Ok(Decoder::Avro(Box::new(AvroRecords::new(AvroSchemas::new(
             stream.max_record_bytes,
             registry,
-        ))))
+        )))))
     }
 
     /// [`decode`] for the stream's format. An Avro record whose schema is not cached waits for
@@ -244,14 +244,13 @@ impl Decoder {
     ) -> Result<Option<Vec<Bound>>, RecordError> {
         match self {
             Decoder::Json => decode(stream, payload),
-            Decoder::Avro(schemas) => {
+            Decoder::Avro(records) => {
                 let payload = within_limit(stream, payload)?;
                 let (id, datum) =
                     schema_registry::unframe(payload).map_err(|e| RecordError::NotAvro {
                         message: e.to_string(),
                     })?;
-                let schema = schemas.get(id).await?;
-                crate::avro::decode(stream, &schema, datum)
+                records.decode(stream, id, datum).await
             }
         }
     }

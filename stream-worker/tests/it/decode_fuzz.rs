@@ -3,9 +3,11 @@
 //! must decode to exactly their values). The definition parser never panics either.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use scylla::value::{CqlValue, MaybeUnset};
+use stream_worker::avro::DatumReader;
 use stream_worker::decode::{RecordError, decode};
 use stream_worker::{Stream, definition};
 
@@ -71,6 +73,55 @@ fn the_good_avro_datum_decodes_to_the_json_records_row() {
         .expect("decodes")
         .expect("kept");
     assert_eq!(format!("{from_avro:?}"), format!("{from_json:?}"));
+    let reader = DatumReader::new(&stream, Arc::new(schema.clone()));
+    assert!(
+        matches!(reader, DatumReader::Flat(_)),
+        "the seed schema is flat"
+    );
+    let from_flat = reader
+        .decode(&stream, &avro_datum(&schema))
+        .expect("decodes");
+    assert_eq!(format!("{from_flat:?}"), format!("{:?}", Some(from_json)));
+}
+
+/// A stream of every scalar Avro type into columns that take it directly, through its JSON
+/// form (an int into text, a long of epoch milliseconds into a timestamp) or not at all.
+const SCALARS_DEFINITION: &str = "name: scalars
+source: {topic: scalars, group: scalars, format: avro}
+columns:
+  - {name: name, cql_type: text, required: true}
+  - {name: nick, cql_type: text}
+  - {name: age, cql_type: int}
+  - {name: visits, cql_type: bigint}
+  - {name: score, cql_type: double}
+  - {name: ratio, cql_type: float}
+  - {name: active, cql_type: boolean}
+  - {name: seen, cql_type: timestamp}
+  - {name: code, cql_type: text}
+  - {name: small, cql_type: int}
+  - {name: absent, cql_type: text}
+target: {keyspace: k, table: scalars, primary_key: [name]}
+";
+
+const SCALARS_SCHEMA: &str = r#"{"type": "record", "name": "Scalars", "fields": [
+  {"name": "name", "type": "string"},
+  {"name": "nick", "type": ["null", "string"]},
+  {"name": "age", "type": "int"},
+  {"name": "visits", "type": "long"},
+  {"name": "score", "type": "double"},
+  {"name": "ratio", "type": "float"},
+  {"name": "active", "type": "boolean"},
+  {"name": "seen", "type": "long"},
+  {"name": "code", "type": "int"},
+  {"name": "small", "type": "long"},
+  {"name": "unread", "type": ["string", "null", "long"]}
+]}"#;
+
+fn scalars() -> (Stream, Arc<apache_avro::Schema>) {
+    let stream =
+        definition::parse(Path::new("scalars.yaml"), SCALARS_DEFINITION).expect("definition");
+    let schema = apache_avro::Schema::parse_str(SCALARS_SCHEMA).expect("schema");
+    (stream, Arc::new(schema))
 }
 
 fn edited(base: &'static str) -> impl Strategy<Value = Vec<u8>> {
@@ -152,6 +203,67 @@ proptest! {
         if let Err(error) = stream_worker::avro::decode(&stream, &schema, &datum) {
             prop_assert!(says_where(&error), "{error}");
         }
+    }
+
+    #[test]
+    fn a_flat_datum_cut_short_or_edited_reads_as_the_value_tree_or_is_refused_saying_where(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+        keep in any::<prop::sample::Index>(),
+    ) {
+        let (stream, schema) = avro_seed();
+        let mut datum = avro_datum(&schema);
+        for (at, byte) in edits {
+            let index = at.index(datum.len());
+            datum[index] = byte;
+        }
+        datum.truncate(keep.index(datum.len() + 1));
+        let flat = DatumReader::new(&stream, Arc::new(schema.clone()));
+        match flat.decode(&stream, &datum) {
+            // The value tree read a string or boolean cut short as null.
+            Err(RecordError::NotAvro { message }) => {
+                prop_assert!(message.starts_with("field `") && message.contains(" at byte "), "{message}");
+            }
+            decoded => {
+                let tree = stream_worker::avro::decode(&stream, &schema, &datum);
+                prop_assert_eq!(format!("{decoded:?}"), format!("{tree:?}"));
+            }
+        }
+    }
+
+    #[test]
+    fn every_scalar_type_reads_as_the_value_tree_reads_it(
+        name in any::<String>(),
+        nick in any::<Option<String>>(),
+        numbers in (any::<i32>(), any::<i64>(), any::<f64>(), any::<f32>()),
+        active in any::<bool>(),
+        // `small` (an int column) mostly in range: out of it, the row is refused.
+        more in (any::<i64>(), any::<i32>(), prop_oneof![9 => -70_000i64..70_000, 1 => any::<i64>()]),
+        unread in any::<Option<i64>>(),
+    ) {
+        use apache_avro::types::Value as Avro;
+        let (stream, schema) = scalars();
+        let (age, visits, score, ratio) = numbers;
+        let (seen, code, small) = more;
+        let union = |index: u32, value: Avro| Avro::Union(index, Box::new(value));
+        let record = Avro::Record(vec![
+            ("name".into(), Avro::String(name)),
+            ("nick".into(), nick.map_or(union(0, Avro::Null), |n| union(1, Avro::String(n)))),
+            ("age".into(), Avro::Int(age)),
+            ("visits".into(), Avro::Long(visits)),
+            ("score".into(), Avro::Double(score)),
+            ("ratio".into(), Avro::Float(ratio)),
+            ("active".into(), Avro::Boolean(active)),
+            ("seen".into(), Avro::Long(seen)),
+            ("code".into(), Avro::Int(code)),
+            ("small".into(), Avro::Long(small)),
+            ("unread".into(), unread.map_or(union(1, Avro::Null), |n| union(2, Avro::Long(n)))),
+        ]);
+        let datum = apache_avro::to_avro_datum(&schema, record).expect("encode");
+        let reader = DatumReader::new(&stream, schema.clone());
+        prop_assert!(matches!(reader, DatumReader::Flat(_)));
+        let flat = reader.decode(&stream, &datum);
+        let tree = stream_worker::avro::decode(&stream, &schema, &datum);
+        prop_assert_eq!(format!("{flat:?}"), format!("{tree:?}"));
     }
 
     #[test]
