@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use futures::stream::FuturesUnordered;
 use futures::{FutureExt as _, StreamExt as _};
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
@@ -28,7 +29,7 @@ use crate::dead_letter::{self, DeadLetters, SourceRecord};
 use crate::decode::Decoder;
 use crate::definition::Stream;
 use crate::metrics::{Metrics, StreamMetrics};
-use crate::offsets::OffsetTracker;
+use crate::offsets::{Generation, OffsetTracker};
 use crate::schema::{self, SchemaError};
 use crate::sink::{self, Sink, SinkError};
 
@@ -456,7 +457,7 @@ async fn run_stream(
                         // that was already fetched still gets written, after waiting for a permit.
                         Some(message) = messages.next(), if paused => {
                             let Ok(permit) = semaphore.clone().acquire_owned().await else { break 'consume };
-                            handle(&shared, message, permit);
+                            spawn_writes(&shared, take(&shared, message, permit).into_iter().collect());
                         }
                     }
                 }
@@ -471,16 +472,17 @@ async fn run_stream(
             _ = commit_tick.tick() => commit(&consumer, &shared.tracker, CommitMode::Async),
             _ = progress.tick() => progress.log(&shared.metrics, paused),
             Some(message) = messages.next() => {
-                handle(&shared, message, permit);
+                let mut burst: Vec<Taken> = take(&shared, message, permit).into_iter().collect();
                 // Take what librdkafka already has queued without another trip through the
                 // select: a backlog is consumed in bursts of up to BURST records.
                 for _ in 1..BURST {
                     let Some(permit) = take_permit(&mut spare, &semaphore) else { break };
                     match messages.next().now_or_never() {
-                        Some(Some(message)) => handle(&shared, message, permit),
+                        Some(Some(message)) => burst.extend(take(&shared, message, permit)),
                         _ => break,
                     }
                 }
+                spawn_writes(&shared, burst);
             }
         }
     }
@@ -558,17 +560,27 @@ fn commit(consumer: &Consumer_, tracker: &Mutex<OffsetTracker>, mode: CommitMode
     }
 }
 
-fn handle(
-    shared: &Arc<Shared>,
+/// A record taken from Kafka, with its write permit, on its way to Cassandra.
+struct Taken {
+    record: SourceRecord,
+    generation: Generation,
+    record_millis: Option<i64>,
+    timestamp_micros: i64,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Takes a consumed record into the offset tracker; `None` for a consume error (librdkafka
+/// reconnects by itself: it is informational), whose permit is given back.
+fn take(
+    shared: &Shared,
     message: Result<BorrowedMessage<'_>, KafkaError>,
     permit: OwnedSemaphorePermit,
-) {
+) -> Option<Taken> {
     let message = match message {
         Ok(message) => message,
         Err(error) => {
-            // librdkafka reconnects by itself; a consume error is informational.
             tracing::warn!(stream = %shared.stream.name, %error, "Kafka consume error");
-            return;
+            return None;
         }
     };
     shared.metrics.consumed();
@@ -589,39 +601,70 @@ fn handle(
     let record_millis = message.timestamp().to_millis().filter(|ms| *ms >= 0);
     let timestamp_micros = record_millis.map_or_else(now_micros, |ms| ms.saturating_mul(1000));
     shared.metrics.add_in_flight(1);
+    Some(Taken {
+        record,
+        generation,
+        record_millis,
+        timestamp_micros,
+        permit,
+    })
+}
+
+/// Writes a burst of records on one task, all at once: one task per burst rather than per
+/// record (a task's spawn, aligned allocation and scheduling cost more than the decode of a
+/// seed record). Bursts run on the runtime's threads side by side, so a transform's CPU still
+/// spreads over them and does not hold up the consume loop.
+fn spawn_writes(shared: &Arc<Shared>, burst: Vec<Taken>) {
+    if burst.is_empty() {
+        return;
+    }
     let shared = shared.clone();
     tokio::spawn(async move {
-        let started = Instant::now();
-        // Decoded here, not in the consumer's loop: a transform's CPU spreads over the
-        // runtime's threads instead of holding up the next records.
-        let outcome = match shared
-            .decoder
-            .decode(&shared.stream, record.payload.as_deref())
-            .await
-        {
-            Ok(Some(row)) => shared
-                .sink
-                .write(row, timestamp_micros)
-                .await
-                .map(|()| true),
-            Ok(None) => Ok(false),
-            Err(error) => Err(error),
-        };
-        match outcome {
-            Ok(false) => shared.metrics.dropped(),
-            Ok(true) => {
-                let end_to_end = record_millis.and_then(|ms| {
-                    let now = now_micros() / 1000;
-                    u64::try_from(now - ms).ok().map(Duration::from_millis)
-                });
-                shared.metrics.written(started.elapsed(), end_to_end);
-            }
-            Err(error) => shared.dead_letters.send(&record, &error).await,
-        }
-        lock(&shared.tracker).finish(&record.topic, record.partition, record.offset, generation);
-        shared.metrics.add_in_flight(-1);
-        drop(permit);
+        let mut writes: FuturesUnordered<_> = burst
+            .into_iter()
+            .map(|taken| write(&shared, taken))
+            .collect();
+        while writes.next().await.is_some() {}
     });
+}
+
+/// Decodes and writes one record (or dead-letters it), then marks its offset done.
+async fn write(shared: &Shared, taken: Taken) {
+    let Taken {
+        record,
+        generation,
+        record_millis,
+        timestamp_micros,
+        permit,
+    } = taken;
+    let started = Instant::now();
+    let outcome = match shared
+        .decoder
+        .decode(&shared.stream, record.payload.as_deref())
+        .await
+    {
+        Ok(Some(row)) => shared
+            .sink
+            .write(row, timestamp_micros)
+            .await
+            .map(|()| true),
+        Ok(None) => Ok(false),
+        Err(error) => Err(error),
+    };
+    match outcome {
+        Ok(false) => shared.metrics.dropped(),
+        Ok(true) => {
+            let end_to_end = record_millis.and_then(|ms| {
+                let now = now_micros() / 1000;
+                u64::try_from(now - ms).ok().map(Duration::from_millis)
+            });
+            shared.metrics.written(started.elapsed(), end_to_end);
+        }
+        Err(error) => shared.dead_letters.send(&record, &error).await,
+    }
+    lock(&shared.tracker).finish(&record.topic, record.partition, record.offset, generation);
+    shared.metrics.add_in_flight(-1);
+    drop(permit);
 }
 
 fn now_micros() -> i64 {
