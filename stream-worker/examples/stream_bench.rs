@@ -43,6 +43,10 @@ use scylla::value::{CqlValue, MaybeUnset};
 use stream_worker::{Metrics, Stream, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
+// The worker binary's allocator, as the worker runs in this process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)
         .ok()

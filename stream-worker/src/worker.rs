@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connections::{CassandraLogin, KafkaSettings, RegistryLogin};
 use crate::dead_letter::{self, DeadLetters, SourceRecord};
-use crate::decode::Decoder;
+use crate::decode::{Bound, Decoder, RecordError};
 use crate::definition::Stream;
 use crate::metrics::{Metrics, StreamMetrics};
 use crate::offsets::{Generation, OffsetTracker};
@@ -610,39 +610,61 @@ fn take(
     })
 }
 
-/// Writes a burst of records on one task, all at once: one task per burst rather than per
-/// record (a task's spawn, aligned allocation and scheduling cost more than the decode of a
-/// seed record). Bursts run on the runtime's threads side by side, so a transform's CPU still
-/// spreads over them and does not hold up the consume loop.
+/// A record taken and decoded: its row, or why it has none.
+struct Decoded {
+    taken: Taken,
+    started: Instant,
+    row: Result<Option<Vec<Bound>>, RecordError>,
+}
+
+/// Writes a burst of records on one task: one task per burst rather than per record (a task's
+/// spawn, aligned allocation and scheduling cost more than the decode of a seed record). The
+/// burst is decoded first, then its writes are sent together: one thread runs the decoder (a
+/// VRL program, say) over every record with its code and data in its caches, and Cassandra
+/// receives the burst's requests close together. Bursts run on the runtime's threads side by
+/// side, so a transform's CPU still spreads over them and does not hold up the consume loop.
 fn spawn_writes(shared: &Arc<Shared>, burst: Vec<Taken>) {
     if burst.is_empty() {
         return;
     }
     let shared = shared.clone();
     tokio::spawn(async move {
-        let mut writes: FuturesUnordered<_> = burst
+        let mut decoded = Vec::with_capacity(burst.len());
+        for taken in burst {
+            let started = Instant::now();
+            let row = shared
+                .decoder
+                .decode(&shared.stream, taken.record.payload.as_deref())
+                .await;
+            decoded.push(Decoded {
+                taken,
+                started,
+                row,
+            });
+        }
+        let mut writes: FuturesUnordered<_> = decoded
             .into_iter()
-            .map(|taken| write(&shared, taken))
+            .map(|decoded| write(&shared, decoded))
             .collect();
         while writes.next().await.is_some() {}
     });
 }
 
-/// Decodes and writes one record (or dead-letters it), then marks its offset done.
-async fn write(shared: &Shared, taken: Taken) {
-    let Taken {
-        record,
-        generation,
-        record_millis,
-        timestamp_micros,
-        permit,
-    } = taken;
-    let started = Instant::now();
-    let outcome = match shared
-        .decoder
-        .decode(&shared.stream, record.payload.as_deref())
-        .await
-    {
+/// Writes one decoded record (or dead-letters it), then marks its offset done.
+async fn write(shared: &Shared, decoded: Decoded) {
+    let Decoded {
+        taken:
+            Taken {
+                record,
+                generation,
+                record_millis,
+                timestamp_micros,
+                permit,
+            },
+        started,
+        row,
+    } = decoded;
+    let outcome = match row {
         Ok(Some(row)) => shared
             .sink
             .write(row, timestamp_micros)
