@@ -16,7 +16,7 @@ use stream_worker::{Metrics, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
 // A record's decode allocates a few dozen small values (a VRL event many more), freed on other
-// threads once written: mimalloc cut the worker's CPU per row by 1.5–3 µs against glibc's
+// threads once written: mimalloc cut the worker's CPU per row by 1–3.5 µs against glibc's
 // (BENCHMARKS.md, 2026-12-08).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
