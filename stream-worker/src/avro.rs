@@ -7,6 +7,7 @@
 mod flat;
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use schema_registry::{Backoff, Registry, RegistryError};
 use scylla::value::{CqlTimestamp, CqlValue, MaybeUnset};
 use serde_json::{Map, Number, Value as Json};
 
-use crate::decode::{Bound, RecordError, convert_value, transformed_row};
+use crate::decode::{Bound, RecordError, convert_value, present, transformed_row};
 use crate::definition::{Column, CqlType, Stream};
 
 pub use flat::FlatRecord;
@@ -240,15 +241,9 @@ fn unwrap_union(value: &Avro) -> &Avro {
 }
 
 fn bind(stream: &Stream, column: &Column, value: Option<&Avro>) -> Result<Bound, RecordError> {
-    let value = match value.map(unwrap_union) {
-        None | Some(Avro::Null) if column.required => {
-            return Err(RecordError::MissingField {
-                field: column.field.clone(),
-            });
-        }
-        None => return Ok(MaybeUnset::Unset),
-        Some(Avro::Null) => return Ok(MaybeUnset::Set(None)),
-        Some(value) => value,
+    let value = match present(column, value.map(unwrap_union), |v| matches!(v, Avro::Null))? {
+        ControlFlow::Continue(value) => value,
+        ControlFlow::Break(bound) => return Ok(bound),
     };
     // The seed record's types directly; anything else through its JSON form and the same
     // conversions as a JSON record's.

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::ControlFlow;
 
 use scylla::value::{CqlDate, CqlDecimal, CqlTimestamp, CqlTimeuuid, CqlValue, MaybeUnset};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -354,15 +355,9 @@ fn bind_event_field(
     value: Option<&vrl::value::Value>,
 ) -> Result<Bound, RecordError> {
     use vrl::value::Value as Event;
-    let value = match value {
-        None | Some(Event::Null) if column.required => {
-            return Err(RecordError::MissingField {
-                field: column.field.clone(),
-            });
-        }
-        None => return Ok(MaybeUnset::Unset),
-        Some(Event::Null) => return Ok(MaybeUnset::Set(None)),
-        Some(value) => value,
+    let value = match present(column, value, |v| matches!(v, Event::Null))? {
+        ControlFlow::Continue(value) => value,
+        ControlFlow::Break(bound) => return Ok(bound),
     };
     let converted = match (&column.cql_type, value) {
         (CqlType::Text, Event::Bytes(bytes)) => {
@@ -410,16 +405,27 @@ fn lookup<'r>(fields: &'r [(Cow<'_, str>, Field<'_>)], field: &str) -> Option<Fo
         .map(Found::Value)
 }
 
+/// A column's value as found in a record (`None`: no such field): absent or null binds at once
+/// (unset, null, or a required field's error); `Continue` hands the value on to convert.
+pub(crate) fn present<T>(
+    column: &Column,
+    found: Option<T>,
+    is_null: impl FnOnce(&T) -> bool,
+) -> Result<ControlFlow<Bound, T>, RecordError> {
+    match found {
+        Some(value) if !is_null(&value) => Ok(ControlFlow::Continue(value)),
+        _ if column.required => Err(RecordError::MissingField {
+            field: column.field.clone(),
+        }),
+        None => Ok(ControlFlow::Break(MaybeUnset::Unset)),
+        Some(_) => Ok(ControlFlow::Break(MaybeUnset::Set(None))),
+    }
+}
+
 fn bind(stream: &Stream, column: &Column, value: Option<Found<'_>>) -> Result<Bound, RecordError> {
-    let value = match value {
-        None | Some(Found::Value(Value::Null)) if column.required => {
-            return Err(RecordError::MissingField {
-                field: column.field.clone(),
-            });
-        }
-        None => return Ok(MaybeUnset::Unset),
-        Some(Found::Value(Value::Null)) => return Ok(MaybeUnset::Set(None)),
-        Some(value) => value,
+    let value = match present(column, value, |v| matches!(v, Found::Value(Value::Null)))? {
+        ControlFlow::Continue(value) => value,
+        ControlFlow::Break(bound) => return Ok(bound),
     };
     convert(stream, column, value).map(|v| MaybeUnset::Set(Some(v)))
 }

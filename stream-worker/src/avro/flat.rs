@@ -5,12 +5,14 @@
 //! record costs what the row needs (the tree allocated each field's name and value, then the
 //! row copied the values again).
 
+use std::ops::ControlFlow;
+
 use apache_avro::Schema;
 use apache_avro::schema::RecordSchema;
 use scylla::value::{CqlValue, MaybeUnset};
 use serde_json::{Number, Value as Json};
 
-use crate::decode::{Bound, RecordError, convert_value};
+use crate::decode::{Bound, RecordError, convert_value, present};
 use crate::definition::{Column, CqlType, Stream};
 
 /// The scalar types a flat record's fields may have.
@@ -147,15 +149,9 @@ impl FlatRecord {
 
 /// As `avro::bind` does a tree value.
 fn bind(stream: &Stream, column: &Column, value: Option<Read<'_>>) -> Result<Bound, RecordError> {
-    let value = match value {
-        None | Some(Read::Null) if column.required => {
-            return Err(RecordError::MissingField {
-                field: column.field.clone(),
-            });
-        }
-        None => return Ok(MaybeUnset::Unset),
-        Some(Read::Null) => return Ok(MaybeUnset::Set(None)),
-        Some(value) => value,
+    let value = match present(column, value, |v| matches!(v, Read::Null))? {
+        ControlFlow::Continue(value) => value,
+        ControlFlow::Break(bound) => return Ok(bound),
     };
     let converted = match (&column.cql_type, value) {
         (CqlType::Text, Read::String(text)) => CqlValue::Text(text.to_owned()),
